@@ -1,0 +1,103 @@
+"""Provider populations: inventories, cost models and reliability, from a scenario.
+
+Cost model, per GPU-hour (DOMAIN.md §3): capex / lifetime hours + operations is the fixed part;
+power × PUE × electricity price is paid at idle draw whenever the GPU is on, and the rest of its
+board power only while it runs a lease. The *marginal* cost of selling idle capacity is that
+extra power (capex is sunk); the *full* cost adds capex, operations and idle power. A population
+bids from one or the other (`cost_basis`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from market import registry
+from market.catalog import GpuCatalog
+from market.pool import ProviderRow
+from market.scenario import ProviderPopulation
+from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
+
+if TYPE_CHECKING:
+    from market.engine import Market
+
+HOURS_PER_YEAR = 8766.0  # 365.25 days
+
+
+def gpu_costs(catalog: GpuCatalog, gpu_id: str, population: ProviderPopulation,
+              electricity_usd_per_kwh: float) -> dict[str, float]:
+    """USD per GPU-hour: fixed (capex + operations), idle power, marginal (extra power when
+    leased), full (all three), and the basis this population bids from."""
+    gpu = catalog[gpu_id]
+    capex = gpu.capex_usd * population.capex_factor / (population.lifetime_years * HOURS_PER_YEAR)
+    power = gpu.board_power_w / 1000 * population.pue * electricity_usd_per_kwh
+    idle = power * population.idle_power_fraction
+    marginal = power - idle
+    fixed = capex + population.ops_usd_per_gpu_hour
+    full = fixed + idle + marginal
+    return {"fixed": fixed, "idle": idle, "marginal": marginal, "full": full,
+            "basis": full if population.cost_basis == "full" else marginal}
+
+
+def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
+               rng: np.random.Generator) -> list[ProviderRow]:
+    """Draw `population.count` providers: GPU model by `gpu_mix`, GPU count uniformly in
+    `gpus_per_provider` in steps of `gpu_step`, electricity price uniformly in its range."""
+    count = population.count
+    if count == 0:
+        return []
+    gpu_ids = list(population.gpu_mix)
+    shares = np.array([population.gpu_mix[g] for g in gpu_ids], dtype=float)
+    models = rng.choice(len(gpu_ids), size=count, p=shares / shares.sum())
+    low, high = population.gpus_per_provider
+    step = population.gpu_step
+    choices = np.arange(math.ceil(low / step) * step, high + 1, step)
+    if choices.size == 0:
+        choices = np.array([max(step, low)])
+    gpus = rng.choice(choices, size=count)
+    electricity = rng.uniform(*population.electricity_usd_per_kwh, size=count)
+    rows = []
+    for i in range(count):
+        gpu_id = gpu_ids[int(models[i])]
+        n = int(gpus[i])
+        costs = gpu_costs(catalog, gpu_id, population, float(electricity[i]))
+        rows.append(ProviderRow(
+            name=f"{population.name}-{i}",
+            population=index,
+            model=catalog.index(gpu_id),
+            gpus=n,
+            cpu_millicores=population.cpu_millicores_per_gpu * n,
+            memory_bytes=int(population.memory_gib_per_gpu * GIB) * n,
+            storage_bytes=int(population.storage_gib_per_gpu * GIB) * n,
+            ip_leases=population.ip_leases,
+            storage_classes=tuple(population.storage_classes),
+            audited=population.audited,
+            cost_full_usd_per_gpu_hour=costs["full"],
+            cost_marginal_usd_per_gpu_hour=costs["marginal"],
+            cost_idle_usd_per_gpu_hour=costs["idle"],
+            cost_fixed_usd_per_gpu_hour=costs["fixed"],
+            cost_basis_usd_per_gpu_hour=costs["basis"],
+            latency_log_median=math.log(population.bid_latency.median_s),
+            latency_sigma=population.bid_latency.sigma,
+            failure_rate_per_s=population.failure_rate_per_day / SECONDS_PER_DAY,
+            repair_s=tuple(h * SECONDS_PER_HOUR for h in population.repair_hours),
+            churn_rate_per_s=population.churn_per_day / SECONDS_PER_DAY,
+            offline_s=tuple(d * SECONDS_PER_DAY for d in population.offline_days),
+        ))
+    return rows
+
+
+def add_populations(market: Market) -> None:
+    """Add every provider population of the market's scenario, each with its own strategy
+    instance and random stream (named after the population)."""
+    for index, population in enumerate(market.scenario.providers):
+        rng = market.streams.get(f"providers.{population.name}.inventory")
+        rows = build_rows(population, index, market.catalog, rng)
+        factory = registry.load("strategies", population.strategy.name)
+        try:
+            strategy = factory(**population.strategy.params)
+        except TypeError as error:
+            raise ValueError(f"providers.{index}.strategy.params: {error}") from None
+        market.add_providers(rows, strategy)

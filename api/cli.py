@@ -1,0 +1,111 @@
+"""The `gpumarket` command line.
+
+Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.exceptions import TyperException
+
+from market.scenario import ScenarioError, builtin_scenarios, load_scenario, scenario_schema
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Simulate a decentralized GPU compute marketplace.")
+
+BAD_INPUT = 2
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one line naming what is wrong and return the exit to raise (code 2)."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/] {message}")
+    return typer.Exit(BAD_INPUT)
+
+
+@app.command()
+def run(
+    scenario: Annotated[str, typer.Option(
+        "--scenario", "-s", help="built-in scenario name or path to a TOML file")] = "default",
+    seed: Annotated[int, typer.Option(help="random seed (>= 0)", min=0)] = 1,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a scenario field by dotted path: PATH=VALUE (repeatable)",
+        metavar="PATH=VALUE")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="write summary.json and orders/leases/prices Parquet files here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
+                                          "object on stdout")] = False,
+) -> None:
+    """Run one simulated market and report who paid what and who earned what."""
+    from market.engine import Market  # imported here so that `--help` stays fast
+
+    try:
+        loaded = load_scenario(scenario, overrides or [])
+    except ScenarioError as error:
+        raise fail(str(error)) from None
+    if out is not None and out.exists() and not out.is_dir():
+        raise fail(f"--out: {str(out)!r} exists and is not a directory")
+    market = Market(loaded, seed=seed, out=out)
+    console = Console(stderr=True)
+    if console.is_terminal and not as_json:
+        with Progress(TextColumn("[bold]simulating"), BarColumn(),
+                      TextColumn("{task.fields[day]}"), TimeRemainingColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("run", total=market.horizon_s, day="day 0.0")
+
+            def show(now_s: float, horizon_s: float) -> None:
+                progress.update(task, completed=now_s, day=f"day {now_s / 86_400:.1f}")
+
+            result = market.run(progress=show)
+    else:
+        result = market.run()
+    if out is not None:
+        result.write(out)
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        from api.report import render
+
+        render(result.summary, Console())
+        if out is not None:
+            Console().print(f"wrote summary.json, orders.parquet, leases.parquet, "
+                            f"prices.parquet to {out}")
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios."""
+    for name in builtin_scenarios():
+        scenario = load_scenario(name)
+        typer.echo(f"{name:<12} {scenario.description}")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON schema of scenario files."""
+    typer.echo(json.dumps(scenario_schema(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: usage errors print one line and exit 2."""
+    try:
+        code = app(args=argv, standalone_mode=False, prog_name="gpumarket")
+    except TyperException as error:  # click's usage errors (typer vendors click)
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        hint = getattr(getattr(error, "ctx", None), "command_path", "gpumarket")
+        code = getattr(error, "exit_code", BAD_INPUT) or BAD_INPUT
+        if message:  # empty when click already printed the help (no arguments)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[bold red]error:[/] {message} (see '{hint} --help')")
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The run summary as a readable terminal report (rich tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def render(summary: dict[str, Any], console: Console) -> None:
+    """Print `summary` (a RunResult summary) as a handful of tables."""
+    head = (f"[bold]{summary['scenario']}[/] · seed {summary['seed']} · "
+            f"{summary['simulated_days']:.1f} simulated days · mechanism "
+            f"{summary['mechanism']} · {summary['providers_count']} providers · "
+            f"{summary['tenants_count']} tenants")
+
+    orders = Table(title="Orders and leases", show_header=False, box=None, padding=(0, 2))
+    orders.add_column(style="bold")
+    orders.add_column(justify="right")
+    waited = summary["job_time_to_lease_s"]
+    reasons = ", ".join(f"{k} {v}" for k, v in summary["lease_close_reasons"].items()) or "none"
+    for label, value in (
+        ("jobs posted", f"{summary['jobs_posted']:,}"),
+        ("orders posted (with re-posts)", f"{summary['orders_posted']:,}"),
+        ("orders filled / expired", f"{summary['orders_filled']:,} / "
+                                    f"{summary['orders_expired']:,}"),
+        ("fill rate", _pct(summary["fill_rate"])),
+        ("time to lease, median / p90", f"{_minutes(waited['median'])} / "
+                                        f"{_minutes(waited['p90'])}"),
+        ("leases failed (provider fault)", f"{summary['leases_failed']:,}"),
+        ("lease close reasons", reasons),
+        ("work re-posted", f"{summary['work_reposted']:,}"),
+        ("jobs taken to a hyperscaler", f"{summary['tenants_left_for_hyperscaler']:,}"),
+        ("allocative efficiency", _pct(summary["allocative_efficiency"])),
+    ):
+        orders.add_row(label, value)
+
+    prices = Table(title="Price paid per GPU-hour (USD)", header_style="bold")
+    for column in ("GPU", "leases", "mean", "median", "p90", "list", "GPU-hours", "paid",
+                   "saved vs list"):
+        prices.add_column(column, justify="left" if column == "GPU" else "right")
+    for model, row in summary["price_usd_per_gpu_hour"].items():
+        prices.add_row(model, f"{row['count']:,}", f"{row['mean']:.3f}", f"{row['median']:.3f}",
+                       f"{row['p90']:.3f}", f"{row['list_usd_per_gpu_hour']:.2f}",
+                       f"{row['gpu_hours']:,.0f}", _usd(row["paid_usd"]),
+                       _pct(row["savings_vs_list"]))
+
+    providers = Table(title="Who earned what (USD)", header_style="bold")
+    for column in ("archetype", "providers", "GPUs", "utilization", "revenue", "cost",
+                   "profit", "revenue − marginal cost"):
+        providers.add_column(column, justify="left" if column == "archetype" else "right")
+    for archetype, row in summary["providers"].items():
+        providers.add_row(archetype, f"{row['providers']:,}", f"{row['gpus']:,}",
+                          _pct(row["utilization"]), _usd(row["revenue_usd"]),
+                          _usd(row["cost_usd"]), _usd(row["profit_usd"]),
+                          _usd(row["contribution_usd"]))
+
+    money = Table(title="Who paid what", show_header=False, box=None, padding=(0, 2))
+    money.add_column(style="bold")
+    money.add_column(justify="right")
+    conserved = "[green]yes[/]" if summary["money_conserved"] else "[red]NO[/]"
+    for label, value in (
+        ("tenants paid providers and platform", _usd(summary["tenant_spend_usd"])),
+        ("tenants saved vs hyperscaler list", _pct(summary["tenant_savings_vs_list"])),
+        ("spent at hyperscalers by leavers", _usd(summary["hyperscaler_spend_usd"])),
+        ("platform revenue (take rate)", _usd(summary["platform_revenue_usd"])),
+        ("held in escrow at the end", _usd(summary["escrow_held_micro"] / 1e6)),
+        ("money conserved", f"{conserved} (ledger total {summary['money_total_micro']} µUSD)"),
+    ):
+        money.add_row(label, value)
+
+    console.print(Panel(Group(head, "", orders), title="gpumarket run", expand=False))
+    console.print(prices)
+    console.print(providers)
+    console.print(money)

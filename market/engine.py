@@ -1,0 +1,722 @@
+"""The market engine: SimPy processes for the whole order → bid → lease → settle lifecycle.
+
+Where the time goes is where SimPy's goes, on events, so an order costs a handful of them: the
+order opening (scheduled by its tenant), one for the close of bidding, one for the lease's end.
+Bids are not events: when an order opens, every eligible provider's bid is priced in bulk over
+the provider arrays, with its arrival latency sampled, and the auction closes once. Failures,
+churn and escrow run-out are sampled or computed when a lease starts, so its end is scheduled
+once, whatever ends it.
+
+Outside actors (notebooks, live clients, bots) and the built-in agents use the same public
+methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`, `subscribe`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from market import registry
+from market.events import (
+    BidsPlaced,
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    OrderCancelled,
+    OrderExpired,
+    OrderOpened,
+    PaymentSettled,
+    ProviderFailed,
+    ProviderLeft,
+    ProviderRecovered,
+    TenantLeft,
+    Tick,
+)
+from market.ledger import InsufficientFunds, Ledger
+from market.mechanisms import NO_WINNER, Mechanism
+from market.pool import ProviderPool, ProviderRow, storage_mask
+from market.records import (
+    PROVIDER_FAULTS,
+    BidState,
+    CloseReason,
+    Lease,
+    LeaseState,
+    Order,
+    OrderState,
+)
+from market.resources import ResourceUnit, requirement
+from market.scenario import Scenario
+from market.streams import Streams
+from market.units import (
+    MICRO_USD_PER_USD,
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    owed_micro,
+    usd_to_micro,
+)
+
+Subscriber = Callable[[Event], None]
+
+
+class MarketError(ValueError):
+    """An outside actor asked for something the market's rules do not allow; nothing changed."""
+
+
+def _build_mechanism(scenario: Scenario) -> Mechanism:
+    factory = registry.load("mechanisms", scenario.market.mechanism)
+    accepted = inspect.signature(factory).parameters
+    kwargs = {"selection": scenario.market.selection} if "selection" in accepted else {}
+    return factory(**kwargs)
+
+
+class Market:
+    """A simulated GPU marketplace for one scenario and seed.
+
+    >>> from market import Market, load_scenario
+    >>> result = Market(load_scenario("default", ["duration_days=0.25"]), seed=1).run()
+    >>> result.summary["money_conserved"]
+    True
+    """
+
+    def __init__(self, scenario: Scenario, seed: int = 0, *, out: str | Path | None = None,
+                 populate: bool = True, record: bool = True) -> None:
+        from market.metrics import Metrics  # metrics subscribe to the market they measure
+        from market.recorder import Recorder
+
+        self.scenario = scenario
+        self.seed = seed
+        self.rules = scenario.market
+        self.horizon_s = scenario.duration_days * SECONDS_PER_DAY
+        self.env = simpy.Environment()
+        self.streams = Streams(seed)
+        self.catalog = scenario.catalog()
+        self.mechanism = _build_mechanism(scenario)
+        self.ledger = Ledger()
+        self.platform = self.ledger.open("platform")
+        self.escrow = self.ledger.open("escrow")
+        self.deposits = self.ledger.open("bid_deposits")
+        self.pool = ProviderPool([p.name for p in scenario.providers],
+                                 [p.archetype for p in scenario.providers])
+        self.strategies: list[Any] = []        # one per provider population (or outside group)
+        self._strategy_of = np.zeros(0, np.int32)
+        self._down = np.zeros(0, np.int32)       # reasons each provider is down
+        self.tenant_names: list[str] = []
+        self.tenant_accounts: list[int] = []
+        self.orders: dict[int, Order] = {}     # open or leased, not yet closed
+        self.leases: dict[int, Lease] = {}     # active
+        self._subscribers: list[Subscriber] = []
+        self._next_order = 0
+        self._next_bid = 0
+        self._next_lease = 0
+        self._rng = self.streams.get("market.engine")
+        self._latency_rng = self.streams.get("providers.latency")
+        self._reliability_rng = self.streams.get("providers.reliability")
+        self._deposit = usd_to_micro(self.rules.bid_deposit_usd)
+        self._take_ppm = round(self.rules.take_rate * 1_000_000)
+        self._window_s = self.rules.bidding_window_s
+        self._max_bids = self.rules.order_max_bids
+        checks = self.rules.health_check_failures
+        low, high = self.rules.health_check_interval_s
+        # Sum of `checks` uniform intervals: its mean and standard deviation (CLT, n ≈ 40).
+        self._detect_mean_s = checks * (low + high) / 2
+        self._detect_sd_s = math.sqrt(checks * (high - low) ** 2 / 12)
+        self.welfare_realized_usd = 0.0
+        self.welfare_best_usd = 0.0
+        self._finished = False
+        self.metrics = Metrics(self)
+        self.recorder = Recorder(self, out) if record else None
+        self.env.process(self._withdrawals())
+        self.env.process(self._ticks())
+        if populate:
+            registry.load("populations", "default")(self)
+
+    # ------------------------------------------------------------------ participants
+
+    @property
+    def now(self) -> float:
+        """Simulated seconds since the start."""
+        return self.env.now
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback(event)` for every event from now on; returns an unsubscribe function.
+
+        Callbacks run synchronously inside the simulation step and may call the market's
+        public methods (that is how built-in tenants re-post expired orders).
+        """
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def emit(self, event: Event) -> None:
+        for callback in self._subscribers:
+            callback(event)
+
+    def add_tenant(self, name: str, wallet_usd: float) -> int:
+        """Register a tenant with `wallet_usd` of funds; returns its id."""
+        if wallet_usd < 0:
+            raise MarketError(f"wallet_usd must be >= 0, got {wallet_usd}")
+        account = self.ledger.open(f"tenant:{name}")
+        self.ledger.transfer(self.ledger.external, account, usd_to_micro(wallet_usd), "fund")
+        self.tenant_names.append(name)
+        self.tenant_accounts.append(account)
+        return len(self.tenant_accounts) - 1
+
+    def add_providers(self, rows: list[ProviderRow], strategy: Any,
+                      wallet_usd: float = 1_000.0) -> np.ndarray:
+        """Add providers that bid with `strategy` (None: they bid only through `submit_bid`);
+        each gets `wallet_usd` to fund bid deposits. Returns their ids."""
+        accounts = []
+        for row in rows:
+            account = self.ledger.open(f"provider:{row.name}")
+            self.ledger.transfer(self.ledger.external, account, usd_to_micro(wallet_usd), "fund")
+            accounts.append(account)
+            row.automated = strategy is not None
+        ids = self.pool.add(rows, accounts)
+        index = len(self.strategies)
+        self.strategies.append(strategy)
+        self._strategy_of = np.concatenate([self._strategy_of,
+                                            np.full(len(ids), index, np.int32)])
+        self._down = np.concatenate([self._down, np.zeros(len(ids), np.int32)])
+        for provider in ids:
+            self._schedule_failure(int(provider))
+            self._schedule_leave(int(provider))
+        return ids
+
+    # ------------------------------------------------------------------ orders
+
+    def post_order(self, tenant: int, units: tuple[ResourceUnit, ...],
+                   max_price_usd_per_gpu_hour: float, *, deposit_usd: float,
+                   value_usd_per_gpu_hour: float | None = None, job_id: int | None = None,
+                   job_kind: str = "", work_s: np.ndarray | None = None, work_left: float = 1.0,
+                   attempt: int = 0, auto_select: bool = True, audited_only: bool = False,
+                   tag: object = None) -> int:
+        """Open an order for `units` and lock `deposit_usd` of the tenant's funds in escrow.
+
+        `max_price_usd_per_gpu_hour` caps every bid (the tenant's reserve). `work_s`, optional,
+        is how long the job runs on each catalog GPU model; the lease then closes (reason
+        owner) when it is done. With `auto_select` the market's mechanism picks the winner when
+        bidding closes; without it the tenant picks by hand with `accept_bid`.
+        Returns the order id; raises MarketError (nothing changed) on invalid input.
+        """
+        if not 0 <= tenant < len(self.tenant_accounts):
+            raise MarketError(f"tenant: unknown id {tenant}")
+        if not max_price_usd_per_gpu_hour > 0:
+            raise MarketError("max_price_usd_per_gpu_hour must be > 0")
+        try:
+            req = requirement(tuple(units))
+        except ValueError as error:
+            raise MarketError(f"units: {error}") from None
+        if req.gpus < 1:
+            raise MarketError("units: an order must ask for at least one GPU")
+        unknown = [m for m in req.gpu_models if m not in self.catalog]
+        if unknown:
+            raise MarketError(f"units: unknown GPU model {unknown[0]!r}; known: "
+                              f"{', '.join(self.catalog.ids)}")
+        deposit = usd_to_micro(deposit_usd)
+        account = self.tenant_accounts[tenant]
+        if deposit < 0 or self.ledger.balance(account) < deposit:
+            raise MarketError(f"deposit_usd: {deposit_usd} is more than the tenant's wallet "
+                              f"({self.ledger.balance(account) / MICRO_USD_PER_USD:.2f} USD)")
+        model_mask = np.zeros(len(self.catalog), bool)
+        model_mask[[self.catalog.index(m) for m in req.gpu_models]] = True
+        gpus = req.gpus
+        max_price = usd_to_micro(max_price_usd_per_gpu_hour * gpus)
+        value_rate = max_price_usd_per_gpu_hour if value_usd_per_gpu_hour is None \
+            else value_usd_per_gpu_hour
+        order = Order(self._next_order, tenant, tuple(units), req, model_mask,
+                      storage_mask(req.storage_classes), max_price,
+                      usd_to_micro(value_rate * gpus), self.env.now)
+        self._next_order += 1
+        order.job_id = order.id if job_id is None else job_id
+        order.job_kind = job_kind
+        order.work_s = work_s
+        order.work_left = work_left
+        order.attempt = attempt
+        order.auto = auto_select
+        order.audited_only = audited_only
+        order.tag = tag
+        self.ledger.transfer(account, self.escrow, deposit, "escrow_deposit")
+        order.escrow = deposit
+        self.orders[order.id] = order
+        self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
+                              req.gpu_models, max_price, attempt))
+        self._open_auction(order)
+        return order.id
+
+    def _open_auction(self, order: Order) -> None:
+        pool = self.pool
+        now = self.env.now
+        eligible = order.model_mask[pool.model]
+        eligible &= pool.up
+        eligible &= (pool.free >= order.need).all(axis=1)
+        if order.storage_mask:
+            eligible &= (pool.storage_mask & order.storage_mask) == order.storage_mask
+        if order.audited_only:
+            eligible &= pool.audited
+        ids = np.flatnonzero(eligible)
+        if ids.size:
+            self._note_best_welfare(order, ids)
+            ids = ids[pool.automated[ids]]
+        if ids.size:
+            prices = self._price(order, ids)
+            ok = prices <= order.max_price  # nan (no bid) compares False
+            ids = ids[ok]
+            prices = prices[ok]
+        if ids.size:
+            latency = np.exp(pool.latency_log_median[ids] + pool.latency_sigma[ids]
+                             * self._latency_rng.standard_normal(ids.size))
+            arrivals = now + latency
+            first = np.argsort(arrivals, kind="stable")[: self._max_bids]
+            arrivals = arrivals[first]
+            keep = arrivals <= now + self._window_s
+            self._place_bids(order, ids[first][keep], np.round(prices[first][keep]).astype(
+                np.int64), arrivals[keep])
+        if order.auto:
+            if self.mechanism.sealed or not order.bid_arrivals.size:
+                close_at = now + self._window_s
+            else:
+                close_at = float(order.bid_arrivals[0])
+            self.env.timeout(close_at - now).callbacks.append(
+                lambda _e, order=order: self._close_auction(order))
+        else:
+            self.env.timeout(self.rules.bid_timeout_s).callbacks.append(
+                lambda _e, order=order: self._expire_bids(order))
+
+    def _price(self, order: Order, ids: np.ndarray) -> np.ndarray:
+        """Bids in micro-USD per hour for the whole order (nan: no bid), one strategy call per
+        strategy present among `ids`."""
+        strategy_of = self._strategy_of[ids]
+        first = int(strategy_of[0])
+        if (strategy_of == first).all():
+            return self.strategies[first].prices(order, ids, self)
+        prices = np.empty(ids.size)
+        for index in np.unique(strategy_of):
+            members = strategy_of == index
+            prices[members] = self.strategies[int(index)].prices(order, ids[members], self)
+        return prices
+
+    def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
+        """Best possible welfare of this order: its value minus the cheapest eligible cost."""
+        costs = self._job_cost_usd(order, ids)
+        best = self._job_value_usd(order) - float(costs.min())
+        order.best_welfare = max(best, 0.0)
+        self.welfare_best_usd += order.best_welfare
+
+    def _job_hours(self, order: Order, models: np.ndarray) -> np.ndarray:
+        if order.work_s is None:
+            return np.ones(models.shape)  # open-ended: compare per hour of service
+        return order.work_s[models] / SECONDS_PER_HOUR
+
+    def _job_value_usd(self, order: Order) -> float:
+        hours = 1.0 if order.work_s is None else float(np.min(order.work_s)) / SECONDS_PER_HOUR
+        return order.value / MICRO_USD_PER_USD * hours
+
+    def _job_cost_usd(self, order: Order, ids: np.ndarray) -> np.ndarray:
+        pool = self.pool
+        return (pool.cost_marginal_usd_per_gpu_hour[ids] * order.gpus
+                * self._job_hours(order, pool.model[ids]))
+
+    def _place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
+                    arrivals: np.ndarray) -> None:
+        """Reserve capacity and lock a deposit for each bid; a provider that cannot pay the
+        deposit does not bid."""
+        if self._deposit:
+            ledger = self.ledger
+            accounts = self.pool.account
+            paid = np.ones(providers.size, bool)
+            for i, provider in enumerate(providers.tolist()):
+                try:
+                    ledger.transfer(int(accounts[provider]), self.deposits, self._deposit,
+                                    "bid_deposit")
+                except InsufficientFunds:
+                    paid[i] = False
+            if not paid.all():
+                providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]
+        if not providers.size:
+            return
+        self.pool.free[providers] -= order.need
+        first_id = self._next_bid
+        self._next_bid += providers.size
+        bid_ids = list(range(first_id, self._next_bid))
+        if order.bid_ids:
+            order.bid_ids.extend(bid_ids)
+            order.bid_providers = np.concatenate([order.bid_providers, providers])
+            order.bid_prices = np.concatenate([order.bid_prices, prices])
+            order.bid_arrivals = np.concatenate([order.bid_arrivals, arrivals])
+            order.bid_open = np.concatenate([order.bid_open, np.ones(providers.size, bool)])
+        else:
+            order.bid_ids = bid_ids
+            order.bid_providers = providers
+            order.bid_prices = prices
+            order.bid_arrivals = arrivals
+            order.bid_open = np.ones(providers.size, bool)
+        self.emit(BidsPlaced(self.env.now, order.id, tuple(bid_ids), tuple(providers.tolist()),
+                             tuple(prices.tolist()), tuple(arrivals.tolist())))
+
+    def _release_bids(self, order: Order, which: np.ndarray) -> None:
+        """Close the open bids at positions `which`: free their capacity, refund deposits."""
+        which = which[order.bid_open[which]]
+        if not which.size:
+            return
+        order.bid_open[which] = False
+        providers = order.bid_providers[which]
+        self.pool.free[providers] += order.need
+        if self._deposit:
+            accounts = self.pool.account
+            for provider in providers.tolist():
+                self.ledger.transfer(self.deposits, int(accounts[provider]), self._deposit,
+                                     "bid_deposit_refund")
+
+    def _close_auction(self, order: Order) -> None:
+        if order.state is not OrderState.OPEN:
+            return
+        now = self.env.now
+        arrivals = order.bid_arrivals
+        # Bids count once they have arrived, while the provider still holds them (bid timeout)
+        # and is up to serve the lease.
+        valid = np.flatnonzero((arrivals <= now) & (arrivals >= now - self.rules.bid_timeout_s)
+                               & order.bid_open & self.pool.up[order.bid_providers])
+        winner, price = NO_WINNER, 0
+        if valid.size:
+            winner, price = self.mechanism.allocate(order.bid_prices[valid], order.max_price)
+        if winner == NO_WINNER:
+            self._release_bids(order, np.arange(arrivals.size))
+            self._end_order(order)
+            self.emit(OrderExpired(now, order.id, order.tenant, order.job_id, arrivals.size))
+            return
+        self._lease(order, int(valid[winner]), price)
+
+    def _expire_bids(self, order: Order) -> None:
+        """Hand-picked orders: providers drop bids held `bid_timeout_s` without a lease."""
+        if order.state is not OrderState.OPEN:
+            return
+        now = self.env.now
+        stale = np.flatnonzero(order.bid_open
+                               & (order.bid_arrivals <= now - self.rules.bid_timeout_s + 1e-9))
+        self._release_bids(order, stale)
+        waiting = order.bid_arrivals[order.bid_open]
+        next_check = (float(waiting.min()) + self.rules.bid_timeout_s - now) if waiting.size \
+            else self.rules.bid_timeout_s
+        self.env.timeout(max(next_check, 0.0)).callbacks.append(
+            lambda _e, order=order: self._expire_bids(order))
+
+    def _end_order(self, order: Order) -> None:
+        """Close an order for good: refund what is left in its escrow to the tenant."""
+        order.state = OrderState.CLOSED
+        if order.escrow:
+            self.ledger.transfer(self.escrow, self.tenant_accounts[order.tenant], order.escrow,
+                                 "escrow_refund")
+            order.escrow = 0
+        self.orders.pop(order.id, None)
+
+    def submit_bid(self, order_id: int, provider: int, price_usd_per_gpu_hour: float) -> int:
+        """An outside provider bids on an open order now; returns the bid id.
+
+        The provider must match the order and have the capacity free; the price is per GPU-hour
+        and may not exceed the order's max price; the order keeps at most `order_max_bids`.
+        """
+        order = self._open_order(order_id)
+        if not 0 <= provider < self.pool.n:
+            raise MarketError(f"provider: unknown id {provider}")
+        pool = self.pool
+        price = usd_to_micro(price_usd_per_gpu_hour * order.gpus)
+        if price <= 0:
+            raise MarketError("price_usd_per_gpu_hour must be > 0")
+        if price > order.max_price:
+            raise MarketError(f"price_usd_per_gpu_hour: above the order's max price "
+                              f"{order.max_price / order.gpus / MICRO_USD_PER_USD:.4f}")
+        if len(order.bid_ids) >= self._max_bids:
+            raise MarketError(f"order {order_id} already has order_max_bids "
+                              f"({self._max_bids}) bids")
+        if provider in order.bid_providers.tolist():
+            raise MarketError(f"provider {provider} already bid on order {order_id}")
+        if not (pool.up[provider] and order.model_mask[pool.model[provider]]
+                and (pool.free[provider] >= order.need).all()
+                and (pool.storage_mask[provider] & order.storage_mask) == order.storage_mask
+                and (pool.audited[provider] or not order.audited_only)):
+            raise MarketError(f"provider {provider} does not match order {order_id} "
+                              "(GPU model, storage class, audit, or free capacity)")
+        if self.ledger.balance(int(pool.account[provider])) < self._deposit:
+            raise MarketError(f"provider {provider} cannot pay the bid deposit")
+        before = len(order.bid_ids)
+        self._place_bids(order, np.array([provider]), np.array([price], np.int64),
+                         np.array([self.env.now]))
+        if order.auto and not self.mechanism.sealed and before == 0:
+            self.env.timeout(0).callbacks.append(lambda _e: self._close_auction(order))
+        return order.bid_ids[-1]
+
+    def accept_bid(self, order_id: int, bid_id: int) -> int:
+        """The tenant accepts an open bid (tenant pick by hand); returns the lease id."""
+        order = self._open_order(order_id)
+        try:
+            position = order.bid_ids.index(bid_id)
+        except ValueError:
+            raise MarketError(f"bid {bid_id} is not a bid on order {order_id}") from None
+        if not order.bid_open[position] or order.bid_arrivals[position] > self.env.now:
+            raise MarketError(f"bid {bid_id} is not open")
+        if not self.pool.up[order.bid_providers[position]]:
+            raise MarketError(f"bid {bid_id}: its provider is down")
+        return self._lease(order, position, int(order.bid_prices[position])).id
+
+    def cancel_order(self, order_id: int) -> None:
+        """The tenant withdraws an open order: bids are closed, escrow refunded."""
+        order = self._open_order(order_id)
+        self._release_bids(order, np.arange(order.bid_arrivals.size))
+        self._end_order(order)
+        self.emit(OrderCancelled(self.env.now, order.id, order.tenant))
+
+    def _open_order(self, order_id: int) -> Order:
+        order = self.orders.get(order_id)
+        if order is None or order.state is not OrderState.OPEN:
+            raise MarketError(f"order {order_id} is not open")
+        return order
+
+    # ------------------------------------------------------------------ leases
+
+    def _lease(self, order: Order, position: int, price: int) -> Lease:
+        now = self.env.now
+        pool = self.pool
+        provider = int(order.bid_providers[position])
+        others = np.flatnonzero(np.arange(order.bid_arrivals.size) != position)
+        self._release_bids(order, others)
+        order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
+        lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
+                      int(pool.model[provider]), price, now, self._deposit)
+        self._next_lease += 1
+        order.state = OrderState.ACTIVE
+        order.lease = lease
+        self.leases[lease.id] = lease
+        self._plan_end(lease)
+        cost = float(self._job_cost_usd(order, np.array([provider]))[0])
+        self.welfare_realized_usd += self._job_value_usd(order) - cost
+        self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
+                               order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
+                               int(order.bid_arrivals.size), now - order.created_s))
+        return lease
+
+    def _plan_end(self, lease: Lease) -> None:
+        """Schedule the one event that ends this lease, whichever cause comes first."""
+        now = self.env.now
+        order = lease.order
+        pool = self.pool
+        ends = [(math.inf, CloseReason.OWNER)]
+        if order.work_s is not None:
+            lease.planned_work_s = float(order.work_s[lease.model])
+            ends.append((now + lease.planned_work_s, CloseReason.OWNER))
+        failure = pool.next_failure_s[lease.provider]
+        if failure < math.inf:
+            detect = self._detect_mean_s + self._detect_sd_s * self._rng.standard_normal()
+            ends.append((failure + max(detect, 0.0), CloseReason.UNSTABLE))
+        leave = pool.next_leave_s[lease.provider]
+        if leave < math.inf:
+            ends.append((leave, CloseReason.DECOMMISSION))
+        if lease.price > 0:
+            ends.append((now + order.escrow * SECONDS_PER_HOUR / lease.price,
+                         CloseReason.INSUFFICIENT_FUNDS))
+        if self._rng.random() < self.rules.manifest_failure_prob:
+            ends.append((now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT))
+        end_s, reason = min(ends, key=lambda item: item[0])
+        lease.planned_end_s, lease.planned_reason = end_s, reason
+        if end_s < math.inf:
+            self.env.timeout(end_s - now).callbacks.append(
+                lambda _e, lease=lease: self._end_planned(lease))
+
+    def _end_planned(self, lease: Lease) -> None:
+        if lease.state is LeaseState.ACTIVE and lease.planned_end_s == self.env.now:
+            self._close_lease(lease, lease.planned_reason)
+
+    def close_lease(self, lease_id: int) -> int | None:
+        """The tenant closes a lease early (reason owner). As on Akash the group stays open:
+        a new order for the remaining work is created and auctioned; its id is returned
+        (None when the lease had finished its work)."""
+        lease = self.leases.get(lease_id)
+        if lease is None:
+            raise MarketError(f"lease {lease_id} is not active")
+        return self._close_lease(lease, CloseReason.OWNER, reopen=True)
+
+    def _settle(self, lease: Lease) -> None:
+        """Pay the provider what the lease owes now, from its order's escrow, less the fee."""
+        order = lease.order
+        owed = owed_micro(lease.price, self.env.now - lease.start_s) - lease.paid
+        amount = min(owed, order.escrow)
+        if amount <= 0:
+            return
+        fee = amount * self._take_ppm // 1_000_000
+        account = int(self.pool.account[lease.provider])
+        self.ledger.transfer(self.escrow, self.platform, fee, "take_rate")
+        self.ledger.transfer(self.escrow, account, amount - fee, "lease_payout")
+        order.escrow -= amount
+        lease.paid += amount
+        self.pool.revenue_micro[lease.provider] += amount - fee
+        self.emit(PaymentSettled(self.env.now, lease.id, lease.provider, amount, fee))
+
+    def _close_lease(self, lease: Lease, reason: CloseReason, reopen: bool = False) -> int | None:
+        now = self.env.now
+        order = lease.order
+        self._settle(lease)
+        lease.state = (LeaseState.INSUFFICIENT_FUNDS if reason is CloseReason.INSUFFICIENT_FUNDS
+                       else LeaseState.CLOSED)
+        del self.leases[lease.id]
+        pool = self.pool
+        pool.free[lease.provider] += order.need
+        pool.busy_gpu_s[lease.provider] += lease.gpus * (now - lease.start_s)
+        if lease.deposit:
+            self.ledger.transfer(self.deposits, int(pool.account[lease.provider]), lease.deposit,
+                                 "bid_deposit_refund")
+        done = 1.0 if lease.planned_work_s == math.inf else \
+            min((now - lease.start_s) / lease.planned_work_s, 1.0)
+        work_left = order.work_left * (1.0 - done)
+        if reason is CloseReason.OWNER and lease.planned_end_s == now:
+            work_left = 0.0
+        escrow_left = order.escrow
+        if reopen and work_left > 0:
+            order.escrow = 0  # the group's escrow carries over to its new order
+        self._end_order(order)
+        self.emit(LeaseClosed(now, lease.id, order.id, order.tenant, lease.provider,
+                              order.job_id, reason.value, lease.paid, work_left))
+        if not (reopen and work_left > 0):
+            return None
+        # Akash keeps the group open after an owner close: re-auction the rest of the work.
+        remaining = None if order.work_s is None else order.work_s * (1.0 - done)
+        self.ledger.transfer(self.escrow, self.tenant_accounts[order.tenant], escrow_left,
+                             "escrow_refund")
+        return self.post_order(
+            order.tenant, order.units, order.max_price / order.gpus / MICRO_USD_PER_USD,
+            deposit_usd=escrow_left / MICRO_USD_PER_USD,
+            value_usd_per_gpu_hour=order.value / order.gpus / MICRO_USD_PER_USD,
+            job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
+            attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
+            tag=order.tag)
+
+    def tenant_left(self, tenant: int, job_id: int, reason: str, gpu_hours: float,
+                    list_cost_usd: float) -> None:
+        """Record that a tenant took a job to a hyperscaler (the outside option)."""
+        self.emit(TenantLeft(self.env.now, tenant, job_id, reason, gpu_hours,
+                             usd_to_micro(list_cost_usd)))
+
+    # ------------------------------------------------------------------ providers
+
+    def _schedule_failure(self, provider: int) -> None:
+        rate = self.pool.failure_rate_per_s[provider]
+        if rate <= 0:
+            self.pool.next_failure_s[provider] = math.inf
+            return
+        delay = self._reliability_rng.exponential(1.0 / rate)
+        self.pool.next_failure_s[provider] = self.env.now + delay
+        self.env.timeout(delay).callbacks.append(lambda _e: self._fail(provider))
+
+    # A provider is up while nothing holds it down: failures and absences count separately,
+    # so a rig that fails while its owner has it offline comes back only when both are over.
+    def _hold_down(self, provider: int) -> None:
+        self._down[provider] += 1
+        self.pool.up[provider] = False
+
+    def _release_down(self, provider: int) -> None:
+        self._down[provider] -= 1
+        self.pool.up[provider] = self._down[provider] == 0
+
+    def _fail(self, provider: int) -> None:
+        low, high = self.pool.repair_s[provider]
+        repair = self._reliability_rng.uniform(low, high)
+        self.pool.next_failure_s[provider] = math.inf
+        self._hold_down(provider)
+        self.emit(ProviderFailed(self.env.now, provider, self.env.now + repair))
+        self.env.timeout(repair).callbacks.append(lambda _e: self._recover(provider))
+
+    def _recover(self, provider: int) -> None:
+        self._release_down(provider)
+        self.emit(ProviderRecovered(self.env.now, provider))
+        self._schedule_failure(provider)
+
+    def _schedule_leave(self, provider: int) -> None:
+        rate = self.pool.churn_rate_per_s[provider]
+        if rate <= 0:
+            self.pool.next_leave_s[provider] = math.inf
+            return
+        delay = self._reliability_rng.exponential(1.0 / rate)
+        self.pool.next_leave_s[provider] = self.env.now + delay
+        self.env.timeout(delay).callbacks.append(lambda _e: self._leave(provider))
+
+    def _leave(self, provider: int) -> None:
+        low, high = self.pool.offline_s[provider]
+        away = self._reliability_rng.uniform(low, high)
+        self.pool.next_leave_s[provider] = math.inf
+        self._hold_down(provider)
+        self.emit(ProviderLeft(self.env.now, provider, self.env.now + away))
+        self.env.timeout(away).callbacks.append(lambda _e: self._rejoin(provider))
+
+    def _rejoin(self, provider: int) -> None:
+        self._release_down(provider)
+        self.emit(ProviderRecovered(self.env.now, provider))
+        self._schedule_leave(provider)
+
+    # ------------------------------------------------------------------ running
+
+    def _withdrawals(self):
+        """Providers withdraw their earnings every `withdraw_interval_s` (Akash: 24 h)."""
+        while True:
+            yield self.env.timeout(self.rules.withdraw_interval_s)
+            for lease in list(self.leases.values()):
+                self._settle(lease)
+
+    def _ticks(self):
+        interval = self.rules.price_index_interval_s
+        while True:
+            yield self.env.timeout(interval)
+            self.emit(Tick(self.env.now))
+
+    def run(self, until: float | None = None,
+            progress: Callable[[float, float], None] | None = None) -> Any:
+        """Advance to `until` simulated seconds (default: the scenario's end) and return the
+        result so far; at the scenario's end, active leases are settled once more.
+        `progress(now_s, horizon_s)` is called on every tick."""
+        target = self.horizon_s if until is None else min(until, self.horizon_s)
+        unsubscribe = None
+        if progress is not None:
+            def on_tick(event: Event) -> None:
+                if isinstance(event, Tick):
+                    progress(event.time_s, self.horizon_s)
+            unsubscribe = self.subscribe(on_tick)
+        try:
+            if target > self.env.now:
+                self.env.run(until=target)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+        if target >= self.horizon_s and not self._finished:
+            self._finished = True
+            for lease in list(self.leases.values()):
+                self._settle(lease)
+            if self.recorder is not None:
+                self.recorder.close()
+        return self.result()
+
+    def result(self) -> Any:
+        from market.result import RunResult
+        return RunResult(self)
+
+    def money(self) -> dict[str, Any]:
+        """The ledger's audit: total money, whether it is unchanged, what escrow holds."""
+        ledger = self.ledger
+        escrow_expected = sum(order.escrow for order in self.orders.values())
+        deposits_expected = self._deposit * (
+            sum(int(order.bid_open.sum()) for order in self.orders.values()) + len(self.leases))
+        conserved = (ledger.total() == 0 and not ledger.overdrawn()
+                     and ledger.balance(self.escrow) == escrow_expected
+                     and ledger.balance(self.deposits) == deposits_expected)
+        return {
+            "money_conserved": conserved,
+            "money_total_micro": ledger.total(),
+            "money_in_micro": -ledger.balance(ledger.external),
+            "escrow_held_micro": ledger.balance(self.escrow),
+            "deposits_held_micro": ledger.balance(self.deposits),
+            "flows_micro": dict(sorted(ledger.flows.items())),
+        }
+
+
+__all__ = ["PROVIDER_FAULTS", "BidState", "Market", "MarketError"]

@@ -1,0 +1,160 @@
+"""The market's one event stream: every state change is one small typed record.
+
+Metrics, result files, live sockets and logs are all subscribers; none reaches into the engine.
+Times are simulated seconds; money is integer micro-USD; rates are micro-USD per hour for the
+whole order (all its GPUs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: ClassVar[str] = "event"
+    time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain data, with its `kind` first (for JSON and sockets)."""
+        return {"kind": self.kind, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOpened(Event):
+    """A tenant posted an order (an Akash deployment group) and bidding opened."""
+
+    kind: ClassVar[str] = "order_opened"
+    order_id: int
+    tenant: int
+    job_id: int
+    job_kind: str
+    gpus: int
+    gpu_models: tuple[str, ...]
+    max_price_micro_per_hour: int
+    attempt: int  # 0 for a new job; 1, 2, ... for work re-posted after an expiry or a failure
+
+
+@dataclass(frozen=True, slots=True)
+class BidsPlaced(Event):
+    """Bids entered for an order; `arrivals_s` are when each bid reaches the chain."""
+
+    kind: ClassVar[str] = "bids_placed"
+    order_id: int
+    bid_ids: tuple[int, ...]
+    providers: tuple[int, ...]
+    prices_micro_per_hour: tuple[int, ...]
+    arrivals_s: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired(Event):
+    """Bidding closed without an acceptable bid; the tenant decides whether to re-post."""
+
+    kind: ClassVar[str] = "order_expired"
+    order_id: int
+    tenant: int
+    job_id: int
+    bids: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderCancelled(Event):
+    kind: ClassVar[str] = "order_cancelled"
+    order_id: int
+    tenant: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseCreated(Event):
+    """The winning bid became a lease; the other bids are lost and their deposits refunded."""
+
+    kind: ClassVar[str] = "lease_created"
+    lease_id: int
+    order_id: int
+    bid_id: int
+    tenant: int
+    provider: int
+    job_id: int
+    gpu_model: str
+    gpus: int
+    price_micro_per_hour: int
+    bids: int
+    waited_s: float  # from the order opening to this lease
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSettled(Event):
+    """Escrow paid a provider for a lease; `fee_micro` of it went to the platform."""
+
+    kind: ClassVar[str] = "payment_settled"
+    lease_id: int
+    provider: int
+    amount_micro: int
+    fee_micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseClosed(Event):
+    """A lease ended with one of Akash's close reasons."""
+
+    kind: ClassVar[str] = "lease_closed"
+    lease_id: int
+    order_id: int
+    tenant: int
+    provider: int
+    job_id: int
+    reason: str
+    paid_micro: int
+    work_left: float  # fraction of the job still to do (0 when it finished)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderFailed(Event):
+    kind: ClassVar[str] = "provider_failed"
+    provider: int
+    back_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRecovered(Event):
+    kind: ClassVar[str] = "provider_recovered"
+    provider: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderLeft(Event):
+    """A provider decommissioned (home rigs churn); it may come back at `back_at_s`."""
+
+    kind: ClassVar[str] = "provider_left"
+    provider: int
+    back_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class TenantLeft(Event):
+    """A tenant gave up on the market and took the job to a hyperscaler at list price."""
+
+    kind: ClassVar[str] = "tenant_left"
+    tenant: int
+    job_id: int
+    reason: str  # "expired" (no acceptable bid after re-posts) or "failures"
+    gpu_hours: float
+    list_cost_micro: int
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Event):
+    """The clock passed another `price_index_interval_s`: a time to sample series and show
+    progress."""
+
+    kind: ClassVar[str] = "tick"
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    OrderOpened, BidsPlaced, OrderExpired, OrderCancelled, LeaseCreated, PaymentSettled,
+    LeaseClosed, ProviderFailed, ProviderRecovered, ProviderLeft, TenantLeft, Tick,
+)

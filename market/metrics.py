@@ -1,0 +1,265 @@
+"""Metrics computed from the event stream: the run's summary and its price series.
+
+The subscriber keeps running totals and one float per lease for price quantiles; everything
+else is bounded by what is open at a time, not by how many orders have finished.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from market.events import (
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    OrderCancelled,
+    OrderExpired,
+    OrderOpened,
+    PaymentSettled,
+    TenantLeft,
+    Tick,
+)
+from market.records import PROVIDER_FAULTS
+from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
+
+if TYPE_CHECKING:
+    from market.engine import Market
+
+
+def describe(values: Any) -> dict[str, float | int]:
+    """count, mean, median and p90 of `values` (NaN-free; zeros when empty)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return {"count": 0, "mean": 0.0, "median": 0.0, "p90": 0.0}
+    return {"count": int(data.size), "mean": float(data.mean()),
+            "median": float(np.median(data)), "p90": float(np.quantile(data, 0.9))}
+
+
+class _OpenLease:
+    __slots__ = ("archetype", "gpus", "model", "price_per_gpu_hour", "provider", "start_s")
+
+    def __init__(self, event: LeaseCreated, archetype: str) -> None:
+        self.model = event.gpu_model
+        self.gpus = event.gpus
+        self.provider = event.provider
+        self.archetype = archetype
+        self.start_s = event.time_s
+        self.price_per_gpu_hour = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+
+
+class Metrics:
+    """Subscribes to a market's events and summarizes them."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.list_price = {m.id: m.list_usd_per_gpu_hour for m in market.catalog}
+        self.counts: Counter[str] = Counter()
+        self.close_reasons: Counter[str] = Counter()
+        self.left_reasons: Counter[str] = Counter()
+        self.waited_s = array("d")
+        self.job_waited_s = array("d")
+        self.prices: dict[str, array] = defaultdict(lambda: array("d"))
+        self.open_leases: dict[int, _OpenLease] = {}
+        self.job_first_s: dict[int, float] = {}
+        self.jobs_to_repost: set[int] = set()
+        self.served_gpu_h: Counter[str] = Counter()      # by model
+        self.paid_usd: Counter[str] = Counter()          # by model
+        self.revenue_usd: Counter[str] = Counter()       # by archetype, net of fees
+        self.platform_usd = 0.0
+        self.left_list_cost_usd = 0.0
+        self.leased_gpus: Counter[str] = Counter()       # by model, right now
+        self._bucket_value: Counter[str] = Counter()     # sum of price × gpus this bucket
+        self._bucket_gpus: Counter[str] = Counter()
+        self._bucket_leases: Counter[str] = Counter()
+        self._bucket_start = 0.0
+        self.series: list[dict[str, Any]] = []
+        market.subscribe(self.on_event)
+
+    def on_event(self, event: Event) -> None:
+        handler = _HANDLERS.get(type(event))
+        if handler is not None:
+            handler(self, event)
+
+    def _opened(self, event: OrderOpened) -> None:
+        self.counts["orders_posted"] += 1
+        if event.attempt == 0:
+            self.counts["jobs_posted"] += 1
+            self.job_first_s[event.job_id] = event.time_s
+        if event.job_id in self.jobs_to_repost:
+            self.jobs_to_repost.discard(event.job_id)
+            self.counts["work_reposted"] += 1
+
+    def _expired(self, event: OrderExpired) -> None:
+        self.counts["orders_expired"] += 1
+
+    def _cancelled(self, event: OrderCancelled) -> None:
+        self.counts["orders_cancelled"] += 1
+
+    def _leased(self, event: LeaseCreated) -> None:
+        self.counts["leases_created"] += 1
+        archetype = self.market.pool.archetype_of(event.provider)
+        lease = _OpenLease(event, archetype)
+        self.open_leases[event.lease_id] = lease
+        self.waited_s.append(event.waited_s)
+        first = self.job_first_s.pop(event.job_id, None)
+        if first is not None:
+            self.job_waited_s.append(event.time_s - first)
+        self.prices[event.gpu_model].append(lease.price_per_gpu_hour)
+        self.leased_gpus[event.gpu_model] += event.gpus
+        self._bucket_value[event.gpu_model] += lease.price_per_gpu_hour * event.gpus
+        self._bucket_gpus[event.gpu_model] += event.gpus
+        self._bucket_leases[event.gpu_model] += 1
+
+    def _served(self, lease: _OpenLease, until_s: float) -> None:
+        self.served_gpu_h[lease.model] += lease.gpus * (until_s - lease.start_s) / SECONDS_PER_HOUR
+
+    def _closed(self, event: LeaseClosed) -> None:
+        lease = self.open_leases.pop(event.lease_id)
+        self.close_reasons[event.reason] += 1
+        self._served(lease, event.time_s)
+        self.paid_usd[lease.model] += event.paid_micro / MICRO_USD_PER_USD
+        self.leased_gpus[lease.model] -= lease.gpus
+        if event.reason in PROVIDER_FAULTS:
+            self.counts["leases_failed"] += 1
+        if event.work_left > 0:
+            self.jobs_to_repost.add(event.job_id)
+
+    def _paid(self, event: PaymentSettled) -> None:
+        archetype = self.market.pool.archetype_of(event.provider)
+        self.revenue_usd[archetype] += (event.amount_micro - event.fee_micro) / MICRO_USD_PER_USD
+        self.platform_usd += event.fee_micro / MICRO_USD_PER_USD
+
+    def _left(self, event: TenantLeft) -> None:
+        self.left_reasons[event.reason] += 1
+        self.left_list_cost_usd += event.list_cost_micro / MICRO_USD_PER_USD
+        self.job_first_s.pop(event.job_id, None)
+        self.jobs_to_repost.discard(event.job_id)
+
+    def _tick(self, event: Tick) -> None:
+        pool = self.market.pool
+        totals = np.bincount(pool.model, weights=pool.capacity[:, 0],
+                             minlength=len(self.market.catalog))
+        for index, model in enumerate(self.market.catalog.ids):
+            if totals[index] == 0 and not self._bucket_leases[model]:
+                continue
+            gpus = self._bucket_gpus[model]
+            self.series.append({
+                "time_s": event.time_s,
+                "gpu_model": model,
+                "price_index_usd_per_gpu_hour": self._bucket_value[model] / gpus if gpus
+                else math.nan,
+                "leases": self._bucket_leases[model],
+                "utilization": self.leased_gpus[model] / totals[index] if totals[index] else 0.0,
+            })
+        self._bucket_value.clear()
+        self._bucket_gpus.clear()
+        self._bucket_leases.clear()
+
+    # ------------------------------------------------------------------ summary
+
+    def summary(self) -> dict[str, Any]:
+        """The run's headline numbers as plain JSON-ready data."""
+        market = self.market
+        now = market.now
+        served = Counter(self.served_gpu_h)
+        for lease in self.open_leases.values():
+            served[lease.model] += lease.gpus * (now - lease.start_s) / SECONDS_PER_HOUR
+        paid = Counter(self.paid_usd)
+        for lease_id, lease in self.open_leases.items():
+            paid[lease.model] += market.leases[lease_id].paid / MICRO_USD_PER_USD
+        counts = self.counts
+        decided = counts["leases_created"] + counts["orders_expired"]
+        by_model = {}
+        for model in market.catalog.ids:
+            if not self.prices.get(model) and not served[model]:
+                continue
+            list_cost = served[model] * self.list_price[model]
+            by_model[model] = {
+                **describe(self.prices.get(model, ())),
+                "list_usd_per_gpu_hour": self.list_price[model],
+                "gpu_hours": served[model],
+                "paid_usd": paid[model],
+                "savings_vs_list": 1 - paid[model] / list_cost if list_cost else 0.0,
+            }
+        total_list = sum(served[m] * self.list_price[m] for m in served)
+        total_paid = sum(paid.values())
+        return {
+            "orders_posted": counts["orders_posted"],
+            "jobs_posted": counts["jobs_posted"],
+            "orders_filled": counts["leases_created"],
+            "orders_expired": counts["orders_expired"],
+            "orders_cancelled": counts["orders_cancelled"],
+            "orders_open": len(market.orders) - len(market.leases),
+            "fill_rate": counts["leases_created"] / decided if decided else 0.0,
+            "time_to_lease_s": describe(self.waited_s),
+            "job_time_to_lease_s": describe(self.job_waited_s),
+            "leases_created": counts["leases_created"],
+            "leases_active": len(market.leases),
+            "leases_failed": counts["leases_failed"],
+            "lease_close_reasons": dict(sorted(self.close_reasons.items())),
+            "work_reposted": counts["work_reposted"],
+            "tenants_left_for_hyperscaler": sum(self.left_reasons.values()),
+            "tenants_left_by_reason": dict(sorted(self.left_reasons.items())),
+            "hyperscaler_spend_usd": self.left_list_cost_usd,
+            "price_usd_per_gpu_hour": by_model,
+            "tenant_spend_usd": total_paid,
+            "tenant_savings_vs_list": 1 - total_paid / total_list if total_list else 0.0,
+            "platform_revenue_usd": self.platform_usd,
+            "providers": self._providers(),
+            "allocative_efficiency": (market.welfare_realized_usd / market.welfare_best_usd
+                                      if market.welfare_best_usd > 0 else 1.0),
+        }
+
+    def _providers(self) -> dict[str, dict[str, float | int]]:
+        """Utilization, revenue, cost and profit per archetype, in USD."""
+        market = self.market
+        pool = market.pool
+        hours = market.now / SECONDS_PER_HOUR
+        busy = pool.busy_gpu_s.copy()
+        for lease in self.open_leases.values():
+            busy[lease.provider] += lease.gpus * (market.now - lease.start_s)
+        busy_h = busy / SECONDS_PER_HOUR
+        gpus = pool.capacity[:, 0].astype(float)
+        # Fixed costs (capex, operations) and idle power run every hour; the marginal cost only
+        # while a GPU is leased.
+        fixed = pool.cost_fixed_usd_per_gpu_hour * gpus * hours
+        idle = pool.cost_idle_usd_per_gpu_hour * gpus * hours
+        marginal = pool.cost_marginal_usd_per_gpu_hour * busy_h
+        result = {}
+        archetypes = np.array(pool.population_archetypes, dtype=object)[pool.population] \
+            if pool.n else np.array([], dtype=object)
+        for archetype in sorted(set(pool.population_archetypes)):
+            members = archetypes == archetype
+            if not members.any():
+                continue
+            revenue = self.revenue_usd[archetype]
+            cost = float((fixed[members] + marginal[members] + idle[members]).sum())
+            capacity_h = float(gpus[members].sum() * hours)
+            result[archetype] = {
+                "providers": int(members.sum()),
+                "gpus": int(gpus[members].sum()),
+                "utilization": float(busy_h[members].sum()) / capacity_h if capacity_h else 0.0,
+                "revenue_usd": revenue,
+                "cost_usd": cost,
+                "marginal_cost_usd": float(marginal[members].sum()),
+                "profit_usd": revenue - cost,
+                "contribution_usd": revenue - float(marginal[members].sum()),
+            }
+        return result
+
+
+_HANDLERS = {
+    OrderOpened: Metrics._opened,
+    OrderExpired: Metrics._expired,
+    OrderCancelled: Metrics._cancelled,
+    LeaseCreated: Metrics._leased,
+    LeaseClosed: Metrics._closed,
+    PaymentSettled: Metrics._paid,
+    TenantLeft: Metrics._left,
+    Tick: Metrics._tick,
+}

@@ -1,0 +1,165 @@
+"""Result tables from the event stream: orders, leases and the price series.
+
+With an output directory, rows stream to Parquet in row groups as orders and leases finish, so
+memory does not grow with the run; without one, they are kept as Arrow record batches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from market.events import (
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    OrderCancelled,
+    OrderExpired,
+    OrderOpened,
+)
+from market.units import MICRO_USD_PER_USD
+
+if TYPE_CHECKING:
+    from market.engine import Market
+
+ORDERS_SCHEMA = pa.schema([
+    ("order_id", pa.int64()), ("job_id", pa.int64()), ("tenant", pa.int64()),
+    ("job_kind", pa.string()), ("attempt", pa.int32()), ("gpus", pa.int32()),
+    ("gpu_models", pa.string()), ("max_price_usd_per_gpu_hour", pa.float64()),
+    ("created_s", pa.float64()), ("outcome", pa.string()), ("bids", pa.int32()),
+    ("decided_s", pa.float64()), ("lease_id", pa.int64()),
+    ("price_usd_per_gpu_hour", pa.float64()),
+])
+
+LEASES_SCHEMA = pa.schema([
+    ("lease_id", pa.int64()), ("order_id", pa.int64()), ("job_id", pa.int64()),
+    ("tenant", pa.int64()), ("provider", pa.int64()), ("population", pa.string()),
+    ("archetype", pa.string()), ("gpu_model", pa.string()), ("gpus", pa.int32()),
+    ("price_usd_per_gpu_hour", pa.float64()), ("start_s", pa.float64()),
+    ("end_s", pa.float64()), ("reason", pa.string()), ("paid_usd", pa.float64()),
+    ("work_left", pa.float64()),
+])
+
+PRICES_SCHEMA = pa.schema([
+    ("time_s", pa.float64()), ("gpu_model", pa.string()),
+    ("price_index_usd_per_gpu_hour", pa.float64()), ("leases", pa.int64()),
+    ("utilization", pa.float64()),
+])
+
+_BATCH_ROWS = 50_000
+
+
+class _Table:
+    """Rows of one table, buffered by column and flushed as record batches."""
+
+    def __init__(self, schema: pa.Schema, path: Path | None) -> None:
+        self.schema = schema
+        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.batches: list[pa.RecordBatch] = []
+        self.writer = pq.ParquetWriter(path, schema) if path is not None else None
+        self.path = path
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        for column, value in zip(self.columns.values(), row, strict=True):
+            column.append(value)
+        if len(self.columns[self.schema.names[0]]) >= _BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.columns[self.schema.names[0]]:
+            return
+        batch = pa.RecordBatch.from_pydict(self.columns, schema=self.schema)
+        for column in self.columns.values():
+            column.clear()
+        if self.writer is not None:
+            self.writer.write_batch(batch)
+        else:
+            self.batches.append(batch)
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def table(self) -> pa.Table:
+        if self.path is not None:
+            if self.writer is not None:
+                raise RuntimeError("the table is still being written; finish the run first")
+            return pq.read_table(self.path)
+        self.flush()
+        return pa.Table.from_batches(self.batches, schema=self.schema)
+
+
+class Recorder:
+    """Subscribes to a market and keeps its orders and leases tables."""
+
+    def __init__(self, market: Market, out: str | Path | None = None) -> None:
+        self.market = market
+        self.out = Path(out) if out is not None else None
+        if self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.orders = _Table(ORDERS_SCHEMA, self._path("orders.parquet"))
+        self.leases = _Table(LEASES_SCHEMA, self._path("leases.parquet"))
+        self._open_orders: dict[int, list[Any]] = {}
+        self._open_leases: dict[int, list[Any]] = {}
+        self.closed = False
+        market.subscribe(self.on_event)
+
+    def _path(self, name: str) -> Path | None:
+        return self.out / name if self.out is not None else None
+
+    def on_event(self, event: Event) -> None:
+        kind = type(event)
+        if kind is OrderOpened:
+            self._open_orders[event.order_id] = [
+                event.order_id, event.job_id, event.tenant, event.job_kind, event.attempt,
+                event.gpus, ",".join(event.gpu_models),
+                event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD,
+                event.time_s, "open", 0, None, None, None]
+        elif kind is LeaseCreated:
+            row = self._open_orders.pop(event.order_id)
+            row[9:14] = ["leased", event.bids, event.time_s, event.lease_id,
+                         event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD]
+            self.orders.append(tuple(row))
+            pool = self.market.pool
+            population = int(pool.population[event.provider])
+            self._open_leases[event.lease_id] = [
+                event.lease_id, event.order_id, event.job_id, event.tenant, event.provider,
+                pool.population_names[population], pool.population_archetypes[population],
+                event.gpu_model, event.gpus, row[13], event.time_s, None, "active", 0.0, None]
+        elif kind is OrderExpired or kind is OrderCancelled:
+            row = self._open_orders.pop(event.order_id)
+            row[9:12] = ["expired" if kind is OrderExpired else "cancelled",
+                         getattr(event, "bids", 0), event.time_s]
+            self.orders.append(tuple(row))
+        elif kind is LeaseClosed:
+            row = self._open_leases.pop(event.lease_id)
+            row[11:15] = [event.time_s, event.reason, event.paid_micro / MICRO_USD_PER_USD,
+                          event.work_left]
+            self.leases.append(tuple(row))
+
+    def close(self) -> None:
+        """Write what is still open (orders `open`, leases `active`) and the price series."""
+        if self.closed:
+            return
+        for row in self._open_orders.values():
+            self.orders.append(tuple(row))
+        for lease_id, row in self._open_leases.items():
+            row[13] = self.market.leases[lease_id].paid / MICRO_USD_PER_USD
+            self.leases.append(tuple(row))
+        self._open_orders.clear()
+        self._open_leases.clear()
+        self.orders.close()
+        self.leases.close()
+        prices = self.prices()
+        if self.out is not None:
+            pq.write_table(prices, self.out / "prices.parquet")
+        self.closed = True
+
+    def prices(self) -> pa.Table:
+        rows = self.market.metrics.series
+        return pa.Table.from_pylist(rows, schema=PRICES_SCHEMA)

@@ -1,0 +1,159 @@
+"""Orders, bids and leases: the market's records, with Akash's states and close reasons."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import numpy as np
+
+from market.resources import Requirement, ResourceUnit
+
+
+class OrderState(StrEnum):
+    OPEN = "open"        # collecting bids
+    ACTIVE = "active"    # a lease runs
+    CLOSED = "closed"    # leased and ended, expired, or cancelled
+
+
+class BidState(StrEnum):
+    OPEN = "open"
+    ACTIVE = "active"    # won: its lease runs
+    LOST = "lost"        # another bid won
+    CLOSED = "closed"    # withdrawn, timed out, or its lease ended
+
+
+class LeaseState(StrEnum):
+    ACTIVE = "active"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    CLOSED = "closed"
+
+
+class CloseReason(StrEnum):
+    """Why a lease ended (Akash's lease close reasons)."""
+
+    OWNER = "owner"                          # the tenant closed it (or its job finished)
+    UNSTABLE = "unstable"                    # the provider's health checks failed
+    INSUFFICIENT_FUNDS = "insufficient_funds"  # escrow ran dry
+    MANIFEST_TIMEOUT = "manifest_timeout"    # the tenant never sent its manifest
+    DECOMMISSION = "decommission"            # the provider left the market
+
+
+#: Close reasons that are the provider's fault: the work is re-posted and counted as failed.
+PROVIDER_FAULTS = (CloseReason.UNSTABLE, CloseReason.DECOMMISSION)
+
+
+class Order:
+    """One Akash order (a deployment group) open for bids, with its escrow.
+
+    Bids live as parallel arrays in arrival order. `work_s` (optional) is how long the job runs
+    on each GPU model of the catalog, already scaled by `work_left`; the tenant closes the lease
+    (reason owner) when it is done.
+    """
+
+    __slots__ = (
+        "attempt",
+        "audited_only",
+        "auto",
+        "best_welfare",
+        "bid_arrivals",
+        "bid_ids",
+        "bid_open",
+        "bid_prices",
+        "bid_providers",
+        "created_s",
+        "escrow",
+        "id",
+        "job_id",
+        "job_kind",
+        "lease",
+        "max_price",
+        "model_mask",
+        "need",
+        "requirement",
+        "state",
+        "storage_mask",
+        "tag",
+        "tenant",
+        "units",
+        "value",
+        "work_left",
+        "work_s",
+    )
+
+    def __init__(self, order_id: int, tenant: int, units: tuple[ResourceUnit, ...],
+                 requirement: Requirement, model_mask: np.ndarray, storage_mask: int,
+                 max_price: int, value: int, created_s: float) -> None:
+        self.id = order_id
+        self.tenant = tenant
+        self.job_id = order_id
+        self.job_kind = ""
+        self.units = units
+        self.requirement = requirement
+        self.model_mask = model_mask
+        self.storage_mask = storage_mask
+        self.need = requirement.capacity
+        self.max_price = max_price          # micro-USD per hour, whole order
+        self.value = value                  # micro-USD per hour the tenant gets from it
+        self.created_s = created_s
+        self.state = OrderState.OPEN
+        self.attempt = 0
+        self.escrow = 0                     # micro-USD held for it in the escrow account
+        self.work_s: np.ndarray | None = None
+        self.work_left = 1.0
+        self.auto = True
+        self.audited_only = False
+        self.bid_ids: list[int] = []
+        self.bid_providers = _EMPTY_INT
+        self.bid_prices = _EMPTY_INT
+        self.bid_arrivals = _EMPTY_FLOAT
+        self.bid_open = _EMPTY_BOOL
+        self.lease: Lease | None = None
+        self.best_welfare = 0.0             # USD: value minus the cheapest eligible cost
+        self.tag: object = None             # free for the poster (tenant policies keep state)
+
+    @property
+    def gpus(self) -> int:
+        return int(self.need[0])
+
+
+_EMPTY_INT = np.zeros(0, np.int64)
+_EMPTY_FLOAT = np.zeros(0)
+_EMPTY_BOOL = np.zeros(0, bool)
+
+
+class Lease:
+    """A running agreement: `provider` serves `order` at `price` micro-USD per hour."""
+
+    __slots__ = (
+        "bid_id",
+        "deposit",
+        "gpus",
+        "id",
+        "model",
+        "order",
+        "paid",
+        "planned_end_s",
+        "planned_reason",
+        "planned_work_s",
+        "price",
+        "provider",
+        "start_s",
+        "state",
+    )
+
+    def __init__(self, lease_id: int, order: Order, provider: int, bid_id: int, model: int,
+                 price: int, start_s: float, deposit: int) -> None:
+        self.id = lease_id
+        self.order = order
+        self.provider = provider
+        self.bid_id = bid_id
+        self.model = model
+        self.gpus = order.gpus
+        self.price = price
+        self.start_s = start_s
+        self.paid = 0
+        self.state = LeaseState.ACTIVE
+        self.planned_end_s = float("inf")
+        self.planned_reason = CloseReason.OWNER
+        self.planned_work_s = float("inf")   # how long the job needs on this provider
+        self.deposit = deposit               # the winning bid's deposit, refunded at the end

@@ -1,0 +1,70 @@
+"""What a run returns: the summary (plain data) and the result tables (Arrow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from market.units import SECONDS_PER_DAY
+
+if TYPE_CHECKING:
+    from market.engine import Market
+
+
+class RunResult:
+    """The summary of a run and its tables.
+
+    `summary` is JSON-ready; `orders`, `leases` and `prices` are pyarrow Tables (call
+    `.to_pandas()` for pandas). Tables are complete once the run reached its end.
+    """
+
+    def __init__(self, market: Market) -> None:
+        self._market = market
+        self.summary: dict[str, Any] = {
+            "scenario": market.scenario.name,
+            "seed": market.seed,
+            "mechanism": market.scenario.market.mechanism,
+            "simulated_days": market.now / SECONDS_PER_DAY,
+            "providers_count": market.pool.n,
+            "tenants_count": len(market.tenant_accounts),
+            **market.metrics.summary(),
+            **market.money(),
+        }
+
+    def _table(self, name: str) -> pa.Table:
+        recorder = self._market.recorder
+        if recorder is None:
+            raise RuntimeError("this market was created with record=False")
+        return recorder.prices() if name == "prices" else getattr(recorder, name).table()
+
+    @property
+    def orders(self) -> pa.Table:
+        return self._table("orders")
+
+    @property
+    def leases(self) -> pa.Table:
+        return self._table("leases")
+
+    @property
+    def prices(self) -> pa.Table:
+        return self._table("prices")
+
+    def to_json(self) -> str:
+        """The summary as one JSON object: sorted keys, so equal runs give equal bytes."""
+        return json.dumps(self.summary, sort_keys=True, allow_nan=False)
+
+    def write(self, out: str | Path) -> None:
+        """Write `summary.json` to `out` (tables are streamed there when the market has
+        `out=`, otherwise written now)."""
+        import pyarrow.parquet as pq
+
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(self.to_json() + "\n", encoding="utf-8")
+        recorder = self._market.recorder
+        if recorder is not None and recorder.out != folder:
+            for name in ("orders", "leases", "prices"):
+                pq.write_table(self._table(name), folder / f"{name}.parquet")

@@ -1,0 +1,418 @@
+"""Scenarios: what a run simulates, as TOML files validated by pydantic.
+
+A scenario file is an overlay: it names a `base` scenario (default: the built-in `default`) and
+overrides any of its fields; tables merge key by key, arrays replace. A provider population
+names an `archetype` whose preset (`market/data/archetypes.toml`) fills the fields it omits.
+Every error a user can cause comes out as one `ScenarioError` line naming the field.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from market import registry
+from market.catalog import GpuCatalog, load_catalog
+from market.resources import STORAGE_CLASSES
+
+JOB_KINDS = ("training", "fine_tuning", "batch_inference", "online_inference")
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+class ScenarioError(ValueError):
+    """A scenario, a scenario file or an override is invalid; the message is one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _ordered_range(value: tuple[float, float], what: str) -> tuple[float, float]:
+    low, high = value
+    if low > high:
+        raise ValueError(f"{what}: min {low} is above max {high}")
+    return value
+
+
+
+PositiveRange = tuple[PositiveFloat, PositiveFloat]
+
+
+class MarketRules(_Model):
+    """Platform rules: the auction and escrow (Akash's defaults unless stated)."""
+
+    mechanism: str = Field(description="allocation mechanism by name: tenant_pick, "
+                           "first_price, second_price, or a registered plug-in")
+    selection: Literal["cheapest", "first"] = Field(
+        description="tenant_pick: accept the cheapest bid when the window ends, or the first")
+    bidding_window_s: PositiveFloat = Field(description="how long an order collects bids")
+    order_max_bids: Annotated[int, Field(ge=1)] = Field(description="bids kept per order, "
+                                                       "in arrival order (Akash: 20)")
+    bid_deposit_usd: NonNegFloat = Field(description="locked per bid, refunded when it ends")
+    bid_timeout_s: PositiveFloat = Field(description="a provider drops a bid without a lease")
+    manifest_timeout_s: PositiveFloat = Field(description="a lease without a manifest closes")
+    manifest_failure_prob: Fraction = Field(description="chance a tenant never sends it")
+    take_rate: Annotated[float, Field(ge=0, lt=1)] = Field(description="platform's share of "
+                                                           "every payout")
+    withdraw_interval_s: PositiveFloat = Field(description="providers withdraw this often")
+    health_check_failures: Annotated[int, Field(ge=1)] = Field(
+        description="failed health checks before a provider closes a lease as unstable")
+    health_check_interval_s: PositiveRange = Field(description="[min, max] between checks")
+    price_index_interval_s: PositiveFloat = Field(description="bucket of the price series")
+
+    @field_validator("health_check_interval_s")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        return _ordered_range(value, "health_check_interval_s")
+
+    @field_validator("mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str) -> str:
+        registry.load("mechanisms", value)  # UnknownName lists the known ones
+        return value
+
+
+class Spikes(_Model):
+    """Occasional demand spikes: arrivals multiply for a while (a Poisson number per week)."""
+
+    per_week: NonNegFloat
+    multiplier: Annotated[float, Field(ge=1)]
+    duration_h: PositiveFloat
+
+
+class JobKindConfig(_Model):
+    """One kind of job in the tenants' mix, sized with the transformer rule of thumb."""
+
+    share: NonNegFloat
+    params_b: PositiveRange = Field(description="model size, billions of parameters [min, max]")
+    tokens_b: PositiveRange | None = Field(None, description="billions of tokens [min, max]")
+    duration_h: PositiveRange | None = Field(None, description="online inference: hours rented")
+    tokens_per_s: PositiveRange | None = Field(None, description="online inference: throughput")
+    bytes_per_param: PositiveFloat
+    memory_overhead: Annotated[float, Field(ge=1)]
+    utilization: Annotated[float, Field(gt=0, le=1)]
+    min_tflops: NonNegFloat
+    needs_interconnect: bool
+    max_gpus: Annotated[int, Field(ge=1)]
+    max_wall_hours: PositiveFloat
+
+
+class ResourcesPerGpu(_Model):
+    """What a job asks for besides GPUs, per GPU unit."""
+
+    cpu_millicores: Annotated[int, Field(ge=0)]
+    memory_gib: NonNegFloat
+    storage_gib: NonNegFloat
+    storage_class: Literal["ephemeral", "beta1", "beta2", "beta3"]
+
+
+class Tenants(_Model):
+    """Tenants post jobs as a Poisson process with a daily cycle, spikes and growth."""
+
+    count: Annotated[int, Field(ge=1)]
+    arrivals_per_hour: PositiveFloat = Field(description="mean new jobs per hour")
+    daily_amplitude: Fraction = Field(description="relative swing of the daily cycle")
+    peak_hour: Annotated[float, Field(ge=0, lt=24)]
+    weekly_growth: Annotated[float, Field(gt=-1)] = Field(description="0.5 = +50% a week")
+    spikes: Spikes
+    max_price_factor: PositiveRange = Field(
+        description="max price as a fraction of the hyperscaler list price [min, max]")
+    reprice_factor: Annotated[float, Field(ge=1)] = Field(
+        description="after an expired order, re-post with max price × this")
+    max_price_cap_factor: PositiveFloat = Field(description="never above list × this")
+    max_reposts: Annotated[int, Field(ge=0)]
+    max_failures: Annotated[int, Field(ge=1)] = Field(
+        description="failed leases after which a tenant leaves for a hyperscaler")
+    deposit_factor: PositiveFloat = Field(description="escrow deposit = max price × "
+                                          "estimated duration × this")
+    duration_error_sigma: NonNegFloat = Field(description="lognormal error of the tenant's "
+                                              "duration estimate")
+    slowdown_tolerance: Annotated[float, Field(ge=1)] = Field(
+        description="accept GPU models up to this many times slower than the preferred one")
+    wallet_usd: PositiveFloat
+    resources_per_gpu: ResourcesPerGpu
+    jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
+               JobKindConfig]
+
+    @field_validator("max_price_factor")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        return _ordered_range(value, "max_price_factor")
+
+
+class Latency(_Model):
+    """Lognormal bid latency: median seconds and sigma of log."""
+
+    median_s: PositiveFloat
+    sigma: NonNegFloat
+
+
+class StrategyRef(_Model):
+    name: str
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        registry.load("strategies", value)
+        return value
+
+
+class ProviderPopulation(_Model):
+    """A population of providers of one archetype (fields not given come from its preset)."""
+
+    name: str
+    archetype: Literal["datacenter", "home_rig", "hyperscaler"]
+    count: Annotated[int, Field(ge=0)]
+    gpu_mix: dict[str, NonNegFloat] = Field(description="GPU id -> share of providers")
+    gpus_per_provider: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+    gpu_step: Annotated[int, Field(ge=1)] = Field(description="GPUs come in multiples of this")
+    cpu_millicores_per_gpu: Annotated[int, Field(ge=0)]
+    memory_gib_per_gpu: NonNegFloat
+    storage_gib_per_gpu: NonNegFloat
+    storage_classes: list[Literal["ephemeral", "beta1", "beta2", "beta3"]]
+    ip_leases: Annotated[int, Field(ge=0)]
+    audited: bool
+    pue: Annotated[float, Field(ge=1)]
+    electricity_usd_per_kwh: PositiveRange
+    ops_usd_per_gpu_hour: NonNegFloat
+    lifetime_years: PositiveFloat
+    capex_factor: PositiveFloat
+    idle_power_fraction: Fraction
+    cost_basis: Literal["full", "marginal"]
+    failure_rate_per_day: NonNegFloat
+    repair_hours: PositiveRange
+    churn_per_day: NonNegFloat
+    offline_days: PositiveRange
+    bid_latency: Latency
+    strategy: StrategyRef
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        archetype = data.get("archetype")
+        presets = _archetypes()
+        if archetype not in presets:
+            return data  # the Literal reports the valid archetypes
+        merged = _merge(presets[archetype], dict(data))
+        merged.setdefault("name", archetype)
+        return merged
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ProviderPopulation:
+        low, high = self.gpus_per_provider
+        if low > high:
+            raise ValueError(f"gpus_per_provider: min {low} is above max {high}")
+        for name in ("electricity_usd_per_kwh", "repair_hours", "offline_days"):
+            _ordered_range(getattr(self, name), name)
+        if not any(self.gpu_mix.values()):
+            raise ValueError("gpu_mix: at least one share must be > 0")
+        return self
+
+
+class Scenario(_Model):
+    """Everything a run simulates; with a seed, everything it does."""
+
+    name: str
+    description: str = ""
+    duration_days: PositiveFloat
+    market: MarketRules
+    tenants: Tenants
+    providers: Annotated[list[ProviderPopulation], Field(min_length=1)]
+    gpus: dict[str, dict[str, PositiveFloat]] = Field(
+        default_factory=dict, description="GPU catalog overrides: id -> field -> value")
+
+    @model_validator(mode="after")
+    def _known_gpus(self) -> Scenario:
+        catalog = self.catalog()  # validates `gpus` overrides
+        for index, population in enumerate(self.providers):
+            for gpu in population.gpu_mix:
+                if gpu not in catalog:
+                    raise ValueError(f"providers.{index}.gpu_mix: unknown GPU model {gpu!r}; "
+                                     f"known: {', '.join(catalog.ids)}")
+        names = [p.name for p in self.providers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"providers: population names must be unique, got {names}")
+        return self
+
+    def catalog(self) -> GpuCatalog:
+        """The built-in GPU catalog with this scenario's overrides applied."""
+        base = load_catalog()
+        return base.with_overrides(self.gpus) if self.gpus else base
+
+
+# ----------------------------------------------------------------------------- loading
+
+def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge: tables merge key by key, anything else (arrays included) replaces."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ScenarioError(f"{where}: not valid TOML: {error}") from None
+
+
+def _archetypes() -> dict[str, Any]:
+    return _builtin_data("data", "archetypes.toml")
+
+
+_data_cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _builtin_data(folder: str, filename: str) -> dict[str, Any]:
+    key = (folder, filename)
+    if key not in _data_cache:
+        text = resources.files("market").joinpath(folder, filename).read_text("utf-8")
+        _data_cache[key] = _read_toml(text, f"built-in {folder}/{filename}")
+    return _data_cache[key]
+
+
+def builtin_scenarios() -> list[str]:
+    """Names of the scenarios that ship inside the package."""
+    folder = resources.files("market").joinpath("scenarios")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The scenario's fields with its base chain merged in, not yet validated."""
+    text_name = str(name_or_path)
+    if text_name in builtin_scenarios() and not Path(text_name).suffix:
+        where = f"scenario {text_name!r}"
+        data = dict(_builtin_data("scenarios", f"{text_name}.toml"))
+    else:
+        path = Path(name_or_path)
+        where = f"scenario file {str(path)!r}"
+        if not path.is_file():
+            known = ", ".join(builtin_scenarios())
+            raise ScenarioError(f"scenario: {text_name!r} is neither a file nor a built-in "
+                                f"scenario ({known})")
+        data = _read_toml(path.read_text("utf-8"), where)
+    if where in seen:
+        raise ScenarioError(f"{where}: base chain loops ({' -> '.join((*seen, where))})")
+    base = data.pop("base", None if text_name == "default" else "default")
+    if base is None or base == "":
+        return data
+    if not isinstance(base, str):
+        raise ScenarioError(f"{where}: field `base`: expected a scenario name or path")
+    if not Path(base).is_absolute() and Path(base).suffix and "path" in where:
+        base = str(Path(name_or_path).parent / base)
+    return _merge(_raw(base, (*seen, where)), data)
+
+
+def parse_override(assignment: str) -> tuple[list[str], Any]:
+    """`a.b.0.c=VALUE` -> (["a", "b", "0", "c"], value); VALUE is read as TOML, else a string."""
+    path, sep, text = assignment.partition("=")
+    if not sep or not path.strip():
+        raise ScenarioError(f"--set {assignment!r}: expected PATH=VALUE, e.g. "
+                            "market.take_rate=0.1")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return path.strip().split("."), value
+
+
+def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set `value` at the dotted `keys` inside `data` (in place); the path must exist, except
+    for the last key of a table that allows new keys (catalog overrides, mixes)."""
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ScenarioError(f"--set {'.'.join(keys)}: `{where}`: expected an index "
+                                    f"from 0 to {len(node) - 1}")
+            if last:
+                node[int(key)] = value
+            else:
+                node[int(key)] = dict(node[int(key)]) if isinstance(node[int(key)], Mapping) \
+                    else node[int(key)]
+                node = node[int(key)]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                child = node.get(key)
+                if child is None:
+                    child = {}
+                elif isinstance(child, Mapping):
+                    child = dict(child)
+                elif isinstance(child, list):
+                    child = list(child)
+                else:
+                    raise ScenarioError(f"--set {'.'.join(keys)}: `{where}` is a value, "
+                                        "not a table")
+                node[key] = child
+                node = child
+        else:
+            raise ScenarioError(f"--set {'.'.join(keys)}: `{where}` is a value, not a table")
+
+
+def _first_error(error: ValidationError, where: str) -> ScenarioError:
+    count = error.error_count()
+    detail = error.errors(include_url=False)[0]
+    field = ".".join(str(part) for part in detail["loc"])
+    message = detail["msg"].removeprefix("Value error, ")
+    got = detail.get("input")
+    shown = "" if isinstance(got, Mapping | list) or got is None else f" (got {got!r})"
+    more = f" (and {count - 1} more)" if count > 1 else ""
+    prefix = f"field `{field}`: " if field else ""
+    return ScenarioError(f"{where}: {prefix}{message}{shown}{more}")
+
+
+def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scenario:
+    """Validate raw fields into a Scenario, or raise a one-line ScenarioError."""
+    try:
+        return Scenario.model_validate(dict(data))
+    except ValidationError as error:
+        raise _first_error(error, where) from None
+    except registry.UnknownName as error:
+        raise ScenarioError(f"{where}: {error}") from None
+
+
+def load_scenario(name_or_path: str | Path = "default",
+                  overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+    """Load a built-in scenario by name or a TOML file by path, apply `--set` style overrides
+    (``"market.take_rate=0.1"``), and validate. Raises ScenarioError (one line) on bad input.
+
+    >>> load_scenario("default", ["market.take_rate=0.1"]).market.take_rate
+    0.1
+    """
+    data = _raw(name_or_path)
+    for assignment in overrides:
+        keys, value = parse_override(assignment)
+        apply_override(data, keys, value)
+    return validate_scenario(data, f"scenario {str(name_or_path)!r}")
+
+
+def scenario_schema() -> dict[str, Any]:
+    """JSON schema of a (fully merged) scenario."""
+    return Scenario.model_json_schema()
+
+
+__all__ = [
+    "JOB_KINDS", "STORAGE_CLASSES", "JobKindConfig", "MarketRules", "ProviderPopulation",
+    "Scenario", "ScenarioError", "Tenants", "builtin_scenarios", "load_scenario",
+    "scenario_schema", "validate_scenario",
+]
