@@ -2,7 +2,9 @@
 
 `prices(order, providers, market)` returns, for each provider id in `providers`, its bid for
 the whole order in micro-USD per hour (float; NaN = no bid). The engine drops bids above the
-order's max price, as the chain does.
+order's max price, as the chain does. A strategy whose price per GPU-hour does not depend on
+the order may also define `asks(providers, market)` (USD per GPU-hour): the engine then reads
+its bids from one array instead of calling it for every order.
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ if TYPE_CHECKING:
     from market.records import Order
 
 
-class CostPlus:
+class _PerGpuHour:
+    """A strategy with a fixed ask per GPU-hour for each provider."""
+
+    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
+        raise NotImplementedError
+
+    def prices(self, order: Order, providers: np.ndarray, market: Market) -> np.ndarray:
+        return self.asks(providers, market) * (order.gpus * MICRO_USD_PER_USD)
+
+
+class CostPlus(_PerGpuHour):
     """Bid cost plus a markup: ``cost_basis × (1 + markup)`` per GPU-hour.
 
     The cost basis is the provider's full or marginal cost per GPU-hour (its population's
@@ -30,22 +42,18 @@ class CostPlus:
             raise ValueError(f"markup must be >= 0, got {markup}")
         self.markup = markup
 
-    def prices(self, order: Order, providers: np.ndarray, market: Market) -> np.ndarray:
-        basis = market.pool.cost_basis_usd_per_gpu_hour[providers]
-        return basis * ((1.0 + self.markup) * order.gpus * MICRO_USD_PER_USD)
+    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
+        return market.pool.cost_basis_usd_per_gpu_hour[providers] * (1.0 + self.markup)
 
 
-class ListPrice:
+class ListPrice(_PerGpuHour):
     """A posted price: the GPU's hyperscaler list price per GPU-hour times `factor`."""
 
     def __init__(self, factor: float = 1.0) -> None:
         if factor <= 0:
             raise ValueError(f"factor must be > 0, got {factor}")
         self.factor = factor
-        self._list: np.ndarray | None = None
 
-    def prices(self, order: Order, providers: np.ndarray, market: Market) -> np.ndarray:
-        if self._list is None:
-            self._list = market.catalog.array("list_usd_per_gpu_hour") * (
-                self.factor * MICRO_USD_PER_USD)
-        return self._list[market.pool.model[providers]] * order.gpus
+    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
+        list_price = market.catalog.array("list_usd_per_gpu_hour")
+        return list_price[market.pool.model[providers]] * self.factor

@@ -3,16 +3,17 @@
 Arrivals are a Poisson process whose rate follows a daily cycle, grows week over week, and
 jumps during occasional demand spikes (sampled by thinning). Each job is sized with the
 transformer rule of thumb (`agents.workloads`), which fixes the GPUs it needs and its duration
-on every GPU model. The tenant prefers the model that would be cheapest at hyperscaler list
-prices, accepts any model that can run the job with that many GPUs at most
-`slowdown_tolerance` times slower, and sets its max price as a fraction of the list price.
+on every GPU model. The tenant orders the GPUs of the model it expects to be cheapest on this
+market (by published marketplace prices), accepting any model that can run the job with that
+many GPUs at most `slowdown_tolerance` times slower. Its value for the job is what the outside
+option costs: the cheapest way to run it at a hyperscaler's list prices (the models the
+scenario's hyperscalers rent); its max price is a fraction of that, per GPU-hour of the order.
 After an expired order it re-posts higher; after a failed lease it re-posts the remaining work;
 after too many of either it takes the job to a hyperscaler.
 """
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,7 +41,7 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
         spec = config.jobs.get(name)
         if spec is None:
             continue
-        fields = spec.model_dump()
+        fields = spec.model_dump(exclude={"slowdown_tolerance"})
         for key in ("params_b", "tokens_b", "duration_h", "tokens_per_s"):
             if fields[key] is not None:
                 fields[key] = tuple(fields[key])
@@ -51,8 +52,9 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
 class _Job:
     """What a tenant remembers about one of its jobs between orders."""
 
-    __slots__ = ("attempts", "est_hours", "failures", "gpus", "kind", "list_usd_per_gpu_hour",
-                 "max_price", "models", "tenant", "units", "value", "work_left", "work_s")
+    __slots__ = ("attempts", "est_hours", "failures", "gpus", "kind", "max_price",
+                 "outside_gpu_h", "outside_usd", "tenant", "units", "value", "work_left",
+                 "work_s")
 
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():
@@ -71,6 +73,15 @@ class Tenants:
         self.memory_bytes = catalog.array("memory_gib") * GIB
         self.interconnect = np.array([m.interface in INTERCONNECT for m in catalog])
         self.list_price = catalog.array("list_usd_per_gpu_hour")
+        # The outside option is what the scenario's hyperscalers rent; without any, every model.
+        offered = {gpu for population in market.scenario.providers
+                   if population.archetype == "hyperscaler" and population.count
+                   for gpu, share in population.gpu_mix.items() if share > 0}
+        self.outside = np.array([m.id in offered or not offered for m in catalog])
+        # What a tenant expects to pay on this market: the marketplace price where one is
+        # known, else a specialty cloud's, else the list price.
+        self.belief = np.array([m.marketplace_usd_per_gpu_hour or m.specialty_usd_per_gpu_hour
+                                or m.list_usd_per_gpu_hour for m in catalog])
         self.ids = catalog.ids
         self.arrival_rng = market.streams.get("tenants.arrivals")
         self.job_rng = market.streams.get("tenants.jobs")
@@ -84,9 +95,10 @@ class Tenants:
                          "memory_bytes_per_gpu": int(res.memory_gib * GIB),
                          "storage_bytes_per_gpu": int(res.storage_gib * GIB),
                          "storage_class": res.storage_class}
-        self._batch: Any = None
-        self._plan: Any = None
-        self._draws: Any = None
+        self.rented = np.array([k.name == "online_inference" for k in self.kinds])
+        self.tolerance = np.array([config.jobs[k.name].slowdown_tolerance for k in self.kinds])
+        self._unit_cache: dict[tuple[int, bytes], tuple[Any, ...]] = {}
+        self._chunk: dict[str, Any] = {}
         self._next = _CHUNK
 
     def start(self) -> None:
@@ -103,18 +115,18 @@ class Tenants:
         count = self.arrival_rng.poisson(expected) if expected > 0 else 0
         return np.sort(self.arrival_rng.uniform(0.0, horizon, size=count))
 
-    def rate_per_s(self, t_s: float) -> float:
-        """Arrival rate of new jobs at `t_s`, per simulated second."""
+    def rate_per_s(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Arrival rate of new jobs at simulated times `t_s`, per simulated second."""
         config = self.config
+        t_s = np.asarray(t_s, dtype=float)
         hour = t_s / SECONDS_PER_HOUR
-        daily = 1.0 + config.daily_amplitude * math.cos(2 * math.pi * (hour - config.peak_hour)
-                                                        / 24)
+        daily = 1.0 + config.daily_amplitude * np.cos(2 * np.pi * (hour - config.peak_hour) / 24)
         growth = (1.0 + config.weekly_growth) ** (t_s / (7 * SECONDS_PER_DAY))
-        spike_s = config.spikes.duration_h * SECONDS_PER_HOUR
         index = np.searchsorted(self.spikes, t_s, side="right") - 1
-        spiking = index >= 0 and t_s - self.spikes[index] < spike_s
+        since = t_s - self.spikes[np.maximum(index, 0)] if self.spikes.size else t_s
+        spiking = (index >= 0) & (since < config.spikes.duration_h * SECONDS_PER_HOUR)
         return (config.arrivals_per_hour / SECONDS_PER_HOUR * daily * growth
-                * (config.spikes.multiplier if spiking else 1.0))
+                * np.where(spiking, config.spikes.multiplier, 1.0))
 
     def _arrivals(self):
         config = self.config
@@ -126,56 +138,96 @@ class Tenants:
         t = env.now
         while True:
             # Thinning: candidates at the peak rate, kept with probability rate(t) / peak.
-            gaps = rng.exponential(1.0 / peak, size=_CHUNK)
-            keep = rng.random(_CHUNK)
-            for gap, u in zip(gaps.tolist(), keep.tolist(), strict=True):
-                t += gap
-                if u * peak <= self.rate_per_s(t):
-                    yield env.timeout(t - env.now)
-                    self._new_job()
+            times = t + np.cumsum(rng.exponential(1.0 / peak, size=_CHUNK))
+            kept = times[rng.random(_CHUNK) * peak <= self.rate_per_s(times)]
+            t = float(times[-1])
+            for arrival in kept.tolist():
+                yield env.timeout(arrival - env.now)
+                self._new_job()
 
     # ------------------------------------------------------------------ jobs
 
-    def _next_job(self) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-        if self._next >= _CHUNK:
-            self._batch = sample_jobs(self.job_rng, _CHUNK, self.kinds)
-            self._plan = plan_jobs(self._batch, self.kinds, self.tflops, self.memory_bytes,
-                                   self.interconnect)
-            low, high = self.config.max_price_factor
-            self._draws = np.column_stack([
-                self.choice_rng.integers(0, len(self.tenants), _CHUNK),
-                self.choice_rng.uniform(low, high, _CHUNK),
-                self.choice_rng.lognormal(0.0, self.config.duration_error_sigma, _CHUNK),
-            ])
-            self._next = 0
-        i = self._next
-        self._next += 1
-        return int(self._batch.kind[i]), self._plan.gpus[i], self._plan.duration_s[i], \
-            self._draws[i]
-
-    def _new_job(self) -> None:
-        kind, gpus, duration_s, (tenant, factor, error) = self._next_job()
-        eligible = gpus > 0
-        if not eligible.any():
-            return  # no GPU model in the catalog can run it: not a job for this market
-        hours = np.where(eligible, duration_s, 0.0)  # inf where ineligible; zeroed to multiply
-        list_cost = np.where(eligible, gpus * hours * self.list_price, np.inf)
-        preferred = int(np.argmin(list_cost))
-        n = int(gpus[preferred])
+    def _plan_chunk(self) -> None:
+        """Sample and plan the next `_CHUNK` jobs at once: the order each becomes (GPUs,
+        acceptable models, work per model), its value and its max price."""
+        batch = sample_jobs(self.job_rng, _CHUNK, self.kinds)
+        plan = plan_jobs(batch, self.kinds, self.tflops, self.memory_bytes, self.interconnect)
+        rows = np.arange(_CHUNK)
+        eligible = plan.gpus > 0
+        seconds = np.where(eligible, plan.duration_s, 0.0)  # inf where ineligible: zeroed
+        gpu_s = plan.gpus * seconds
+        # The outside option: the cheapest way to run it at a hyperscaler's list prices.
+        reference = eligible & self.outside
+        reference = np.where(reference.any(axis=1)[:, None], reference, eligible)
+        outside_cost = np.where(reference, gpu_s * self.list_price, np.inf)
+        outside = np.argmin(outside_cost, axis=1)
+        outside_usd = outside_cost[rows, outside] / SECONDS_PER_HOUR
+        outside_gpu_h = gpu_s[rows, outside] / SECONDS_PER_HOUR
+        # The order: the GPUs of the model the tenant expects to be cheapest on this market.
+        preferred = np.argmin(np.where(eligible, gpu_s * self.belief, np.inf), axis=1)
+        n = np.maximum(plan.gpus[rows, preferred], 1)
         # With n GPUs, a model that needs fewer finishes proportionally sooner; an endpoint
         # (online inference) is rented for its duration whatever the GPU.
-        scaled = hours if self.kinds[kind].name == "online_inference" else hours * gpus / n
-        acceptable = eligible & (gpus <= n) & (
-            scaled <= self.config.slowdown_tolerance * scaled[preferred])
-        models = tuple(self.ids[m] for m in np.flatnonzero(acceptable))
-        list_price = float(self.list_price[preferred])
-        est_hours = float(scaled[preferred]) / SECONDS_PER_HOUR
-        job = _Job(tenant=self.tenants[int(tenant)], kind=self.kinds[kind].name, gpus=n,
-                   models=models, units=gpu_units(n, models, **self._per_gpu),
-                   work_s=np.where(acceptable, scaled * error, np.inf),  # inf: never leased
-                   max_price=min(factor, self.config.max_price_cap_factor) * list_price,
-                   value=list_price, list_usd_per_gpu_hour=list_price, est_hours=est_hours,
-                   attempts=0, failures=0, work_left=1.0)
+        rented = self.rented[batch.kind][:, None]
+        scaled = np.where(rented, seconds, seconds * plan.gpus / n[:, None])
+        scaled_preferred = scaled[rows, preferred]
+        acceptable = eligible & (plan.gpus <= n[:, None]) & (
+            scaled <= (self.tolerance[batch.kind] * scaled_preferred)[:, None])
+        low, high = self.config.max_price_factor
+        factor = self.choice_rng.uniform(low, high, _CHUNK)
+        error = self.choice_rng.lognormal(0.0, self.config.duration_error_sigma, _CHUNK)
+        # What the outside option costs per GPU-hour of this order: the tenant's value and
+        # the anchor of its max price.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reference_rate = outside_usd / (n * scaled_preferred / SECONDS_PER_HOUR)
+        self._chunk = {
+            "valid": eligible.any(axis=1).tolist(),
+            "kind": batch.kind.tolist(),
+            "tenant": self.choice_rng.integers(0, len(self.tenants), _CHUNK).tolist(),
+            "gpus": n.tolist(),
+            "acceptable": acceptable,
+            # The estimate misses the real duration by `error`, except for an endpoint rented
+            # for a set time; inf marks models the job never runs on.
+            "work_s": np.where(acceptable, np.where(rented, scaled, scaled * error[:, None]),
+                               np.inf),
+            "value": reference_rate.tolist(),
+            "max_price": (np.minimum(factor, self.config.max_price_cap_factor)
+                          * reference_rate).tolist(),
+            "outside_usd": outside_usd.tolist(),
+            "outside_gpu_h": outside_gpu_h.tolist(),
+            # The tenant cannot know which model will win, so its escrow covers the slowest
+            # one it accepts; only a job that overruns its estimate drains it.
+            "est_hours": (np.where(acceptable, scaled, 0.0).max(axis=1)
+                          / SECONDS_PER_HOUR).tolist(),
+        }
+        self._next = 0
+
+    def _units(self, n: int, acceptable: np.ndarray) -> tuple[Any, ...]:
+        """Resource units for n GPUs of the acceptable models; one shared object per shape,
+        so that the market recognizes it."""
+        key = (n, acceptable.tobytes())
+        units = self._unit_cache.get(key)
+        if units is None:
+            models = tuple(self.ids[m] for m in np.flatnonzero(acceptable))
+            units = gpu_units(n, models, **self._per_gpu)
+            self._unit_cache[key] = units
+        return units
+
+    def _new_job(self) -> None:
+        if self._next >= _CHUNK:
+            self._plan_chunk()
+        i = self._next
+        self._next += 1
+        chunk = self._chunk
+        if not chunk["valid"][i]:
+            return  # no GPU model in the catalog can run it: not a job for this market
+        n = chunk["gpus"][i]
+        job = _Job(tenant=self.tenants[chunk["tenant"][i]],
+                   kind=self.kinds[chunk["kind"][i]].name, gpus=n,
+                   units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
+                   max_price=chunk["max_price"][i], value=chunk["value"][i],
+                   outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
+                   est_hours=chunk["est_hours"][i], attempts=0, failures=0, work_left=1.0)
         self._post(job, None, 1.0)
 
     def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
@@ -195,10 +247,9 @@ class Tenants:
             self.jobs[order_id] = job  # the first order's id names the job
 
     def _leave(self, job_id: int, job: _Job, reason: str, work_left: float) -> None:
-        gpu_hours = job.gpus * job.est_hours * work_left
         self.jobs.pop(job_id, None)
-        self.market.tenant_left(job.tenant, job_id, reason, gpu_hours,
-                                gpu_hours * job.list_usd_per_gpu_hour)
+        self.market.tenant_left(job.tenant, job_id, reason, job.outside_gpu_h * work_left,
+                                job.outside_usd * work_left)
 
     # ------------------------------------------------------------------ reactions
 
@@ -213,7 +264,7 @@ class Tenants:
                 self._leave(event.job_id, job, "expired", job.work_left)
                 return
             job.max_price = min(job.max_price * self.config.reprice_factor,
-                                job.list_usd_per_gpu_hour * self.config.max_price_cap_factor)
+                                job.value * self.config.max_price_cap_factor)
             self._post(job, event.job_id, job.work_left)
         elif kind is LeaseClosed:
             job = self.jobs.get(event.job_id)
@@ -223,6 +274,8 @@ class Tenants:
                 del self.jobs[event.job_id]
                 return
             job.attempts += 1
+            if event.reason == "insufficient_funds":
+                job.est_hours *= 2  # the estimate was short: deposit more for the rest
             if event.reason in PROVIDER_FAULTS:
                 job.failures += 1
                 if job.failures >= self.config.max_failures:

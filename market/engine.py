@@ -106,6 +106,19 @@ class Market:
         self.strategies: list[Any] = []        # one per provider population (or outside group)
         self._strategy_of = np.zeros(0, np.int32)
         self._down = np.zeros(0, np.int32)       # reasons each provider is down
+        # Bids of order-independent strategies, USD per GPU-hour (NaN: ask the strategy).
+        self._static_ask = np.zeros(0)
+        self._all_static = True
+        # Eligibility by static attributes (GPU model, storage, audit, up), per order shape;
+        # dropped whenever a provider goes down, comes back, or joins.
+        self._shape_masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
+        self._proportional_masks: dict[bytes, np.ndarray] = {}
+        self._shapes: dict[int, tuple[tuple[ResourceUnit, ...], Any, np.ndarray, int]] = {}
+        # Providers that once reserved an order needing more of some resource per GPU than
+        # they have per GPU: their free GPUs no longer vouch for their other resources.
+        self._lopsided = np.zeros(0, bool)
+        self._normals = np.zeros(0)
+        self._normal_at = 0
         self.tenant_names: list[str] = []
         self.tenant_accounts: list[int] = []
         self.orders: dict[int, Order] = {}     # open or leased, not yet closed
@@ -182,6 +195,13 @@ class Market:
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
         self._down = np.concatenate([self._down, np.zeros(len(ids), np.int32)])
+        asks = getattr(strategy, "asks", None)
+        static = asks(ids, self) if asks is not None else np.full(len(ids), np.nan)
+        self._all_static = self._all_static and asks is not None
+        self._static_ask = np.concatenate([self._static_ask, np.asarray(static, float)])
+        self._lopsided = np.concatenate([self._lopsided, np.zeros(len(ids), bool)])
+        self._proportional_masks.clear()
+        self._shape_masks.clear()
         for provider in ids:
             self._schedule_failure(int(provider))
             self._schedule_leave(int(provider))
@@ -207,34 +227,28 @@ class Market:
             raise MarketError(f"tenant: unknown id {tenant}")
         if not max_price_usd_per_gpu_hour > 0:
             raise MarketError("max_price_usd_per_gpu_hour must be > 0")
-        try:
-            req = requirement(tuple(units))
-        except ValueError as error:
-            raise MarketError(f"units: {error}") from None
-        if req.gpus < 1:
-            raise MarketError("units: an order must ask for at least one GPU")
-        unknown = [m for m in req.gpu_models if m not in self.catalog]
-        if unknown:
-            raise MarketError(f"units: unknown GPU model {unknown[0]!r}; known: "
-                              f"{', '.join(self.catalog.ids)}")
+        units = tuple(units)
+        req, model_mask, smask, shape_key = self._shape(units)
         deposit = usd_to_micro(deposit_usd)
         account = self.tenant_accounts[tenant]
         if deposit < 0 or self.ledger.balance(account) < deposit:
             raise MarketError(f"deposit_usd: {deposit_usd} is more than the tenant's wallet "
                               f"({self.ledger.balance(account) / MICRO_USD_PER_USD:.2f} USD)")
-        model_mask = np.zeros(len(self.catalog), bool)
-        model_mask[[self.catalog.index(m) for m in req.gpu_models]] = True
         gpus = req.gpus
         max_price = usd_to_micro(max_price_usd_per_gpu_hour * gpus)
         value_rate = max_price_usd_per_gpu_hour if value_usd_per_gpu_hour is None \
             else value_usd_per_gpu_hour
-        order = Order(self._next_order, tenant, tuple(units), req, model_mask,
-                      storage_mask(req.storage_classes), max_price,
+        order = Order(self._next_order, tenant, units, req, model_mask, smask, max_price,
                       usd_to_micro(value_rate * gpus), self.env.now)
         self._next_order += 1
         order.job_id = order.id if job_id is None else job_id
         order.job_kind = job_kind
         order.work_s = work_s
+        order.shape_key = shape_key
+        # The job's value to the tenant, USD: its value rate over the job's shortest run (or
+        # one hour of an open-ended lease).
+        hours = 1.0 if work_s is None else float(work_s.min()) / SECONDS_PER_HOUR
+        order.job_value_usd = value_rate * gpus * hours
         order.work_left = work_left
         order.attempt = attempt
         order.auto = auto_select
@@ -248,34 +262,111 @@ class Market:
         self._open_auction(order)
         return order.id
 
+    def _shape(self, units: tuple[ResourceUnit, ...]) -> tuple[Any, np.ndarray, int, bytes]:
+        """Requirement, GPU model mask and storage mask of `units`, cached by identity: a
+        tenant re-posting work passes the same units object again."""
+        cached = self._shapes.get(id(units))
+        if cached is not None and cached[0] is units:
+            return cached[1:]
+        try:
+            req = requirement(units)
+        except ValueError as error:
+            raise MarketError(f"units: {error}") from None
+        if req.gpus < 1:
+            raise MarketError("units: an order must ask for at least one GPU")
+        unknown = [m for m in req.gpu_models if m not in self.catalog]
+        if unknown:
+            raise MarketError(f"units: unknown GPU model {unknown[0]!r}; known: "
+                              f"{', '.join(self.catalog.ids)}")
+        model_mask = np.zeros(len(self.catalog), bool)
+        model_mask[[self.catalog.index(m) for m in req.gpu_models]] = True
+        smask = storage_mask(req.storage_classes)
+        if len(self._shapes) >= 65_536:  # bounded: forget the oldest shapes
+            for key in list(self._shapes)[:32_768]:
+                del self._shapes[key]
+        # Orders of one shape share their eligibility masks.
+        key = req.capacity.tobytes() + model_mask.tobytes() + smask.to_bytes(2, "little")
+        self._shapes[id(units)] = (units, req, model_mask, smask, key)
+        return req, model_mask, smask, key
+
+    def _eligible_by_attributes(self, order: Order) -> tuple[np.ndarray, np.ndarray | None]:
+        """Providers whose GPU model, storage classes and audit match `order` and that are up,
+        split in two bool masks: those for which free GPUs imply the other resources are
+        free too, and the others (None if none), which need a full capacity check.
+
+        A provider whose capacity per GPU covers this order's needs per GPU, and which has only
+        ever held such orders, has at least (free GPUs × its capacity per GPU) of every other
+        resource free: enough for this order whenever it has the GPUs. Cached per order shape;
+        dropped whenever a provider goes down, comes back, joins, or takes a lopsided order.
+        """
+        key = (order.shape_key, order.audited_only)
+        masks = self._shape_masks.get(key)
+        if masks is None:
+            pool = self.pool
+            match = order.model_mask[pool.model] & pool.up
+            if order.storage_mask:
+                match &= (pool.storage_mask & order.storage_mask) == order.storage_mask
+            if order.audited_only:
+                match &= pool.audited
+            proportional = self._proportional(order) & ~self._lopsided
+            unsafe = match & ~proportional
+            masks = (match & proportional, unsafe if unsafe.any() else None)
+            self._shape_masks[key] = masks
+        return masks
+
+    def _proportional(self, order: Order) -> np.ndarray:
+        """Providers whose capacity per GPU covers `order`'s needs per GPU (bool mask)."""
+        mask = self._proportional_masks.get(order.shape_key)
+        if mask is None:
+            capacity, need = self.pool.capacity, order.need
+            mask = (capacity[:, 1:] * need[0] >= need[1:] * capacity[:, :1]).all(axis=1)
+            self._proportional_masks[order.shape_key] = mask
+        return mask
+
+    def _eligible(self, order: Order) -> np.ndarray:
+        """Ids of providers that match `order` and have its resources free."""
+        free = self.pool.free
+        safe, unsafe = self._eligible_by_attributes(order)
+        gpus_free = free[:, 0] >= order.need[0]
+        ids = np.flatnonzero(safe & gpus_free)
+        if unsafe is not None:
+            others = np.flatnonzero(unsafe & gpus_free)
+            others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
+            ids = np.union1d(ids, others)
+        return ids
+
+    def _standard_normals(self, count: int) -> np.ndarray:
+        """`count` standard normal draws from the latency stream, drawn in blocks."""
+        if self._normal_at + count > self._normals.size:
+            self._normals = self._latency_rng.standard_normal(max(65_536, count))
+            self._normal_at = 0
+        start = self._normal_at
+        self._normal_at += count
+        return self._normals[start:self._normal_at]
+
     def _open_auction(self, order: Order) -> None:
         pool = self.pool
         now = self.env.now
-        eligible = order.model_mask[pool.model]
-        eligible &= pool.up
-        eligible &= (pool.free >= order.need).all(axis=1)
-        if order.storage_mask:
-            eligible &= (pool.storage_mask & order.storage_mask) == order.storage_mask
-        if order.audited_only:
-            eligible &= pool.audited
-        ids = np.flatnonzero(eligible)
+        ids = self._eligible(order)
         if ids.size:
             self._note_best_welfare(order, ids)
             ids = ids[pool.automated[ids]]
         if ids.size:
-            prices = self._price(order, ids)
-            ok = prices <= order.max_price  # nan (no bid) compares False
+            # Bids are whole micro-USD; round before comparing so that a bid at exactly the
+            # max price is not lost to float noise. NaN (no bid) compares False.
+            prices = np.round(self._price(order, ids))
+            ok = prices <= order.max_price
             ids = ids[ok]
             prices = prices[ok]
         if ids.size:
-            latency = np.exp(pool.latency_log_median[ids] + pool.latency_sigma[ids]
-                             * self._latency_rng.standard_normal(ids.size))
-            arrivals = now + latency
+            arrivals = now + np.exp(pool.latency_log_median[ids] + pool.latency_sigma[ids]
+                                    * self._standard_normals(ids.size))
             first = np.argsort(arrivals, kind="stable")[: self._max_bids]
             arrivals = arrivals[first]
-            keep = arrivals <= now + self._window_s
-            self._place_bids(order, ids[first][keep], np.round(prices[first][keep]).astype(
-                np.int64), arrivals[keep])
+            keep = first[arrivals <= now + self._window_s]
+            if keep.size:
+                self._place_bids(order, ids[keep], prices[keep].astype(np.int64),
+                                 arrivals[: keep.size])
         if order.auto:
             if self.mechanism.sealed or not order.bid_arrivals.size:
                 close_at = now + self._window_s
@@ -288,58 +379,56 @@ class Market:
                 lambda _e, order=order: self._expire_bids(order))
 
     def _price(self, order: Order, ids: np.ndarray) -> np.ndarray:
-        """Bids in micro-USD per hour for the whole order (nan: no bid), one strategy call per
-        strategy present among `ids`."""
-        strategy_of = self._strategy_of[ids]
-        first = int(strategy_of[0])
-        if (strategy_of == first).all():
-            return self.strategies[first].prices(order, ids, self)
-        prices = np.empty(ids.size)
-        for index in np.unique(strategy_of):
-            members = strategy_of == index
-            prices[members] = self.strategies[int(index)].prices(order, ids[members], self)
+        """Bids in micro-USD per hour for the whole order (NaN: no bid). Order-independent
+        strategies come from one array; the others are asked, one call per strategy."""
+        prices = self._static_ask[ids] * (order.gpus * MICRO_USD_PER_USD)
+        if self._all_static:
+            return prices
+        dynamic = np.isnan(prices)
+        if dynamic.any():
+            strategy_of = self._strategy_of[ids]
+            for index in np.unique(strategy_of[dynamic]).tolist():
+                members = dynamic & (strategy_of == index)
+                prices[members] = self.strategies[index].prices(order, ids[members], self)
         return prices
 
     def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
         """Best possible welfare of this order: its value minus the cheapest eligible cost."""
-        costs = self._job_cost_usd(order, ids)
-        best = self._job_value_usd(order) - float(costs.min())
+        pool = self.pool
+        cost_rate = pool.cost_marginal_usd_per_gpu_hour[ids]
+        if order.work_s is not None:
+            cost_rate = cost_rate * order.work_s[pool.model[ids]]
+        hours = 1.0 if order.work_s is None else 1.0 / SECONDS_PER_HOUR
+        best = order.job_value_usd - float(cost_rate.min()) * order.gpus * hours
         order.best_welfare = max(best, 0.0)
         self.welfare_best_usd += order.best_welfare
 
-    def _job_hours(self, order: Order, models: np.ndarray) -> np.ndarray:
-        if order.work_s is None:
-            return np.ones(models.shape)  # open-ended: compare per hour of service
-        return order.work_s[models] / SECONDS_PER_HOUR
-
-    def _job_value_usd(self, order: Order) -> float:
-        hours = 1.0 if order.work_s is None else float(np.min(order.work_s)) / SECONDS_PER_HOUR
-        return order.value / MICRO_USD_PER_USD * hours
-
-    def _job_cost_usd(self, order: Order, ids: np.ndarray) -> np.ndarray:
+    def _job_cost_usd(self, order: Order, provider: int) -> float:
+        """What serving the whole job costs `provider` at its marginal cost, USD."""
         pool = self.pool
-        return (pool.cost_marginal_usd_per_gpu_hour[ids] * order.gpus
-                * self._job_hours(order, pool.model[ids]))
+        hours = 1.0 if order.work_s is None else \
+            float(order.work_s[pool.model[provider]]) / SECONDS_PER_HOUR
+        return float(pool.cost_marginal_usd_per_gpu_hour[provider]) * order.gpus * hours
 
     def _place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
                     arrivals: np.ndarray) -> None:
         """Reserve capacity and lock a deposit for each bid; a provider that cannot pay the
         deposit does not bid."""
         if self._deposit:
-            ledger = self.ledger
-            accounts = self.pool.account
-            paid = np.ones(providers.size, bool)
-            for i, provider in enumerate(providers.tolist()):
-                try:
-                    ledger.transfer(int(accounts[provider]), self.deposits, self._deposit,
-                                    "bid_deposit")
-                except InsufficientFunds:
-                    paid[i] = False
-            if not paid.all():
+            accounts = self.pool.account[providers]
+            try:
+                self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
+            except InsufficientFunds:  # rare: drop the bids of providers who cannot pay
+                paid = self.ledger.can_pay(accounts, self._deposit)
                 providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]
+                self.ledger.collect(accounts[paid], self.deposits, self._deposit, "bid_deposit")
         if not providers.size:
             return
         self.pool.free[providers] -= order.need
+        lopsided = ~self._proportional(order)[providers]
+        if lopsided.any() and not self._lopsided[providers[lopsided]].all():
+            self._lopsided[providers[lopsided]] = True
+            self._shape_masks.clear()
         first_id = self._next_bid
         self._next_bid += providers.size
         bid_ids = list(range(first_id, self._next_bid))
@@ -367,10 +456,8 @@ class Market:
         providers = order.bid_providers[which]
         self.pool.free[providers] += order.need
         if self._deposit:
-            accounts = self.pool.account
-            for provider in providers.tolist():
-                self.ledger.transfer(self.deposits, int(accounts[provider]), self._deposit,
-                                     "bid_deposit_refund")
+            self.ledger.distribute(self.deposits, self.pool.account[providers], self._deposit,
+                                   "bid_deposit_refund")
 
     def _close_auction(self, order: Order) -> None:
         if order.state is not OrderState.OPEN:
@@ -379,8 +466,12 @@ class Market:
         arrivals = order.bid_arrivals
         # Bids count once they have arrived, while the provider still holds them (bid timeout)
         # and is up to serve the lease.
-        valid = np.flatnonzero((arrivals <= now) & (arrivals >= now - self.rules.bid_timeout_s)
-                               & order.bid_open & self.pool.up[order.bid_providers])
+        valid = order.bid_open & self.pool.up[order.bid_providers]
+        if not (self.mechanism.sealed and order.auto):  # bids may still be on their way
+            valid &= arrivals <= now
+        if self._window_s > self.rules.bid_timeout_s:
+            valid &= arrivals >= now - self.rules.bid_timeout_s
+        valid = np.flatnonzero(valid)
         winner, price = NO_WINNER, 0
         if valid.size:
             winner, price = self.mechanism.allocate(order.bid_prices[valid], order.max_price)
@@ -482,9 +573,8 @@ class Market:
         now = self.env.now
         pool = self.pool
         provider = int(order.bid_providers[position])
-        others = np.flatnonzero(np.arange(order.bid_arrivals.size) != position)
-        self._release_bids(order, others)
         order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
+        self._release_bids(order, np.flatnonzero(order.bid_open))
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1
@@ -492,8 +582,7 @@ class Market:
         order.lease = lease
         self.leases[lease.id] = lease
         self._plan_end(lease)
-        cost = float(self._job_cost_usd(order, np.array([provider]))[0])
-        self.welfare_realized_usd += self._job_value_usd(order) - cost
+        self.welfare_realized_usd += order.job_value_usd - self._job_cost_usd(order, provider)
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
                                int(order.bid_arrivals.size), now - order.created_s))
@@ -615,10 +704,12 @@ class Market:
     def _hold_down(self, provider: int) -> None:
         self._down[provider] += 1
         self.pool.up[provider] = False
+        self._shape_masks.clear()
 
     def _release_down(self, provider: int) -> None:
         self._down[provider] -= 1
         self.pool.up[provider] = self._down[provider] == 0
+        self._shape_masks.clear()
 
     def _fail(self, provider: int) -> None:
         low, high = self.pool.repair_s[provider]

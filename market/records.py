@@ -65,11 +65,13 @@ class Order:
         "id",
         "job_id",
         "job_kind",
+        "job_value_usd",
         "lease",
         "max_price",
         "model_mask",
         "need",
         "requirement",
+        "shape_key",
         "state",
         "storage_mask",
         "tag",
@@ -109,6 +111,8 @@ class Order:
         self.bid_open = _EMPTY_BOOL
         self.lease: Lease | None = None
         self.best_welfare = 0.0             # USD: value minus the cheapest eligible cost
+        self.job_value_usd = 0.0            # USD: what the job is worth to the tenant
+        self.shape_key = b""                # orders of one shape share eligibility masks
         self.tag: object = None             # free for the poster (tenant policies keep state)
 
     @property

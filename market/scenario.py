@@ -103,6 +103,9 @@ class JobKindConfig(_Model):
     needs_interconnect: bool
     max_gpus: Annotated[int, Field(ge=1)]
     max_wall_hours: PositiveFloat
+    slowdown_tolerance: Annotated[float, Field(ge=1)] = Field(
+        description="accept GPU models up to this many times slower than the preferred one "
+                    "(latency-insensitive work tolerates more)")
 
 
 class ResourcesPerGpu(_Model):
@@ -135,8 +138,6 @@ class Tenants(_Model):
                                           "estimated duration × this")
     duration_error_sigma: NonNegFloat = Field(description="lognormal error of the tenant's "
                                               "duration estimate")
-    slowdown_tolerance: Annotated[float, Field(ge=1)] = Field(
-        description="accept GPU models up to this many times slower than the preferred one")
     wallet_usd: PositiveFloat
     resources_per_gpu: ResourcesPerGpu
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
