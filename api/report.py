@@ -10,7 +10,9 @@ from rich.table import Table
 
 
 def _usd(value: float) -> str:
-    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+    sign = "−" if value < 0 else ""
+    amount = abs(value)
+    return f"{sign}${amount:,.0f}" if amount >= 100 else f"{sign}${amount:,.2f}"
 
 
 def _pct(value: float) -> str:

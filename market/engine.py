@@ -109,8 +109,8 @@ class Market:
         # Bids of order-independent strategies, USD per GPU-hour (NaN: ask the strategy).
         self._static_ask = np.zeros(0)
         self._all_static = True
-        # Eligibility by static attributes (GPU model, storage, audit, up), per order shape;
-        # dropped whenever a provider goes down, comes back, or joins.
+        # Eligibility by static attributes (GPU model, storage, audit), per order shape;
+        # dropped whenever a provider joins.
         self._shape_masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
         self._proportional_masks: dict[bytes, np.ndarray] = {}
         self._shapes: dict[int, tuple[tuple[ResourceUnit, ...], Any, np.ndarray, int]] = {}
@@ -290,20 +290,20 @@ class Market:
         return req, model_mask, smask, key
 
     def _eligible_by_attributes(self, order: Order) -> tuple[np.ndarray, np.ndarray | None]:
-        """Providers whose GPU model, storage classes and audit match `order` and that are up,
-        split in two bool masks: those for which free GPUs imply the other resources are
+        """Providers whose GPU model, storage classes and audit match `order`, split in two
+        bool masks: those for which free GPUs imply the other resources are
         free too, and the others (None if none), which need a full capacity check.
 
         A provider whose capacity per GPU covers this order's needs per GPU, and which has only
         ever held such orders, has at least (free GPUs × its capacity per GPU) of every other
         resource free: enough for this order whenever it has the GPUs. Cached per order shape;
-        dropped whenever a provider goes down, comes back, joins, or takes a lopsided order.
+        dropped whenever a provider joins or takes a lopsided order.
         """
         key = (order.shape_key, order.audited_only)
         masks = self._shape_masks.get(key)
         if masks is None:
             pool = self.pool
-            match = order.model_mask[pool.model] & pool.up
+            match = order.model_mask[pool.model]
             if order.storage_mask:
                 match &= (pool.storage_mask & order.storage_mask) == order.storage_mask
             if order.audited_only:
@@ -327,7 +327,7 @@ class Market:
         """Ids of providers that match `order` and have its resources free."""
         free = self.pool.free
         safe, unsafe = self._eligible_by_attributes(order)
-        gpus_free = free[:, 0] >= order.need[0]
+        gpus_free = (free[:, 0] >= order.need[0]) & self.pool.up
         ids = np.flatnonzero(safe & gpus_free)
         if unsafe is not None:
             others = np.flatnonzero(unsafe & gpus_free)
@@ -704,12 +704,10 @@ class Market:
     def _hold_down(self, provider: int) -> None:
         self._down[provider] += 1
         self.pool.up[provider] = False
-        self._shape_masks.clear()
 
     def _release_down(self, provider: int) -> None:
         self._down[provider] -= 1
         self.pool.up[provider] = self._down[provider] == 0
-        self._shape_masks.clear()
 
     def _fail(self, provider: int) -> None:
         low, high = self.pool.repair_s[provider]

@@ -53,27 +53,28 @@ _BATCH_ROWS = 50_000
 
 
 class _Table:
-    """Rows of one table, buffered by column and flushed as record batches."""
+    """Rows of one table, buffered as tuples and flushed as record batches."""
 
     def __init__(self, schema: pa.Schema, path: Path | None) -> None:
         self.schema = schema
-        self.columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+        self.rows: list[tuple[Any, ...]] = []
         self.batches: list[pa.RecordBatch] = []
         self.writer = pq.ParquetWriter(path, schema) if path is not None else None
         self.path = path
 
     def append(self, row: tuple[Any, ...]) -> None:
-        for column, value in zip(self.columns.values(), row, strict=True):
-            column.append(value)
-        if len(self.columns[self.schema.names[0]]) >= _BATCH_ROWS:
+        self.rows.append(row)
+        if len(self.rows) >= _BATCH_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if not self.columns[self.schema.names[0]]:
+        if not self.rows:
             return
-        batch = pa.RecordBatch.from_pydict(self.columns, schema=self.schema)
-        for column in self.columns.values():
-            column.clear()
+        columns = [pa.array(column, type=field.type)
+                   for column, field in zip(zip(*self.rows, strict=True), self.schema,
+                                            strict=True)]
+        batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        self.rows.clear()
         if self.writer is not None:
             self.writer.write_batch(batch)
         else:
