@@ -102,7 +102,7 @@ class Tenants:
         self._next = _CHUNK
 
     def start(self) -> None:
-        self.market.subscribe(self.on_event)
+        self.market.subscribe(self.on_event, kinds=(OrderExpired, LeaseClosed))
         self.market.env.process(self._arrivals())
 
     # ------------------------------------------------------------------ arrivals

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
@@ -26,7 +27,7 @@ BAD_INPUT = 2
 def fail(message: str) -> typer.Exit:
     """Print one line naming what is wrong and return the exit to raise (code 2)."""
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {message}")
+        f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(BAD_INPUT)
 
 
@@ -50,8 +51,12 @@ def run(
         loaded = load_scenario(scenario, overrides or [])
     except ScenarioError as error:
         raise fail(str(error)) from None
-    if out is not None and out.exists() and not out.is_dir():
-        raise fail(f"--out: {str(out)!r} exists and is not a directory")
+    if out is not None:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise fail(f"--out: cannot create directory {str(out)!r}: "
+                       f"{error.strerror or error}") from None
     market = Market(loaded, seed=seed, out=out)
     console = Console(stderr=True)
     if console.is_terminal and not as_json:
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         code = getattr(error, "exit_code", BAD_INPUT) or BAD_INPUT
         if message:  # empty when click already printed the help (no arguments)
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[bold red]error:[/] {message} (see '{hint} --help')")
+                f"[bold red]error:[/] {escape(message)} (see '{escape(hint)} --help')")
     sys.exit(code if isinstance(code, int) else 0)
 
 

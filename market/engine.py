@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import simpy
 
 from market import registry
 from market.events import (
+    EVENT_TYPES,
     BidsPlaced,
     Event,
     LeaseClosed,
@@ -123,7 +124,8 @@ class Market:
         self.tenant_accounts: list[int] = []
         self.orders: dict[int, Order] = {}     # open or leased, not yet closed
         self.leases: dict[int, Lease] = {}     # active
-        self._subscribers: list[Subscriber] = []
+        # Subscribers by event type, as tuples: emitting reads them without copying.
+        self._routes: dict[type[Event], tuple[Subscriber, ...]] = dict.fromkeys(EVENT_TYPES, ())
         self._next_order = 0
         self._next_bid = 0
         self._next_lease = 0
@@ -156,17 +158,32 @@ class Market:
         """Simulated seconds since the start."""
         return self.env.now
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call `callback(event)` for every event from now on; returns an unsubscribe function.
+    def subscribe(self, callback: Subscriber,
+                  kinds: Iterable[type[Event]] | None = None) -> Callable[[], None]:
+        """Call `callback(event)` for every event from now on, or only for events of the types
+        in `kinds`; returns a function that unsubscribes.
 
         Callbacks run synchronously inside the simulation step and may call the market's
         public methods (that is how built-in tenants re-post expired orders).
         """
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        targets = EVENT_TYPES if kinds is None else tuple(kinds)
+        for kind in targets:
+            if kind not in self._routes:
+                raise ValueError(f"kinds: {kind!r} is not an event type of the market")
+            self._routes[kind] = (*self._routes[kind], callback)
+
+        def unsubscribe() -> None:
+            for kind in targets:
+                routes = list(self._routes[kind])
+                if callback in routes:
+                    routes.remove(callback)
+                self._routes[kind] = tuple(routes)
+
+        return unsubscribe
 
     def emit(self, event: Event) -> None:
-        for callback in self._subscribers:
+        """Hand `event` to its subscribers, in subscription order."""
+        for callback in self._routes[type(event)]:
             callback(event)
 
     def add_tenant(self, name: str, wallet_usd: float) -> int:
@@ -444,8 +461,10 @@ class Market:
             order.bid_prices = prices
             order.bid_arrivals = arrivals
             order.bid_open = np.ones(providers.size, bool)
-        self.emit(BidsPlaced(self.env.now, order.id, tuple(bid_ids), tuple(providers.tolist()),
-                             tuple(prices.tolist()), tuple(arrivals.tolist())))
+        if self._routes[BidsPlaced]:  # built only when someone listens: bids are many
+            self.emit(BidsPlaced(self.env.now, order.id, tuple(bid_ids),
+                                 tuple(providers.tolist()), tuple(prices.tolist()),
+                                 tuple(arrivals.tolist())))
 
     def _release_bids(self, order: Order, which: np.ndarray) -> None:
         """Close the open bids at positions `which`: free their capacity, refund deposits."""
@@ -768,9 +787,8 @@ class Market:
         unsubscribe = None
         if progress is not None:
             def on_tick(event: Event) -> None:
-                if isinstance(event, Tick):
-                    progress(event.time_s, self.horizon_s)
-            unsubscribe = self.subscribe(on_tick)
+                progress(event.time_s, self.horizon_s)
+            unsubscribe = self.subscribe(on_tick, kinds=(Tick,))
         try:
             if target > self.env.now:
                 self.env.run(until=target)

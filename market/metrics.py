@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from market.events import (
-    Event,
     LeaseClosed,
     LeaseCreated,
     OrderCancelled,
@@ -78,12 +77,8 @@ class Metrics:
         self._bucket_leases: Counter[str] = Counter()
         self._bucket_start = 0.0
         self.series: list[dict[str, Any]] = []
-        market.subscribe(self.on_event)
-
-    def on_event(self, event: Event) -> None:
-        handler = _HANDLERS.get(type(event))
-        if handler is not None:
-            handler(self, event)
+        for kind, handler in _HANDLERS.items():
+            market.subscribe(handler.__get__(self), kinds=(kind,))
 
     def _opened(self, event: OrderOpened) -> None:
         self.counts["orders_posted"] += 1

@@ -108,7 +108,8 @@ class Recorder:
         self._open_orders: dict[int, list[Any]] = {}
         self._open_leases: dict[int, list[Any]] = {}
         self.closed = False
-        market.subscribe(self.on_event)
+        market.subscribe(self.on_event, kinds=(OrderOpened, LeaseCreated, OrderExpired,
+                                               OrderCancelled, LeaseClosed))
 
     def _path(self, name: str) -> Path | None:
         return self.out / name if self.out is not None else None

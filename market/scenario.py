@@ -32,7 +32,7 @@ class ScenarioError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _ordered_range(value: tuple[float, float], what: str) -> tuple[float, float]:
@@ -147,6 +147,13 @@ class Tenants(_Model):
     @classmethod
     def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
         return _ordered_range(value, "max_price_factor")
+
+    @field_validator("jobs")
+    @classmethod
+    def _some_share(cls, value: dict[str, JobKindConfig]) -> dict[str, JobKindConfig]:
+        if not any(kind.share > 0 for kind in value.values()):
+            raise ValueError("at least one job kind needs a share > 0")
+        return value
 
 
 class Latency(_Model):
@@ -307,7 +314,12 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
             known = ", ".join(builtin_scenarios())
             raise ScenarioError(f"scenario: {text_name!r} is neither a file nor a built-in "
                                 f"scenario ({known})")
-        data = _read_toml(path.read_text("utf-8"), where)
+        try:
+            text = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ScenarioError(f"{where}: cannot be read as UTF-8 text: {error}") from None
+        data = _read_toml(text, where)
+        data.setdefault("name", path.stem)  # a file's scenario is named after it by default
     if where in seen:
         raise ScenarioError(f"{where}: base chain loops ({' -> '.join((*seen, where))})")
     base = data.pop("base", None if text_name == "default" else "default")
