@@ -23,6 +23,7 @@ import numpy as np
 import simpy
 
 from market import registry
+from market.errors import MarketError
 from market.events import (
     EVENT_TYPES,
     BidsPlaced,
@@ -33,15 +34,13 @@ from market.events import (
     OrderExpired,
     OrderOpened,
     PaymentSettled,
-    ProviderFailed,
-    ProviderLeft,
-    ProviderRecovered,
     TenantLeft,
     Tick,
 )
 from market.ledger import InsufficientFunds, Ledger
+from market.matching import Matcher
 from market.mechanisms import NO_WINNER, Mechanism
-from market.pool import ProviderPool, ProviderRow, storage_mask
+from market.pool import ProviderPool, ProviderRow
 from market.records import (
     PROVIDER_FAULTS,
     BidState,
@@ -51,7 +50,8 @@ from market.records import (
     Order,
     OrderState,
 )
-from market.resources import ResourceUnit, requirement
+from market.reliability import Reliability
+from market.resources import ResourceUnit
 from market.scenario import Scenario
 from market.streams import Streams
 from market.units import (
@@ -65,8 +65,8 @@ from market.units import (
 Subscriber = Callable[[Event], None]
 
 
-class MarketError(ValueError):
-    """An outside actor asked for something the market's rules do not allow; nothing changed."""
+def _first(item: tuple[float, CloseReason]) -> float:
+    return item[0]
 
 
 def _build_mechanism(scenario: Scenario) -> Mechanism:
@@ -106,18 +106,10 @@ class Market:
                                  [p.archetype for p in scenario.providers])
         self.strategies: list[Any] = []        # one per provider population (or outside group)
         self._strategy_of = np.zeros(0, np.int32)
-        self._down = np.zeros(0, np.int32)       # reasons each provider is down
         # Bids of order-independent strategies, USD per GPU-hour (NaN: ask the strategy).
         self._static_ask = np.zeros(0)
         self._all_static = True
-        # Eligibility by static attributes (GPU model, storage, audit), per order shape;
-        # dropped whenever a provider joins.
-        self._shape_masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
-        self._proportional_masks: dict[bytes, np.ndarray] = {}
-        self._shapes: dict[int, tuple[tuple[ResourceUnit, ...], Any, np.ndarray, int]] = {}
-        # Providers that once reserved an order needing more of some resource per GPU than
-        # they have per GPU: their free GPUs no longer vouch for their other resources.
-        self._lopsided = np.zeros(0, bool)
+        self.matcher = Matcher(self.pool, self.catalog)
         self._normals = np.zeros(0)
         self._normal_at = 0
         self.tenant_names: list[str] = []
@@ -130,8 +122,8 @@ class Market:
         self._next_bid = 0
         self._next_lease = 0
         self._rng = self.streams.get("market.engine")
-        self._latency_rng = self.streams.get("providers.latency")
-        self._reliability_rng = self.streams.get("providers.reliability")
+        # Standard normals for bid latencies and failure detection delays, drawn in blocks.
+        self._normal_rng = self.streams.get("market.normals")
         self._deposit = usd_to_micro(self.rules.bid_deposit_usd)
         self._take_ppm = round(self.rules.take_rate * 1_000_000)
         self._window_s = self.rules.bidding_window_s
@@ -146,6 +138,7 @@ class Market:
         self._finished = False
         self.metrics = Metrics(self)
         self.recorder = Recorder(self, out) if record else None
+        self.reliability = Reliability(self)
         self.env.process(self._withdrawals())
         self.env.process(self._ticks())
         if populate:
@@ -211,17 +204,12 @@ class Market:
         self.strategies.append(strategy)
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
-        self._down = np.concatenate([self._down, np.zeros(len(ids), np.int32)])
         asks = getattr(strategy, "asks", None)
         static = asks(ids, self) if asks is not None else np.full(len(ids), np.nan)
         self._all_static = self._all_static and asks is not None
         self._static_ask = np.concatenate([self._static_ask, np.asarray(static, float)])
-        self._lopsided = np.concatenate([self._lopsided, np.zeros(len(ids), bool)])
-        self._proportional_masks.clear()
-        self._shape_masks.clear()
-        for provider in ids:
-            self._schedule_failure(int(provider))
-            self._schedule_leave(int(provider))
+        self.matcher.providers_added()
+        self.reliability.add(ids)
         return ids
 
     # ------------------------------------------------------------------ orders
@@ -245,7 +233,7 @@ class Market:
         if not max_price_usd_per_gpu_hour > 0:
             raise MarketError("max_price_usd_per_gpu_hour must be > 0")
         units = tuple(units)
-        req, model_mask, smask, shape_key = self._shape(units)
+        req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
         account = self.tenant_accounts[tenant]
         if deposit < 0 or self.ledger.balance(account) < deposit:
@@ -279,83 +267,10 @@ class Market:
         self._open_auction(order)
         return order.id
 
-    def _shape(self, units: tuple[ResourceUnit, ...]) -> tuple[Any, np.ndarray, int, bytes]:
-        """Requirement, GPU model mask and storage mask of `units`, cached by identity: a
-        tenant re-posting work passes the same units object again."""
-        cached = self._shapes.get(id(units))
-        if cached is not None and cached[0] is units:
-            return cached[1:]
-        try:
-            req = requirement(units)
-        except ValueError as error:
-            raise MarketError(f"units: {error}") from None
-        if req.gpus < 1:
-            raise MarketError("units: an order must ask for at least one GPU")
-        unknown = [m for m in req.gpu_models if m not in self.catalog]
-        if unknown:
-            raise MarketError(f"units: unknown GPU model {unknown[0]!r}; known: "
-                              f"{', '.join(self.catalog.ids)}")
-        model_mask = np.zeros(len(self.catalog), bool)
-        model_mask[[self.catalog.index(m) for m in req.gpu_models]] = True
-        smask = storage_mask(req.storage_classes)
-        if len(self._shapes) >= 65_536:  # bounded: forget the oldest shapes
-            for key in list(self._shapes)[:32_768]:
-                del self._shapes[key]
-        # Orders of one shape share their eligibility masks.
-        key = req.capacity.tobytes() + model_mask.tobytes() + smask.to_bytes(2, "little")
-        self._shapes[id(units)] = (units, req, model_mask, smask, key)
-        return req, model_mask, smask, key
-
-    def _eligible_by_attributes(self, order: Order) -> tuple[np.ndarray, np.ndarray | None]:
-        """Providers whose GPU model, storage classes and audit match `order`, split in two
-        bool masks: those for which free GPUs imply the other resources are
-        free too, and the others (None if none), which need a full capacity check.
-
-        A provider whose capacity per GPU covers this order's needs per GPU, and which has only
-        ever held such orders, has at least (free GPUs × its capacity per GPU) of every other
-        resource free: enough for this order whenever it has the GPUs. Cached per order shape;
-        dropped whenever a provider joins or takes a lopsided order.
-        """
-        key = (order.shape_key, order.audited_only)
-        masks = self._shape_masks.get(key)
-        if masks is None:
-            pool = self.pool
-            match = order.model_mask[pool.model]
-            if order.storage_mask:
-                match &= (pool.storage_mask & order.storage_mask) == order.storage_mask
-            if order.audited_only:
-                match &= pool.audited
-            proportional = self._proportional(order) & ~self._lopsided
-            unsafe = match & ~proportional
-            masks = (match & proportional, unsafe if unsafe.any() else None)
-            self._shape_masks[key] = masks
-        return masks
-
-    def _proportional(self, order: Order) -> np.ndarray:
-        """Providers whose capacity per GPU covers `order`'s needs per GPU (bool mask)."""
-        mask = self._proportional_masks.get(order.shape_key)
-        if mask is None:
-            capacity, need = self.pool.capacity, order.need
-            mask = (capacity[:, 1:] * need[0] >= need[1:] * capacity[:, :1]).all(axis=1)
-            self._proportional_masks[order.shape_key] = mask
-        return mask
-
-    def _eligible(self, order: Order) -> np.ndarray:
-        """Ids of providers that match `order` and have its resources free."""
-        free = self.pool.free
-        safe, unsafe = self._eligible_by_attributes(order)
-        gpus_free = (free[:, 0] >= order.need[0]) & self.pool.up
-        ids = np.flatnonzero(safe & gpus_free)
-        if unsafe is not None:
-            others = np.flatnonzero(unsafe & gpus_free)
-            others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
-            ids = np.union1d(ids, others)
-        return ids
-
     def _standard_normals(self, count: int) -> np.ndarray:
-        """`count` standard normal draws from the latency stream, drawn in blocks."""
+        """`count` standard normal draws, taken from blocks drawn ahead."""
         if self._normal_at + count > self._normals.size:
-            self._normals = self._latency_rng.standard_normal(max(65_536, count))
+            self._normals = self._normal_rng.standard_normal(max(65_536, count))
             self._normal_at = 0
         start = self._normal_at
         self._normal_at += count
@@ -364,7 +279,7 @@ class Market:
     def _open_auction(self, order: Order) -> None:
         pool = self.pool
         now = self.env.now
-        ids = self._eligible(order)
+        ids = self.matcher.eligible(order)
         if ids.size:
             self._note_best_welfare(order, ids)
             ids = ids[pool.automated[ids]]
@@ -378,7 +293,7 @@ class Market:
         if ids.size:
             arrivals = now + np.exp(pool.latency_log_median[ids] + pool.latency_sigma[ids]
                                     * self._standard_normals(ids.size))
-            first = np.argsort(arrivals, kind="stable")[: self._max_bids]
+            first = np.argsort(arrivals)[: self._max_bids]  # continuous times: no ties
             arrivals = arrivals[first]
             keep = first[arrivals <= now + self._window_s]
             if keep.size:
@@ -442,10 +357,7 @@ class Market:
         if not providers.size:
             return
         self.pool.free[providers] -= order.need
-        lopsided = ~self._proportional(order)[providers]
-        if lopsided.any() and not self._lopsided[providers[lopsided]].all():
-            self._lopsided[providers[lopsided]] = True
-            self._shape_masks.clear()
+        self.matcher.reserved(order, providers)
         first_id = self._next_bid
         self._next_bid += providers.size
         bid_ids = list(range(first_id, self._next_bid))
@@ -618,7 +530,8 @@ class Market:
             ends.append((now + lease.planned_work_s, CloseReason.OWNER))
         failure = pool.next_failure_s[lease.provider]
         if failure < math.inf:
-            detect = self._detect_mean_s + self._detect_sd_s * self._rng.standard_normal()
+            detect = self._detect_mean_s + self._detect_sd_s * float(
+                self._standard_normals(1)[0])
             ends.append((failure + max(detect, 0.0), CloseReason.UNSTABLE))
         leave = pool.next_leave_s[lease.provider]
         if leave < math.inf:
@@ -628,7 +541,7 @@ class Market:
                          CloseReason.INSUFFICIENT_FUNDS))
         if self._rng.random() < self.rules.manifest_failure_prob:
             ends.append((now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT))
-        end_s, reason = min(ends, key=lambda item: item[0])
+        end_s, reason = min(ends, key=_first)
         lease.planned_end_s, lease.planned_reason = end_s, reason
         if end_s < math.inf:
             self.env.timeout(end_s - now).callbacks.append(
@@ -708,60 +621,6 @@ class Market:
                              usd_to_micro(list_cost_usd)))
 
     # ------------------------------------------------------------------ providers
-
-    def _schedule_failure(self, provider: int) -> None:
-        rate = self.pool.failure_rate_per_s[provider]
-        if rate <= 0:
-            self.pool.next_failure_s[provider] = math.inf
-            return
-        delay = self._reliability_rng.exponential(1.0 / rate)
-        self.pool.next_failure_s[provider] = self.env.now + delay
-        self.env.timeout(delay).callbacks.append(lambda _e: self._fail(provider))
-
-    # A provider is up while nothing holds it down: failures and absences count separately,
-    # so a rig that fails while its owner has it offline comes back only when both are over.
-    def _hold_down(self, provider: int) -> None:
-        self._down[provider] += 1
-        self.pool.up[provider] = False
-
-    def _release_down(self, provider: int) -> None:
-        self._down[provider] -= 1
-        self.pool.up[provider] = self._down[provider] == 0
-
-    def _fail(self, provider: int) -> None:
-        low, high = self.pool.repair_s[provider]
-        repair = self._reliability_rng.uniform(low, high)
-        self.pool.next_failure_s[provider] = math.inf
-        self._hold_down(provider)
-        self.emit(ProviderFailed(self.env.now, provider, self.env.now + repair))
-        self.env.timeout(repair).callbacks.append(lambda _e: self._recover(provider))
-
-    def _recover(self, provider: int) -> None:
-        self._release_down(provider)
-        self.emit(ProviderRecovered(self.env.now, provider))
-        self._schedule_failure(provider)
-
-    def _schedule_leave(self, provider: int) -> None:
-        rate = self.pool.churn_rate_per_s[provider]
-        if rate <= 0:
-            self.pool.next_leave_s[provider] = math.inf
-            return
-        delay = self._reliability_rng.exponential(1.0 / rate)
-        self.pool.next_leave_s[provider] = self.env.now + delay
-        self.env.timeout(delay).callbacks.append(lambda _e: self._leave(provider))
-
-    def _leave(self, provider: int) -> None:
-        low, high = self.pool.offline_s[provider]
-        away = self._reliability_rng.uniform(low, high)
-        self.pool.next_leave_s[provider] = math.inf
-        self._hold_down(provider)
-        self.emit(ProviderLeft(self.env.now, provider, self.env.now + away))
-        self.env.timeout(away).callbacks.append(lambda _e: self._rejoin(provider))
-
-    def _rejoin(self, provider: int) -> None:
-        self._release_down(provider)
-        self.emit(ProviderRecovered(self.env.now, provider))
-        self._schedule_leave(provider)
 
     # ------------------------------------------------------------------ running
 

@@ -59,8 +59,8 @@ class Ledger:
         self.flows[reason] += amount_micro
 
     def can_pay(self, sources: np.ndarray, amount_micro: int) -> np.ndarray:
-        """Which of `sources` hold at least `amount_micro` (bool array)."""
-        return self._balances[sources] >= amount_micro
+        """Which of `sources` hold at least `amount_micro` (bool array); external always can."""
+        return (self._balances[sources] >= amount_micro) | (sources == self.external)
 
     def collect(self, sources: np.ndarray, sink: int, amount_micro: int, reason: str) -> None:
         """Each of the distinct accounts `sources` pays `amount_micro` to `sink`; all or
@@ -68,7 +68,8 @@ class Ledger:
         if amount_micro < 0:
             raise ValueError(f"transfer amount must be >= 0, got {amount_micro}")
         balances = self._balances
-        if sources.size and balances[sources].min() < amount_micro:
+        if sources.size and balances[sources].min() < amount_micro \
+                and not self.can_pay(sources, amount_micro).all():
             raise InsufficientFunds(f"{reason}: an account holds less than {amount_micro}")
         balances[sources] -= amount_micro
         total = amount_micro * int(sources.size)

@@ -8,6 +8,7 @@ Every error a user can cause comes out as one `ScenarioError` line naming the fi
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -211,8 +212,10 @@ class ProviderPopulation(_Model):
         archetype = data.get("archetype")
         presets = _archetypes()
         if archetype not in presets:
-            return data  # the Literal reports the valid archetypes
-        merged = _merge(presets[archetype], dict(data))
+            raise ValueError(f"archetype: expected one of {', '.join(sorted(presets))}, "
+                             f"got {archetype!r}")
+        # Field by field: a population's own gpu_mix or strategy replaces the preset's whole.
+        merged = {**presets[archetype], **data}
         merged.setdefault("name", archetype)
         return merged
 
@@ -304,7 +307,8 @@ def builtin_scenarios() -> list[str]:
 def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The scenario's fields with its base chain merged in, not yet validated."""
     text_name = str(name_or_path)
-    if text_name in builtin_scenarios() and not Path(text_name).suffix:
+    is_file = not (text_name in builtin_scenarios() and not Path(text_name).suffix)
+    if not is_file:
         where = f"scenario {text_name!r}"
         data = dict(_builtin_data("scenarios", f"{text_name}.toml"))
     else:
@@ -327,8 +331,8 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
         return data
     if not isinstance(base, str):
         raise ScenarioError(f"{where}: field `base`: expected a scenario name or path")
-    if not Path(base).is_absolute() and Path(base).suffix and "path" in where:
-        base = str(Path(name_or_path).parent / base)
+    if is_file and not Path(base).is_absolute() and Path(base).suffix:
+        base = str(Path(name_or_path).parent / base)  # relative to the file that names it
     return _merge(_raw(base, (*seen, where)), data)
 
 
@@ -387,6 +391,12 @@ def _first_error(error: ValidationError, where: str) -> ScenarioError:
     detail = error.errors(include_url=False)[0]
     field = ".".join(str(part) for part in detail["loc"])
     message = detail["msg"].removeprefix("Value error, ")
+    # Validators name the field they check first ("gpu_mix: ..."): make it part of the path.
+    named = re.match(r"([A-Za-z_][\w.]*): (.*)", message)
+    if named:
+        if not field.endswith(named[1]):
+            field = f"{field}.{named[1]}" if field else named[1]
+        message = named[2]
     got = detail.get("input")
     shown = "" if isinstance(got, Mapping | list) or got is None else f" (got {got!r})"
     more = f" (and {count - 1} more)" if count > 1 else ""
@@ -413,6 +423,14 @@ def load_scenario(name_or_path: str | Path = "default",
     0.1
     """
     data = _raw(name_or_path)
+    # Fill populations from their presets first, so that an override edits what the run uses
+    # (`providers.1.gpu_mix.rtx4090=0.9` changes one share of the preset's mix).
+    presets = _archetypes()
+    if isinstance(data.get("providers"), list):
+        data["providers"] = [
+            {**presets[p["archetype"]], **p}
+            if isinstance(p, Mapping) and p.get("archetype") in presets else p
+            for p in data["providers"]]
     for assignment in overrides:
         keys, value = parse_override(assignment)
         apply_override(data, keys, value)

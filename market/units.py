@@ -6,6 +6,8 @@ micro-USD per hour for the whole lease, and Akash compatibility converts to per-
 
 from __future__ import annotations
 
+import math
+
 MICRO_USD_PER_USD = 1_000_000
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
@@ -18,8 +20,10 @@ BLOCKS_PER_MONTH = 429_909
 
 def usd_to_micro(usd: float) -> int:
     """USD (float) to integer micro-USD, rounded half away from zero."""
-    micro = usd * MICRO_USD_PER_USD
-    return int(micro + 0.5) if micro >= 0 else -int(-micro + 0.5)
+    micro = abs(usd * MICRO_USD_PER_USD)
+    whole = math.floor(micro)  # exact: no float addition that could round at large amounts
+    whole += int(micro - whole >= 0.5)
+    return whole if usd >= 0 else -whole
 
 
 def micro_to_usd(micro_usd: int) -> float:

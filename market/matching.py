@@ -1,0 +1,121 @@
+"""Which providers can serve an order: attribute matching and free capacity, fast.
+
+Orders come in a limited number of shapes (GPU count, accepted models, storage, resources per
+GPU), so the attribute part of eligibility is computed once per shape and cached; per order
+only free capacity and the up flag are checked, as whole-array operations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from market.catalog import GpuCatalog
+from market.errors import MarketError
+from market.pool import ProviderPool, storage_mask
+from market.records import Order
+from market.resources import ResourceUnit, requirement
+
+_MAX_SHAPES = 65_536
+
+
+class Matcher:
+    """Eligibility of providers for orders, with caches per order shape."""
+
+    def __init__(self, pool: ProviderPool, catalog: GpuCatalog) -> None:
+        self.pool = pool
+        self.catalog = catalog
+        self._shapes: dict[int, tuple[Any, ...]] = {}
+        self._masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
+        self._proportional: dict[bytes, np.ndarray] = {}
+        # Providers that once reserved an order needing more of some resource per GPU than
+        # they have per GPU: their free GPUs no longer vouch for their other resources.
+        self._lopsided = np.zeros(0, bool)
+
+    def providers_added(self) -> None:
+        """Forget what depended on the set of providers."""
+        grown = self.pool.n - self._lopsided.size
+        self._lopsided = np.concatenate([self._lopsided, np.zeros(grown, bool)])
+        self._masks.clear()
+        self._proportional.clear()
+
+    def shape(self, units: tuple[ResourceUnit, ...]) -> tuple[Any, np.ndarray, int, bytes]:
+        """Requirement, GPU model mask, storage mask and shape key of `units`, cached by
+        identity: a tenant re-posting work passes the same units object again. Raises
+        MarketError for units no order may ask for."""
+        cached = self._shapes.get(id(units))
+        if cached is not None and cached[0] is units:
+            return cached[1:]
+        try:
+            req = requirement(units)
+        except ValueError as error:
+            raise MarketError(f"units: {error}") from None
+        if req.gpus < 1:
+            raise MarketError("units: an order must ask for at least one GPU")
+        unknown = [m for m in req.gpu_models if m not in self.catalog]
+        if unknown:
+            raise MarketError(f"units: unknown GPU model {unknown[0]!r}; known: "
+                              f"{', '.join(self.catalog.ids)}")
+        model_mask = np.zeros(len(self.catalog), bool)
+        model_mask[[self.catalog.index(m) for m in req.gpu_models]] = True
+        smask = storage_mask(req.storage_classes)
+        if len(self._shapes) >= _MAX_SHAPES:  # bounded: forget the oldest half
+            for key in list(self._shapes)[: _MAX_SHAPES // 2]:
+                del self._shapes[key]
+        key = req.capacity.tobytes() + model_mask.tobytes() + smask.to_bytes(2, "little")
+        self._shapes[id(units)] = (units, req, model_mask, smask, key)
+        return req, model_mask, smask, key
+
+    def eligible(self, order: Order) -> np.ndarray:
+        """Ids of providers that match `order`, are up, and have its resources free."""
+        free = self.pool.free
+        safe, unsafe = self._by_attributes(order)
+        gpus_free = (free[:, 0] >= order.need[0]) & self.pool.up
+        ids = np.flatnonzero(safe & gpus_free)
+        if unsafe is not None:
+            others = np.flatnonzero(unsafe & gpus_free)
+            others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
+            ids = np.union1d(ids, others)
+        return ids
+
+    def reserved(self, order: Order, providers: np.ndarray) -> None:
+        """Note that `providers` reserved `order`'s resources (see `_by_attributes`)."""
+        lopsided = ~self._proportional_mask(order)[providers]
+        if lopsided.any() and not self._lopsided[providers[lopsided]].all():
+            self._lopsided[providers[lopsided]] = True
+            self._masks.clear()
+
+    def _by_attributes(self, order: Order) -> tuple[np.ndarray, np.ndarray | None]:
+        """Providers whose GPU model, storage classes and audit match `order`, split in two
+        bool masks: those for which free GPUs imply the other resources are free too, and
+        the others (None if none), which need a full capacity check.
+
+        A provider whose capacity per GPU covers this order's needs per GPU, and which has only
+        ever held such orders, has at least (free GPUs × its capacity per GPU) of every other
+        resource free: enough for this order whenever it has the GPUs. Cached per order shape;
+        dropped whenever a provider joins or takes a lopsided order.
+        """
+        key = (order.shape_key, order.audited_only)
+        masks = self._masks.get(key)
+        if masks is None:
+            pool = self.pool
+            match = order.model_mask[pool.model]
+            if order.storage_mask:
+                match &= (pool.storage_mask & order.storage_mask) == order.storage_mask
+            if order.audited_only:
+                match &= pool.audited
+            proportional = self._proportional_mask(order) & ~self._lopsided
+            unsafe = match & ~proportional
+            masks = (match & proportional, unsafe if unsafe.any() else None)
+            self._masks[key] = masks
+        return masks
+
+    def _proportional_mask(self, order: Order) -> np.ndarray:
+        """Providers whose capacity per GPU covers `order`'s needs per GPU (bool mask)."""
+        mask = self._proportional.get(order.shape_key)
+        if mask is None:
+            capacity, need = self.pool.capacity, order.need
+            mask = (capacity[:, 1:] * need[0] >= need[1:] * capacity[:, :1]).all(axis=1)
+            self._proportional[order.shape_key] = mask
+        return mask
