@@ -52,7 +52,7 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
 class _Job:
     """What a tenant remembers about one of its jobs between orders."""
 
-    __slots__ = ("attempts", "est_hours", "failures", "gpus", "kind", "max_price",
+    __slots__ = ("attempts", "est_hours", "expiries", "failures", "gpus", "kind", "max_price",
                  "outside_gpu_h", "outside_usd", "tenant", "units", "value", "work_left",
                  "work_s")
 
@@ -227,7 +227,8 @@ class Tenants:
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
                    max_price=chunk["max_price"][i], value=chunk["value"][i],
                    outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   est_hours=chunk["est_hours"][i], attempts=0, failures=0, work_left=1.0)
+                   est_hours=chunk["est_hours"][i], attempts=0, expiries=0, failures=0,
+                   work_left=1.0)
         self._post(job, None, 1.0)
 
     def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
@@ -260,7 +261,8 @@ class Tenants:
             if job is None:
                 return
             job.attempts += 1
-            if job.attempts > self.config.max_reposts:
+            job.expiries += 1
+            if job.expiries > self.config.max_reposts:
                 self._leave(event.job_id, job, "expired", job.work_left)
                 return
             job.max_price = min(job.max_price * self.config.reprice_factor,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,8 @@ class Market:
         self.leases: dict[int, Lease] = {}     # active
         # Subscribers by event type, as tuples: emitting reads them without copying.
         self._routes: dict[type[Event], tuple[Subscriber, ...]] = dict.fromkeys(EVENT_TYPES, ())
+        self._pending: deque[Event] = deque()
+        self._emitting = False
         self._next_order = 0
         self._next_bid = 0
         self._next_lease = 0
@@ -175,9 +178,24 @@ class Market:
         return unsubscribe
 
     def emit(self, event: Event) -> None:
-        """Hand `event` to its subscribers, in subscription order."""
-        for callback in self._routes[type(event)]:
-            callback(event)
+        """Hand `event` to its subscribers, in subscription order.
+
+        Events that subscribers cause while handling one (a tenant re-posting an expired
+        order) are delivered after it, so every subscriber sees events in the same order.
+        """
+        pending = self._pending
+        pending.append(event)
+        if self._emitting:
+            return
+        self._emitting = True
+        try:
+            while pending:
+                event = pending.popleft()
+                for callback in self._routes[type(event)]:
+                    callback(event)
+        finally:
+            self._emitting = False
+            pending.clear()
 
     def add_tenant(self, name: str, wallet_usd: float) -> int:
         """Register a tenant with `wallet_usd` of funds; returns its id."""
@@ -230,8 +248,12 @@ class Market:
         """
         if not 0 <= tenant < len(self.tenant_accounts):
             raise MarketError(f"tenant: unknown id {tenant}")
-        if not max_price_usd_per_gpu_hour > 0:
-            raise MarketError("max_price_usd_per_gpu_hour must be > 0")
+        if not 0 < max_price_usd_per_gpu_hour < math.inf:
+            raise MarketError("max_price_usd_per_gpu_hour must be a finite number > 0")
+        if not 0 <= deposit_usd < math.inf:
+            raise MarketError("deposit_usd must be a finite number >= 0")
+        if value_usd_per_gpu_hour is not None and not 0 <= value_usd_per_gpu_hour < math.inf:
+            raise MarketError("value_usd_per_gpu_hour must be a finite number >= 0")
         units = tuple(units)
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
@@ -361,12 +383,16 @@ class Market:
         first_id = self._next_bid
         self._next_bid += providers.size
         bid_ids = list(range(first_id, self._next_bid))
-        if order.bid_ids:
-            order.bid_ids.extend(bid_ids)
-            order.bid_providers = np.concatenate([order.bid_providers, providers])
-            order.bid_prices = np.concatenate([order.bid_prices, prices])
-            order.bid_arrivals = np.concatenate([order.bid_arrivals, arrivals])
-            order.bid_open = np.concatenate([order.bid_open, np.ones(providers.size, bool)])
+        if order.bid_ids:  # a bid placed by hand: keep every array in arrival order
+            merged = np.concatenate([order.bid_arrivals, arrivals])
+            by_arrival = np.argsort(merged, kind="stable")
+            ids = order.bid_ids + bid_ids
+            order.bid_ids = [ids[i] for i in by_arrival.tolist()]
+            order.bid_providers = np.concatenate([order.bid_providers, providers])[by_arrival]
+            order.bid_prices = np.concatenate([order.bid_prices, prices])[by_arrival]
+            order.bid_arrivals = merged[by_arrival]
+            order.bid_open = np.concatenate([order.bid_open,
+                                             np.ones(providers.size, bool)])[by_arrival]
         else:
             order.bid_ids = bid_ids
             order.bid_providers = providers
@@ -406,6 +432,13 @@ class Market:
         winner, price = NO_WINNER, 0
         if valid.size:
             winner, price = self.mechanism.allocate(order.bid_prices[valid], order.max_price)
+        if winner == NO_WINNER and order.auto and not self.mechanism.sealed:
+            # The first bid to arrive lost its provider meanwhile: wait for the next one.
+            coming = arrivals[order.bid_open & (arrivals > now)]
+            if coming.size:
+                self.env.timeout(float(coming.min()) - now).callbacks.append(
+                    lambda _e, order=order: self._close_auction(order))
+                return
         if winner == NO_WINNER:
             self._release_bids(order, np.arange(arrivals.size))
             self._end_order(order)
@@ -446,13 +479,17 @@ class Market:
         if not 0 <= provider < self.pool.n:
             raise MarketError(f"provider: unknown id {provider}")
         pool = self.pool
+        if not 0 < price_usd_per_gpu_hour < math.inf:
+            raise MarketError("price_usd_per_gpu_hour must be a finite number > 0")
         price = usd_to_micro(price_usd_per_gpu_hour * order.gpus)
         if price <= 0:
-            raise MarketError("price_usd_per_gpu_hour must be > 0")
+            raise MarketError("price_usd_per_gpu_hour is below one micro-USD per hour")
         if price > order.max_price:
             raise MarketError(f"price_usd_per_gpu_hour: above the order's max price "
                               f"{order.max_price / order.gpus / MICRO_USD_PER_USD:.4f}")
-        if len(order.bid_ids) >= self._max_bids:
+        now = self.env.now
+        arrived = order.bid_open & (order.bid_arrivals <= now)
+        if int(arrived.sum()) >= self._max_bids:
             raise MarketError(f"order {order_id} already has order_max_bids "
                               f"({self._max_bids}) bids")
         if provider in order.bid_providers.tolist():
@@ -465,12 +502,17 @@ class Market:
                               "(GPU model, storage class, audit, or free capacity)")
         if self.ledger.balance(int(pool.account[provider])) < self._deposit:
             raise MarketError(f"provider {provider} cannot pay the bid deposit")
-        before = len(order.bid_ids)
+        bid_id = self._next_bid
         self._place_bids(order, np.array([provider]), np.array([price], np.int64),
-                         np.array([self.env.now]))
-        if order.auto and not self.mechanism.sealed and before == 0:
+                         np.array([now]))
+        # The cap keeps the first `order_max_bids` bids to arrive: this one arrived before
+        # any still on their way, so the last of those drops out.
+        waiting = np.flatnonzero(order.bid_open)
+        if waiting.size > self._max_bids:
+            self._release_bids(order, waiting[self._max_bids:])
+        if order.auto and not self.mechanism.sealed:  # the first bid to arrive wins: now
             self.env.timeout(0).callbacks.append(lambda _e: self._close_auction(order))
-        return order.bid_ids[-1]
+        return bid_id
 
     def accept_bid(self, order_id: int, bid_id: int) -> int:
         """The tenant accepts an open bid (tenant pick by hand); returns the lease id."""
@@ -548,17 +590,22 @@ class Market:
                 lambda _e, lease=lease: self._end_planned(lease))
 
     def _end_planned(self, lease: Lease) -> None:
-        if lease.state is LeaseState.ACTIVE and lease.planned_end_s == self.env.now:
-            self._close_lease(lease, lease.planned_reason)
+        if lease.state is LeaseState.ACTIVE:  # else the tenant closed it earlier
+            self._close_lease(lease, lease.planned_reason,
+                              finished=lease.planned_reason is CloseReason.OWNER)
 
-    def close_lease(self, lease_id: int) -> int | None:
-        """The tenant closes a lease early (reason owner). As on Akash the group stays open:
-        a new order for the remaining work is created and auctioned; its id is returned
-        (None when the lease had finished its work)."""
+    def close_lease(self, lease_id: int, reopen: bool = True) -> int | None:
+        """The tenant closes a lease (reason owner).
+
+        As on Akash, closing a lease keeps its group open: a new order for the remaining work
+        (all of it, for a lease with no work estimate) is auctioned with the rest of the
+        escrow, and its id is returned. `reopen=False` closes the deployment instead: the
+        escrow is refunded and None is returned.
+        """
         lease = self.leases.get(lease_id)
         if lease is None:
             raise MarketError(f"lease {lease_id} is not active")
-        return self._close_lease(lease, CloseReason.OWNER, reopen=True)
+        return self._close_lease(lease, CloseReason.OWNER, reopen=reopen)
 
     def _settle(self, lease: Lease) -> None:
         """Pay the provider what the lease owes now, from its order's escrow, less the fee."""
@@ -576,7 +623,8 @@ class Market:
         self.pool.revenue_micro[lease.provider] += amount - fee
         self.emit(PaymentSettled(self.env.now, lease.id, lease.provider, amount, fee))
 
-    def _close_lease(self, lease: Lease, reason: CloseReason, reopen: bool = False) -> int | None:
+    def _close_lease(self, lease: Lease, reason: CloseReason, reopen: bool = False,
+                     finished: bool = False) -> int | None:
         now = self.env.now
         order = lease.order
         self._settle(lease)
@@ -589,10 +637,11 @@ class Market:
         if lease.deposit:
             self.ledger.transfer(self.deposits, int(pool.account[lease.provider]), lease.deposit,
                                  "bid_deposit_refund")
-        done = 1.0 if lease.planned_work_s == math.inf else \
+        # An open-ended lease (no work estimate) has done none of "the rest": it is all left.
+        done = 0.0 if lease.planned_work_s == math.inf else \
             min((now - lease.start_s) / lease.planned_work_s, 1.0)
         work_left = order.work_left * (1.0 - done)
-        if reason is CloseReason.OWNER and lease.planned_end_s == now:
+        if finished:
             work_left = 0.0
         escrow_left = order.escrow
         if reopen and work_left > 0:

@@ -41,8 +41,11 @@ class Reliability:
         self.pool.up[provider] = False
 
     def _release_down(self, provider: int) -> None:
+        """One reason less to be down; announce the provider once it is up again."""
         self._down[provider] -= 1
-        self.pool.up[provider] = self._down[provider] == 0
+        if self._down[provider] == 0:
+            self.pool.up[provider] = True
+            self.market.emit(ProviderRecovered(self.env.now, provider))
 
     def _schedule_failure(self, provider: int) -> None:
         rate = self.pool.failure_rate_per_s[provider]
@@ -63,7 +66,6 @@ class Reliability:
 
     def _recover(self, provider: int) -> None:
         self._release_down(provider)
-        self.market.emit(ProviderRecovered(self.env.now, provider))
         self._schedule_failure(provider)
 
     def _schedule_leave(self, provider: int) -> None:
@@ -85,5 +87,4 @@ class Reliability:
 
     def _rejoin(self, provider: int) -> None:
         self._release_down(provider)
-        self.market.emit(ProviderRecovered(self.env.now, provider))
         self._schedule_leave(provider)

@@ -1,0 +1,277 @@
+"""Properties every run must keep, over small random markets (hypothesis).
+
+Each example is a populated default-scenario market shrunk to a few providers and a short
+horizon, with random rules (take rate, bidding window, bid cap, mechanism), failure and churn
+rates, and seed. A checker subscribes before the agents do, so it sees each event before any
+agent reacts to it, and audits the market after every event.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.populate import populate
+from agents.strategies import CostPlus
+from market import Market, MarketError, load_scenario
+from market.events import (
+    BidsPlaced,
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    OrderOpened,
+    PaymentSettled,
+)
+from market.pool import ProviderRow
+from market.resources import gpu_units
+from market.units import owed_micro
+
+CLOSE_REASONS = {"owner", "unstable", "insufficient_funds", "manifest_timeout", "decommission"}
+MECHANISMS = [("tenant_pick", "cheapest"), ("tenant_pick", "first"),
+              ("first_price", "cheapest"), ("second_price", "cheapest")]
+
+
+@st.composite
+def small_markets(draw) -> list[str]:
+    """Scenario overrides for a small market that runs in a few tens of milliseconds."""
+    mechanism, selection = draw(st.sampled_from(MECHANISMS))
+    rate = st.floats(0.0, 12.0, allow_nan=False)
+    return [
+        f"duration_days={draw(st.floats(0.2, 1.0)):.3f}",
+        f"market.mechanism={mechanism}",
+        f"market.selection={selection}",
+        f"market.take_rate={draw(st.floats(0.0, 0.5)):.4f}",
+        f"market.bidding_window_s={draw(st.sampled_from([5, 30, 180, 600]))}",
+        f"market.bid_timeout_s={draw(st.sampled_from([60, 300]))}",
+        f"market.order_max_bids={draw(st.integers(1, 6))}",
+        f"market.bid_deposit_usd={draw(st.sampled_from([0, 0.5, 5]))}",
+        f"market.manifest_failure_prob={draw(st.sampled_from([0, 0.05]))}",
+        f"market.withdraw_interval_s={draw(st.sampled_from([3600, 86400]))}",
+        f"tenants.count={draw(st.integers(1, 6))}",
+        f"tenants.arrivals_per_hour={draw(st.integers(2, 20))}",
+        f"tenants.wallet_usd={draw(st.sampled_from([50, 5000, 1000000]))}",
+        f"tenants.max_reposts={draw(st.integers(0, 3))}",
+        f"tenants.max_failures={draw(st.integers(1, 3))}",
+        f"tenants.deposit_factor={draw(st.sampled_from([0.3, 0.7, 1.2]))}",
+        f"tenants.duration_error_sigma={draw(st.sampled_from([0.2, 1.0]))}",
+        f"providers.0.count={draw(st.integers(0, 4))}",
+        f"providers.1.count={draw(st.integers(0, 12))}",
+        f"providers.2.count={draw(st.integers(0, 1))}",
+        f"providers.0.failure_rate_per_day={draw(rate):.3f}",
+        f"providers.1.failure_rate_per_day={draw(rate):.3f}",
+        f"providers.2.failure_rate_per_day={draw(rate):.3f}",
+        f"providers.1.churn_per_day={draw(st.floats(0.0, 6.0)):.3f}",
+        "providers.0.repair_hours=[0.05, 1.0]",
+        "providers.1.repair_hours=[0.05, 2.0]",
+        "providers.1.offline_days=[0.01, 0.2]",
+    ]
+
+
+class Audit:
+    """Subscribes to a market and checks its invariants after every event."""
+
+    def __init__(self, market: Market) -> None:
+        self.market = market
+        self.events: list[Event] = []
+        self.max_price: dict[int, int] = {}          # order id -> max price, micro-USD/hour
+        self.bids: dict[int, tuple[int, int]] = {}   # bid id -> (order id, price)
+        self.created: dict[int, LeaseCreated] = {}
+        self.closed: dict[int, LeaseClosed] = {}
+        self.paid: dict[int, int] = {}               # lease id -> settled, micro-USD
+        market.subscribe(self.on_event)
+
+    def on_event(self, event: Event) -> None:
+        market = self.market
+        if self.events:
+            assert event.time_s >= self.events[-1].time_s
+        self.events.append(event)
+        free, capacity = market.pool.free, market.pool.capacity
+        assert (free >= 0).all(), f"over-allocated after {event}"
+        assert (free <= capacity).all(), f"freed more than held after {event}"
+        if isinstance(event, OrderOpened):
+            assert event.order_id not in self.max_price
+            self.max_price[event.order_id] = event.max_price_micro_per_hour
+        elif isinstance(event, BidsPlaced):
+            cap = self.max_price[event.order_id]
+            assert all(0 < price <= cap for price in event.prices_micro_per_hour)
+            for bid, price in zip(event.bid_ids, event.prices_micro_per_hour, strict=True):
+                self.bids[bid] = (event.order_id, price)
+        elif isinstance(event, LeaseCreated):
+            assert event.lease_id not in self.created
+            cap = self.max_price[event.order_id]
+            order, bid = self.bids[event.bid_id]
+            assert order == event.order_id
+            assert bid <= event.price_micro_per_hour <= cap
+            if market.scenario.market.mechanism != "second_price":
+                assert event.price_micro_per_hour == bid  # pay-as-bid
+            self.created[event.lease_id] = event
+        elif isinstance(event, PaymentSettled):
+            assert event.lease_id in self.created and event.lease_id not in self.closed
+            assert 0 <= event.fee_micro <= event.amount_micro
+            self.paid[event.lease_id] = self.paid.get(event.lease_id, 0) + event.amount_micro
+        elif isinstance(event, LeaseClosed):
+            assert event.lease_id in self.created and event.lease_id not in self.closed
+            assert event.reason in CLOSE_REASONS
+            assert 0.0 <= event.work_left <= 1.0
+            start = self.created[event.lease_id]
+            owed = owed_micro(start.price_micro_per_hour, event.time_s - start.time_s)
+            assert event.paid_micro == self.paid.get(event.lease_id, 0)
+            assert event.paid_micro <= owed  # never more than the time served
+            if event.reason != "insufficient_funds":
+                assert event.paid_micro == owed
+            self.closed[event.lease_id] = event
+
+
+def audited_run(overrides: list[str], seed: int) -> tuple[Market, Audit]:
+    market = Market(load_scenario("default", overrides), seed=seed, record=False,
+                    populate=False)
+    audit = Audit(market)
+    populate(market)
+    return market, audit
+
+
+def check_books(market: Market) -> None:
+    money = market.money()
+    assert money["money_conserved"], money
+    assert market.ledger.total() == 0
+    assert not market.ledger.overdrawn()
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides=small_markets(), seed=st.integers(0, 2**32 - 1))
+def test_small_markets_keep_their_invariants(overrides, seed):
+    market, audit = audited_run(overrides, seed)
+    market.run(until=market.horizon_s / 2)
+    check_books(market)  # in the middle of a run too, with leases and bids open
+    result = market.run()
+    check_books(market)
+    assert result.summary["money_conserved"]
+    # every lease ever created is closed with a reason or still active, never both
+    active = set(market.leases)
+    assert set(audit.closed) | active == set(audit.created)
+    assert not set(audit.closed) & active
+    assert all(lease.order.id in market.orders for lease in market.leases.values())
+    summary = result.summary
+    assert summary["leases_created"] == len(audit.created)
+    assert sum(summary["lease_close_reasons"].values()) == len(audit.closed)
+    assert set(summary["lease_close_reasons"]) <= CLOSE_REASONS
+    # whatever is not leased is free: no capacity leaks once bids are over
+    held = np.zeros_like(market.pool.free)
+    for lease in market.leases.values():
+        held[lease.provider] += lease.order.need
+    for order in market.orders.values():
+        if order.lease is None:
+            np.add.at(held, order.bid_providers[order.bid_open], order.need)
+    assert (market.pool.free + held == market.pool.capacity).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(overrides=small_markets(), seed=st.integers(0, 2**32 - 1))
+def test_same_seed_same_bytes(overrides, seed):
+    first = Market(load_scenario("default", overrides), seed=seed, record=False).run()
+    again = Market(load_scenario("default", overrides), seed=seed, record=False).run()
+    assert first.to_json() == again.to_json()
+
+
+# ----------------------------------------------------------------------------- outside actors
+
+GIB = 2**30
+MODELS = ("h100", "a100-80gb", "rtx4090")
+
+
+def _units(gpus: int, model: str):
+    return gpu_units(gpus, (model,), cpu_millicores_per_gpu=2_000, memory_bytes_per_gpu=8 * GIB,
+                     storage_bytes_per_gpu=10 * GIB)
+
+
+def _row(market: Market, index: int, model: str, gpus: int, cost: float,
+         failure_per_day: float) -> ProviderRow:
+    return ProviderRow(
+        name=f"p{index}", population=0, model=market.catalog.index(model), gpus=gpus,
+        cpu_millicores=2_000 * gpus, memory_bytes=8 * GIB * gpus, storage_bytes=10 * GIB * gpus,
+        ip_leases=0, storage_classes=("ephemeral", "beta2"), audited=True,
+        cost_full_usd_per_gpu_hour=cost, cost_marginal_usd_per_gpu_hour=cost,
+        cost_idle_usd_per_gpu_hour=0.0, cost_fixed_usd_per_gpu_hour=0.0,
+        cost_basis_usd_per_gpu_hour=cost, latency_log_median=float(np.log(5.0)),
+        latency_sigma=1.0, failure_rate_per_s=failure_per_day / 86_400,
+        repair_s=(600.0, 7_200.0), churn_rate_per_s=failure_per_day / 4 / 86_400,
+        offline_s=(600.0, 3_600.0))
+
+
+providers_st = st.lists(st.tuples(st.sampled_from(MODELS), st.sampled_from([2, 4, 8, 8]),
+                                  st.floats(0.1, 3.0), st.sampled_from([0.0, 2.0, 20.0]),
+                                  st.booleans()), min_size=2, max_size=8)
+actions_st = st.lists(st.tuples(
+    st.sampled_from([0.0, 0.0, 2.0, 10.0, 45.0, 400.0, 5_000.0]),  # wait before acting, s
+    st.sampled_from(["post", "post", "bid", "bid", "bid", "accept", "cancel", "close"]),
+    st.integers(0, 50), st.integers(0, 50),                    # picks
+    st.floats(0.05, 4.0),                                      # a price, USD per GPU-hour
+    st.sampled_from([1, 1, 2, 4, 9]),                           # GPUs
+    st.sampled_from([None, 0.5, 3.0, 30.0]),                    # job hours (None: open-ended)
+    st.booleans(),                                             # auto select
+), min_size=4, max_size=40)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(providers=providers_st, actions=actions_st, seed=st.integers(0, 2**32 - 1),
+       mechanism=st.sampled_from(MECHANISMS))
+def test_outside_actors_cannot_break_the_books(providers, actions, seed, mechanism):
+    """Random calls of the public methods, valid or not: rejected calls change nothing, and
+    every invariant holds after every event and call."""
+    market = Market(load_scenario("default", [
+        "duration_days=1", f"market.mechanism={mechanism[0]}",
+        f"market.selection={mechanism[1]}", "market.bidding_window_s=60",
+        "market.order_max_bids=3", "market.manifest_failure_prob=0.05"]),
+        seed=seed, populate=False, record=False)
+    audit = Audit(market)
+    tenants = [market.add_tenant(f"t{i}", wallet) for i, wallet in enumerate((30.0, 5_000.0))]
+    for index, (model, gpus, cost, failures, automated) in enumerate(providers):
+        market.add_providers([_row(market, index, model, gpus, cost, failures)],
+                             CostPlus(markup=0.2) if automated else None)
+    for wait, kind, pick, other, price, gpus, hours, auto in actions:
+        market.run(until=market.now + wait)
+        if market.now >= market.horizon_s:
+            break
+        before = [market.ledger.balance(a) for a in range(len(market.ledger))]
+        free = market.pool.free.copy()
+        count = len(audit.events)
+        open_orders = sorted(o for o, order in market.orders.items() if order.lease is None)
+        try:
+            if kind == "post":
+                model = MODELS[other % len(MODELS)]
+                work_s = None
+                if hours is not None:
+                    work_s = np.full(len(market.catalog), np.inf)
+                    work_s[market.catalog.index(model)] = hours * 3_600
+                market.post_order(tenants[pick % 2], _units(gpus, model), price,
+                                  deposit_usd=price * gpus * (hours or 5.0) * 1.2,
+                                  work_s=work_s, auto_select=auto)
+            elif kind == "bid" and open_orders:
+                order = market.orders[open_orders[pick % len(open_orders)]]
+                # mostly providers of the right model, at up to twice the max price
+                pool = market.pool
+                matching = np.flatnonzero(order.model_mask[pool.model] & pool.up
+                                          & (pool.free[:, 0] >= order.gpus))
+                matching = np.setdiff1d(matching, order.bid_providers)
+                who = matching[other % matching.size] if matching.size and other % 4 else \
+                    other % pool.n
+                cap = order.max_price / order.gpus / 1e6
+                market.submit_bid(order.id, int(who), cap * price / 2)
+            elif kind == "accept" and open_orders:
+                order = market.orders[open_orders[pick % len(open_orders)]]
+                if order.bid_ids:
+                    market.accept_bid(order.id, order.bid_ids[other % len(order.bid_ids)])
+            elif kind == "cancel" and open_orders:
+                market.cancel_order(open_orders[pick % len(open_orders)])
+            elif kind == "close" and market.leases:
+                leases = sorted(market.leases)
+                market.close_lease(leases[pick % len(leases)])
+        except MarketError:
+            assert [market.ledger.balance(a) for a in range(len(market.ledger))] == before
+            assert (market.pool.free == free).all()
+            assert len(audit.events) == count
+        check_books(market)
+    market.run()
+    check_books(market)
+    assert set(audit.closed) | set(market.leases) == set(audit.created)
