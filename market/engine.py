@@ -38,7 +38,7 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.ledger import InsufficientFunds, Ledger
+from market.ledger import Ledger
 from market.matching import Matcher
 from market.mechanisms import NO_WINNER, Mechanism
 from market.pool import ProviderPool, ProviderRow
@@ -108,8 +108,10 @@ class Market:
         self.strategies: list[Any] = []        # one per provider population (or outside group)
         self._strategy_of = np.zeros(0, np.int32)
         # Bids of order-independent strategies, USD per GPU-hour (NaN: ask the strategy).
-        self._static_ask = np.zeros(0)
+        # -1 marks a provider whose strategy must be asked per order.
+        self._static_ask_micro = np.zeros(0, np.int64)
         self._all_static = True
+        self._all_automated = True
         self.matcher = Matcher(self.pool, self.catalog)
         self._normals = np.zeros(0)
         self._normal_at = 0
@@ -223,9 +225,15 @@ class Market:
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
         asks = getattr(strategy, "asks", None)
-        static = asks(ids, self) if asks is not None else np.full(len(ids), np.nan)
+        static = np.asarray(asks(ids, self), float) if asks is not None \
+            else np.full(len(ids), np.nan)
         self._all_static = self._all_static and asks is not None
-        self._static_ask = np.concatenate([self._static_ask, np.asarray(static, float)])
+        self._all_automated = self._all_automated and strategy is not None
+        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer.
+        static_micro = np.where(np.isnan(static), -1, np.round(np.nan_to_num(static, nan=0.0)
+                                                               * MICRO_USD_PER_USD))
+        self._static_ask_micro = np.concatenate([self._static_ask_micro,
+                                                 static_micro.astype(np.int64)])
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
@@ -304,12 +312,11 @@ class Market:
         ids = self.matcher.eligible(order)
         if ids.size:
             self._note_best_welfare(order, ids)
-            ids = ids[pool.automated[ids]]
+            if not self._all_automated:
+                ids = ids[pool.automated[ids]]
         if ids.size:
-            # Bids are whole micro-USD; round before comparing so that a bid at exactly the
-            # max price is not lost to float noise. NaN (no bid) compares False.
-            prices = np.round(self._price(order, ids))
-            ok = prices <= order.max_price
+            prices = self._price(order, ids)
+            ok = prices <= order.max_price  # NaN (no bid) compares False
             ids = ids[ok]
             prices = prices[ok]
         if ids.size:
@@ -333,17 +340,22 @@ class Market:
                 lambda _e, order=order: self._expire_bids(order))
 
     def _price(self, order: Order, ids: np.ndarray) -> np.ndarray:
-        """Bids in micro-USD per hour for the whole order (NaN: no bid). Order-independent
-        strategies come from one array; the others are asked, one call per strategy."""
-        prices = self._static_ask[ids] * (order.gpus * MICRO_USD_PER_USD)
+        """Bids in whole micro-USD per hour for the whole order (NaN: no bid).
+
+        Order-independent strategies come from one array of integer asks; the others are
+        asked, one call per strategy, and their bids rounded to whole micro-USD (so that a
+        bid at exactly the max price is not lost to float noise)."""
+        prices = self._static_ask_micro[ids] * order.gpus
         if self._all_static:
             return prices
-        dynamic = np.isnan(prices)
+        dynamic = prices < 0
         if dynamic.any():
+            prices = prices.astype(float)
             strategy_of = self._strategy_of[ids]
             for index in np.unique(strategy_of[dynamic]).tolist():
                 members = dynamic & (strategy_of == index)
-                prices[members] = self.strategies[index].prices(order, ids[members], self)
+                prices[members] = np.round(
+                    self.strategies[index].prices(order, ids[members], self))
         return prices
 
     def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
@@ -369,13 +381,13 @@ class Market:
         """Reserve capacity and lock a deposit for each bid; a provider that cannot pay the
         deposit does not bid."""
         if self._deposit:
-            accounts = self.pool.account[providers]
-            try:
-                self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
-            except InsufficientFunds:  # rare: drop the bids of providers who cannot pay
-                paid = self.ledger.can_pay(accounts, self._deposit)
-                providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]
-                self.ledger.collect(accounts[paid], self.deposits, self._deposit, "bid_deposit")
+            accounts = self.pool.account[providers].tolist()
+            paid = self.ledger.can_pay(accounts, self._deposit)
+            if not all(paid):  # rare: drop the bids of providers who cannot pay
+                keep = np.array(paid)
+                providers, prices, arrivals = providers[keep], prices[keep], arrivals[keep]
+                accounts = [a for a, ok in zip(accounts, paid, strict=True) if ok]
+            self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
         if not providers.size:
             return
         self.pool.free[providers] -= order.need
@@ -413,8 +425,8 @@ class Market:
         providers = order.bid_providers[which]
         self.pool.free[providers] += order.need
         if self._deposit:
-            self.ledger.distribute(self.deposits, self.pool.account[providers], self._deposit,
-                                   "bid_deposit_refund")
+            self.ledger.distribute(self.deposits, self.pool.account[providers].tolist(),
+                                   self._deposit, "bid_deposit_refund")
 
     def _close_auction(self, order: Order) -> None:
         if order.state is not OrderState.OPEN:

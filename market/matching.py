@@ -29,6 +29,7 @@ class Matcher:
         self._shapes: dict[int, tuple[Any, ...]] = {}
         self._masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
         self._proportional: dict[bytes, np.ndarray] = {}
+        self._everyone_proportional: dict[bytes, bool] = {}
         # Providers that once reserved an order needing more of some resource per GPU than
         # they have per GPU: their free GPUs no longer vouch for their other resources.
         self._lopsided = np.zeros(0, bool)
@@ -39,6 +40,7 @@ class Matcher:
         self._lopsided = np.concatenate([self._lopsided, np.zeros(grown, bool)])
         self._masks.clear()
         self._proportional.clear()
+        self._everyone_proportional.clear()
 
     def shape(self, units: tuple[ResourceUnit, ...]) -> tuple[Any, np.ndarray, int, bytes]:
         """Requirement, GPU model mask, storage mask and shape key of `units`, cached by
@@ -81,6 +83,8 @@ class Matcher:
 
     def reserved(self, order: Order, providers: np.ndarray) -> None:
         """Note that `providers` reserved `order`'s resources (see `_by_attributes`)."""
+        if self._everyone_proportional.get(order.shape_key):
+            return
         lopsided = ~self._proportional_mask(order)[providers]
         if lopsided.any() and not self._lopsided[providers[lopsided]].all():
             self._lopsided[providers[lopsided]] = True
@@ -118,4 +122,5 @@ class Matcher:
             capacity, need = self.pool.capacity, order.need
             mask = (capacity[:, 1:] * need[0] >= need[1:] * capacity[:, :1]).all(axis=1)
             self._proportional[order.shape_key] = mask
+            self._everyone_proportional[order.shape_key] = bool(mask.all())
         return mask

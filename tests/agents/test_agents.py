@@ -178,7 +178,8 @@ def test_cost_plus_bids_cost_basis_times_one_plus_markup():
     assert len(placed.providers) == len(ids)
     for who, price in zip(placed.providers, placed.prices_micro_per_hour, strict=True):
         expected = market.pool.cost_basis_usd_per_gpu_hour[who] * 1.3 * 8 * MICRO_USD_PER_USD
-        assert abs(price - expected) <= 0.5
+        # the ask is kept in whole micro-USD per GPU-hour: at most half a micro per GPU off
+        assert abs(price - expected) <= 0.5 * 8
 
 
 def test_list_price_bids_the_catalog_list_price_times_factor():

@@ -159,9 +159,9 @@ def funded(ledger: Ledger, amounts: list[int]) -> np.ndarray:
 def test_can_pay_is_elementwise_and_inclusive():
     ledger = Ledger()
     ids = funded(ledger, [0, 499_999, 500_000, 2_000_000])
-    assert ledger.can_pay(ids, 500_000).tolist() == [False, False, True, True]
-    assert ledger.can_pay(ids, 0).tolist() == [True, True, True, True]
-    assert ledger.can_pay(ids[:0], 1).tolist() == []
+    assert ledger.can_pay(ids, 500_000) == [False, False, True, True]
+    assert ledger.can_pay(ids, 0) == [True, True, True, True]
+    assert ledger.can_pay(ids[:0], 1) == []
 
 
 def test_collect_takes_the_amount_from_each_source():
