@@ -9,7 +9,7 @@ that fails while its owner has it offline comes back only when both are over.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -17,6 +17,19 @@ from market.events import ProviderFailed, ProviderLeft, ProviderRecovered
 
 if TYPE_CHECKING:
     from market.engine import Market
+
+
+class _Absence(NamedTuple):
+    """A way a provider goes away: the pool columns that time it, and its event."""
+
+    rate: str      # events per simulated second
+    next_at: str   # when the next one happens (simulated seconds; inf: never)
+    away: str      # [min, max] seconds away, sampled uniformly
+    event: type[ProviderFailed] | type[ProviderLeft]
+
+
+FAILURE = _Absence("failure_rate_per_s", "next_failure_s", "repair_s", ProviderFailed)
+CHURN = _Absence("churn_rate_per_s", "next_leave_s", "offline_s", ProviderLeft)
 
 
 class Reliability:
@@ -33,8 +46,8 @@ class Reliability:
         """Start the failure and churn clocks of newly added `providers`."""
         self._down = np.concatenate([self._down, np.zeros(len(providers), np.int32)])
         for provider in providers.tolist():
-            self._schedule_failure(provider)
-            self._schedule_leave(provider)
+            self._schedule(provider, FAILURE)
+            self._schedule(provider, CHURN)
 
     def _hold_down(self, provider: int) -> None:
         self._down[provider] += 1
@@ -47,44 +60,25 @@ class Reliability:
             self.pool.up[provider] = True
             self.market.emit(ProviderRecovered(self.env.now, provider))
 
-    def _schedule_failure(self, provider: int) -> None:
-        rate = self.pool.failure_rate_per_s[provider]
+    def _schedule(self, provider: int, absence: _Absence) -> None:
+        """Draw when `provider` next goes away for `absence`, and schedule it."""
+        rate = getattr(self.pool, absence.rate)[provider]
+        next_at = getattr(self.pool, absence.next_at)
         if rate <= 0:
-            self.pool.next_failure_s[provider] = math.inf
+            next_at[provider] = math.inf
             return
         delay = self.rng.exponential(1.0 / rate)
-        self.pool.next_failure_s[provider] = self.env.now + delay
-        self.env.timeout(delay).callbacks.append(lambda _e: self._fail(provider))
+        next_at[provider] = self.env.now + delay
+        self.env.timeout(delay).callbacks.append(lambda _e: self._go(provider, absence))
 
-    def _fail(self, provider: int) -> None:
-        low, high = self.pool.repair_s[provider]
-        repair = self.rng.uniform(low, high)
-        self.pool.next_failure_s[provider] = math.inf
-        self._hold_down(provider)
-        self.market.emit(ProviderFailed(self.env.now, provider, self.env.now + repair))
-        self.env.timeout(repair).callbacks.append(lambda _e: self._recover(provider))
-
-    def _recover(self, provider: int) -> None:
-        self._release_down(provider)
-        self._schedule_failure(provider)
-
-    def _schedule_leave(self, provider: int) -> None:
-        rate = self.pool.churn_rate_per_s[provider]
-        if rate <= 0:
-            self.pool.next_leave_s[provider] = math.inf
-            return
-        delay = self.rng.exponential(1.0 / rate)
-        self.pool.next_leave_s[provider] = self.env.now + delay
-        self.env.timeout(delay).callbacks.append(lambda _e: self._leave(provider))
-
-    def _leave(self, provider: int) -> None:
-        low, high = self.pool.offline_s[provider]
+    def _go(self, provider: int, absence: _Absence) -> None:
+        low, high = getattr(self.pool, absence.away)[provider]
         away = self.rng.uniform(low, high)
-        self.pool.next_leave_s[provider] = math.inf
+        getattr(self.pool, absence.next_at)[provider] = math.inf
         self._hold_down(provider)
-        self.market.emit(ProviderLeft(self.env.now, provider, self.env.now + away))
-        self.env.timeout(away).callbacks.append(lambda _e: self._rejoin(provider))
+        self.market.emit(absence.event(self.env.now, provider, self.env.now + away))
+        self.env.timeout(away).callbacks.append(lambda _e: self._back(provider, absence))
 
-    def _rejoin(self, provider: int) -> None:
+    def _back(self, provider: int, absence: _Absence) -> None:
         self._release_down(provider)
-        self._schedule_leave(provider)
+        self._schedule(provider, absence)

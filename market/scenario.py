@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from market import registry
 from market.catalog import GpuCatalog, load_catalog
@@ -36,15 +44,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _ordered_range(value: tuple[float, float], what: str) -> tuple[float, float]:
+def _ordered(value: tuple[Any, Any]) -> tuple[Any, Any]:
     low, high = value
     if low > high:
-        raise ValueError(f"{what}: min {low} is above max {high}")
+        raise ValueError(f"min {low} is above max {high}")
     return value
 
 
 
-PositiveRange = tuple[PositiveFloat, PositiveFloat]
+#: [min, max], both > 0, min <= max.
+PositiveRange = Annotated[tuple[PositiveFloat, PositiveFloat], AfterValidator(_ordered)]
 
 
 class MarketRules(_Model):
@@ -68,11 +77,6 @@ class MarketRules(_Model):
         description="failed health checks before a provider closes a lease as unstable")
     health_check_interval_s: PositiveRange = Field(description="[min, max] between checks")
     price_index_interval_s: PositiveFloat = Field(description="bucket of the price series")
-
-    @field_validator("health_check_interval_s")
-    @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        return _ordered_range(value, "health_check_interval_s")
 
     @field_validator("mechanism")
     @classmethod
@@ -144,11 +148,6 @@ class Tenants(_Model):
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
                JobKindConfig]
 
-    @field_validator("max_price_factor")
-    @classmethod
-    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
-        return _ordered_range(value, "max_price_factor")
-
     @field_validator("jobs")
     @classmethod
     def _some_share(cls, value: dict[str, JobKindConfig]) -> dict[str, JobKindConfig]:
@@ -182,7 +181,8 @@ class ProviderPopulation(_Model):
     archetype: Literal["datacenter", "home_rig", "hyperscaler"]
     count: Annotated[int, Field(ge=0)]
     gpu_mix: dict[str, NonNegFloat] = Field(description="GPU id -> share of providers")
-    gpus_per_provider: tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]]
+    gpus_per_provider: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
+                                 AfterValidator(_ordered)]
     gpu_step: Annotated[int, Field(ge=1)] = Field(description="GPUs come in multiples of this")
     cpu_millicores_per_gpu: Annotated[int, Field(ge=0)]
     memory_gib_per_gpu: NonNegFloat
@@ -219,16 +219,12 @@ class ProviderPopulation(_Model):
         merged.setdefault("name", archetype)
         return merged
 
-    @model_validator(mode="after")
-    def _ranges(self) -> ProviderPopulation:
-        low, high = self.gpus_per_provider
-        if low > high:
-            raise ValueError(f"gpus_per_provider: min {low} is above max {high}")
-        for name in ("electricity_usd_per_kwh", "repair_hours", "offline_days"):
-            _ordered_range(getattr(self, name), name)
-        if not any(self.gpu_mix.values()):
-            raise ValueError("gpu_mix: at least one share must be > 0")
-        return self
+    @field_validator("gpu_mix")
+    @classmethod
+    def _some_share(cls, value: dict[str, float]) -> dict[str, float]:
+        if not any(value.values()):
+            raise ValueError("at least one share must be > 0")
+        return value
 
 
 class Scenario(_Model):
