@@ -440,7 +440,7 @@ class Market:
             valid &= arrivals <= now
         if self._window_s > self.rules.bid_timeout_s:
             valid &= arrivals >= now - self.rules.bid_timeout_s
-        valid = np.flatnonzero(valid)
+        valid = valid.nonzero()[0]
         winner, price = NO_WINNER, 0
         if valid.size:
             winner, price = self.mechanism.allocate(order.bid_prices[valid], order.max_price)
@@ -519,7 +519,7 @@ class Market:
                          np.array([now]))
         # The cap keeps the first `order_max_bids` bids to arrive: this one arrived before
         # any still on their way, so the last of those drops out.
-        waiting = np.flatnonzero(order.bid_open)
+        waiting = order.bid_open.nonzero()[0]
         if waiting.size > self._max_bids:
             self._release_bids(order, waiting[self._max_bids:])
         if order.auto and not self.mechanism.sealed:  # the first bid to arrive wins: now
@@ -559,7 +559,7 @@ class Market:
         pool = self.pool
         provider = int(order.bid_providers[position])
         order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
-        self._release_bids(order, np.flatnonzero(order.bid_open))
+        self._release_bids(order, order.bid_open.nonzero()[0])
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1

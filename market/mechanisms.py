@@ -21,7 +21,7 @@ NO_WINNER = -1
 
 
 def _acceptable(prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
-    return np.flatnonzero(prices_micro <= max_price_micro)
+    return (prices_micro <= max_price_micro).nonzero()[0]
 
 
 def first_price(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
