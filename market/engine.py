@@ -712,6 +712,11 @@ class Market:
         try:
             if target > self.env.now:
                 self.env.run(until=target)
+            if target >= self.horizon_s and not self._finished:
+                # SimPy stops before events due at `until`: let the last tick (the final
+                # price interval) and anything else due at the very end happen.
+                while self.env.peek() <= self.horizon_s:
+                    self.env.step()
         finally:
             if unsubscribe is not None:
                 unsubscribe()

@@ -8,6 +8,7 @@ Every error a user can cause comes out as one `ScenarioError` line naming the fi
 
 from __future__ import annotations
 
+import inspect
 import re
 import tomllib
 from collections.abc import Mapping
@@ -164,14 +165,30 @@ class Latency(_Model):
 
 
 class StrategyRef(_Model):
+    """A bid strategy by registered name, with the keyword arguments it is built with."""
+
     name: str
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        registry.load("strategies", value)
+        registry.load("strategies", value)  # UnknownName lists the known ones
         return value
+
+    @model_validator(mode="after")
+    def _buildable(self) -> StrategyRef:
+        factory = registry.load("strategies", self.name)
+        try:
+            signature = inspect.signature(factory)
+        except (TypeError, ValueError):  # no signature to check against: trust the params
+            return self
+        try:
+            signature.bind(**self.params)
+        except TypeError as error:
+            takes = ", ".join(signature.parameters) or "no parameters"
+            raise ValueError(f"params: {self.name} {error} (it takes: {takes})") from None
+        return self
 
 
 class ProviderPopulation(_Model):
