@@ -43,8 +43,6 @@ from market.matching import Matcher
 from market.mechanisms import NO_WINNER, Mechanism
 from market.pool import ProviderPool, ProviderRow
 from market.records import (
-    PROVIDER_FAULTS,
-    BidState,
     CloseReason,
     Lease,
     LeaseState,
@@ -107,8 +105,8 @@ class Market:
                                  [p.archetype for p in scenario.providers])
         self.strategies: list[Any] = []        # one per provider population (or outside group)
         self._strategy_of = np.zeros(0, np.int32)
-        # Bids of order-independent strategies, USD per GPU-hour (NaN: ask the strategy).
-        # -1 marks a provider whose strategy must be asked per order.
+        # Asks of order-independent strategies, whole micro-USD per GPU-hour; -1 marks a
+        # provider whose strategy must be asked for every order.
         self._static_ask_micro = np.zeros(0, np.int64)
         self._all_static = True
         self._all_automated = True
@@ -229,9 +227,10 @@ class Market:
             else np.full(len(ids), np.nan)
         self._all_static = self._all_static and asks is not None
         self._all_automated = self._all_automated and strategy is not None
-        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer.
-        static_micro = np.where(np.isnan(static), -1, np.round(np.nan_to_num(static, nan=0.0)
-                                                               * MICRO_USD_PER_USD))
+        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer. An ask
+        # that is not a positive number falls back to asking the strategy per order.
+        static_micro = np.round(np.nan_to_num(static, nan=-1.0) * MICRO_USD_PER_USD)
+        static_micro[~(static_micro > 0)] = -1
         self._static_ask_micro = np.concatenate([self._static_ask_micro,
                                                  static_micro.astype(np.int64)])
         self.matcher.providers_added()
@@ -262,6 +261,14 @@ class Market:
             raise MarketError("deposit_usd must be a finite number >= 0")
         if value_usd_per_gpu_hour is not None and not 0 <= value_usd_per_gpu_hour < math.inf:
             raise MarketError("value_usd_per_gpu_hour must be a finite number >= 0")
+        if not 0 < work_left <= 1:
+            raise MarketError(f"work_left must be in (0, 1], got {work_left}")
+        if work_s is not None:
+            work_s = np.asarray(work_s, dtype=float)
+            if (work_s.shape != (len(self.catalog),) or not (work_s > 0).all()
+                    or not np.isfinite(work_s).any()):
+                raise MarketError(f"work_s: expected {len(self.catalog)} durations > 0 "
+                                  f"(seconds per catalog GPU model, inf where it never runs)")
         units = tuple(units)
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
@@ -356,6 +363,7 @@ class Market:
                 members = dynamic & (strategy_of == index)
                 prices[members] = np.round(
                     self.strategies[index].prices(order, ids[members], self))
+            prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
         return prices
 
     def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
@@ -656,17 +664,13 @@ class Market:
         if finished:
             work_left = 0.0
         escrow_left = order.escrow
-        if reopen and work_left > 0:
-            order.escrow = 0  # the group's escrow carries over to its new order
-        self._end_order(order)
+        self._end_order(order)  # refunds the escrow; a re-opened group deposits it again
         self.emit(LeaseClosed(now, lease.id, order.id, order.tenant, lease.provider,
                               order.job_id, reason.value, lease.paid, work_left))
         if not (reopen and work_left > 0):
             return None
         # Akash keeps the group open after an owner close: re-auction the rest of the work.
         remaining = None if order.work_s is None else order.work_s * (1.0 - done)
-        self.ledger.transfer(self.escrow, self.tenant_accounts[order.tenant], escrow_left,
-                             "escrow_refund")
         return self.post_order(
             order.tenant, order.units, order.max_price / order.gpus / MICRO_USD_PER_USD,
             deposit_usd=escrow_left / MICRO_USD_PER_USD,
@@ -680,8 +684,6 @@ class Market:
         """Record that a tenant took a job to a hyperscaler (the outside option)."""
         self.emit(TenantLeft(self.env.now, tenant, job_id, reason, gpu_hours,
                              usd_to_micro(list_cost_usd)))
-
-    # ------------------------------------------------------------------ providers
 
     # ------------------------------------------------------------------ running
 
@@ -751,4 +753,4 @@ class Market:
         }
 
 
-__all__ = ["PROVIDER_FAULTS", "BidState", "Market", "MarketError"]
+__all__ = ["Market", "MarketError"]
