@@ -237,8 +237,8 @@ class Tenants:
         market = self.market
         job.work_left = work_left
         if market.ledger.balance(market.tenant_accounts[job.tenant]) < round(deposit * 1e6):
-            if job_id is not None:
-                self._leave(job_id, job, "budget", work_left)
+            # Cannot fund the escrow: the job goes to a hyperscaler (job id -1: never posted).
+            self._leave(-1 if job_id is None else job_id, job, "budget", work_left)
             return
         order_id = market.post_order(
             job.tenant, job.units, job.max_price, deposit_usd=deposit,
