@@ -38,7 +38,7 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.ledger import Ledger
+from market.ledger import InsufficientFunds, Ledger
 from market.matching import Matcher
 from market.mechanisms import NO_WINNER, Mechanism
 from market.pool import ProviderPool, ProviderRow
@@ -62,10 +62,6 @@ from market.units import (
 )
 
 Subscriber = Callable[[Event], None]
-
-
-def _first(item: tuple[float, CloseReason]) -> float:
-    return item[0]
 
 
 def _build_mechanism(scenario: Scenario) -> Mechanism:
@@ -263,12 +259,16 @@ class Market:
             raise MarketError("value_usd_per_gpu_hour must be a finite number >= 0")
         if not 0 < work_left <= 1:
             raise MarketError(f"work_left must be in (0, 1], got {work_left}")
+        hours = 1.0  # of the job's shortest run; one hour of an open-ended lease
         if work_s is not None:
             work_s = np.asarray(work_s, dtype=float)
-            if (work_s.shape != (len(self.catalog),) or not (work_s > 0).all()
-                    or not np.isfinite(work_s).any()):
+            # All > 0 and one finite: the shortest run, positive and finite (NaN fails too).
+            shortest_s = float(work_s.min()) if work_s.shape == (len(self.catalog),) \
+                else math.nan
+            if not 0 < shortest_s < math.inf:
                 raise MarketError(f"work_s: expected {len(self.catalog)} durations > 0 "
                                   f"(seconds per catalog GPU model, inf where it never runs)")
+            hours = shortest_s / SECONDS_PER_HOUR
         units = tuple(units)
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
@@ -289,7 +289,6 @@ class Market:
         order.shape_key = shape_key
         # The job's value to the tenant, USD: its value rate over the job's shortest run (or
         # one hour of an open-ended lease).
-        hours = 1.0 if work_s is None else float(work_s.min()) / SECONDS_PER_HOUR
         order.job_value_usd = value_rate * gpus * hours
         order.work_left = work_left
         order.attempt = attempt
@@ -390,12 +389,14 @@ class Market:
         deposit does not bid."""
         if self._deposit:
             accounts = self.pool.account[providers].tolist()
-            paid = self.ledger.can_pay(accounts, self._deposit)
-            if not all(paid):  # rare: drop the bids of providers who cannot pay
-                keep = np.array(paid)
+            try:
+                self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
+            except InsufficientFunds:  # rare: drop the bids of providers who cannot pay
+                paid = self.ledger.can_pay(accounts, self._deposit)
+                keep = np.array(paid, bool)
                 providers, prices, arrivals = providers[keep], prices[keep], arrivals[keep]
-                accounts = [a for a, ok in zip(accounts, paid, strict=True) if ok]
-            self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
+                self.ledger.collect([a for a, ok in zip(accounts, paid, strict=True) if ok],
+                                    self.deposits, self._deposit, "bid_deposit")
         if not providers.size:
             return
         self.pool.free[providers] -= order.need
@@ -586,24 +587,26 @@ class Market:
         now = self.env.now
         order = lease.order
         pool = self.pool
-        ends = [(math.inf, CloseReason.OWNER)]
+        end_s, reason = math.inf, CloseReason.OWNER
         if order.work_s is not None:
             lease.planned_work_s = float(order.work_s[lease.model])
-            ends.append((now + lease.planned_work_s, CloseReason.OWNER))
-        failure = pool.next_failure_s[lease.provider]
-        if failure < math.inf:
+            end_s = now + lease.planned_work_s
+        # Each later cause replaces the earlier one only if strictly sooner.
+        failure = float(pool.next_failure_s[lease.provider])
+        if failure < end_s:
             detect = self._detect_mean_s + self._detect_sd_s * float(
                 self._standard_normals(1)[0])
-            ends.append((failure + max(detect, 0.0), CloseReason.UNSTABLE))
-        leave = pool.next_leave_s[lease.provider]
-        if leave < math.inf:
-            ends.append((leave, CloseReason.DECOMMISSION))
-        if lease.price > 0:
-            ends.append((now + order.escrow * SECONDS_PER_HOUR / lease.price,
-                         CloseReason.INSUFFICIENT_FUNDS))
-        if self._rng.random() < self.rules.manifest_failure_prob:
-            ends.append((now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT))
-        end_s, reason = min(ends, key=_first)
+            if failure + max(detect, 0.0) < end_s:
+                end_s, reason = failure + max(detect, 0.0), CloseReason.UNSTABLE
+        leave = float(pool.next_leave_s[lease.provider])
+        if leave < end_s:
+            end_s, reason = leave, CloseReason.DECOMMISSION
+        runout = now + order.escrow * SECONDS_PER_HOUR / lease.price
+        if runout < end_s:
+            end_s, reason = runout, CloseReason.INSUFFICIENT_FUNDS
+        if self._rng.random() < self.rules.manifest_failure_prob \
+                and now + self.rules.manifest_timeout_s < end_s:
+            end_s, reason = now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT
         lease.planned_end_s, lease.planned_reason = end_s, reason
         if end_s < math.inf:
             self.env.timeout(end_s - now).callbacks.append(

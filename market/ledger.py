@@ -65,9 +65,10 @@ class Ledger:
         nothing (check with `can_pay` first)."""
         if amount_micro < 0:
             raise ValueError(f"transfer amount must be >= 0, got {amount_micro}")
-        if not all(self.can_pay(sources, amount_micro)):
-            raise InsufficientFunds(f"{reason}: an account holds less than {amount_micro}")
         balances = self._balances
+        if len(sources) and min(map(balances.__getitem__, sources)) < amount_micro \
+                and not all(self.can_pay(sources, amount_micro)):
+            raise InsufficientFunds(f"{reason}: an account holds less than {amount_micro}")
         for source in sources:
             balances[source] -= amount_micro
         total = amount_micro * len(sources)
