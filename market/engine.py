@@ -654,6 +654,7 @@ class Market:
         lease.state = (LeaseState.INSUFFICIENT_FUNDS if reason is CloseReason.INSUFFICIENT_FUNDS
                        else LeaseState.CLOSED)
         del self.leases[lease.id]
+        order.lease = None  # break the order <-> lease cycle: refcounting frees both
         pool = self.pool
         pool.free[lease.provider] += order.need
         pool.busy_gpu_s[lease.provider] += lease.gpus * (now - lease.start_s)
