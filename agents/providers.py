@@ -1,6 +1,6 @@
 """Provider populations: inventories, cost models and reliability, from a scenario.
 
-Cost model, per GPU-hour (DOMAIN.md §3): capex / lifetime hours + operations is the fixed part;
+Cost model, per GPU-hour: capex / lifetime hours + operations is the fixed part;
 power × PUE × electricity price is paid at idle draw whenever the GPU is on, and the rest of its
 board power only while it runs a lease. The *marginal* cost of selling idle capacity is that
 extra power (capex is sunk); the *full* cost adds capex, operations and idle power. A population

@@ -1,4 +1,4 @@
-"""Workloads: what a tenant's job needs, by the transformer rule of thumb (DOMAIN §4).
+"""Workloads: what a tenant's job needs, by the transformer rule of thumb.
 
 A job runs a model of ``params`` parameters over ``tokens`` tokens. Training and fine-tuning
 cost 6·n·p FLOPs (forward and backward pass), inference 2·n·p (forward only); memory is
@@ -118,7 +118,7 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         share=0.10,  # few teams pretrain; most demand is adapting and serving existing models
         params_b=(0.1, 7.0),  # small models a node pretrains in days; 7B x 10 bytes fits 80 GB
         tokens_b=(2.0, 100.0),  # ~20 tokens/param (Chinchilla) at the median 0.8B model
-        bytes_per_param=10.0,  # bf16 weights (2) + gradients and Adam state (~8), DOMAIN §4
+        bytes_per_param=10.0,  # bf16 weights (2) + gradients and Adam state (~8)
         utilization=0.40,  # typical model FLOPs utilization (MFU) of well-tuned training
         needs_interconnect=True,  # data/tensor parallelism all-reduces gradients every step
         max_gpus=8,  # one NVLink/Infinity Fabric node: the unit a provider rents as one place

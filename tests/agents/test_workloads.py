@@ -1,4 +1,4 @@
-"""Tests for agents.workloads: DOMAIN §4's worked numbers, the planning rules, the defaults."""
+"""Tests for agents.workloads: worked numbers (GPT-3), the planning rules, the defaults."""
 
 import doctest
 import math
@@ -46,7 +46,7 @@ def fixed_jobs(name: str, params_b: float, tokens_b: float, n: int = 1, **change
     return (kind,), sample_jobs(np.random.default_rng(0), n, (kind,))
 
 
-# --- DOMAIN §4 worked numbers -------------------------------------------------------------
+# --- worked numbers (GPT-3) -------------------------------------------------------------
 
 
 def test_gpt3_inference_of_1024_tokens_is_about_350_tflops():

@@ -106,7 +106,7 @@ def test_domain_key_numbers(catalog: GpuCatalog) -> None:
     assert h100.memory_gib == 80
     assert h100.board_power_w == 700
     assert h100.list_usd_per_gpu_hour == pytest.approx(12.29)
-    # DOMAIN: an 8-GPU H100 server costs ~$300k.
+    # An 8-GPU H100 server costs ~$300k.
     assert h100.capex_usd == pytest.approx(300_000 / 8)
     assert catalog["a100-80gb"].tflops_bf16_dense == 312
     assert catalog["a100-40gb"].tflops_bf16_dense == 312
@@ -122,7 +122,7 @@ def test_builtin_models_are_internally_consistent(catalog: GpuCatalog) -> None:
         assert model.akash_model == model.akash_model.lower(), model.id
         assert model.interface == model.interface.lower(), model.id
         assert model.memory_bytes == model.memory_gib * 2**30
-        # The outside option is the most expensive way to rent (DOMAIN §3: large clouds
+        # The outside option is the most expensive way to rent (large clouds
         # charge a premium); cheaper channels must not exceed it.
         for name in OPTIONAL_NUMERIC_FIELDS:
             price = getattr(model, name)

@@ -2,7 +2,7 @@
 
 Checks the reverse-auction rules (lowest acceptable bid wins, the max price is the reserve, ties
 go to the earliest bid, second price pays the second-lowest acceptable bid or the max price
-when alone), properties over random bids, the adapter classes, and DOMAIN §5's revenue
+when alone), properties over random bids, the adapter classes, and auction theory's revenue
 equivalence: with n i.i.d. U[0,1] costs, truthful second price and equilibrium first price both
 cost the buyer 2/(n+1) on average.
 """
@@ -177,7 +177,7 @@ def test_adapters_satisfy_the_protocol_and_are_registered_under_their_name(cls):
     assert registry.load("mechanisms", cls.name) is cls
 
 
-# --- auction theory: revenue equivalence (DOMAIN §5) ---------------------------------------
+# --- auction theory: revenue equivalence ---------------------------------------
 
 MICRO = 1_000_000
 AUCTIONS = 20_000
