@@ -548,6 +548,22 @@ class Market:
             raise MarketError(f"bid {bid_id}: its provider is down")
         return self._lease(order, position, int(order.bid_prices[position])).id
 
+    def bids(self, order_id: int) -> list[dict[str, Any]]:
+        """The bids on an open or leased order, in arrival order: id, provider, price per
+        GPU-hour (USD), arrival time (simulated seconds; a future one is still on its way)
+        and Akash state (open, active, lost, closed)."""
+        order = self.orders.get(order_id)
+        if order is None:
+            raise MarketError(f"order {order_id} is not open or leased")
+        winning = order.lease.bid_id if order.lease is not None else None
+        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
+        return [{"bid_id": bid_id, "provider": int(provider),
+                 "price_usd_per_gpu_hour": int(price) / per_gpu_hour,
+                 "arrival_s": float(arrival), "state": state.value}
+                for bid_id, provider, price, arrival, state in zip(
+                    order.bid_ids, order.bid_providers, order.bid_prices, order.bid_arrivals,
+                    order.bid_states(winning), strict=True)]
+
     def cancel_order(self, order_id: int) -> None:
         """The tenant withdraws an open order: bids are closed, escrow refunded."""
         order = self._open_order(order_id)
@@ -568,7 +584,8 @@ class Market:
         pool = self.pool
         provider = int(order.bid_providers[position])
         order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
-        self._release_bids(order, order.bid_open.nonzero()[0])
+        order.bid_lost = order.bid_open.copy()
+        self._release_bids(order, order.bid_lost.nonzero()[0])
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1
@@ -643,7 +660,6 @@ class Market:
         self.ledger.transfer(self.escrow, account, amount - fee, "lease_payout")
         order.escrow -= amount
         lease.paid += amount
-        self.pool.revenue_micro[lease.provider] += amount - fee
         self.emit(PaymentSettled(self.env.now, lease.id, lease.provider, amount, fee))
 
     def _close_lease(self, lease: Lease, reason: CloseReason, reopen: bool = False,

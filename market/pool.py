@@ -7,7 +7,7 @@ outside provider joins a running market.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,6 @@ class ProviderRow:
     churn_rate_per_s: float = 0.0
     offline_s: tuple[float, float] = (86_400.0, 86_400.0)
     automated: bool = True          # False: an outside actor bids for it by hand
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _FLOAT_COLUMNS = (
@@ -86,7 +85,6 @@ class ProviderPool:
         self.offline_s = np.zeros((0, 2))
         self.account = np.zeros(0, np.int64)
         self.busy_gpu_s = np.zeros(0)       # GPU-seconds leased, accumulated at lease end
-        self.revenue_micro = np.zeros(0, np.int64)
         self.next_failure_s = np.zeros(0)   # inf = never
         self.next_leave_s = np.zeros(0)
 
@@ -117,15 +115,11 @@ class ProviderPool:
         self.offline_s = np.concatenate([self.offline_s, np.array([r.offline_s for r in rows])])
         grow("account", accounts, np.int64)
         grow("busy_gpu_s", [0.0] * len(rows), np.float64)
-        grow("revenue_micro", [0] * len(rows), np.int64)
         grow("next_failure_s", [np.inf] * len(rows), np.float64)
         grow("next_leave_s", [np.inf] * len(rows), np.float64)
         self.names.extend(r.name for r in rows)
         self.n += len(rows)
         return np.arange(first, self.n)
-
-    def gpus(self) -> np.ndarray:
-        return self.capacity[:, 0]
 
     def archetype_of(self, provider: int) -> str:
         return self.population_archetypes[int(self.population[provider])]

@@ -57,6 +57,7 @@ class Order:
         "best_welfare",
         "bid_arrivals",
         "bid_ids",
+        "bid_lost",
         "bid_open",
         "bid_prices",
         "bid_providers",
@@ -109,6 +110,7 @@ class Order:
         self.bid_prices = _EMPTY_INT
         self.bid_arrivals = _EMPTY_FLOAT
         self.bid_open = _EMPTY_BOOL
+        self.bid_lost = _EMPTY_BOOL         # bids still open when another one won
         self.lease: Lease | None = None
         self.best_welfare = 0.0             # USD: value minus the cheapest eligible cost
         self.job_value_usd = 0.0            # USD: what the job is worth to the tenant
@@ -118,6 +120,20 @@ class Order:
     @property
     def gpus(self) -> int:
         return int(self.need[0])
+
+    def bid_states(self, winning_bid: int | None) -> list[BidState]:
+        """Each bid's Akash state, in arrival order."""
+        states = []
+        for position, bid_id in enumerate(self.bid_ids):
+            if bid_id == winning_bid:
+                states.append(BidState.ACTIVE)
+            elif self.bid_open[position]:
+                states.append(BidState.OPEN)
+            elif self.bid_lost.size and self.bid_lost[position]:
+                states.append(BidState.LOST)
+            else:
+                states.append(BidState.CLOSED)
+        return states
 
 
 _EMPTY_INT = np.zeros(0, np.int64)

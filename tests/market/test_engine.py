@@ -973,3 +973,23 @@ def test_usd_amounts_round_to_whole_micro_usd():
     assert market.money()["escrow_held_micro"] == 1_000_001
     market.submit_bid(order, p0, 1.0000004)
     assert of(events, BidsPlaced)[0].prices_micro_per_hour == (3_000_001,)
+
+
+def test_bids_report_akash_states_through_the_auction():
+    market, tenant, (p0, p1, p2) = hand_market()
+    order = market.post_order(tenant, units(1), 3.0, deposit_usd=100.0, auto_select=False)
+    cheap = market.submit_bid(order, p0, 1.0)
+    dear = market.submit_bid(order, p1, 2.0)
+    assert [b["state"] for b in market.bids(order)] == ["open", "open"]
+    assert [b["price_usd_per_gpu_hour"] for b in market.bids(order)] == [1.0, 2.0]
+    market.run(until=60)
+    market.accept_bid(order, cheap)
+    states = {b["bid_id"]: b["state"] for b in market.bids(order)}
+    assert states == {cheap: "active", dear: "lost"}
+    with pytest.raises(MarketError):
+        market.bids(10_000)
+    # a bid that timed out without a lease is closed, not lost
+    second = market.post_order(tenant, units(1), 3.0, deposit_usd=100.0, auto_select=False)
+    market.submit_bid(second, p2, 1.5)
+    market.run(until=60 + market.rules.bid_timeout_s + 10)
+    assert [b["state"] for b in market.bids(second)] == ["closed"]
