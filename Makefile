@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test bench lint clean
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml .constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "gpumarket needs Python >= 3.11; set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing gpumarket and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
-		&& $(BIN)/python -m pip install -c requirements.lock -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+		&& $(BIN)/python -m pip install -c .constraints.txt -e '.[dev]' >> $(VENV)/install.log 2>&1 \
 		|| (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
 
