@@ -1,10 +1,8 @@
-"""Built-in bid strategies. A strategy prices an order for many providers at once.
+"""Built-in bid strategies (see `market.strategy` for the protocol they follow).
 
-`prices(order, providers, market)` returns, for each provider id in `providers`, its bid for
-the whole order in micro-USD per hour (float; NaN = no bid). The engine drops bids above the
-order's max price, as the chain does. A strategy whose price per GPU-hour does not depend on
-the order may also define `asks(providers, market)` (USD per GPU-hour): the engine then reads
-its bids from one array instead of calling it for every order.
+Bids are USD per GPU-hour; the engine drops bids above the order's max price, as the chain
+does. A strategy whose ask does not depend on the order defines `asks(providers, view)`, read
+once, instead of being asked for every order.
 """
 
 from __future__ import annotations
@@ -13,21 +11,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from market.units import MICRO_USD_PER_USD
-
 if TYPE_CHECKING:
-    from market.engine import Market
-    from market.records import Order
+    from market.strategy import MarketView, OrderView
 
 
 class _PerGpuHour:
     """A strategy with a fixed ask per GPU-hour for each provider."""
 
-    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
+    def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
         raise NotImplementedError
 
-    def prices(self, order: Order, providers: np.ndarray, market: Market) -> np.ndarray:
-        return self.asks(providers, market) * (order.gpus * MICRO_USD_PER_USD)
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        return self.asks(providers, view)
 
 
 class CostPlus(_PerGpuHour):
@@ -42,8 +37,8 @@ class CostPlus(_PerGpuHour):
             raise ValueError(f"markup must be >= 0, got {markup}")
         self.markup = markup
 
-    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
-        return market.pool.cost_basis_usd_per_gpu_hour[providers] * (1.0 + self.markup)
+    def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        return view.costs(providers) * (1.0 + self.markup)
 
 
 class ListPrice(_PerGpuHour):
@@ -54,6 +49,6 @@ class ListPrice(_PerGpuHour):
             raise ValueError(f"factor must be > 0, got {factor}")
         self.factor = factor
 
-    def asks(self, providers: np.ndarray, market: Market) -> np.ndarray:
-        list_price = market.catalog.array("list_usd_per_gpu_hour")
-        return list_price[market.pool.model[providers]] * self.factor
+    def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        list_price = np.array([view.list_price(m) for m in view.gpu_models])
+        return list_price[view.models(providers)] * self.factor

@@ -52,6 +52,7 @@ from market.records import (
 from market.reliability import Reliability
 from market.resources import ResourceUnit
 from market.scenario import Scenario
+from market.strategy import MarketView, OrderView, Outcome, PriceHistory
 from market.streams import Streams
 from market.units import (
     MICRO_USD_PER_USD,
@@ -100,6 +101,8 @@ class Market:
         self.pool = ProviderPool([p.name for p in scenario.providers],
                                  [p.archetype for p in scenario.providers])
         self.strategies: list[Any] = []        # one per provider population (or outside group)
+        self.views: list[MarketView] = []      # what each strategy may see, by index
+        self._observers: list[int] = []        # strategies that want auction outcomes
         self._strategy_of = np.zeros(0, np.int32)
         # Asks of order-independent strategies, whole micro-USD per GPU-hour; -1 marks a
         # provider whose strategy must be asked for every order.
@@ -138,6 +141,7 @@ class Market:
         self.metrics = Metrics(self)
         self.recorder = Recorder(self, out) if record else None
         self.reliability = Reliability(self)
+        self.prices_seen = PriceHistory(self)
         self.env.process(self._withdrawals())
         self.env.process(self._ticks())
         if populate:
@@ -216,10 +220,13 @@ class Market:
         ids = self.pool.add(rows, accounts)
         index = len(self.strategies)
         self.strategies.append(strategy)
+        self.views.append(MarketView(self, index, self.prices_seen))
+        if callable(getattr(strategy, "observe", None)):
+            self._observers.append(index)
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
         asks = getattr(strategy, "asks", None)
-        static = np.asarray(asks(ids, self), float) if asks is not None \
+        static = np.asarray(asks(ids, self.views[index]), float) if asks is not None \
             else np.full(len(ids), np.nan)
         self._all_static = self._all_static and asks is not None
         self._all_automated = self._all_automated and strategy is not None
@@ -345,12 +352,16 @@ class Market:
             self.env.timeout(self.rules.bid_timeout_s).callbacks.append(
                 lambda _e, order=order: self._expire_bids(order))
 
+    def strategy_of(self, providers: np.ndarray) -> np.ndarray:
+        """Index into `strategies` of each provider's strategy."""
+        return self._strategy_of[providers]
+
     def _price(self, order: Order, ids: np.ndarray) -> np.ndarray:
         """Bids in whole micro-USD per hour for the whole order (NaN: no bid).
 
         Order-independent strategies come from one array of integer asks; the others are
-        asked, one call per strategy, and their bids rounded to whole micro-USD (so that a
-        bid at exactly the max price is not lost to float noise)."""
+        asked, one call per strategy, in USD per GPU-hour; their bids are rounded to whole
+        micro-USD (so that a bid at exactly the max price is not lost to float noise)."""
         prices = self._static_ask_micro[ids] * order.gpus
         if self._all_static:
             return prices
@@ -358,12 +369,31 @@ class Market:
         if dynamic.any():
             prices = prices.astype(float)
             strategy_of = self._strategy_of[ids]
+            view = OrderView.of(order)
             for index in np.unique(strategy_of[dynamic]).tolist():
                 members = dynamic & (strategy_of == index)
-                prices[members] = np.round(
-                    self.strategies[index].prices(order, ids[members], self))
+                asked = np.asarray(self.strategies[index].prices(
+                    view, ids[members], self.views[index]), dtype=float)
+                prices[members] = np.round(asked * (order.gpus * MICRO_USD_PER_USD))
             prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
         return prices
+
+    def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
+        """Tell each observing strategy how the auction went for its bidders (`winner`: the
+        winning provider, or -1; `price`: the lease rate, micro-USD per hour)."""
+        if not order.bid_ids:
+            return
+        strategy_of = self._strategy_of[order.bid_providers]
+        view = OrderView.of(order)
+        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
+        clearing = price / per_gpu_hour if winner >= 0 else math.nan
+        for index in self._observers:
+            mine = strategy_of == index
+            if mine.any():
+                providers = order.bid_providers[mine]
+                self.strategies[index].observe(Outcome(
+                    view, providers, order.bid_prices[mine] / per_gpu_hour,
+                    providers == winner, clearing, self.env.now))
 
     def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
         """Best possible welfare of this order: its value minus the cheapest eligible cost."""
@@ -461,6 +491,8 @@ class Market:
                     lambda _e, order=order: self._close_auction(order))
                 return
         if winner == NO_WINNER:
+            if self._observers:
+                self._tell_outcome(order, -1, 0)
             self._release_bids(order, np.arange(arrivals.size))
             self._end_order(order)
             self.emit(OrderExpired(now, order.id, order.tenant, order.job_id, arrivals.size))
@@ -586,6 +618,8 @@ class Market:
         order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
         order.bid_lost = order.bid_open.copy()
         self._release_bids(order, order.bid_lost.nonzero()[0])
+        if self._observers:
+            self._tell_outcome(order, provider, price)
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1

@@ -170,7 +170,7 @@ def test_cost_plus_bids_cost_basis_times_one_plus_markup():
     market = Market(scenario("market.manifest_failure_prob=0"), populate=False, record=False)
     ids = market.add_providers(_rows(market), CostPlus(markup=0.3))
     basis = market.pool.cost_basis_usd_per_gpu_hour[ids]
-    assert CostPlus(markup=0.3).asks(ids, market) == pytest.approx(basis * 1.3)
+    assert CostPlus(markup=0.3).asks(ids, market.views[0]) == pytest.approx(basis * 1.3)
     tenant = market.add_tenant("alice", 1_000_000.0)
     events = record(market)
     market.post_order(tenant, _units(8, market.catalog.ids), 100.0, deposit_usd=1_000.0)
@@ -186,7 +186,7 @@ def test_list_price_bids_the_catalog_list_price_times_factor():
     market = Market(scenario(), populate=False, record=False)
     ids = market.add_providers(_rows(market), ListPrice(factor=0.8))
     list_price = market.catalog.array("list_usd_per_gpu_hour")
-    asks = ListPrice(factor=0.8).asks(ids, market)
+    asks = ListPrice(factor=0.8).asks(ids, market.views[0])
     for provider, ask in zip(ids, asks, strict=True):
         model = market.catalog.ids[market.pool.model[provider]]
         assert ask == pytest.approx(0.8 * market.catalog[model].list_usd_per_gpu_hour)

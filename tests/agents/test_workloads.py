@@ -424,5 +424,7 @@ def test_kind_shares_match_configured_shares(shares, seed):
     )
     p = np.array(shares) / sum(shares)
     sigma = np.sqrt(n * p * (1 - p))
-    assert (np.abs(counts - n * p) <= 5 * sigma + 1e-9).all()
+    # The normal approximation fails for rare kinds (n·p near 0, where a count of 3 against an
+    # expected 0.2 is a Poisson tail of ~1e-3): allow a few counts on top of 5 sigma.
+    assert (np.abs(counts - n * p) <= 5 * sigma + 5).all()
     assert (counts[p == 0] == 0).all()

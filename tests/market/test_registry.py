@@ -11,7 +11,6 @@ from agents.strategies import CostPlus, ListPrice
 from market import Market, ScenarioError, load_scenario, registry
 from market.mechanisms import FirstPrice, SecondPrice, TenantPick
 from market.registry import UnknownName
-from market.units import MICRO_USD_PER_USD
 
 
 @pytest.fixture
@@ -95,8 +94,8 @@ class HalfDollar:
     def __init__(self, **params: object) -> None:
         self.params = params
 
-    def prices(self, order, providers, market) -> np.ndarray:
-        return np.full(len(providers), PRICE_USD_PER_GPU_HOUR * order.gpus * MICRO_USD_PER_USD)
+    def prices(self, order, providers, view) -> np.ndarray:
+        return np.full(len(providers), PRICE_USD_PER_GPU_HOUR)  # USD per GPU-hour
 
 
 def test_registered_strategy_is_usable_by_name_in_a_scenario(scratch_registry):

@@ -1,0 +1,165 @@
+"""What a bid strategy is, and what it may see of the market.
+
+A strategy prices orders for the providers it controls. Its vectorized entry point,
+`prices(order, providers, view)`, returns one bid per provider in USD per GPU-hour (NaN: no
+bid); a strategy written one provider at a time subclasses `PerProvider` and implements
+`bid(order, me, view) -> float | None` instead. A strategy whose ask does not depend on the
+order may also define `asks(providers, view)`, which the engine reads once instead of asking
+for every order. `observe(outcome)` (optional) tells it how each auction it bid in ended.
+
+The view exposes only what a real participant could see: the clock, the order's public data,
+published clearing prices, and its own providers' facts; never a rival's costs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from market.events import LeaseCreated
+from market.resources import ResourceUnit
+from market.units import MICRO_USD_PER_USD
+
+if TYPE_CHECKING:
+    from market.engine import Market
+    from market.records import Order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order as providers see it on the chain."""
+
+    order_id: int
+    gpus: int
+    gpu_models: tuple[str, ...]
+    units: tuple[ResourceUnit, ...]
+    max_price_usd_per_gpu_hour: float
+    created_s: float
+
+    @classmethod
+    def of(cls, order: Order) -> OrderView:
+        return cls(order.id, order.gpus, order.requirement.gpu_models, order.units,
+                   order.max_price / order.gpus / MICRO_USD_PER_USD, order.created_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderView:
+    """One provider's own facts, as its strategy knows them (USD per GPU-hour)."""
+
+    provider: int
+    gpu_model: str
+    gpus: int
+    free_gpus: int
+    cost_full_usd_per_gpu_hour: float
+    cost_marginal_usd_per_gpu_hour: float
+    cost_basis_usd_per_gpu_hour: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one auction ended for a strategy's bidders on it."""
+
+    order: OrderView
+    providers: np.ndarray               # the strategy's providers that bid
+    bids_usd_per_gpu_hour: np.ndarray   # their bids
+    won: np.ndarray                     # bool: which of them won (at most one)
+    clearing_usd_per_gpu_hour: float    # the lease price; NaN when the order expired
+    time_s: float
+
+
+class MarketView:
+    """What one strategy may read: public market data and its own providers' facts."""
+
+    def __init__(self, market: Market, strategy_index: int, history: PriceHistory) -> None:
+        self._market = market
+        self._index = strategy_index
+        self._history = history
+
+    @property
+    def now_s(self) -> float:
+        return self._market.now
+
+    @property
+    def gpu_models(self) -> tuple[str, ...]:
+        """Catalog ids, in the order `model` indexes refer to."""
+        return self._market.catalog.ids
+
+    def list_price(self, gpu_model: str) -> float:
+        """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
+        return self._market.catalog[gpu_model].list_usd_per_gpu_hour
+
+    def clearing_prices(self, gpu_model: str) -> np.ndarray:
+        """Recent published lease prices for `gpu_model`, oldest first, USD per GPU-hour."""
+        return self._history.recent(gpu_model)
+
+    def _check(self, providers: np.ndarray) -> np.ndarray:
+        providers = np.asarray(providers, dtype=np.int64)
+        if providers.size and not (self._market.strategy_of(providers) == self._index).all():
+            raise PermissionError("a strategy may read only its own providers' facts")
+        return providers
+
+    def costs(self, providers: np.ndarray, basis: str = "basis") -> np.ndarray:
+        """Own providers' cost per GPU-hour, USD: `basis` (the population's pricing basis),
+        `full` or `marginal`."""
+        providers = self._check(providers)
+        column = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
+                  "marginal": "cost_marginal_usd_per_gpu_hour"}[basis]
+        return getattr(self._market.pool, column)[providers]
+
+    def models(self, providers: np.ndarray) -> np.ndarray:
+        """Own providers' GPU model indexes into `gpu_models`."""
+        return self._market.pool.model[self._check(providers)]
+
+    def provider(self, provider: int) -> ProviderView:
+        pool = self._market.pool
+        p = int(self._check(np.array([provider]))[0])
+        return ProviderView(p, self._market.catalog.ids[int(pool.model[p])],
+                            int(pool.capacity[p, 0]), int(pool.free[p, 0]),
+                            float(pool.cost_full_usd_per_gpu_hour[p]),
+                            float(pool.cost_marginal_usd_per_gpu_hour[p]),
+                            float(pool.cost_basis_usd_per_gpu_hour[p]))
+
+
+class PriceHistory:
+    """Published lease prices per GPU model, the last `keep` of each (USD per GPU-hour)."""
+
+    def __init__(self, market: Market, keep: int = 256) -> None:
+        self._recent: dict[str, deque[float]] = {}
+        self._keep = keep
+        market.subscribe(self._on_lease, kinds=(LeaseCreated,))
+
+    def _on_lease(self, event: Any) -> None:
+        prices = self._recent.get(event.gpu_model)
+        if prices is None:
+            prices = self._recent[event.gpu_model] = deque(maxlen=self._keep)
+        prices.append(event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD)
+
+    def recent(self, gpu_model: str) -> np.ndarray:
+        return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)
+
+
+@runtime_checkable
+class BidStrategy(Protocol):
+    """Prices an order for many providers at once, USD per GPU-hour (NaN: no bid)."""
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        ...
+
+
+class PerProvider:
+    """Base class for a strategy written one provider at a time: implement `bid`."""
+
+    def bid(self, order: OrderView, me: ProviderView, view: MarketView) -> float | None:
+        """This provider's bid for `order`, USD per GPU-hour, or None for no bid."""
+        raise NotImplementedError
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        out = np.full(len(providers), np.nan)
+        for i, provider in enumerate(np.asarray(providers).tolist()):
+            price = self.bid(order, view.provider(provider), view)
+            if price is not None:
+                out[i] = price
+        return out
