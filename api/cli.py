@@ -84,6 +84,85 @@ def run(
                             f"prices.parquet to {out}")
 
 
+def _bidders(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 2:
+        raise typer.BadParameter(f"expected a comma-separated list of integers >= 2, got "
+                                 f"{text!r}", param_hint="'--bidders'")
+    return values
+
+
+@app.command()
+def validate(
+    bidders: Annotated[str, typer.Option(
+        help="numbers of bidders, comma-separated (each >= 2)")] = "2,3,5,10",
+    auctions: Annotated[int, typer.Option(help="auctions per row (>= 10)", min=10)] = 2000,
+    seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as a JSON list")]
+    = False,
+) -> None:
+    """Run the textbook auction through the market and compare it with auction theory."""
+    from market.validation import validate as run_validation
+
+    counts = _bidders(bidders)
+    rows = run_validation(counts, auctions, seed)
+    if as_json:
+        sys.stdout.write(json.dumps([row.to_dict() for row in rows]) + "\n")
+    else:
+        from api.report import render_validation
+
+        render_validation(rows, Console())
+    if not all(row.agrees for row in rows):
+        Console(stderr=True).print("[bold red]the market disagrees with auction theory[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def tournament(
+    strategies: Annotated[str, typer.Option(
+        help="registered strategy names, comma-separated")],
+    scenario: Annotated[str, typer.Option(
+        "--scenario", "-s", help="built-in scenario name or path to a TOML file")] = "default",
+    seeds: Annotated[int, typer.Option(help="markets run per strategy line-up (>= 2)",
+                                       min=2)] = 8,
+    seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a scenario field: PATH=VALUE (repeatable)",
+        metavar="PATH=VALUE")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="processes to run seeds on (default: one per core)", min=1)] = None,
+    evolve_generations: Annotated[int, typer.Option(
+        "--evolve", help="generations of replicator dynamics (0: a single tournament)",
+        min=0)] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Pit bid strategies against each other over many seeds: a leaderboard with 95% CIs."""
+    from market.tournament import evolve, play
+
+    names = [name.strip() for name in strategies.split(",") if name.strip()]
+    try:
+        loaded = load_scenario(scenario, overrides or [])
+        if evolve_generations:
+            history = evolve(loaded, names, evolve_generations, seeds, seed, workers)
+        else:
+            history = [play(loaded, names, seeds, seed, workers)]
+    except ScenarioError as error:
+        raise fail(str(error)) from None
+    if as_json:
+        payload: object = [[s.to_dict() for s in generation] for generation in history]
+        sys.stdout.write(json.dumps(payload if evolve_generations else payload[0]) + "\n")
+        return
+    from api.report import render_evolution, render_standings
+
+    console = Console()
+    if evolve_generations:
+        render_evolution(history, names, console)
+    render_standings(history[-1], console)
+
+
 @app.command()
 def scenarios() -> None:
     """List the built-in scenarios."""

@@ -145,7 +145,7 @@ class Market:
         self.env.process(self._withdrawals())
         self.env.process(self._ticks())
         if populate:
-            registry.load("populations", "default")(self)
+            registry.load("populations", scenario.population)(self)
 
     # ------------------------------------------------------------------ participants
 
@@ -228,7 +228,6 @@ class Market:
         asks = getattr(strategy, "asks", None)
         static = np.asarray(asks(ids, self.views[index]), float) if asks is not None \
             else np.full(len(ids), np.nan)
-        self._all_static = self._all_static and asks is not None
         self._all_automated = self._all_automated and strategy is not None
         # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer. An ask
         # that is not a positive number falls back to asking the strategy per order.
@@ -236,6 +235,7 @@ class Market:
         static_micro[~(static_micro > 0)] = -1
         self._static_ask_micro = np.concatenate([self._static_ask_micro,
                                                  static_micro.astype(np.int64)])
+        self._all_static = bool((self._static_ask_micro > 0).all())
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
@@ -351,6 +351,21 @@ class Market:
         else:
             self.env.timeout(self.rules.bid_timeout_s).callbacks.append(
                 lambda _e, order=order: self._expire_bids(order))
+
+    def refresh_asks(self, providers: np.ndarray) -> None:
+        """Read again the order-independent asks of `providers`, after their costs or their
+        strategies' state changed."""
+        providers = np.asarray(providers, dtype=np.int64)
+        for index in np.unique(self._strategy_of[providers]).tolist():
+            asks = getattr(self.strategies[index], "asks", None)
+            if asks is None:
+                continue
+            members = providers[self._strategy_of[providers] == index]
+            micro = np.round(np.asarray(asks(members, self.views[index]), float)
+                             * MICRO_USD_PER_USD)
+            micro[~(micro > 0)] = -1  # not a positive number: ask the strategy per order
+            self._static_ask_micro[members] = micro.astype(np.int64)
+        self._all_static = bool((self._static_ask_micro > 0).all())
 
     def strategy_of(self, providers: np.ndarray) -> np.ndarray:
         """Index into `strategies` of each provider's strategy."""

@@ -68,7 +68,7 @@ class Metrics:
         self.jobs_to_repost: set[int] = set()
         self.served_gpu_h: Counter[str] = Counter()      # by model
         self.paid_usd: Counter[str] = Counter()          # by model
-        self.revenue_usd: Counter[str] = Counter()       # by archetype, net of fees
+        self.revenue_usd: list[float] = []               # by provider, net of fees
         self.platform_usd = 0.0
         self.left_list_cost_usd = 0.0
         self.leased_gpus: Counter[str] = Counter()       # by model, right now
@@ -125,8 +125,10 @@ class Metrics:
             self.jobs_to_repost.add(event.job_id)
 
     def _paid(self, event: PaymentSettled) -> None:
-        archetype = self.market.pool.archetype_of(event.provider)
-        self.revenue_usd[archetype] += (event.amount_micro - event.fee_micro) / MICRO_USD_PER_USD
+        revenue = self.revenue_usd
+        if event.provider >= len(revenue):
+            revenue.extend([0.0] * (event.provider + 1 - len(revenue)))
+        revenue[event.provider] += (event.amount_micro - event.fee_micro) / MICRO_USD_PER_USD
         self.platform_usd += event.fee_micro / MICRO_USD_PER_USD
 
     def _left(self, event: TenantLeft) -> None:
@@ -206,12 +208,14 @@ class Metrics:
             "tenant_savings_vs_list": 1 - total_paid / total_list if total_list else 0.0,
             "platform_revenue_usd": self.platform_usd,
             "providers": self._providers(),
+            "populations": self._populations(),
             "allocative_efficiency": (market.welfare_realized_usd / market.welfare_best_usd
                                       if market.welfare_best_usd > 0 else 1.0),
         }
 
-    def _providers(self) -> dict[str, dict[str, float | int]]:
-        """Utilization, revenue, cost and profit per archetype, in USD."""
+    def _by_group(self, labels: np.ndarray) -> dict[str, dict[str, float | int]]:
+        """Utilization, revenue, cost and profit of the providers grouped by `labels` (one per
+        provider), in USD."""
         market = self.market
         pool = market.pool
         hours = market.now / SECONDS_PER_HOUR
@@ -225,17 +229,15 @@ class Metrics:
         fixed = pool.cost_fixed_usd_per_gpu_hour * gpus * hours
         idle = pool.cost_idle_usd_per_gpu_hour * gpus * hours
         marginal = pool.cost_marginal_usd_per_gpu_hour * busy_h
+        revenue_by_provider = np.zeros(pool.n)
+        revenue_by_provider[: len(self.revenue_usd)] = self.revenue_usd
         result = {}
-        archetypes = np.array(pool.population_archetypes, dtype=object)[pool.population] \
-            if pool.n else np.array([], dtype=object)
-        for archetype in sorted(set(pool.population_archetypes)):
-            members = archetypes == archetype
-            if not members.any():
-                continue
-            revenue = self.revenue_usd[archetype]
+        for label in sorted(set(labels.tolist())):
+            members = labels == label
+            revenue = float(revenue_by_provider[members].sum())
             cost = float((fixed[members] + marginal[members] + idle[members]).sum())
             capacity_h = float(gpus[members].sum() * hours)
-            result[archetype] = {
+            result[label] = {
                 "providers": int(members.sum()),
                 "gpus": int(gpus[members].sum()),
                 "utilization": float(busy_h[members].sum()) / capacity_h if capacity_h else 0.0,
@@ -246,6 +248,22 @@ class Metrics:
                 "contribution_usd": revenue - float(marginal[members].sum()),
             }
         return result
+
+    def _providers(self) -> dict[str, dict[str, float | int]]:
+        """The provider figures by archetype."""
+        pool = self.market.pool
+        labels = np.array(pool.population_archetypes, dtype=object)[pool.population]
+        return self._by_group(labels)
+
+    def _populations(self) -> dict[str, dict[str, float | int]]:
+        """The provider figures by population (name), with each one's archetype."""
+        pool = self.market.pool
+        labels = np.array(pool.population_names, dtype=object)[pool.population]
+        groups = self._by_group(labels)
+        for index, name in enumerate(pool.population_names):
+            if name in groups:
+                groups[name] = {"archetype": pool.population_archetypes[index], **groups[name]}
+        return groups
 
 
 _HANDLERS = {

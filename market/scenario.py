@@ -52,7 +52,6 @@ def _ordered(value: tuple[Any, Any]) -> tuple[Any, Any]:
     return value
 
 
-
 #: [min, max], both > 0, min <= max.
 PositiveRange = Annotated[tuple[PositiveFloat, PositiveFloat], AfterValidator(_ordered)]
 
@@ -188,6 +187,30 @@ class StrategyRef(_Model):
         except TypeError as error:
             takes = ", ".join(signature.parameters) or "no parameters"
             raise ValueError(f"params: {self.name} {error} (it takes: {takes})") from None
+        try:  # the strategy's own checks of its parameters, reported as the scenario's
+            factory(**self.params)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"params: {self.name}: {error}") from None
+        return self
+
+
+class Textbook(_Model):
+    """The textbook procurement auction: `bidders` providers with i.i.d. costs, drawn afresh
+    for every auction, bid for one-unit orders posted one at a time (see `population`)."""
+
+    bidders: Annotated[int, Field(ge=1)] = Field(description="providers in every auction")
+    auctions: Annotated[int, Field(ge=1)] = Field(description="orders, auctioned one by one")
+    cost_distribution: Literal["uniform"] = Field(description="distribution F of the costs")
+    cost_low_usd_per_gpu_hour: NonNegFloat
+    cost_high_usd_per_gpu_hour: PositiveFloat
+    gpu_model: str = Field(description="the one GPU every order asks for")
+    strategy: StrategyRef = Field(description="how every bidder bids")
+
+    @model_validator(mode="after")
+    def _range(self) -> Textbook:
+        if self.cost_low_usd_per_gpu_hour >= self.cost_high_usd_per_gpu_hour:
+            raise ValueError("cost_low_usd_per_gpu_hour: must be below "
+                             "cost_high_usd_per_gpu_hour")
         return self
 
 
@@ -249,12 +272,22 @@ class Scenario(_Model):
 
     name: str
     description: str = ""
+    population: str = Field("default", description="who takes part: `default` (the "
+                            "scenario's tenants and provider populations), `textbook` (the "
+                            "textbook auction), or a registered plug-in")
     duration_days: PositiveFloat
     market: MarketRules
     tenants: Tenants
     providers: Annotated[list[ProviderPopulation], Field(min_length=1)]
     gpus: dict[str, dict[str, PositiveFloat]] = Field(
         default_factory=dict, description="GPU catalog overrides: id -> field -> value")
+    textbook: Textbook | None = None
+
+    @field_validator("population")
+    @classmethod
+    def _known_population(cls, value: str) -> str:
+        registry.load("populations", value)  # UnknownName lists the known ones
+        return value
 
     @model_validator(mode="after")
     def _known_gpus(self) -> Scenario:
@@ -267,6 +300,12 @@ class Scenario(_Model):
         names = [p.name for p in self.providers]
         if len(set(names)) != len(names):
             raise ValueError(f"providers: population names must be unique, got {names}")
+        if self.population == "textbook":
+            if self.textbook is None:
+                raise ValueError("textbook: the textbook population needs a [textbook] table")
+            if self.textbook.gpu_model not in catalog:
+                raise ValueError(f"textbook.gpu_model: unknown GPU model "
+                                 f"{self.textbook.gpu_model!r}; known: {', '.join(catalog.ids)}")
         return self
 
     def catalog(self) -> GpuCatalog:

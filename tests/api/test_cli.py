@@ -420,3 +420,58 @@ def test_error_line_shows_bracketed_file_name_verbatim(cli, tmp_path: Path) -> N
 def test_error_line_survives_markup_like_file_name(cli, tmp_path: Path) -> None:
     missing = tmp_path / "a[/]b.toml"
     assert_one_error_line(cli("run", "-s", str(missing), *SHORT), "a[/]b.toml")
+
+
+# ---------------------------------------------------------- validate
+
+
+def test_validate_json_rows_agree_with_theory(cli) -> None:
+    outcome = cli("validate", "--bidders", "2,4", "--auctions", "400", "--seed", "2", "--json")
+    assert outcome.code == 0, outcome.err
+    rows = json.loads(outcome.out)
+    assert [(r["mechanism"], r["bidders"]) for r in rows] == [
+        ("first_price", 2), ("first_price", 4), ("second_price", 2), ("second_price", 4)]
+    for row in rows:
+        assert {"mechanism", "bidders", "mean_price", "efficiency"} <= row.keys()
+        assert row["agrees"] and row["efficiency"] == pytest.approx(1.0)
+
+
+def test_validate_table_names_every_mechanism(cli) -> None:
+    outcome = cli("validate", "--bidders", "3", "--auctions", "200")
+    assert outcome.code == 0, outcome.err
+    assert "first_price" in outcome.out and "second_price" in outcome.out
+    assert "theory" in outcome.out
+
+
+@pytest.mark.parametrize("argv", [("--bidders", "1,2"), ("--bidders", "two"),
+                                  ("--auctions", "3")])
+def test_validate_bad_arguments_exit_2(cli, argv) -> None:
+    assert_one_error_line(cli("validate", *argv), argv[0])
+
+
+# ---------------------------------------------------------- tournament
+
+TOURNEY = ("--seeds", "2", "--workers", "1", "--set", "duration_days=0.2")
+
+
+def test_tournament_json_leaderboard(cli) -> None:
+    outcome = cli("tournament", "--strategies", "cost_plus,truthful", *TOURNEY, "--json")
+    assert outcome.code == 0, outcome.err
+    standings = json.loads(outcome.out)
+    assert sorted(s["strategy"] for s in standings) == ["cost_plus", "truthful"]
+    profits = [s["profit_per_provider_usd"][0] for s in standings]
+    assert profits == sorted(profits, reverse=True)  # best first
+
+
+def test_tournament_evolve_prints_shares_by_generation(cli) -> None:
+    outcome = cli("tournament", "--strategies", "cost_plus,truthful", *TOURNEY,
+                  "--evolve", "2")
+    assert outcome.code == 0, outcome.err
+    assert "generation" in outcome.out and "leaderboard" in outcome.out
+
+
+@pytest.mark.parametrize(("strategies", "mention"), [("cost_plus,sniper", "sniper"),
+                                                     ("cost_plus,cost_plus", "once")])
+def test_tournament_bad_strategies_exit_2(cli, strategies, mention) -> None:
+    assert_one_error_line(cli("tournament", "--strategies", strategies, *TOURNEY),
+                          "--strategies", mention)

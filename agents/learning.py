@@ -1,0 +1,494 @@
+"""Bid strategies from auction theory and online learning (protocol: `market.strategy`).
+
+- `Truthful`: bid your cost (dominant under second price).
+- `AdaptiveMargin`: golem-des's margin, growing while busy and shrinking while idle.
+- `Undercut`: just below recently published lease prices.
+- `Equilibrium`: the symmetric first-price equilibrium bid for i.i.d. costs.
+- `Hedge`: a no-regret learner (EXP3 or full-information Hedge) over markups on cost.
+
+Bids are USD per GPU-hour on the provider's cost basis (`MarketView.costs`); none of them bids
+below it. Strategies with per-provider state keep it in arrays indexed by provider id, grown
+when a higher id first shows up, so one instance serves a whole population.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from market.strategy import MarketView, OrderView, Outcome
+
+
+def _grown(array: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """`array` with at least `size` rows, the new ones set to `fill`."""
+    if array.shape[0] >= size:
+        return array
+    out = np.full((size, *array.shape[1:]), fill, dtype=array.dtype)
+    out[: array.shape[0]] = array
+    return out
+
+
+class Truthful:
+    """Bid the provider's own cost basis per GPU-hour, whatever the order.
+
+    Under a second-price (Vickrey) auction this is a dominant strategy; under pay-as-bid rules
+    it earns nothing above cost. No parameters.
+    """
+
+    def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        return view.costs(providers)
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        return self.asks(providers, view)
+
+
+MARGIN_FLOOR = 1e-9
+
+
+class AdaptiveMargin:
+    """golem-des's adaptive margin: bid ``(1 + margin) × cost`` per GPU-hour, where each
+    provider's margin is multiplied by ``exp(beta × busy_s)`` over time spent busy and by
+    ``exp(−alpha × idle_s)`` over time spent idle, then kept in ``[min_margin, max_margin]``.
+
+    Busy and idle time are read from auction outcomes, the only thing a strategy hears: a won
+    auction makes the provider busy, a lost or expired one idle, until its next outcome; the
+    simulated seconds in between count toward that state. An order the provider prices above
+    the tenant's max price (but could serve at cost) counts as a loss at once, since the chain
+    would refuse the bid: otherwise a provider priced out of every order would never hear an
+    outcome and never come down. Between outcomes the margin moves continuously, so a bid
+    uses the margin of the moment it is made.
+
+    Parameters: `beta` and `alpha`, per simulated second (golem-des uses 1e-5 for both: the
+    margin moves about 1% per 1,000 s); `initial_margin` (> 0; golem-des starts at 1.0);
+    `min_margin` (>= 0, so no bid is below cost; a margin stays above 1e-9 all the same, as
+    one at exactly 0 could never grow back) and `max_margin`.
+    """
+
+    def __init__(self, beta: float = 1e-5, alpha: float = 1e-5, min_margin: float = 0.0,
+                 max_margin: float = 10.0, initial_margin: float = 1.0) -> None:
+        if not (beta >= 0 and alpha >= 0):
+            raise ValueError(f"beta and alpha must be >= 0, got beta={beta}, alpha={alpha}")
+        if not 0 <= min_margin <= max_margin < math.inf:
+            raise ValueError(f"need 0 <= min_margin <= max_margin < inf, got "
+                             f"min_margin={min_margin}, max_margin={max_margin}")
+        if not (initial_margin > 0 and min_margin <= initial_margin <= max_margin):
+            raise ValueError(f"initial_margin must be > 0 and in [min_margin, max_margin], "
+                             f"got {initial_margin}")
+        self.beta, self.alpha = beta, alpha
+        self.min_margin, self.max_margin = min_margin, max_margin
+        self.initial_margin = initial_margin
+        # A margin of exactly 0 could never grow back (the updates multiply): keep it above
+        # a billionth.
+        self._log_low = math.log(max(min_margin, MARGIN_FLOOR))
+        self._log_high = math.log(max(max_margin, MARGIN_FLOOR))
+        self._margin = np.zeros(0)           # as of `_since_s`
+        self._since_s = np.zeros(0)          # NaN: not seen yet
+        self._busy = np.zeros(0, bool)
+
+    def _grow(self, size: int) -> None:
+        self._margin = _grown(self._margin, size, self.initial_margin)
+        self._since_s = _grown(self._since_s, size, math.nan)
+        self._busy = _grown(self._busy, size, False)
+
+    def margins(self, providers: np.ndarray, now_s: float) -> np.ndarray:
+        """The providers' margins at simulated time `now_s` (dimensionless)."""
+        providers = np.asarray(providers, dtype=np.int64)
+        if providers.size:
+            self._grow(int(providers.max()) + 1)
+        elapsed = np.nan_to_num(now_s - self._since_s[providers], nan=0.0)
+        rate = np.where(self._busy[providers], self.beta, -self.alpha)
+        # In logs, so that a long spell neither overflows nor rounds the margin to zero.
+        log_margin = np.log(self._margin[providers]) + rate * np.maximum(elapsed, 0.0)
+        return np.exp(np.clip(log_margin, self._log_low, self._log_high))
+
+    def _commit(self, providers: np.ndarray, now_s: float, busy: np.ndarray | bool) -> None:
+        self._margin[providers] = self.margins(providers, now_s)
+        self._since_s[providers] = now_s
+        self._busy[providers] = busy
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        providers = np.asarray(providers, dtype=np.int64)
+        costs = view.costs(providers)
+        bids = (1.0 + self.margins(providers, view.now_s)) * costs
+        cap = order.max_price_usd_per_gpu_hour
+        priced_out = (bids > cap) & (costs <= cap)
+        if priced_out.any():
+            self._commit(providers[priced_out], view.now_s, False)
+        return bids
+
+    def observe(self, outcome: Outcome) -> None:
+        self._commit(np.asarray(outcome.providers, dtype=np.int64), outcome.time_s,
+                     np.asarray(outcome.won, bool))
+
+
+class Undercut:
+    """Bid just below the going rate: ``(1 − fraction) × mean`` of the last `window` published
+    lease prices of the provider's own GPU model (`MarketView.clearing_prices`; the model is
+    one the order accepts, or the provider would not be asked), never below cost. With no
+    published price yet for that model, bid ``cost × (1 + fallback_markup)``.
+
+    Only the provider's own model counts: an order open to several models mixes very
+    different price levels, and the going rate for this hardware is what a rival with the
+    same card would bid. The market keeps the last 256 prices per model, so a larger `window`
+    means all of them.
+    """
+
+    def __init__(self, fraction: float = 0.05, window: int = 20,
+                 fallback_markup: float = 0.3) -> None:
+        if not 0 <= fraction < 1:
+            raise ValueError(f"fraction must be in [0, 1), got {fraction}")
+        if not (isinstance(window, int) and window >= 1):
+            raise ValueError(f"window must be an integer >= 1, got {window!r}")
+        if not fallback_markup >= 0:
+            raise ValueError(f"fallback_markup must be >= 0, got {fallback_markup}")
+        self.fraction, self.window, self.fallback_markup = fraction, window, fallback_markup
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        costs = view.costs(providers)
+        models = view.models(providers)
+        bids = costs * (1.0 + self.fallback_markup)
+        for model in np.unique(models).tolist():
+            recent = view.clearing_prices(view.gpu_models[model])[-self.window:]
+            if recent.size:
+                mine = models == model
+                bids[mine] = np.maximum(costs[mine], (1.0 - self.fraction) * recent.mean())
+        return bids
+
+
+EQUILIBRIUM_DISTRIBUTIONS = ("uniform", "exponential", "lognormal")
+
+
+class Equilibrium:
+    """The symmetric equilibrium bid of a first-price procurement auction among `n` bidders
+    whose costs are i.i.d. with distribution F (DOMAIN §5):
+
+        b(c) = c + ∫_c^∞ (1 − F(t))^(n−1) dt / (1 − F(c))^(n−1)
+
+    that is, the expected lowest rival cost given that it is above c.
+
+    `distribution` picks F, each shifted to start at `low` (USD per GPU-hour):
+    - ``"uniform"`` on [low, high]: closed form ``b(c) = c + (high − c)/n``;
+    - ``"exponential"`` with mean `low + scale`, and ``"lognormal"``, ``low + exp(N(log
+      scale, sigma²))``: by `scipy.integrate.quad`. (The exponential's answer is known,
+      ``b(c) = c + scale/(n − 1)``, as it is memoryless: a check on the integration.)
+    `high` is used by the uniform only. A cost below `low` bids b(low) (rivals' costs are
+    all above it); a cost that no rival's cost can be above (the uniform's `high` or more)
+    bids the cost.
+
+    `n` counts the bidders, rivals + 1, and must be given (>= 2): a participant cannot see
+    how many rivals an order draws, so it is a belief, set as a scenario parameter. Its ask
+    does not depend on the order (`asks`).
+
+    >>> Equilibrium(n=4).bid(0.2)  # U[0, 1] costs: c + (1 − c)/n
+    0.4
+    """
+
+    def __init__(self, n: int | None = None, low: float = 0.0, high: float = 1.0,
+                 distribution: str = "uniform", scale: float = 1.0, sigma: float = 1.0) -> None:
+        if n is None or not (isinstance(n, int) and n >= 2):
+            raise ValueError(f"n: the number of bidders (rivals + 1) is required, an integer "
+                             f">= 2, got {n!r}")
+        if distribution not in EQUILIBRIUM_DISTRIBUTIONS:
+            raise ValueError(f"distribution: {distribution!r} is not one of "
+                             f"{', '.join(EQUILIBRIUM_DISTRIBUTIONS)}")
+        if distribution == "uniform" and not low < high:
+            raise ValueError(f"need low < high for the uniform, got low={low}, high={high}")
+        if not (scale > 0 and sigma > 0):
+            raise ValueError(f"scale and sigma must be > 0, got scale={scale}, sigma={sigma}")
+        self.n, self.low, self.high = n, low, high
+        self.distribution, self.scale, self.sigma = distribution, scale, sigma
+
+    def bid(self, cost: float) -> float:
+        """The equilibrium bid at `cost`, USD per GPU-hour."""
+        if self.distribution == "uniform":
+            if cost >= self.high:
+                return cost
+            c = max(cost, self.low)
+            return c + (self.high - c) / self.n
+        return self._integral_bid(cost)
+
+    def log_survival(self, t: float) -> float:
+        """log(1 − F(t)) of the exponential or lognormal cost distribution."""
+        if t <= self.low:
+            return 0.0
+        if self.distribution == "exponential":
+            return -(t - self.low) / self.scale
+        from scipy.special import log_ndtr  # imported only when needed: scipy is slow to load
+
+        return float(log_ndtr(-math.log((t - self.low) / self.scale) / self.sigma))
+
+    def _integral_bid(self, cost: float) -> float:
+        from scipy.integrate import quad
+
+        power = self.n - 1
+        c = max(cost, self.low)
+        at_c = self.log_survival(c)
+        if at_c == -math.inf:  # no rival's cost can be above c
+            return cost
+
+        # (1 − F(t))^(n−1) / (1 − F(c))^(n−1), in logs so that tails do not underflow.
+        def ratio(t: float) -> float:
+            return math.exp(power * (self.log_survival(t) - at_c))
+
+        # Integrate over a finite stretch that holds all but 1e-12 of the integrand (it
+        # falls from 1 at c): quad is reliable there, even far out in a tail.
+        width = 1e-3 * max(abs(c), self.scale)
+        while ratio(c + width) > 1e-12 and width < 1e300:
+            width *= 2.0
+        return c + quad(ratio, c, c + width, limit=200)[0]
+
+    def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        costs = view.costs(providers)
+        unique, where = np.unique(costs, return_inverse=True)
+        return np.array([self.bid(float(c)) for c in unique.tolist()])[where].reshape(costs.shape)
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        return self.asks(providers, view)
+
+
+class _Drawn(NamedTuple):
+    """What Hedge drew for one order, kept until its outcome comes back."""
+
+    providers: list[int]
+    arms: np.ndarray
+    chances: np.ndarray   # of the arm drawn, when drawn
+    costs: np.ndarray
+    max_price: float
+
+
+DEFAULT_MARKUPS = tuple(round(0.1 * i, 1) for i in range(11))
+
+# Clearing prices are rounded to whole micro-USD: bids this close count as equal.
+_SLACK_USD = 1e-6
+
+
+class Hedge:
+    """A no-regret learner over a grid of markups on cost, one learner per provider.
+
+    Arm `a` bids ``min(cost × (1 + markups[a]), max price)`` (markups sorted ascending; in
+    a scenario, where parameters are scalars, a comma-separated string such as "0, 0.5, 1"):
+    capped at the tenant's reserve, so the chain never refuses an arm (a provider whose cost
+    is above the reserve does not bid). Each order, each provider draws an arm from its
+    weights, ``∝ exp(−eta_t × cumulative loss)``, with the strategy's own
+    ``numpy.random.Generator(seed)``.
+
+    Payoff of an auction, USD per GPU-hour: ``price received − cost`` if the provider won,
+    else 0 (not scaled by GPUs or hours; the take rate, the same for every arm, is ignored).
+    For learning it becomes a loss ``1 − payoff / (cost × max(markups))``, clipped to [0, 1].
+
+    What another arm would have earned is read from the outcome, taking the lowest bid to win
+    (the *price to beat* is the lowest rival bid):
+    - lost at clearing price q: q is the price to beat (the winner's bid, pay as bid); an arm
+      bidding below it would have won, paid its bid;
+    - won at q above the bid placed (second price): q is the price to beat; an arm bidding at
+      most q would have won, paid q;
+    - won at the bid placed (pay as bid): an arm bidding at most that would have won, paid its
+      bid; for an arm bidding more the winner cannot tell, and its payoff is *imputed*: its
+      bid − cost times the chance that the price to beat is above its bid given that it was
+      above the bid placed, from the provider's own Kaplan–Meier estimate of the price to
+      beat over the grid (relative to cost; losses observe it, pay-as-bid wins censor it;
+      a grid step with no data yet is assumed passed);
+    - expired (no clearing price): every arm earns 0.
+    The arm played is credited with what it really earned. The reading is exact for first
+    price and tenant pick of the cheapest bid, and for a second-price win; a second-price
+    loss is read as pay as bid, and first-arrival selection breaks the lowest-bid premise.
+
+    - ``bandit=True``: EXP3 (loss-based importance weighting, no forced exploration): only
+      the played arm's loss is used, as ``loss / P(arm)``. Default rate
+      ``eta_t = sqrt(2 ln K / (K t))`` at a provider's t-th outcome (regret O(sqrt(T K ln K))).
+    - ``bandit=False``: Hedge on every arm's (read or imputed) loss; default rate
+      ``eta_t = sqrt(8 ln K / t)`` (regret O(sqrt(T ln K)) when nothing is imputed).
+    A fixed `eta` replaces the schedule.
+
+    The learner hears only auctions its providers bid in (`observe`); a draw whose bid never
+    reached the chain is forgotten. Whatever `bandit` is, each provider's realized payoff and
+    every arm's counterfactual payoff (read or imputed, as above) are summed, so that
+    `regret()` is the best fixed arm in hindsight minus the realized payoff.
+    """
+
+    PENDING_ORDERS = 4096  # draws kept for orders whose outcome has not come back yet
+
+    def __init__(self, markups: tuple[float, ...] | list[float] | str = DEFAULT_MARKUPS,
+                 eta: float | None = None, bandit: bool = True, seed: int = 0) -> None:
+        try:  # a scenario's params are scalars: there the grid is a string, "0, 0.25, 0.5"
+            markups = tuple(float(m) for m in (markups.split(",") if isinstance(markups, str)
+                                               else markups))
+        except (TypeError, ValueError):
+            markups = ()
+        if not markups or not all(0 <= m < math.inf for m in markups):
+            raise ValueError(f"markups must be a non-empty list of finite numbers >= 0, "
+                             f"got {markups!r}")
+        if eta is not None and not 0 < eta < math.inf:
+            raise ValueError(f"eta must be a finite number > 0 or None, got {eta}")
+        self.markups = np.unique(markups)  # sorted: the price-to-beat grid needs an order
+        self.eta = eta
+        self.bandit = bool(bandit)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        k = self.markups.size
+        self._loss = np.zeros((0, k))           # cumulative (estimated) losses, [0, 1] each
+        self._rounds = np.zeros(0, np.int64)    # outcomes heard, per provider
+        self._realized = np.zeros(0)            # USD per GPU-hour, summed over auctions
+        self._counterfactual = np.zeros((0, k))
+        # Kaplan–Meier counts of the price to beat on the grid: auctions known to have it
+        # above arm j − 1 (at risk at j), and those of them with it at or below arm j.
+        self._at_risk = np.zeros((0, k))
+        self._fell = np.zeros((0, k))
+        self._drawn: OrderedDict[int, _Drawn] = OrderedDict()
+
+    def _grow(self, size: int) -> None:
+        self._loss = _grown(self._loss, size, 0.0)
+        self._rounds = _grown(self._rounds, size, 0)
+        self._realized = _grown(self._realized, size, 0.0)
+        self._counterfactual = _grown(self._counterfactual, size, 0.0)
+        self._at_risk = _grown(self._at_risk, size, 0.0)
+        self._fell = _grown(self._fell, size, 0.0)
+
+    def _eta(self, rounds: np.ndarray) -> np.ndarray:
+        if self.eta is not None:
+            return np.full(rounds.shape, self.eta)
+        k = self.markups.size
+        log_k = math.log(max(k, 2))
+        t = rounds + 1.0
+        if self.bandit:
+            return np.sqrt(2.0 * log_k / (k * t))
+        return np.sqrt(8.0 * log_k / t)
+
+    def _probabilities(self, providers: np.ndarray) -> np.ndarray:
+        loss = self._loss[providers]
+        logits = -self._eta(self._rounds[providers])[:, None] * (
+            loss - loss.min(axis=1, keepdims=True))
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    def weights(self, provider: int | None = None) -> np.ndarray:
+        """Arm probabilities of one provider, shape (K,), or of every provider seen so far
+        (rows by provider id), shape (providers, K)."""
+        if provider is None:
+            return self._probabilities(np.arange(self._loss.shape[0]))
+        self._grow(provider + 1)
+        return self._probabilities(np.array([provider]))[0]
+
+    def regret(self, provider: int | None = None) -> float:
+        """Best fixed arm in hindsight minus realized payoff, USD per GPU-hour summed over the
+        auctions heard: of one provider, or summed over all (each with its own best arm)."""
+        if provider is not None:
+            if provider >= self._loss.shape[0]:
+                return 0.0
+            return float(self._counterfactual[provider].max() - self._realized[provider])
+        if not self._loss.shape[0]:
+            return 0.0
+        return float((self._counterfactual.max(axis=1) - self._realized).sum())
+
+    def arm_payoffs(self, provider: int) -> np.ndarray:
+        """Each arm's payoff in hindsight for `provider` (read or imputed from the outcomes,
+        the arm played credited with what it earned), USD per GPU-hour summed over auctions."""
+        if provider >= self._counterfactual.shape[0]:
+            return np.zeros(self.markups.size)
+        return self._counterfactual[provider].copy()
+
+    def payoff(self, provider: int | None = None) -> float:
+        """Realized payoff, USD per GPU-hour summed over auctions: one provider's or all."""
+        if provider is None:
+            return float(self._realized.sum())
+        return float(self._realized[provider]) if provider < self._realized.size else 0.0
+
+    def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
+        providers = np.asarray(providers, dtype=np.int64)
+        if not providers.size:
+            return np.zeros(0)
+        self._grow(int(providers.max()) + 1)
+        costs = np.asarray(view.costs(providers), dtype=float)
+        probabilities = self._probabilities(providers)
+        draws = self._rng.random(providers.size)
+        arms = np.minimum((probabilities.cumsum(axis=1) < draws[:, None]).sum(axis=1),
+                          self.markups.size - 1)
+        cap = order.max_price_usd_per_gpu_hour
+        bids = np.minimum(costs * (1.0 + self.markups[arms]), cap)
+        bids[~(costs <= cap)] = np.nan
+        self._drawn[order.order_id] = _Drawn(
+            providers.tolist(), arms, probabilities[np.arange(providers.size), arms], costs, cap)
+        while len(self._drawn) > self.PENDING_ORDERS:
+            self._drawn.popitem(last=False)
+        return bids
+
+    def observe(self, outcome: Outcome) -> None:
+        drawn = self._drawn.pop(outcome.order.order_id, None)
+        if drawn is None:
+            return
+        position = {p: i for i, p in enumerate(drawn.providers)}
+        rows = np.array([position.get(p, -1) for p in np.asarray(outcome.providers).tolist()],
+                        dtype=np.int64)
+        heard = rows >= 0
+        if not heard.any():
+            return
+        rows = rows[heard]
+        providers = np.asarray(outcome.providers, dtype=np.int64)[heard]
+        won = np.asarray(outcome.won, bool)[heard]
+        costs, arms = drawn.costs[rows], drawn.arms[rows]
+        index = np.arange(providers.size)
+        grid = costs[:, None] * (1.0 + self.markups)           # (m, K), uncapped
+        bids = np.minimum(grid, drawn.max_price)
+        played = bids[index, arms]
+        q = outcome.clearing_usd_per_gpu_hour
+        if math.isnan(q):
+            realized = np.zeros(providers.size)
+            payoffs = np.zeros(bids.shape)
+        else:
+            realized = np.where(won, q - costs, 0.0)
+            second_price = won & (q > played + _SLACK_USD)
+            censored = won & ~second_price
+            # Arms that beat the price to beat (q, or for a pay-as-bid winner its own bid).
+            beat = np.where(censored, played + _SLACK_USD, q - _SLACK_USD)[:, None]
+            wins = np.where(won[:, None], bids <= beat, bids < beat)
+            paid = np.where(second_price[:, None], q, bids)
+            payoffs = np.where(wins, paid - costs[:, None], 0.0)
+            # Grid points known to be below the price to beat: for a pay-as-bid winner those at
+            # or below its bid (the rest is censored); else those below q.
+            below = np.where(censored, (grid <= played[:, None] + _SLACK_USD).sum(axis=1),
+                             (grid < q - _SLACK_USD).sum(axis=1))
+            self._count(providers, below, censored)
+            if censored.any():
+                unseen = censored[:, None] & (bids > played[:, None] + _SLACK_USD)
+                passed = self._passed(providers[censored], below[censored])
+                payoffs[censored] = np.where(unseen[censored],
+                                             (bids[censored] - costs[censored, None]) * passed,
+                                             payoffs[censored])
+        payoffs[index, arms] = realized
+        self._realized[providers] += realized
+        self._counterfactual[providers] += payoffs
+        scale = costs * float(self.markups.max())
+        learn = scale > 0
+        if learn.any():
+            loss = 1.0 - np.clip(payoffs / np.where(learn, scale, 1.0)[:, None], 0.0, 1.0)
+            if self.bandit:
+                self._loss[providers[learn], arms[learn]] += (
+                    loss[index, arms] / drawn.chances[rows])[learn]
+            else:
+                self._loss[providers[learn]] += loss[learn]
+        self._rounds[providers] += 1
+
+    def _count(self, providers: np.ndarray, below: np.ndarray, censored: np.ndarray) -> None:
+        """Add one auction per provider to its Kaplan–Meier counts: the price to beat was
+        above the first `below` grid points and, unless censored, not above the next one."""
+        k = self.markups.size
+        known = np.where(censored, below, np.minimum(below + 1, k))  # grid points decided
+        self._at_risk[providers] += np.arange(k)[None, :] < known[:, None]
+        fell = ~censored & (below < k)
+        self._fell[providers[fell], below[fell]] += 1
+
+    def _passed(self, providers: np.ndarray, below: np.ndarray) -> np.ndarray:
+        """Kaplan–Meier chance that the price to beat is above each grid point, given that it
+        is above the first `below` of them (1 for those), shape (providers, K)."""
+        at_risk = self._at_risk[providers]
+        hazard = np.divide(self._fell[providers], at_risk, out=np.zeros(at_risk.shape),
+                           where=at_risk > 0)
+        hazard[np.arange(self.markups.size)[None, :] < below[:, None]] = 0.0
+        return np.cumprod(1.0 - hazard, axis=1)
+
+
+__all__ = ["AdaptiveMargin", "Equilibrium", "Hedge", "Truthful", "Undercut"]
