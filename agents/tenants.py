@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
-from market.events import Event, LeaseClosed, OrderExpired
+from market.events import Event, LeaseClosed, LeaseCreated, OrderExpired
 from market.records import PROVIDER_FAULTS
 from market.resources import gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -89,6 +89,8 @@ class Tenants:
         self.tenants = [market.add_tenant(f"tenant-{i}", config.wallet_usd)
                         for i in range(config.count)]
         self.jobs: dict[int, _Job] = {}
+        self.policy = config.policy.build()
+        self.policy.bind(market)
         self.spikes = self._spikes()
         res = config.resources_per_gpu
         self._per_gpu = {"cpu_millicores_per_gpu": res.cpu_millicores,
@@ -102,7 +104,7 @@ class Tenants:
         self._next = _CHUNK
 
     def start(self) -> None:
-        self.market.subscribe(self.on_event, kinds=(OrderExpired, LeaseClosed))
+        self.market.subscribe(self.on_event, kinds=(OrderExpired, LeaseClosed, LeaseCreated))
         self.market.env.process(self._arrivals())
 
     # ------------------------------------------------------------------ arrivals
@@ -191,8 +193,7 @@ class Tenants:
             "work_s": np.where(acceptable, np.where(rented, scaled, scaled * error[:, None]),
                                np.inf),
             "value": reference_rate.tolist(),
-            "max_price": (np.minimum(factor, self.config.max_price_cap_factor)
-                          * reference_rate).tolist(),
+            "factor": factor.tolist(),
             "outside_usd": outside_usd.tolist(),
             "outside_gpu_h": outside_gpu_h.tolist(),
             # The tenant cannot know which model will win, so its escrow covers the slowest
@@ -222,13 +223,20 @@ class Tenants:
         if not chunk["valid"][i]:
             return  # no GPU model in the catalog can run it: not a job for this market
         n = chunk["gpus"][i]
-        job = _Job(tenant=self.tenants[chunk["tenant"][i]],
+        tenant = self.tenants[chunk["tenant"][i]]
+        value, est_hours = chunk["value"][i], chunk["est_hours"][i]
+        # The escrow deposit per USD of max price: the policy weighs a budget with it.
+        max_price = self.policy.max_price(tenant, value, chunk["factor"][i],
+                                          n * est_hours * self.config.deposit_factor)
+        job = _Job(tenant=tenant,
                    kind=self.kinds[chunk["kind"][i]].name, gpus=n,
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
-                   max_price=chunk["max_price"][i], value=chunk["value"][i],
+                   max_price=max_price, value=value,
                    outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   est_hours=chunk["est_hours"][i], attempts=0, expiries=0, failures=0,
-                   work_left=1.0)
+                   est_hours=est_hours, attempts=0, expiries=0, failures=0, work_left=1.0)
+        if max_price is None:  # beyond the tenant's budget: the job goes elsewhere
+            self._leave(-1, job, "budget", 1.0)
+            return
         self._post(job, None, 1.0)
 
     def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
@@ -256,7 +264,11 @@ class Tenants:
 
     def on_event(self, event: Event) -> None:
         kind = type(event)
-        if kind is OrderExpired:
+        if kind is LeaseCreated:
+            job = self.jobs.get(event.job_id)
+            if job is not None:
+                self.policy.after_fill(job.tenant, event.waited_s, job.attempts)
+        elif kind is OrderExpired:
             job = self.jobs.get(event.job_id)
             if job is None:
                 return
@@ -265,8 +277,7 @@ class Tenants:
             if job.expiries > self.config.max_reposts:
                 self._leave(event.job_id, job, "expired", job.work_left)
                 return
-            job.max_price = min(job.max_price * self.config.reprice_factor,
-                                job.value * self.config.max_price_cap_factor)
+            job.max_price = self.policy.after_expiry(job.tenant, job.max_price, job.value)
             self._post(job, event.job_id, job.work_left)
         elif kind is LeaseClosed:
             job = self.jobs.get(event.job_id)

@@ -40,9 +40,10 @@ from market.events import (
 )
 from market.ledger import InsufficientFunds, Ledger
 from market.matching import Matcher
-from market.mechanisms import NO_WINNER, Mechanism
+from market.mechanisms import NO_WINNER, AuctionContext, Mechanism
 from market.pool import ProviderPool, ProviderRow
 from market.records import (
+    PROVIDER_FAULTS,
     CloseReason,
     Lease,
     LeaseState,
@@ -109,6 +110,9 @@ class Market:
         self._static_ask_micro = np.zeros(0, np.int64)
         self._all_static = True
         self._all_automated = True
+        # Leases ended, and ended by a provider fault, per provider: public track records.
+        self._leases_ended = np.zeros(0)
+        self._leases_failed = np.zeros(0)
         self.matcher = Matcher(self.pool, self.catalog)
         self._normals = np.zeros(0)
         self._normal_at = 0
@@ -236,6 +240,8 @@ class Market:
         self._static_ask_micro = np.concatenate([self._static_ask_micro,
                                                  static_micro.astype(np.int64)])
         self._all_static = bool((self._static_ask_micro > 0).all())
+        self._leases_ended = np.concatenate([self._leases_ended, np.zeros(len(ids))])
+        self._leases_failed = np.concatenate([self._leases_failed, np.zeros(len(ids))])
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
@@ -393,6 +399,15 @@ class Market:
             prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
         return prices
 
+    def _auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
+        """Hours of the job on each bidder's GPU, and each bidder's reliability so far."""
+        hours = (np.ones(providers.size) if order.work_s is None
+                 else order.work_s[self.pool.model[providers]] / SECONDS_PER_HOUR)
+        # Laplace-smoothed share of leases that ended without a provider fault.
+        reliability = ((self._leases_ended[providers] - self._leases_failed[providers] + 1)
+                       / (self._leases_ended[providers] + 1))
+        return AuctionContext(hours, reliability)
+
     def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
         """Tell each observing strategy how the auction went for its bidders (`winner`: the
         winning provider, or -1; `price`: the lease rate, micro-USD per hour)."""
@@ -497,7 +512,13 @@ class Market:
         valid = valid.nonzero()[0]
         winner, price = NO_WINNER, 0
         if valid.size:
-            winner, price = self.mechanism.allocate(order.bid_prices[valid], order.max_price)
+            if getattr(self.mechanism, "uses_context", False):
+                winner, price = self.mechanism.allocate(
+                    order.bid_prices[valid], order.max_price,
+                    self._auction_context(order, order.bid_providers[valid]))
+            else:
+                winner, price = self.mechanism.allocate(order.bid_prices[valid],
+                                                        order.max_price)
         if winner == NO_WINNER and order.auto and not self.mechanism.sealed:
             # The first bid to arrive lost its provider meanwhile: wait for the next one.
             coming = arrivals[order.bid_open & (arrivals > now)]
@@ -723,6 +744,9 @@ class Market:
         pool = self.pool
         pool.free[lease.provider] += order.need
         pool.busy_gpu_s[lease.provider] += lease.gpus * (now - lease.start_s)
+        self._leases_ended[lease.provider] += 1
+        if reason in PROVIDER_FAULTS:
+            self._leases_failed[lease.provider] += 1
         if lease.deposit:
             self.ledger.transfer(self.deposits, int(pool.account[lease.provider]), lease.deposit,
                                  "bid_deposit_refund")

@@ -13,6 +13,7 @@ returns ``(winner_index, price_micro)``, with ``(NO_WINNER, 0)`` when no bid is 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -46,6 +47,18 @@ def second_price(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, i
     return winner, price
 
 
+def best_score(prices_micro: np.ndarray, max_price_micro: int,
+               cost_per_job: np.ndarray) -> tuple[int, int]:
+    """Golem-style scoring: among acceptable bids, the lowest `cost_per_job` wins (what the
+    whole job would cost the tenant on that bid, weighed by the provider's reliability); it is
+    paid its own bid. Ties go to the earlier bid."""
+    ok = _acceptable(prices_micro, max_price_micro)
+    if ok.size == 0:
+        return NO_WINNER, 0
+    winner = int(ok[np.argmin(cost_per_job[ok])])
+    return winner, int(prices_micro[winner])
+
+
 def first_arrival(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
     """The first acceptable bid to arrive wins at its own price (Akash's web console, `first`)."""
     ok = _acceptable(prices_micro, max_price_micro)
@@ -55,12 +68,25 @@ def first_arrival(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, 
     return winner, int(prices_micro[winner])
 
 
+@dataclass(frozen=True, slots=True)
+class AuctionContext:
+    """What a tenant knows about each bid besides its price, for mechanisms that score bids:
+    how many hours the job runs on the bidder's GPU (1 for an open-ended lease) and the
+    bidder's reliability (the share of its past leases that ended without a provider fault,
+    smoothed so that a newcomer starts near 1)."""
+
+    job_hours: np.ndarray
+    reliability: np.ndarray
+
+
 @runtime_checkable
 class Mechanism(Protocol):
     """What the engine needs of a mechanism: when an order's auction closes, who wins, at what.
 
     `sealed` mechanisms close when the bidding window ends; the others close when the first
-    acceptable bid arrives (or at the window's end if none does).
+    acceptable bid arrives (or at the window's end if none does). A mechanism with
+    `uses_context = True` is called as `allocate(prices, max_price, context)` with an
+    `AuctionContext` for the bids.
     """
 
     name: ClassVar[str]
@@ -74,17 +100,30 @@ class TenantPick:
 
     ``selection="cheapest"`` waits for the bidding window and takes the cheapest bid (as
     Akash's CI action does); ``selection="first"`` takes the first bid that arrives (as the
-    web console does). The lease is priced at the accepted bid.
+    web console does); ``selection="score"`` waits for the window and takes the bid with the
+    lowest price per job, given the bidder's GPU speed and reliability (as Golem requestors
+    score offers). The lease is priced at the accepted bid.
     """
 
     name: ClassVar[str] = "tenant_pick"
+    SELECTIONS = ("cheapest", "first", "score")
 
     def __init__(self, selection: str = "cheapest") -> None:
-        if selection not in ("cheapest", "first"):
-            raise ValueError(f"selection: expected 'cheapest' or 'first', got {selection!r}")
+        if selection not in self.SELECTIONS:
+            raise ValueError(f"selection: expected one of {', '.join(self.SELECTIONS)}, "
+                             f"got {selection!r}")
         self.selection = selection
-        self.sealed = selection == "cheapest"
-        self.allocate = first_price if self.sealed else first_arrival
+        self.sealed = selection != "first"
+        self.uses_context = selection == "score"
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
+        if self.selection == "first":
+            return first_arrival(prices_micro, max_price_micro)
+        if self.selection == "score" and context is not None:
+            per_job = prices_micro * context.job_hours / np.maximum(context.reliability, 1e-9)
+            return best_score(prices_micro, max_price_micro, per_job)
+        return first_price(prices_micro, max_price_micro)
 
 
 class FirstPrice:

@@ -1,7 +1,8 @@
 """Named plug-ins: mechanisms, bid strategies and agent populations, looked up by name.
 
 Built-ins and third-party packages register through entry-point groups
-(`gpumarket.mechanisms`, `gpumarket.strategies`, `gpumarket.populations`); code can also
+(`gpumarket.mechanisms`, `gpumarket.strategies`, `gpumarket.populations`,
+`gpumarket.tenant_policies`); code can also
 `register` directly (tests, notebooks). Nothing is imported until a name is asked for.
 """
 
@@ -11,9 +12,13 @@ from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
-GROUPS = ("mechanisms", "strategies", "populations")
+GROUPS = ("mechanisms", "strategies", "populations", "tenant_policies")
 
 _registered: dict[str, dict[str, Any]] = {group: {} for group in GROUPS}
+
+
+_SINGULAR = {"mechanisms": "mechanism", "strategies": "strategy", "populations": "population",
+             "tenant_policies": "tenant policy"}
 
 
 class UnknownName(ValueError):
@@ -50,6 +55,5 @@ def load(group: str, name: str) -> Any:
     point = _entry_points(group).get(name)
     if point is None:
         known = ", ".join(names(group)) or "none"
-        raise UnknownName(f"unknown {group[:-1] if group != 'strategies' else 'strategy'} "
-                          f"{name!r}; known: {known}")
+        raise UnknownName(f"unknown {_SINGULAR[group]} {name!r}; known: {known}")
     return point.load()

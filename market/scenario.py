@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -61,8 +61,9 @@ class MarketRules(_Model):
 
     mechanism: str = Field(description="allocation mechanism by name: tenant_pick, "
                            "first_price, second_price, or a registered plug-in")
-    selection: Literal["cheapest", "first"] = Field(
-        description="tenant_pick: accept the cheapest bid when the window ends, or the first")
+    selection: Literal["cheapest", "first", "score"] = Field(
+        description="tenant_pick: accept the cheapest bid when the window ends, the first to "
+                    "arrive, or the lowest price per job given GPU speed and reliability")
     bidding_window_s: PositiveFloat = Field(description="how long an order collects bids")
     order_max_bids: Annotated[int, Field(ge=1)] = Field(description="bids kept per order, "
                                                        "in arrival order (Akash: 20)")
@@ -83,6 +84,54 @@ class MarketRules(_Model):
     def _known_mechanism(cls, value: str) -> str:
         registry.load("mechanisms", value)  # UnknownName lists the known ones
         return value
+
+
+class _PluginRef(_Model):
+    """A plug-in by registered name, with the keyword arguments it is built with."""
+
+    group: ClassVar[str] = ""
+    name: str
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        registry.load(cls.group, value)  # UnknownName lists the known ones
+        return value
+
+    @model_validator(mode="after")
+    def _buildable(self) -> _PluginRef:
+        factory = registry.load(self.group, self.name)
+        try:
+            signature = inspect.signature(factory)
+        except (TypeError, ValueError):  # no signature to check against: trust the params
+            return self
+        try:
+            signature.bind(**self.params)
+        except TypeError as error:
+            takes = ", ".join(signature.parameters) or "no parameters"
+            raise ValueError(f"params: {self.name} {error} (it takes: {takes})") from None
+        try:  # the plug-in's own checks of its parameters, reported as the scenario's
+            factory(**self.params)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"params: {self.name}: {error}") from None
+        return self
+
+    def build(self) -> Any:
+        """A new instance of the plug-in with these parameters."""
+        return registry.load(self.group, self.name)(**self.params)
+
+
+class StrategyRef(_PluginRef):
+    """A bid strategy (`gpumarket.strategies`) and its parameters."""
+
+    group: ClassVar[str] = "strategies"
+
+
+class PolicyRef(_PluginRef):
+    """A tenant policy (`gpumarket.tenant_policies`) and its parameters."""
+
+    group: ClassVar[str] = "tenant_policies"
 
 
 class Spikes(_Model):
@@ -132,10 +181,8 @@ class Tenants(_Model):
     weekly_growth: Annotated[float, Field(gt=-1)] = Field(description="0.5 = +50% a week")
     spikes: Spikes
     max_price_factor: PositiveRange = Field(
-        description="max price as a fraction of the hyperscaler list price [min, max]")
-    reprice_factor: Annotated[float, Field(ge=1)] = Field(
-        description="after an expired order, re-post with max price × this")
-    max_price_cap_factor: PositiveFloat = Field(description="never above list × this")
+        description="max price as a fraction of the outside option [min, max]")
+    policy: PolicyRef = Field(description="how tenants set and revise max prices")
     max_reposts: Annotated[int, Field(ge=0)]
     max_failures: Annotated[int, Field(ge=1)] = Field(
         description="failed leases after which a tenant leaves for a hyperscaler")
@@ -161,37 +208,6 @@ class Latency(_Model):
 
     median_s: PositiveFloat
     sigma: NonNegFloat
-
-
-class StrategyRef(_Model):
-    """A bid strategy by registered name, with the keyword arguments it is built with."""
-
-    name: str
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, value: str) -> str:
-        registry.load("strategies", value)  # UnknownName lists the known ones
-        return value
-
-    @model_validator(mode="after")
-    def _buildable(self) -> StrategyRef:
-        factory = registry.load("strategies", self.name)
-        try:
-            signature = inspect.signature(factory)
-        except (TypeError, ValueError):  # no signature to check against: trust the params
-            return self
-        try:
-            signature.bind(**self.params)
-        except TypeError as error:
-            takes = ", ".join(signature.parameters) or "no parameters"
-            raise ValueError(f"params: {self.name} {error} (it takes: {takes})") from None
-        try:  # the strategy's own checks of its parameters, reported as the scenario's
-            factory(**self.params)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"params: {self.name}: {error}") from None
-        return self
 
 
 class Textbook(_Model):

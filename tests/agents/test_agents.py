@@ -269,7 +269,7 @@ def test_expired_orders_are_reposted_higher_until_the_tenant_leaves():
     max_reposts = 2
     market, _, events = tenant_market(
         "duration_days=0.5", "tenants.arrivals_per_hour=20", f"tenants.max_reposts={max_reposts}",
-        "tenants.reprice_factor=1.5", "tenants.max_price_cap_factor=0.5",
+        'tenants.policy={ name = "fraction", params = { reprice = 1.5, cap = 0.5 } }',
         "tenants.max_price_factor=[0.3, 0.45]", "market.bidding_window_s=120")
     value: dict[int, int] = {}  # order id -> the tenant's value, micro-USD per hour
     market.subscribe(lambda e: value.__setitem__(e.order_id, market.orders[e.order_id].value),

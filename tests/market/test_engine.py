@@ -993,3 +993,38 @@ def test_bids_report_akash_states_through_the_auction():
     market.submit_bid(second, p2, 1.5)
     market.run(until=60 + market.rules.bid_timeout_s + 10)
     assert [b["state"] for b in market.bids(second)] == ["closed"]
+
+
+# ----------------------------------------------------------------------------- score selection
+
+def test_score_selection_pays_for_speed_and_reliability_not_the_rate():
+    from market.mechanisms import AuctionContext, TenantPick
+
+    pick = TenantPick("score")
+    prices = np.array([1_000, 600, 900], dtype=np.int64)
+    # the cheapest rate runs three times as long; the third bidder is unreliable
+    context = AuctionContext(job_hours=np.array([1.0, 3.0, 1.0]),
+                             reliability=np.array([1.0, 1.0, 0.5]))
+    assert pick.allocate(prices, 2_000, context) == (0, 1_000)
+    assert TenantPick("cheapest").allocate(prices, 2_000) == (1, 600)
+    with pytest.raises(ValueError, match="selection"):
+        TenantPick("fastest")
+
+
+@pytest.mark.parametrize(("selection", "winner_model"), [("cheapest", "a100-40gb"),
+                                                         ("score", "h100")])
+def test_score_selection_in_the_market_weighs_the_job_on_each_gpu(selection, winner_model):
+    market = bare_market(f"market.selection={selection}")
+    tenant = market.add_tenant("alice", 10_000.0)
+    fast = provider(market, "fast", model="h100", cost=2.0)
+    slow = provider(market, "slow", model="a100-40gb", cost=1.0)
+    market.add_providers([fast, slow], CostPlus(markup=0.0))
+    events = record(market)
+    seconds = np.full(len(market.catalog), np.inf)
+    seconds[market.catalog.index("h100")] = 1 * HOUR      # 1 h on an H100 costs 2 USD
+    seconds[market.catalog.index("a100-40gb")] = 3 * HOUR  # 3 h on an A100 costs 3 USD
+    market.post_order(tenant, units(1, ("h100", "a100-40gb")), 5.0, deposit_usd=100.0,
+                      work_s=seconds)
+    market.run(until=HOUR / 2)
+    (lease,) = of(events, LeaseCreated)
+    assert lease.gpu_model == winner_model
