@@ -13,7 +13,6 @@ methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -67,10 +66,7 @@ Subscriber = Callable[[Event], None]
 
 
 def _build_mechanism(scenario: Scenario) -> Mechanism:
-    factory = registry.load("mechanisms", scenario.market.mechanism)
-    accepted = inspect.signature(factory).parameters
-    kwargs = {"selection": scenario.market.selection} if "selection" in accepted else {}
-    return factory(**kwargs)
+    return scenario.market.build_mechanism()
 
 
 class Market:
@@ -406,7 +402,9 @@ class Market:
         # Laplace-smoothed share of leases that ended without a provider fault.
         reliability = ((self._leases_ended[providers] - self._leases_failed[providers] + 1)
                        / (self._leases_ended[providers] + 1))
-        return AuctionContext(hours, reliability)
+        list_micro = (self.catalog.array("list_usd_per_gpu_hour")[self.pool.model[providers]]
+                      * order.gpus * MICRO_USD_PER_USD)
+        return AuctionContext(hours, reliability, list_micro)
 
     def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
         """Tell each observing strategy how the auction went for its bidders (`winner`: the

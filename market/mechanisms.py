@@ -70,13 +70,15 @@ def first_arrival(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, 
 
 @dataclass(frozen=True, slots=True)
 class AuctionContext:
-    """What a tenant knows about each bid besides its price, for mechanisms that score bids:
-    how many hours the job runs on the bidder's GPU (1 for an open-ended lease) and the
-    bidder's reliability (the share of its past leases that ended without a provider fault,
-    smoothed so that a newcomer starts near 1)."""
+    """What the market knows about each bid besides its price, for mechanisms that need it:
+    how many hours the job runs on the bidder's GPU (1 for an open-ended lease), the bidder's
+    reliability (the share of its past leases that ended without a provider fault, smoothed
+    so that a newcomer starts near 1), and the hyperscaler list price of the bidder's GPU for
+    the whole order (micro-USD per hour)."""
 
     job_hours: np.ndarray
     reliability: np.ndarray
+    list_micro: np.ndarray
 
 
 @runtime_checkable
@@ -144,3 +146,106 @@ class SecondPrice:
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
         return second_price(prices_micro, max_price_micro)
+
+
+# ------------------------------------------------------------------ more mechanisms
+# Engine adapters over the pure functions of `market.clearing`. Clock steps are given as a
+# fraction of the order's max price, so that one setting suits orders of every size.
+
+
+def _step(max_price_micro: int, fraction: float) -> int:
+    return max(1, int(max_price_micro * fraction))
+
+
+def _fraction(name: str, value: float, low: float = 0.0, high: float = 1.0) -> float:
+    if not low < value <= high:
+        raise ValueError(f"{name}: expected a number in ({low}, {high}], got {value}")
+    return value
+
+
+class DescendingClock:
+    """Reverse English auction: the price falls from the max price by `step` (a fraction of
+    it) until one provider is left, who is paid where the last rival dropped: the Vickrey
+    price rounded up to the clock grid. Providers' bids act as their reservations (bidding
+    one's cost is optimal up to one step)."""
+
+    name: ClassVar[str] = "reverse_english"
+    sealed = True
+
+    def __init__(self, step: float = 0.01) -> None:
+        self.step = _fraction("step", step)
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
+        from market.clearing import descending_clock
+
+        winner, price, _ = descending_clock(prices_micro, max_price_micro,
+                                            _step(max_price_micro, self.step))
+        return winner, price
+
+
+class AscendingClock:
+    """Procurement Dutch auction: the price rises from `start` (a fraction of the max price)
+    by `step` until a provider takes it, and is paid that price: a first-price outcome, so
+    strategic providers shade their reservations as in first price."""
+
+    name: ClassVar[str] = "dutch"
+    sealed = True
+
+    def __init__(self, start: float = 0.05, step: float = 0.01) -> None:
+        self.start = _fraction("start", start, low=-1e-12)
+        self.step = _fraction("step", step)
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
+        from market.clearing import ascending_clock
+
+        winner, price, _ = ascending_clock(prices_micro, int(max_price_micro * self.start),
+                                           max_price_micro, _step(max_price_micro, self.step))
+        return winner, price
+
+
+class PostedPrice:
+    """The hyperscaler model: the platform posts `fraction` × the list price of each GPU; the
+    first provider to arrive whose bid (its reservation) is at or below the posted price of
+    its GPU serves the order at that posted price, if the tenant's max price allows it."""
+
+    name: ClassVar[str] = "posted_price"
+    sealed = True
+    uses_context = True
+
+    def __init__(self, fraction: float = 0.5) -> None:
+        self.fraction = _fraction("fraction", fraction, high=10.0)
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
+        if context is None:
+            raise ValueError("posted_price needs the bids' context (list prices)")
+        posted = np.floor(context.list_micro * self.fraction).astype(np.int64)
+        takers = ((prices_micro <= posted) & (posted <= max_price_micro)).nonzero()[0]
+        if takers.size == 0:
+            return NO_WINNER, 0
+        return int(takers[0]), int(posted[takers[0]])
+
+
+class ScoringAuction:
+    """A scoring auction: the best price per unit of quality wins, quality being the
+    bidder's reliability over the job's hours on its GPU (faster, steadier is better);
+    `rule="first"` pays the winner's bid, `rule="second"` the bid that would have tied the
+    runner-up's score (truthful bidding is then dominant for a provider of known quality)."""
+
+    name: ClassVar[str] = "scoring"
+    sealed = True
+    uses_context = True
+
+    def __init__(self, rule: str = "second") -> None:
+        if rule not in ("first", "second"):
+            raise ValueError(f"rule: expected 'first' or 'second', got {rule!r}")
+        self.rule = rule
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
+        from market.clearing import scoring_auction
+
+        if context is None:
+            raise ValueError("scoring needs the bids' context (job hours, reliability)")
+        quality = np.maximum(context.reliability, 1e-9) / np.maximum(context.job_hours, 1e-12)
+        return scoring_auction(prices_micro, quality, max_price_micro, self.rule)

@@ -79,11 +79,30 @@ class MarketRules(_Model):
     health_check_interval_s: PositiveRange = Field(description="[min, max] between checks")
     price_index_interval_s: PositiveFloat = Field(description="bucket of the price series")
 
+    mechanism_params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="the mechanism's parameters, e.g. { step = 0.01 }")
+
     @field_validator("mechanism")
     @classmethod
     def _known_mechanism(cls, value: str) -> str:
         registry.load("mechanisms", value)  # UnknownName lists the known ones
         return value
+
+    def build_mechanism(self) -> Any:
+        """The mechanism with its parameters (`selection` goes to those that take it)."""
+        factory = registry.load("mechanisms", self.mechanism)
+        kwargs = dict(self.mechanism_params)
+        if "selection" in inspect.signature(factory).parameters:
+            kwargs.setdefault("selection", self.selection)
+        return factory(**kwargs)
+
+    @model_validator(mode="after")
+    def _buildable(self) -> MarketRules:
+        try:
+            self.build_mechanism()
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"mechanism_params: {self.mechanism}: {error}") from None
+        return self
 
 
 class _PluginRef(_Model):

@@ -1004,7 +1004,7 @@ def test_score_selection_pays_for_speed_and_reliability_not_the_rate():
     prices = np.array([1_000, 600, 900], dtype=np.int64)
     # the cheapest rate runs three times as long; the third bidder is unreliable
     context = AuctionContext(job_hours=np.array([1.0, 3.0, 1.0]),
-                             reliability=np.array([1.0, 1.0, 0.5]))
+                             reliability=np.array([1.0, 1.0, 0.5]), list_micro=np.zeros(3))
     assert pick.allocate(prices, 2_000, context) == (0, 1_000)
     assert TenantPick("cheapest").allocate(prices, 2_000) == (1, 600)
     with pytest.raises(ValueError, match="selection"):

@@ -236,7 +236,8 @@ def one_line_error(name_or_path: str | Path = "default", overrides: tuple[str, .
     ("market.take_rate=nan", ["market.take_rate"]),
     # unknown names
     ("providers.0.gpu_mix={ b200 = 1.0 }", ["providers.0.gpu_mix", "b200", "h100"]),
-    ('market.mechanism="dutch"', ["market.mechanism", "dutch", "second_price"]),
+    ('market.mechanism="vickrey_clarke"', ["market.mechanism", "vickrey_clarke",
+                                          "second_price"]),
     ('providers.1.strategy.name="sniper"', ["providers.1.strategy.name", "sniper",
                                               "cost_plus"]),
     ("gpus.b200.list_usd_per_gpu_hour=1", ["b200"]),
