@@ -255,13 +255,14 @@ def batch_clear(
     are zero-surplus trades (max price = ask), which the optimum alone would leave to chance.
 
     Method: an integer program (a binary variable per tradeable pair; one row per order, one
-    capacity row per provider) solved exactly (zero optimality gap) with HiGHS via
-    `scipy.optimize.milp`. Its LP relaxation is solved first and used directly when its
-    solution is already integral, which it always is when every order needs one GPU (the
-    constraint matrix is then totally unimodular: a transportation problem). Orders are
-    indivisible, so in general this is a multiple-knapsack problem (NP-hard): expanding
-    providers into one-GPU slots for `linear_sum_assignment` would be exact only for one-GPU
-    orders, and large batches of multi-GPU orders can take the solver seconds.
+    capacity row per provider) solved exactly with HiGHS via `scipy.optimize.milp`. Its LP
+    relaxation is solved first and used directly when its solution is integral, which it
+    always is when every order needs one GPU (the constraint matrix is then totally
+    unimodular: a transportation problem); otherwise branch and bound at zero optimality
+    gap. Exact up to HiGHS's numerical tolerances. Orders are indivisible, so in general this
+    is a multiple-knapsack problem (NP-hard): expanding providers into one-GPU slots for
+    `linear_sum_assignment` would be exact only for one-GPU orders, and batches of hundreds
+    of multi-GPU orders can take the solver seconds.
 
     Payment (micro-USD per GPU-hour): ``pricing="pay_as_bid"``: each matched order pays its
     provider's ask (iExec/SONM's deal-at-the-ask rule). ``pricing="uniform"``: one price for
@@ -343,8 +344,18 @@ class _Batch:
     ) -> None:
         self.gpus, self.bids, self.capacity, self.asks = gpus, bids, capacity, asks
 
-    def _program(self, tradeable: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict]:
+    def welfare(self, provider: np.ndarray) -> int:
+        matched = provider != NO_WINNER
+        surplus = (self.bids[matched] - self.asks[provider[matched]]) * self.gpus[matched]
+        return int(surplus.sum())
+
+    def _solve_program(
+        self, tradeable: np.ndarray, capacity: np.ndarray, integral: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """Solve the program (or its LP relaxation): pairs ``(rows, cols)``, ``x``, welfare."""
         rows, cols = tradeable.nonzero()
+        if rows.size == 0:
+            return rows, cols, np.zeros(0), 0.0
         pairs = np.arange(rows.size)
         one_provider_per_order = sparse.csr_array(
             (np.ones(rows.size), (rows, pairs)), shape=(self.gpus.size, rows.size)
@@ -354,67 +365,57 @@ class _Batch:
             shape=(self.capacity.size, rows.size),
         )
         welfare = (self.bids[rows] - self.asks[cols]) * self.gpus[rows]
-        program = {
-            "c": -welfare.astype(np.float64),
-            "constraints": [
-                LinearConstraint(one_provider_per_order, -np.inf, 1),
-                LinearConstraint(gpus_per_provider, -np.inf, self.capacity.astype(np.float64)),
-            ],
-            "bounds": Bounds(0, 1),
-        }
-        return rows, cols, program
-
-    @staticmethod
-    def _run(program: dict, integral: bool):
-        size = program["c"].size
         result = milp(
-            **program, integrality=np.full(size, int(integral)), options={"mip_rel_gap": 0.0}
+            -welfare.astype(np.float64),
+            constraints=[
+                LinearConstraint(one_provider_per_order, -np.inf, 1),
+                LinearConstraint(gpus_per_provider, -np.inf, capacity.astype(np.float64)),
+            ],
+            integrality=np.full(rows.size, int(integral)),
+            bounds=Bounds(0, 1),
+            options={"mip_rel_gap": 0.0},
         )
         if not result.success:  # the empty assignment is feasible: this is a solver fault
             raise RuntimeError(f"batch_clear: HiGHS failed: {result.message}")
-        return result
+        return rows, cols, result.x, -float(result.fun)
 
-    def _relaxed(self, tradeable: np.ndarray):
-        """The program, its LP relaxation's result, and that relaxation's welfare bound."""
-        rows, cols, program = self._program(tradeable)
-        if rows.size == 0:
-            return rows, cols, program, None, 0.0
-        relaxed = self._run(program, integral=False)
-        return rows, cols, program, relaxed, -float(relaxed.fun)
-
-    def _finish(self, rows, cols, program, relaxed) -> np.ndarray:
+    def _assign(self, rows: np.ndarray, cols: np.ndarray, x: np.ndarray) -> np.ndarray:
         provider = np.full(self.gpus.size, NO_WINNER, dtype=np.int64)
-        if relaxed is None:
-            return provider
-        x = relaxed.x
-        if np.abs(x - np.round(x)).max() > 1e-9:  # fractional: branch and bound
-            x = self._run(program, integral=True).x
         chosen = x > 0.5
         provider[rows[chosen]] = cols[chosen]
         return provider
 
+    def relax(self, tradeable: np.ndarray) -> tuple:
+        """The LP relaxation over the tradeable pairs; its last item is the welfare bound."""
+        return (tradeable, *self._solve_program(tradeable, self.capacity, integral=False))
+
+    def finish(
+        self, tradeable: np.ndarray, rows: np.ndarray, cols: np.ndarray, x: np.ndarray
+    ) -> np.ndarray:
+        """An optimal assignment from a relaxation: the LP's own if it is integral, else by
+        branch and bound."""
+        if np.all((x < 1e-9) | (x > 1 - 1e-9)):
+            return self._assign(rows, cols, x)
+        return self._assign(*self._solve_program(tradeable, self.capacity, integral=True)[:3])
+
     def solve(self, tradeable: np.ndarray) -> np.ndarray:
         """Welfare-maximizing provider of each order (or NO_WINNER) over the tradeable pairs."""
-        rows, cols, program, relaxed, _ = self._relaxed(tradeable)
-        return self._finish(rows, cols, program, relaxed)
+        return self.finish(*self.relax(tradeable)[:-1])
 
     def solve_uniform(self, tradeable: np.ndarray) -> np.ndarray:
         """Best assignment over those with one price between every accepted ask and max price."""
         candidates = []
         for price in np.unique(self.asks):
             narrowed = tradeable & (self.asks[None, :] <= price) & (self.bids[:, None] >= price)
-            *relaxation, bound = self._relaxed(narrowed)
-            candidates.append((bound, relaxation))
+            candidates.append(self.relax(narrowed))
         best, best_welfare = None, -1
-        for bound, relaxation in sorted(candidates, key=lambda c: -c[0]):
+        for relaxation in sorted(candidates, key=lambda c: -c[-1]):
             # Welfare is an integer: a candidate whose bound is below best + 1 cannot beat it.
+            bound = relaxation[-1]
             if bound + 1e-6 * max(1.0, abs(bound)) < best_welfare + 1:
                 break
-            provider = self._finish(*relaxation)
-            matched = provider != NO_WINNER
-            welfare = int(
-                ((self.bids[matched] - self.asks[provider[matched]]) * self.gpus[matched]).sum()
-            )
+            provider = self.finish(*relaxation[:-1])
+            welfare = self.welfare(provider)
             if welfare > best_welfare:
                 best, best_welfare = provider, welfare
         assert best is not None  # there is at least one ask whenever this is called

@@ -142,6 +142,10 @@ class Market:
         self.recorder = Recorder(self, out) if record else None
         self.reliability = Reliability(self)
         self.prices_seen = PriceHistory(self)
+        self._batch: list[Order] = []          # orders waiting for the next batch clearing
+        self._is_batch = bool(getattr(self.mechanism, "batch", False))
+        if self._is_batch:
+            self.env.process(self._batch_clearings())
         self.env.process(self._withdrawals())
         self.env.process(self._ticks())
         if populate:
@@ -329,6 +333,9 @@ class Market:
             self._note_best_welfare(order, ids)
             if not self._all_automated:
                 ids = ids[pool.automated[ids]]
+        if order.auto and self._is_batch:
+            self._batch.append(order)  # no per-order bids: it waits for the next clearing
+            return
         if ids.size:
             prices = self._price(order, ids)
             ok = prices <= order.max_price  # NaN (no bid) compares False
@@ -777,6 +784,61 @@ class Market:
                              usd_to_micro(list_cost_usd)))
 
     # ------------------------------------------------------------------ running
+
+    def _batch_clearings(self):
+        """Every `interval_s`, match the orders opened since the last clearing at once."""
+        from market.clearing import batch_clear
+
+        while True:
+            yield self.env.timeout(self.mechanism.interval_s)
+            orders = [o for o in self._batch if o.state is OrderState.OPEN]
+            self._batch = []
+            if not orders:
+                continue
+            # One standing ask per provider: its price for the first order it can serve.
+            ask: dict[int, int] = {}
+            eligible_of = []
+            for order in orders:
+                ids = self.matcher.eligible(order)
+                if not self._all_automated:
+                    ids = ids[self.pool.automated[ids]]
+                prices = self._price(order, ids) if ids.size else np.zeros(0)
+                for provider, price in zip(ids.tolist(), prices.tolist(), strict=True):
+                    if price == price and price > 0 and provider not in ask:
+                        ask[provider] = round(price / order.gpus)
+                eligible_of.append(set(ids.tolist()))
+            providers = sorted(ask)
+            if providers:
+                column = {p: j for j, p in enumerate(providers)}
+                eligible = np.zeros((len(orders), len(providers)), bool)
+                for i, ids in enumerate(eligible_of):
+                    for provider in ids:
+                        if provider in column:
+                            eligible[i, column[provider]] = True
+                winner, price = batch_clear(
+                    np.array([o.gpus for o in orders]),
+                    np.array([o.max_price // o.gpus for o in orders]),
+                    self.pool.free[providers, 0], np.array([ask[p] for p in providers]),
+                    self.mechanism.pricing, eligible)
+            else:
+                winner = np.full(len(orders), -1)
+                price = np.zeros(len(orders), np.int64)
+            for order, j, per_gpu in zip(orders, winner.tolist(), price.tolist(), strict=True):
+                provider = providers[j] if j >= 0 else -1
+                if provider >= 0 and (self.pool.free[provider] >= order.need).all():
+                    total = int(per_gpu) * order.gpus
+                    bid_id = self._next_bid
+                    self._place_bids(order, np.array([provider]), np.array([total], np.int64),
+                                     np.array([self.env.now]))
+                    if bid_id in order.bid_ids:  # the deposit was paid: the trade goes through
+                        self._lease(order, order.bid_ids.index(bid_id), total)
+                        continue
+                self._release_bids(order, np.arange(order.bid_arrivals.size))
+                self._end_order(order)
+                if self._observers:
+                    self._tell_outcome(order, -1, 0)
+                self.emit(OrderExpired(self.env.now, order.id, order.tenant, order.job_id,
+                                       len(order.bid_ids)))
 
     def _withdrawals(self):
         """Providers withdraw their earnings every `withdraw_interval_s` (Akash: 24 h)."""

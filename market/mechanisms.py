@@ -249,3 +249,31 @@ class ScoringAuction:
             raise ValueError("scoring needs the bids' context (job hours, reliability)")
         quality = np.maximum(context.reliability, 1e-9) / np.maximum(context.job_hours, 1e-12)
         return scoring_auction(prices_micro, quality, max_price_micro, self.rule)
+
+
+class BatchClearing:
+    """A periodic batch market (iExec/SONM-style order book): every `interval_s` the orders
+    opened since the last clearing are matched at once to providers' standing offers, one
+    ask per provider (what its strategy asks per GPU-hour for the first order of the batch it
+    can serve) with its free GPUs, by the welfare-maximizing assignment
+    (`market.clearing.batch_clear`); each order goes to one provider, no provider over its
+    free GPUs. `pricing="pay_as_bid"` pays each provider its ask; `"uniform"` pays every trade
+    one clearing price between the highest accepted ask and the lowest accepted max price.
+    An order left unmatched by its clearing expires. Providers place no per-order bids, hold
+    no reservations and lock no bid deposits."""
+
+    name: ClassVar[str] = "batch_clearing"
+    sealed = True
+    batch = True
+
+    def __init__(self, interval_s: float = 300.0, pricing: str = "pay_as_bid") -> None:
+        if not 0 < interval_s < float("inf"):
+            raise ValueError(f"interval_s: expected a number > 0, got {interval_s}")
+        if pricing not in ("pay_as_bid", "uniform"):
+            raise ValueError(f"pricing: expected 'pay_as_bid' or 'uniform', got {pricing!r}")
+        self.interval_s = interval_s
+        self.pricing = pricing
+
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
+        """One order alone: the cheapest acceptable ask, paid as bid."""
+        return first_price(prices_micro, max_price_micro)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market import Market, load_scenario
-from market.events import LeaseCreated, OrderOpened
+from market.events import LeaseCreated, OrderExpired, OrderOpened
 from market.mechanisms import (
     AscendingClock,
     AuctionContext,
@@ -65,7 +65,8 @@ def test_scoring_prefers_fast_reliable_bids():
     assert winner == 0 and 1_000 <= price <= 5_000
 
 
-@pytest.mark.parametrize("mechanism", ["reverse_english", "dutch", "posted_price", "scoring"])
+@pytest.mark.parametrize("mechanism", ["reverse_english", "dutch", "posted_price", "scoring",
+                                       "batch_clearing"])
 def test_each_mechanism_runs_a_market_within_its_rules(mechanism):
     scenario = load_scenario("default", [f"market.mechanism={mechanism}", "duration_days=0.3"])
     market = Market(scenario, seed=2, record=False)
@@ -86,3 +87,63 @@ def test_mechanism_params_are_validated_by_the_mechanism():
         load_scenario("default", ["market.mechanism=dutch", "market.mechanism_params.step=2"])
     with pytest.raises(ScenarioError, match=r"market\.mechanism_params"):
         load_scenario("default", ["market.mechanism_params.speed=1"])
+
+
+# ---------------------------------------------------------- batch clearing
+
+def _batch_market(pricing: str):
+    from agents.strategies import CostPlus
+    from market.pool import ProviderRow
+    from market.resources import gpu_units
+    from market.units import GIB
+
+    scenario = load_scenario("default", [
+        "market.mechanism=batch_clearing", "market.manifest_failure_prob=0",
+        f'market.mechanism_params={{ interval_s = 600, pricing = "{pricing}" }}'])
+    market = Market(scenario, seed=0, populate=False, record=False)
+    tenant = market.add_tenant("alice", 10_000.0)
+
+    def row(name: str, cost: float) -> ProviderRow:
+        return ProviderRow(
+            name=name, population=0, model=market.catalog.index("h100"), gpus=1,
+            cpu_millicores=8000, memory_bytes=64 * GIB, storage_bytes=1000 * GIB, ip_leases=0,
+            storage_classes=("ephemeral", "beta2"), audited=True,
+            cost_full_usd_per_gpu_hour=cost, cost_marginal_usd_per_gpu_hour=cost,
+            cost_idle_usd_per_gpu_hour=0.0, cost_fixed_usd_per_gpu_hour=0.0,
+            cost_basis_usd_per_gpu_hour=cost)
+
+    cheap, dear = market.add_providers([row("cheap", 1.0), row("dear", 2.0)], CostPlus(0.0))
+    units = gpu_units(1, ("h100",), cpu_millicores_per_gpu=4000,
+                      memory_bytes_per_gpu=32 * GIB, storage_bytes_per_gpu=100 * GIB)
+    return market, tenant, units, int(cheap), int(dear)
+
+
+@pytest.mark.parametrize("pricing", ["pay_as_bid", "uniform"])
+def test_batch_clearing_matches_a_batch_by_welfare(pricing):
+    market, tenant, units, cheap, dear = _batch_market(pricing)
+    leases, expired = [], []
+    market.subscribe(leases.append, kinds=(LeaseCreated,))
+    market.subscribe(expired.append, kinds=(OrderExpired,))
+    # three one-GPU orders, two one-GPU providers: the two highest max prices trade
+    orders = [market.post_order(tenant, units, price, deposit_usd=50.0)
+              for price in (5.0, 1.5, 3.0)]
+    market.run(until=599)
+    assert not leases  # nothing clears before the interval ends
+    market.run(until=601)
+    by_order = {e.order_id: e for e in leases}
+    assert set(by_order) == {orders[0], orders[2]}
+    assert [e.order_id for e in expired] == [orders[1]]
+    assert {by_order[o].provider for o in by_order} == {cheap, dear}
+    prices = sorted(e.price_micro_per_hour for e in leases)
+    if pricing == "pay_as_bid":
+        assert prices == [1_000_000, 2_000_000]  # each provider paid its ask
+    else:
+        assert prices[0] == prices[1]  # one clearing price for every trade
+        assert 2_000_000 <= prices[0] <= 3_000_000  # between the top ask and lowest max price
+    assert market.money()["money_conserved"]
+
+
+def test_batch_clearing_rejects_bad_params():
+    with pytest.raises(ScenarioError, match="pricing"):
+        load_scenario("default", ["market.mechanism=batch_clearing",
+                                  'market.mechanism_params.pricing="vickrey"'])
