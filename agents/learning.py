@@ -270,7 +270,10 @@ class Hedge:
     """A no-regret learner over a grid of markups on cost, one learner per provider.
 
     Arm `a` bids ``min(cost × (1 + markups[a]), max price)`` (markups sorted ascending; in
-    a scenario, where parameters are scalars, a comma-separated string such as "0, 0.5, 1"):
+    a scenario, where parameters are scalars, a comma-separated string such as "0, 0.5, 1");
+    with ``form="shade"`` it bids ``cost + markups[a] × (max price − cost)``, asking a share
+    of the headroom under the tenant's reserve (the shape of the first-price equilibrium for
+    uniform costs, whose share is 1/n):
     capped at the tenant's reserve, so the chain never refuses an arm (a provider whose cost
     is above the reserve does not bid). Each order, each provider draws an arm from its
     weights, ``∝ exp(−eta_t × cumulative loss)``, with the strategy's own
@@ -313,7 +316,8 @@ class Hedge:
     PENDING_ORDERS = 4096  # draws kept for orders whose outcome has not come back yet
 
     def __init__(self, markups: tuple[float, ...] | list[float] | str = DEFAULT_MARKUPS,
-                 eta: float | None = None, bandit: bool = True, seed: int = 0) -> None:
+                 eta: float | None = None, bandit: bool = True, seed: int = 0,
+                 form: str = "markup") -> None:
         try:  # a scenario's params are scalars: there the grid is a string, "0, 0.25, 0.5"
             markups = tuple(float(m) for m in (markups.split(",") if isinstance(markups, str)
                                                else markups))
@@ -324,6 +328,12 @@ class Hedge:
                              f"got {markups!r}")
         if eta is not None and not 0 < eta < math.inf:
             raise ValueError(f"eta must be a finite number > 0 or None, got {eta}")
+        if form not in ("markup", "shade"):
+            raise ValueError(f"form: expected 'markup' or 'shade', got {form!r}")
+        if form == "shade" and max(markups) > 1:
+            raise ValueError("markups: with form 'shade' each is a share of the headroom, "
+                             "at most 1")
+        self.form = form
         self.markups = np.unique(markups)  # sorted: the price-to-beat grid needs an order
         self.eta = eta
         self.bandit = bool(bandit)
@@ -408,7 +418,7 @@ class Hedge:
         arms = np.minimum((probabilities.cumsum(axis=1) < draws[:, None]).sum(axis=1),
                           self.markups.size - 1)
         cap = order.max_price_usd_per_gpu_hour
-        bids = np.minimum(costs * (1.0 + self.markups[arms]), cap)
+        bids = np.minimum(self._grid(costs, cap)[np.arange(providers.size), arms], cap)
         bids[~(costs <= cap)] = np.nan
         self._drawn[order.order_id] = _Drawn(
             providers.tolist(), arms, probabilities[np.arange(providers.size), arms], costs, cap)
@@ -431,7 +441,7 @@ class Hedge:
         won = np.asarray(outcome.won, bool)[heard]
         costs, arms = drawn.costs[rows], drawn.arms[rows]
         index = np.arange(providers.size)
-        grid = costs[:, None] * (1.0 + self.markups)           # (m, K), uncapped
+        grid = self._grid(costs, drawn.max_price)              # (m, K), uncapped
         bids = np.minimum(grid, drawn.max_price)
         played = bids[index, arms]
         q = outcome.clearing_usd_per_gpu_hour
@@ -461,7 +471,9 @@ class Hedge:
         payoffs[index, arms] = realized
         self._realized[providers] += realized
         self._counterfactual[providers] += payoffs
-        scale = costs * float(self.markups.max())
+        # The largest payoff any arm could earn: losses are scaled by it into [0, 1].
+        scale = (self._grid(costs, drawn.max_price)[:, -1] - costs
+                 if self.form == "shade" else costs * float(self.markups.max()))
         learn = scale > 0
         if learn.any():
             loss = 1.0 - np.clip(payoffs / np.where(learn, scale, 1.0)[:, None], 0.0, 1.0)
@@ -471,6 +483,13 @@ class Hedge:
             else:
                 self._loss[providers[learn]] += loss[learn]
         self._rounds[providers] += 1
+
+    def _grid(self, costs: np.ndarray, cap: float) -> np.ndarray:
+        """Every arm's bid for each cost, shape (providers, K): cost × (1 + markup), or with
+        form "shade" cost + share × (max price − cost), the share of the headroom asked."""
+        if self.form == "shade":
+            return costs[:, None] + self.markups * np.maximum(cap - costs, 0.0)[:, None]
+        return costs[:, None] * (1.0 + self.markups)
 
     def _count(self, providers: np.ndarray, below: np.ndarray, censored: np.ndarray) -> None:
         """Add one auction per provider to its Kaplan–Meier counts: the price to beat was

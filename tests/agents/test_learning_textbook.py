@@ -1,0 +1,54 @@
+"""Learning bidders in the textbook market move toward the first-price equilibrium.
+
+With i.i.d. U[0, 1] costs and n bidders, the symmetric equilibrium bid is c + (1 − c)/n: each
+bidder asks a share 1/n of the headroom under the reserve. Hedge over shares of the headroom
+(form "shade"), playing against copies of itself in the real market, should learn shares near
+1/n, and the price the buyer pays should approach the equilibrium's 2/(n + 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from market import Market, load_scenario
+
+BIDDERS = 3
+AUCTIONS = 8000
+
+
+def test_hedge_self_play_approaches_the_first_price_equilibrium():
+    grid = ",".join(f"{x:.2f}" for x in np.arange(0, 1.0001, 0.05))
+    scenario = load_scenario("textbook", [
+        "market.mechanism=first_price", f"textbook.bidders={BIDDERS}",
+        f"textbook.auctions={AUCTIONS}", "duration_days=1.3",
+        f'textbook.strategy={{ name = "hedge", params = {{ bandit = false, form = "shade", '
+        f'markups = "{grid}" }} }}'])
+    market = Market(scenario, seed=4)
+    result = market.run()
+    hedge = market.strategies[0]
+    learned = (hedge.weights() * hedge.markups).sum(axis=1)  # each bidder's expected share
+    equilibrium_share = 1 / BIDDERS
+    # Arms are 0.05 apart: every bidder ends within two grid steps of the equilibrium share,
+    # far from where it started (uniform weights: a mean share of 0.5).
+    assert np.all(np.abs(learned - equilibrium_share) < 0.1), learned
+    prices = np.asarray(result.leases.column("price_usd_per_gpu_hour").to_pylist())
+    theory = 2 / (BIDDERS + 1)
+    quarter = prices.size // 4
+    first, last = prices[:quarter], prices[-quarter:]
+    # The buyer's price moves toward the equilibrium's: the gap shrinks by more than the
+    # noise of the two quarter means (2 standard errors of their difference).
+    noise = 2 * np.sqrt(first.var(ddof=1) / first.size + last.var(ddof=1) / last.size)
+    assert abs(first.mean() - theory) - abs(last.mean() - theory) > noise
+    assert result.summary["allocative_efficiency"] > 0.9
+
+
+def test_shade_form_is_checked():
+    import pytest
+
+    from agents.learning import Hedge
+
+    with pytest.raises(ValueError, match="form"):
+        Hedge(form="multiply")
+    with pytest.raises(ValueError, match="headroom"):
+        Hedge(form="shade", markups=(0.0, 1.5))
+    assert Hedge(form="shade", markups="0, 0.5, 1").markups.tolist() == [0.0, 0.5, 1.0]
