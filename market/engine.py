@@ -422,13 +422,14 @@ class Market:
         view = OrderView.of(order)
         per_gpu_hour = order.gpus * MICRO_USD_PER_USD
         clearing = price / per_gpu_hour if winner >= 0 else math.nan
+        public = order.bid_prices / per_gpu_hour
         for index in self._observers:
             mine = strategy_of == index
             if mine.any():
                 providers = order.bid_providers[mine]
                 self.strategies[index].observe(Outcome(
                     view, providers, order.bid_prices[mine] / per_gpu_hour,
-                    providers == winner, clearing, self.env.now))
+                    providers == winner, clearing, self.env.now, public))
 
     def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
         """Best possible welfare of this order: its value minus the cheapest eligible cost."""

@@ -14,7 +14,7 @@ published clearing prices, and its own providers' facts; never a rival's costs.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -68,6 +68,8 @@ class Outcome:
     won: np.ndarray                     # bool: which of them won (at most one)
     clearing_usd_per_gpu_hour: float    # the lease price; NaN when the order expired
     time_s: float
+    # Every bid on the order, in arrival order (bids are public on the chain), USD/GPU-hour.
+    public_bids_usd_per_gpu_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 class MarketView:

@@ -52,3 +52,36 @@ def test_shade_form_is_checked():
     with pytest.raises(ValueError, match="headroom"):
         Hedge(form="shade", markups=(0.0, 1.5))
     assert Hedge(form="shade", markups="0, 0.5, 1").markups.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_outcomes_carry_every_public_bid():
+    from market.strategy import Outcome
+
+    heard: list[Outcome] = []
+
+    class Listener:
+        def asks(self, providers, view):
+            return view.costs(providers)
+
+        def prices(self, order, providers, view):
+            return view.costs(providers)
+
+        def observe(self, outcome):
+            heard.append(outcome)
+
+    from market import registry
+
+    registry.register("strategies", "listener_for_test", Listener)
+    try:
+        scenario = load_scenario("textbook", [
+            "market.mechanism=second_price", "textbook.bidders=4", "textbook.auctions=20",
+            "duration_days=0.1", 'textbook.strategy={ name = "listener_for_test" }'])
+        Market(scenario, seed=1).run()
+    finally:
+        registry._registered["strategies"].pop("listener_for_test")
+    assert len(heard) == 20
+    for outcome in heard:
+        bids = np.sort(outcome.public_bids_usd_per_gpu_hour)
+        assert bids.size == 4
+        # second price: the winner is paid the second-lowest public bid
+        assert outcome.clearing_usd_per_gpu_hour == bids[1]
