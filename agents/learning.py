@@ -164,7 +164,7 @@ EQUILIBRIUM_DISTRIBUTIONS = ("uniform", "exponential", "lognormal")
 
 class Equilibrium:
     """The symmetric equilibrium bid of a first-price procurement auction among `n` bidders
-    whose costs are i.i.d. with distribution F (DOMAIN §5):
+    whose costs are i.i.d. with distribution F (auction theory):
 
         b(c) = c + ∫_c^∞ (1 − F(t))^(n−1) dt / (1 − F(c))^(n−1)
 

@@ -1,7 +1,7 @@
 """Akash providers' pricing ports (agents/akash.py), checked against hand-computed values.
 
-Expected prices are written as the arithmetic Akash's code does, from the rules in
-/work/shared/DOMAIN.md §1 and the sources named in agents/akash.py: the reference script's
+Expected prices are written as the arithmetic Akash's code does, from the sources named in
+agents/akash.py: the reference script's
 USD/month targets over 429,909 blocks (bc truncates at 20 decimals, the final rate is printed
 with 6), the scale strategy's exact decimals (MiB divisions rounded half away from zero at 16
 decimals), and the random range's memory-based floor and ceiling.

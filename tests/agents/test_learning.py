@@ -250,7 +250,7 @@ def test_equilibrium_is_a_best_response_to_itself_for_uniform_costs():
 
 
 def test_equilibrium_pays_two_over_n_plus_one_on_average_for_uniform_costs():
-    """Revenue equivalence (DOMAIN §5): the expected lowest equilibrium bid is 2/(n+1)."""
+    """Revenue equivalence: the expected lowest equilibrium bid is 2/(n+1)."""
     n, rounds = 5, 20_000
     costs = np.random.default_rng(7).uniform(size=(rounds, n))
     view = FakeView(costs.ravel(), ["h100"] * costs.size, {})
