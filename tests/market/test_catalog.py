@@ -22,7 +22,7 @@ from market.catalog import (
     load_catalog,
 )
 
-# The order the catalog documents (and the brief fixes); the file must keep it.
+# The order the catalog documents; the file must keep it.
 DOCUMENTED_ORDER = (
     "h100",
     "a100-80gb",
