@@ -40,13 +40,12 @@ def describe(values: Any) -> dict[str, float | int]:
 
 
 class _OpenLease:
-    __slots__ = ("archetype", "gpus", "model", "price_per_gpu_hour", "provider", "start_s")
+    __slots__ = ("gpus", "model", "price_per_gpu_hour", "provider", "start_s")
 
-    def __init__(self, event: LeaseCreated, archetype: str) -> None:
+    def __init__(self, event: LeaseCreated) -> None:
         self.model = event.gpu_model
         self.gpus = event.gpus
         self.provider = event.provider
-        self.archetype = archetype
         self.start_s = event.time_s
         self.price_per_gpu_hour = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
 
@@ -97,8 +96,7 @@ class Metrics:
 
     def _leased(self, event: LeaseCreated) -> None:
         self.counts["leases_created"] += 1
-        archetype = self.market.pool.archetype_of(event.provider)
-        lease = _OpenLease(event, archetype)
+        lease = _OpenLease(event)
         self.open_leases[event.lease_id] = lease
         self.waited_s.append(event.waited_s)
         first = self.job_first_s.pop(event.job_id, None)

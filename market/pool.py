@@ -120,6 +120,3 @@ class ProviderPool:
         self.names.extend(r.name for r in rows)
         self.n += len(rows)
         return np.arange(first, self.n)
-
-    def archetype_of(self, provider: int) -> str:
-        return self.population_archetypes[int(self.population[provider])]
