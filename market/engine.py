@@ -65,10 +65,6 @@ from market.units import (
 Subscriber = Callable[[Event], None]
 
 
-def _build_mechanism(scenario: Scenario) -> Mechanism:
-    return scenario.market.build_mechanism()
-
-
 class Market:
     """A simulated GPU marketplace for one scenario and seed.
 
@@ -90,7 +86,9 @@ class Market:
         self.env = simpy.Environment()
         self.streams = Streams(seed)
         self.catalog = scenario.catalog()
-        self.mechanism = _build_mechanism(scenario)
+        self.mechanism: Mechanism = scenario.market.build_mechanism()
+        # Read once: the auction close asks it for every order.
+        self._mechanism_context = bool(getattr(self.mechanism, "uses_context", False))
         self.ledger = Ledger()
         self.platform = self.ledger.open("platform")
         self.escrow = self.ledger.open("escrow")
@@ -518,7 +516,7 @@ class Market:
         valid = valid.nonzero()[0]
         winner, price = NO_WINNER, 0
         if valid.size:
-            if getattr(self.mechanism, "uses_context", False):
+            if self._mechanism_context:
                 winner, price = self.mechanism.allocate(
                     order.bid_prices[valid], order.max_price,
                     self._auction_context(order, order.bid_providers[valid]))
