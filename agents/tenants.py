@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
 from market.events import Event, LeaseClosed, LeaseCreated, OrderExpired
 from market.records import PROVIDER_FAULTS
@@ -104,7 +105,11 @@ class Tenants:
         self._next = _CHUNK
 
     def start(self) -> None:
-        self.market.subscribe(self.on_event, kinds=(OrderExpired, LeaseClosed, LeaseCreated))
+        kinds: tuple[type[Event], ...] = (OrderExpired, LeaseClosed)
+        # Every lease would wake the tenants for nothing if the policy learns nothing from it.
+        if getattr(type(self.policy), "after_fill", None) is not Fraction.after_fill:
+            kinds += (LeaseCreated,)
+        self.market.subscribe(self.on_event, kinds=kinds)
         self.market.env.process(self._arrivals())
 
     # ------------------------------------------------------------------ arrivals
