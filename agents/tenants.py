@@ -9,7 +9,13 @@ many GPUs at most `slowdown_tolerance` times slower. Its value for the job is wh
 option costs: the cheapest way to run it at a hyperscaler's list prices (the models the
 scenario's hyperscalers rent); its max price is a fraction of that, per GPU-hour of the order.
 After an expired order it re-posts higher; after a failed lease it re-posts the remaining work;
-after too many of either it takes the job to a hyperscaler.
+after too many of either it takes the job to a hyperscaler. Where the market offers
+interruptible orders, a share of jobs is posted interruptible, bidding a fraction of the
+on-demand price it expects for its GPU (the median of recently published on-demand prices, or
+the marketplace price before there are any), never above its max price; after an expiry the
+bid is raised like a max price, and once it would reach the expected on-demand price the job
+goes on demand instead. A lease paused longer than the tenant's patience is closed and the
+rest of the work re-posted on demand.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 
 from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
-from market.events import Event, LeaseClosed, LeaseCreated, OrderExpired
+from market.events import Event, LeaseClosed, LeaseCreated, LeasePaused, OrderExpired
 from market.records import PROVIDER_FAULTS
 from market.resources import gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -53,9 +59,9 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
 class _Job:
     """What a tenant remembers about one of its jobs between orders."""
 
-    __slots__ = ("attempts", "est_hours", "expiries", "failures", "gpus", "kind", "max_price",
-                 "outside_gpu_h", "outside_usd", "tenant", "units", "value", "work_left",
-                 "work_s")
+    __slots__ = ("attempts", "est_hours", "expiries", "failures", "gpus", "kind",
+                 "max_price", "model", "outside_gpu_h", "outside_usd", "spot_bid",
+                 "spot_units", "tenant", "units", "value", "work_left", "work_s")
 
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():
@@ -103,6 +109,12 @@ class Tenants:
         self._unit_cache: dict[tuple[int, bytes], tuple[Any, ...]] = {}
         self._chunk: dict[str, Any] = {}
         self._next = _CHUNK
+        # Interruptible orders, where the mechanism offers them (else no draw: the other
+        # streams stay as they are).
+        offered = bool(getattr(market.mechanism, "interruptible", False))
+        self.spot = config.interruptible if offered and config.interruptible.share > 0 \
+            else None
+        self.spot_rng = market.streams.get("tenants.interruptible")
 
     def start(self) -> None:
         kinds: tuple[type[Event], ...] = (OrderExpired, LeaseClosed)
@@ -110,6 +122,8 @@ class Tenants:
         if getattr(type(self.policy), "after_fill", None) is not Fraction.after_fill:
             kinds += (LeaseCreated,)
         self.market.subscribe(self.on_event, kinds=kinds)
+        if self.spot is not None:
+            self.market.subscribe(self._paused, kinds=(LeasePaused,))
         self.market.env.process(self._arrivals())
 
     # ------------------------------------------------------------------ arrivals
@@ -198,6 +212,7 @@ class Tenants:
             "work_s": np.where(acceptable, np.where(rented, scaled, scaled * error[:, None]),
                                np.inf),
             "value": reference_rate.tolist(),
+            "model": preferred.tolist(),
             "factor": factor.tolist(),
             "outside_usd": outside_usd.tolist(),
             "outside_gpu_h": outside_gpu_h.tolist(),
@@ -207,6 +222,13 @@ class Tenants:
                           / SECONDS_PER_HOUR).tolist(),
         }
         self._next = 0
+
+    def _on_demand_expected(self, model: int) -> float:
+        """What a GPU-hour of catalog model `model` costs on demand here, as a tenant can
+        tell: the median of recently published on-demand lease prices, or the marketplace
+        price it believes in while fewer than 5 are published."""
+        recent = self.market.prices_seen.recent(self.ids[model])
+        return float(np.median(recent)) if recent.size >= 5 else float(self.belief[model])
 
     def _units(self, n: int, acceptable: np.ndarray) -> tuple[Any, ...]:
         """Resource units for n GPUs of the acceptable models; one shared object per shape,
@@ -238,15 +260,26 @@ class Tenants:
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
                    max_price=max_price, value=value,
                    outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   est_hours=est_hours, attempts=0, expiries=0, failures=0, work_left=1.0)
+                   est_hours=est_hours, attempts=0, expiries=0, failures=0, work_left=1.0,
+                   spot_bid=0.0, model=chunk["model"][i], spot_units=None)
+        spot = self.spot
+        if spot is not None and max_price is not None and self.spot_rng.random() < spot.share:
+            job.spot_bid = min(max_price, self.spot_rng.uniform(*spot.bid_fraction)
+                               * self._on_demand_expected(job.model))
+            # A bid per GPU-hour is for one model (on Vast, for one machine): its own.
+            only = np.zeros(len(self.ids), bool)
+            only[job.model] = True
+            job.spot_units = self._units(n, only)
         if max_price is None:  # beyond the tenant's budget: the job goes elsewhere
             self._leave(-1, job, "budget", 1.0)
             return
         self._post(job, None, 1.0)
 
     def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
-        deposit = job.max_price * job.gpus * job.est_hours * work_left * \
-            self.config.deposit_factor
+        interruptible = job.spot_bid > 0
+        # An interruptible order's max price is its bid.
+        price = job.spot_bid if interruptible else job.max_price
+        deposit = price * job.gpus * job.est_hours * work_left * self.config.deposit_factor
         market = self.market
         job.work_left = work_left
         if market.ledger.balance(market.tenant_accounts[job.tenant]) < round(deposit * 1e6):
@@ -254,9 +287,10 @@ class Tenants:
             self._leave(-1 if job_id is None else job_id, job, "budget", work_left)
             return
         order_id = market.post_order(
-            job.tenant, job.units, job.max_price, deposit_usd=deposit,
+            job.tenant, job.spot_units if interruptible else job.units, price, deposit_usd=deposit,
             value_usd_per_gpu_hour=job.value, job_id=job_id, job_kind=job.kind,
-            work_s=job.work_s * work_left, work_left=work_left, attempt=job.attempts)
+            work_s=job.work_s * work_left, work_left=work_left, attempt=job.attempts,
+            interruptible=interruptible)
         if job_id is None:
             self.jobs[order_id] = job  # the first order's id names the job
 
@@ -266,6 +300,24 @@ class Tenants:
                                 job.outside_usd * work_left)
 
     # ------------------------------------------------------------------ reactions
+
+    def _paused(self, event: LeasePaused) -> None:
+        """Give a paused lease `patience_s`; if it is still paused then (the same pause),
+        close it and post the rest of the work on demand."""
+        if event.job_id not in self.jobs:
+            return
+        market = self.market
+        pauses = market.leases[event.lease_id].pauses
+
+        def give_up(_event: Any) -> None:
+            lease = market.leases.get(event.lease_id)
+            job = self.jobs.get(event.job_id)
+            if lease is None or lease.running or lease.pauses != pauses or job is None:
+                return
+            job.spot_bid = 0.0
+            market.close_lease(event.lease_id, reopen=False)  # LeaseClosed re-posts the rest
+
+        market.env.timeout(self.spot.patience_s).callbacks.append(give_up)
 
     def on_event(self, event: Event) -> None:
         kind = type(event)
@@ -282,7 +334,13 @@ class Tenants:
             if job.expiries > self.config.max_reposts:
                 self._leave(event.job_id, job, "expired", job.work_left)
                 return
-            job.max_price = self.policy.after_expiry(job.tenant, job.max_price, job.value)
+            if job.spot_bid:
+                raised = min(self.policy.after_expiry(job.tenant, job.spot_bid, job.value),
+                             job.max_price)
+                # Bidding up to the on-demand price buys nothing: take on-demand then.
+                job.spot_bid = raised if raised < self._on_demand_expected(job.model) else 0.0
+            else:
+                job.max_price = self.policy.after_expiry(job.tenant, job.max_price, job.value)
             self._post(job, event.job_id, job.work_left)
         elif kind is LeaseClosed:
             job = self.jobs.get(event.job_id)

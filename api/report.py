@@ -50,6 +50,17 @@ def render(summary: dict[str, Any], console: Console) -> None:
         ("allocative efficiency", _pct(summary["allocative_efficiency"])),
     ):
         orders.add_row(label, value)
+    spot = summary["interruptible"]
+    if spot["leases"]:
+        for label, value in (
+            ("interruptible leases", f"{spot['leases']:,}"),
+            ("median price, interruptible / on-demand, all GPUs",
+             f"{spot['price_usd_per_gpu_hour']['median']:.3f} / "
+             f"{spot['on_demand_price_usd_per_gpu_hour']['median']:.3f} USD/GPU-h"),
+            ("pauses / resumes", f"{spot['pauses']:,} / {spot['resumes']:,}"),
+            ("GPU-hours paused", f"{spot['paused_gpu_hours']:,.0f}"),
+        ):
+            orders.add_row(label, value)
 
     prices = Table(title="Price paid per GPU-hour (USD)", header_style="bold")
     for column in ("GPU", "leases", "mean", "median", "p90", "list", "GPU-hours", "paid",

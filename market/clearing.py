@@ -450,8 +450,9 @@ class _Batch:
 def interruptible_schedule(
     bids: np.ndarray,
     on_demand: np.ndarray,
-    capacity: int,
+    capacity: int | np.ndarray,
     gpus: np.ndarray | None = None,
+    backfill: bool = False,
 ) -> np.ndarray:
     """Vast.ai-style interruptible rentals on one machine: who runs, who is paused.
 
@@ -459,15 +460,21 @@ def interruptible_schedule(
     is on-demand (``on_demand[i]``: it pays the host's on-demand price and outranks every
     interruptible request; its bid is ignored) or bids ``bids[i]`` micro-USD per GPU-hour.
     Requests are ranked on-demand first (by arrival), then interruptible by bid, highest first,
-    ties to the earlier arrival; the machine runs the ranking from the top while the GPUs fit in
-    ``capacity`` and stops at the first request that does not fit (no backfilling). The rest
-    are paused, not killed: they resume when the ranking changes in their favour.
+    ties to the earlier arrival; the machine runs the ranking from the top while the requests
+    fit in ``capacity`` and stops at the first request that does not fit (no backfilling). The
+    rest are paused, not killed: they resume when the ranking changes in their favour.
+
+    Several resources: ``gpus`` may be a ``[requests, resources]`` array of needs with
+    ``capacity`` a vector of the same resources; a request fits when every resource does.
+    With ``backfill``, a request that does not fit is skipped and the ranking goes on, so a
+    smaller, lower-ranked request may use what a larger one cannot.
 
     Payment: not decided here; a running interruptible request pays its bid per GPU-hour.
 
-    Guarantees: running GPUs ≤ capacity; an on-demand request is never paused while any
+    Guarantees: running needs ≤ capacity; an on-demand request is never paused while any
     interruptible one runs; a request is never paused while a lower-ranked one (a lower bid,
-    or an equal bid that arrived later) runs.
+    or an equal bid that arrived later) runs; with ``backfill``, instead, a paused request
+    does not fit beside the higher-ranked ones that run.
 
     Returns ``running``, a boolean array over requests.
 
@@ -477,20 +484,34 @@ def interruptible_schedule(
     bids = np.asarray(bids, dtype=np.int64)
     on_demand = np.asarray(on_demand, dtype=bool)
     need = np.ones(bids.shape, dtype=np.int64) if gpus is None else np.asarray(gpus, np.int64)
-    if bids.ndim != 1 or on_demand.shape != bids.shape or need.shape != bids.shape:
+    room = np.asarray(capacity, dtype=np.int64)
+    if bids.ndim != 1 or on_demand.shape != bids.shape or need.shape[:1] != bids.shape:
         raise ValueError(
-            f"on_demand, gpus: expected shape {bids.shape} like the bids, "
-            f"got {on_demand.shape} and {need.shape}"
+            f"on_demand, gpus: expected {bids.size} requests like the bids, "
+            f"got shapes {on_demand.shape} and {need.shape}"
         )
-    if np.any(need <= 0):
+    if need.ndim != room.ndim + 1 or need.shape[1:] != room.shape:
+        raise ValueError(f"capacity: expected one number per resource {need.shape[1:]}, "
+                         f"got shape {room.shape}")
+    if np.any(need < 0) or (need.ndim == 1 and np.any(need == 0)):
         raise ValueError("gpus: expected at least 1 GPU per request")
-    if int(capacity) < 0:
-        raise ValueError(f"capacity: expected 0 or more GPUs, got {capacity!r}")
+    if np.any(room < 0):
+        raise ValueError(f"capacity: expected 0 or more, got {capacity!r}")
     arrival = np.arange(bids.size)
     # lexsort's last key is the primary one: on-demand first, then highest bid, then arrival.
     ranking = np.lexsort((arrival, np.where(on_demand, 0, -bids), ~on_demand))
     running = np.zeros(bids.size, dtype=bool)
-    running[ranking[np.cumsum(need[ranking]) <= int(capacity)]] = True
+    if backfill:
+        left = room.copy()
+        for i in ranking.tolist():
+            if np.all(need[i] <= left):
+                running[i] = True
+                left = left - need[i]
+        return running
+    used = np.cumsum(need[ranking], axis=0)
+    # Needs are not negative, so the running totals only grow: what fits is a prefix.
+    fits = used <= room if need.ndim == 1 else (used <= room).all(axis=1)
+    running[ranking[fits]] = True
     return running
 
 

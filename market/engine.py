@@ -30,10 +30,13 @@ from market.events import (
     Event,
     LeaseClosed,
     LeaseCreated,
+    LeasePaused,
+    LeaseResumed,
     OrderCancelled,
     OrderExpired,
     OrderOpened,
     PaymentSettled,
+    ProviderRecovered,
     TenantLeft,
     Tick,
 )
@@ -50,7 +53,7 @@ from market.records import (
     OrderState,
 )
 from market.reliability import Reliability
-from market.resources import ResourceUnit
+from market.resources import CAPACITY, ResourceUnit
 from market.scenario import Scenario
 from market.strategy import MarketView, OrderView, Outcome, PriceHistory
 from market.streams import Streams
@@ -103,6 +106,8 @@ class Market:
         # provider whose strategy must be asked for every order.
         self._static_ask_micro = np.zeros(0, np.int64)
         self._all_static = True
+        # Floors for interruptible orders (Vast's "min bid"), whole micro-USD per GPU-hour.
+        self._min_bid_micro = np.zeros(0, np.int64)
         self._all_automated = True
         # Leases ended, and ended by a provider fault, per provider: public track records.
         self._leases_ended = np.zeros(0)
@@ -141,6 +146,14 @@ class Market:
         self.reliability = Reliability(self)
         self.prices_seen = PriceHistory(self)
         self._batch: list[Order] = []          # orders waiting for the next batch clearing
+        # Vast.ai-style interruptible leases, running or paused, per provider in lease order,
+        # and what the running ones hold (per provider and resource).
+        self._interruptible = bool(getattr(self.mechanism, "interruptible", False))
+        self._interruptible_on: dict[int, list[Lease]] = {}
+        self._interruptible_held = np.zeros((0, len(CAPACITY)), np.int64)
+        self._interruptible_running = 0
+        if self._interruptible:
+            self.subscribe(self._recovered, kinds=(ProviderRecovered,))
         self._is_batch = bool(getattr(self.mechanism, "batch", False))
         if self._is_batch:
             self.env.process(self._batch_clearings())
@@ -238,8 +251,12 @@ class Market:
         self._static_ask_micro = np.concatenate([self._static_ask_micro,
                                                  static_micro.astype(np.int64)])
         self._all_static = bool((self._static_ask_micro > 0).all())
+        self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
+        self._read_min_bids(ids)
         self._leases_ended = np.concatenate([self._leases_ended, np.zeros(len(ids))])
         self._leases_failed = np.concatenate([self._leases_failed, np.zeros(len(ids))])
+        self._interruptible_held = np.concatenate(
+            [self._interruptible_held, np.zeros((len(ids), len(CAPACITY)), np.int64)])
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
@@ -251,13 +268,16 @@ class Market:
                    value_usd_per_gpu_hour: float | None = None, job_id: int | None = None,
                    job_kind: str = "", work_s: np.ndarray | None = None, work_left: float = 1.0,
                    attempt: int = 0, auto_select: bool = True, audited_only: bool = False,
-                   tag: object = None) -> int:
+                   interruptible: bool = False, tag: object = None) -> int:
         """Open an order for `units` and lock `deposit_usd` of the tenant's funds in escrow.
 
         `max_price_usd_per_gpu_hour` caps every bid (the tenant's reserve). `work_s`, optional,
         is how long the job runs on each catalog GPU model; the lease then closes (reason
         owner) when it is done. With `auto_select` the market's mechanism picks the winner when
         bidding closes; without it the tenant picks by hand with `accept_bid`.
+        An `interruptible` order (markets whose mechanism offers them, such as
+        `interruptible`) bids its max price per GPU-hour, pays that bid while it runs, and may
+        be paused for on-demand work or higher bids.
         Returns the order id; raises MarketError (nothing changed) on invalid input.
         """
         if not 0 <= tenant < len(self.tenant_accounts):
@@ -270,6 +290,9 @@ class Market:
             raise MarketError("value_usd_per_gpu_hour must be a finite number >= 0")
         if not 0 < work_left <= 1:
             raise MarketError(f"work_left must be in (0, 1], got {work_left}")
+        if interruptible and not self._interruptible:
+            raise MarketError(f"interruptible: mechanism {self.mechanism.name!r} has no "
+                              "interruptible orders; use mechanism 'interruptible'")
         hours = 1.0  # of the job's shortest run; one hour of an open-ended lease
         if work_s is not None:
             work_s = np.asarray(work_s, dtype=float)
@@ -306,11 +329,14 @@ class Market:
         order.auto = auto_select
         order.audited_only = audited_only
         order.tag = tag
+        if interruptible:
+            order.interruptible = True
+            order.priority = usd_to_micro(max_price_usd_per_gpu_hour)
         self.ledger.transfer(account, self.escrow, deposit, "escrow_deposit")
         order.escrow = deposit
         self.orders[order.id] = order
         self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
-                              req.gpu_models, max_price, attempt))
+                              req.gpu_models, max_price, attempt, interruptible))
         self._open_auction(order)
         return order.id
 
@@ -326,7 +352,7 @@ class Market:
     def _open_auction(self, order: Order) -> None:
         pool = self.pool
         now = self.env.now
-        ids = self.matcher.eligible(order)
+        ids = self.matcher.eligible(order, self._headroom(order))
         if ids.size:
             self._note_best_welfare(order, ids)
             if not self._all_automated:
@@ -373,6 +399,21 @@ class Market:
             micro[~(micro > 0)] = -1  # not a positive number: ask the strategy per order
             self._static_ask_micro[members] = micro.astype(np.int64)
         self._all_static = bool((self._static_ask_micro > 0).all())
+        self._read_min_bids(providers)
+
+    def _read_min_bids(self, providers: np.ndarray) -> None:
+        """Each provider's floor for interruptible orders: its strategy's
+        `min_bids(providers, view)` if it has one, else its marginal cost per GPU-hour (idle
+        capacity that on-demand work can take back at any time earns more at any price
+        above it)."""
+        marginal = self.pool.cost_marginal_usd_per_gpu_hour
+        for index in np.unique(self._strategy_of[providers]).tolist():
+            members = providers[self._strategy_of[providers] == index]
+            min_bids = getattr(self.strategies[index], "min_bids", None)
+            usd = marginal[members] if min_bids is None else \
+                np.asarray(min_bids(members, self.views[index]), float)
+            micro = np.round(np.nan_to_num(usd, nan=0.0) * MICRO_USD_PER_USD)
+            self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
 
     def strategy_of(self, providers: np.ndarray) -> np.ndarray:
         """Index into `strategies` of each provider's strategy."""
@@ -383,7 +424,10 @@ class Market:
 
         Order-independent strategies come from one array of integer asks; the others are
         asked, one call per strategy, in USD per GPU-hour; their bids are rounded to whole
-        micro-USD (so that a bid at exactly the max price is not lost to float noise)."""
+        micro-USD (so that a bid at exactly the max price is not lost to float noise).
+        On an interruptible order, providers bid their floors (min bids)."""
+        if order.interruptible:
+            return self._min_bid_micro[ids] * order.gpus
         prices = self._static_ask_micro[ids] * order.gpus
         if self._all_static:
             return prices
@@ -413,8 +457,9 @@ class Market:
 
     def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
         """Tell each observing strategy how the auction went for its bidders (`winner`: the
-        winning provider, or -1; `price`: the lease rate, micro-USD per hour)."""
-        if not order.bid_ids:
+        winning provider, or -1; `price`: the lease rate, micro-USD per hour). Not for an
+        interruptible order: its bids were floors, not the strategies' prices."""
+        if not order.bid_ids or order.interruptible:
             return
         strategy_of = self._strategy_of[order.bid_providers]
         view = OrderView.of(order)
@@ -500,6 +545,10 @@ class Market:
         if self._deposit:
             self.ledger.distribute(self.deposits, self.pool.account[providers].tolist(),
                                    self._deposit, "bid_deposit_refund")
+        if self._interruptible_on:  # capacity came back: paused leases may resume
+            for provider in providers.tolist():
+                if provider in self._interruptible_on:
+                    self._reschedule(provider)
 
     def _close_auction(self, order: Order) -> None:
         if order.state is not OrderState.OPEN:
@@ -587,8 +636,11 @@ class Market:
                               f"({self._max_bids}) bids")
         if provider in order.bid_providers.tolist():
             raise MarketError(f"provider {provider} already bid on order {order_id}")
+        headroom = self._headroom(order)
+        free = pool.free[provider] if headroom is None else \
+            pool.free[provider] + headroom[provider]
         if not (pool.up[provider] and order.model_mask[pool.model[provider]]
-                and (pool.free[provider] >= order.need).all()
+                and (free >= order.need).all()
                 and (pool.storage_mask[provider] & order.storage_mask) == order.storage_mask
                 and (pool.audited[provider] or not order.audited_only)):
             raise MarketError(f"provider {provider} does not match order {order_id} "
@@ -660,6 +712,8 @@ class Market:
         self._release_bids(order, order.bid_lost.nonzero()[0])
         if self._observers:
             self._tell_outcome(order, provider, price)
+        if order.interruptible:
+            price = order.max_price  # as on Vast, an interruptible lease pays the tenant's bid
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1
@@ -670,18 +724,27 @@ class Market:
         self.welfare_realized_usd += order.job_value_usd - self._job_cost_usd(order, provider)
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
-                               int(order.bid_arrivals.size), now - order.created_s))
+                               int(order.bid_arrivals.size), now - order.created_s,
+                               order.interruptible))
+        if order.interruptible:
+            self._interruptible_on.setdefault(provider, []).append(lease)
+            self._interruptible_held[provider] += order.need
+            self._interruptible_running += 1
+        if provider in self._interruptible_on:  # it may take what lower leases hold
+            self._reschedule(provider)
         return lease
 
-    def _plan_end(self, lease: Lease) -> None:
-        """Schedule the one event that ends this lease, whichever cause comes first."""
+    def _plan_end(self, lease: Lease, resumed: bool = False) -> None:
+        """Schedule the one event that ends this lease, whichever cause comes first (when it
+        starts, and again when it resumes after a pause)."""
         now = self.env.now
         order = lease.order
         pool = self.pool
         end_s, reason = math.inf, CloseReason.OWNER
         if order.work_s is not None:
-            lease.planned_work_s = float(order.work_s[lease.model])
-            end_s = now + lease.planned_work_s
+            if not resumed:
+                lease.planned_work_s = float(order.work_s[lease.model])
+            end_s = now + lease.planned_work_s - lease.worked_s
         # Each later cause replaces the earlier one only if strictly sooner.
         failure = float(pool.next_failure_s[lease.provider])
         if failure < end_s:
@@ -695,16 +758,17 @@ class Market:
         runout = now + order.escrow * SECONDS_PER_HOUR / lease.price
         if runout < end_s:
             end_s, reason = runout, CloseReason.INSUFFICIENT_FUNDS
-        if self._rng.random() < self.rules.manifest_failure_prob \
+        if not resumed and self._rng.random() < self.rules.manifest_failure_prob \
                 and now + self.rules.manifest_timeout_s < end_s:
             end_s, reason = now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT
         lease.planned_end_s, lease.planned_reason = end_s, reason
         if end_s < math.inf:
             self.env.timeout(end_s - now).callbacks.append(
-                lambda _e, lease=lease: self._end_planned(lease))
+                lambda _e, lease=lease, plan=lease.plan: self._end_planned(lease, plan))
 
-    def _end_planned(self, lease: Lease) -> None:
-        if lease.state is LeaseState.ACTIVE:  # else the tenant closed it earlier
+    def _end_planned(self, lease: Lease, plan: int) -> None:
+        # Not if the tenant closed it earlier, or a pause made the plan void.
+        if lease.state is LeaseState.ACTIVE and lease.plan == plan:
             self._close_lease(lease, lease.planned_reason,
                               finished=lease.planned_reason is CloseReason.OWNER)
 
@@ -724,7 +788,7 @@ class Market:
     def _settle(self, lease: Lease) -> None:
         """Pay the provider what the lease owes now, from its order's escrow, less the fee."""
         order = lease.order
-        owed = owed_micro(lease.price, self.env.now - lease.start_s) - lease.paid
+        owed = owed_micro(lease.price, lease.ran_s(self.env.now)) - lease.paid
         amount = min(owed, order.escrow)
         if amount <= 0:
             return
@@ -746,8 +810,13 @@ class Market:
         del self.leases[lease.id]
         order.lease = None  # break the order <-> lease cycle: refcounting frees both
         pool = self.pool
-        pool.free[lease.provider] += order.need
-        pool.busy_gpu_s[lease.provider] += lease.gpus * (now - lease.start_s)
+        provider = lease.provider
+        if lease.running:
+            pool.free[provider] += order.need
+            pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
+            if lease.interruptible:
+                self._interruptible_held[provider] -= order.need
+                self._interruptible_running -= 1
         self._leases_ended[lease.provider] += 1
         if reason in PROVIDER_FAULTS:
             self._leases_failed[lease.provider] += 1
@@ -756,7 +825,7 @@ class Market:
                                  "bid_deposit_refund")
         # An open-ended lease (no work estimate) has done none of "the rest": it is all left.
         done = 0.0 if lease.planned_work_s == math.inf else \
-            min((now - lease.start_s) / lease.planned_work_s, 1.0)
+            min(lease.ran_s(now) / lease.planned_work_s, 1.0)
         work_left = order.work_left * (1.0 - done)
         if finished:
             work_left = 0.0
@@ -764,6 +833,13 @@ class Market:
         self._end_order(order)  # refunds the escrow; a re-opened group deposits it again
         self.emit(LeaseClosed(now, lease.id, order.id, order.tenant, lease.provider,
                               order.job_id, reason.value, lease.paid, work_left))
+        if lease.interruptible:
+            held = self._interruptible_on[provider]
+            held.remove(lease)
+            if not held:
+                del self._interruptible_on[provider]
+        if provider in self._interruptible_on:  # capacity came back: paused leases may resume
+            self._reschedule(provider)
         if not (reopen and work_left > 0):
             return None
         # Akash keeps the group open after an owner close: re-auction the rest of the work.
@@ -775,6 +851,81 @@ class Market:
             job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
             attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
             tag=order.tag)
+
+    # ------------------------------------------------------------------ interruptible leases
+
+    def _headroom(self, order: Order) -> np.ndarray | None:
+        """What running interruptible leases hold that `order` may take, per provider and
+        resource: all of it for an on-demand order, what lower bids hold for an interruptible
+        one; None when no interruptible lease runs."""
+        if not self._interruptible_running:
+            return None
+        if not order.interruptible:
+            return self._interruptible_held
+        headroom = np.zeros_like(self._interruptible_held)
+        for provider, leases in self._interruptible_on.items():
+            for lease in leases:
+                if lease.running and lease.priority < order.priority:
+                    headroom[provider] += lease.order.need
+        return headroom
+
+    def _reschedule(self, provider: int) -> None:
+        """Run `provider`'s interruptible leases by rank in what on-demand leases and open
+        bids leave (`market.clearing.interruptible_schedule`, backfilling): pause the ones
+        that no longer fit, resume the paused ones that fit again. Nothing resumes while the
+        provider is down."""
+        from market.clearing import interruptible_schedule
+
+        leases = self._interruptible_on.get(provider)
+        if not leases or not self.pool.up[provider]:
+            return
+        room = np.maximum(self.pool.free[provider] + self._interruptible_held[provider], 0)
+        running = interruptible_schedule(
+            np.array([lease.priority for lease in leases], np.int64),
+            np.zeros(len(leases), bool), room,
+            np.array([lease.order.need for lease in leases]), backfill=True)
+        # Pauses first: what they give back is what the resumed leases take.
+        for lease, runs in zip(list(leases), running.tolist(), strict=True):
+            if lease.running and not runs:
+                self._pause(lease)
+        for lease, runs in zip(list(leases), running.tolist(), strict=True):
+            if runs and not lease.running:
+                self._resume(lease)
+
+    def _pause(self, lease: Lease) -> None:
+        now = self.env.now
+        self._settle(lease)  # paid for what ran; nothing accrues while paused
+        provider, need = lease.provider, lease.order.need
+        self.pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
+        lease.worked_s += now - lease.run_start_s
+        lease.running = False
+        lease.paused_since_s = now
+        lease.pauses += 1
+        lease.plan += 1  # the planned end no longer holds
+        self.pool.free[provider] += need
+        self._interruptible_held[provider] -= need
+        self._interruptible_running -= 1
+        order = lease.order
+        self.emit(LeasePaused(now, lease.id, order.id, order.tenant, provider, order.job_id))
+
+    def _resume(self, lease: Lease) -> None:
+        now = self.env.now
+        provider, need = lease.provider, lease.order.need
+        paused_s = now - lease.paused_since_s
+        lease.paused_s += paused_s
+        lease.paused_since_s = math.nan
+        lease.running = True
+        lease.run_start_s = now
+        self.pool.free[provider] -= need
+        self._interruptible_held[provider] += need
+        self._interruptible_running += 1
+        self._plan_end(lease, resumed=True)
+        order = lease.order
+        self.emit(LeaseResumed(now, lease.id, order.id, order.tenant, provider, order.job_id,
+                               paused_s))
+
+    def _recovered(self, event: ProviderRecovered) -> None:
+        self._reschedule(event.provider)
 
     def tenant_left(self, tenant: int, job_id: int, reason: str, gpu_hours: float,
                     list_cost_usd: float) -> None:

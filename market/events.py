@@ -34,6 +34,7 @@ class OrderOpened(Event):
     gpu_models: tuple[str, ...]
     max_price_micro_per_hour: int
     attempt: int  # 0 for a new job; 1, 2, ... for work re-posted after an expiry or a failure
+    interruptible: bool = False  # its lease may be paused for higher bids and on-demand work
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class LeaseCreated(Event):
     price_micro_per_hour: int
     bids: int
     waited_s: float  # from the order opening to this lease
+    interruptible: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,32 @@ class LeaseClosed(Event):
     reason: str
     paid_micro: int
     work_left: float  # fraction of the job still to do (0 when it finished)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePaused(Event):
+    """An interruptible lease gave way to a higher-ranked one (on-demand, or a higher bid):
+    its resources went back to the provider; it is not paid and its work waits."""
+
+    kind: ClassVar[str] = "lease_paused"
+    lease_id: int
+    order_id: int
+    tenant: int
+    provider: int
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseResumed(Event):
+    """A paused interruptible lease runs again on the same provider."""
+
+    kind: ClassVar[str] = "lease_resumed"
+    lease_id: int
+    order_id: int
+    tenant: int
+    provider: int
+    job_id: int
+    paused_s: float  # how long this pause lasted
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,5 +184,6 @@ class Tick(Event):
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     OrderOpened, BidsPlaced, OrderExpired, OrderCancelled, LeaseCreated, PaymentSettled,
-    LeaseClosed, ProviderFailed, ProviderRecovered, ProviderLeft, TenantLeft, Tick,
+    LeaseClosed, LeasePaused, LeaseResumed, ProviderFailed, ProviderRecovered, ProviderLeft,
+    TenantLeft, Tick,
 )

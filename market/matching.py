@@ -69,9 +69,11 @@ class Matcher:
         self._shapes[id(units)] = (units, req, model_mask, smask, key)
         return req, model_mask, smask, key
 
-    def eligible(self, order: Order) -> np.ndarray:
-        """Ids of providers that match `order`, are up, and have its resources free."""
-        free = self.pool.free
+    def eligible(self, order: Order, headroom: np.ndarray | None = None) -> np.ndarray:
+        """Ids of providers that match `order`, are up, and have its resources free, counting
+        as free also `headroom` (per provider and resource: what interruptible leases hold
+        that this order may take)."""
+        free = self.pool.free if headroom is None else self.pool.free + headroom
         safe, unsafe = self._by_attributes(order)
         gpus_free = (free[:, 0] >= order.need[0]) & self.pool.up
         ids = (safe & gpus_free).nonzero()[0]  # the method: np.flatnonzero costs more

@@ -277,3 +277,26 @@ class BatchClearing:
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
         """One order alone: the cheapest acceptable ask, paid as bid."""
         return first_price(prices_micro, max_price_micro)
+
+
+class Interruptible(TenantPick):
+    """Vast.ai's market: on-demand and interruptible orders side by side.
+
+    Every order is won as in a tenant pick (`selection`: the cheapest bid when the window
+    ends, the first to arrive, or the best score). An on-demand order pays the winning bid.
+    An interruptible order states its bid per GPU-hour as its max price; providers bid their
+    minimum (their ask), the selection picks a provider among asks at or below the bid, and
+    the lease pays the tenant's bid, as on Vast. On each provider, leases are ranked
+    on-demand first, then interruptible by bid (ties to the earlier lease); the ranking runs
+    from the top while it fits (`market.clearing.interruptible_schedule`): a lower bid is
+    paused, not closed, and resumes when capacity comes back. A paused lease is not paid and
+    its work waits, so the tenant pays only for what ran. Providers bid on an interruptible
+    order with the capacity that lower bids hold, and on an on-demand order with the capacity
+    that any interruptible lease holds.
+
+    Guarantees: an on-demand lease is never paused; an interruptible lease never waits while
+    a lower-ranked one runs on its provider; a tenant never pays more than its bid.
+    """
+
+    name: ClassVar[str] = "interruptible"
+    interruptible = True

@@ -16,6 +16,8 @@ import numpy as np
 from market.events import (
     LeaseClosed,
     LeaseCreated,
+    LeasePaused,
+    LeaseResumed,
     OrderCancelled,
     OrderExpired,
     OrderOpened,
@@ -40,14 +42,19 @@ def describe(values: Any) -> dict[str, float | int]:
 
 
 class _OpenLease:
-    __slots__ = ("gpus", "model", "price_per_gpu_hour", "provider", "start_s")
+    __slots__ = ("gpus", "model", "price_per_gpu_hour", "provider", "running", "start_s")
 
     def __init__(self, event: LeaseCreated) -> None:
         self.model = event.gpu_model
         self.gpus = event.gpus
         self.provider = event.provider
-        self.start_s = event.time_s
+        self.start_s = event.time_s          # of the current run
+        self.running = True                  # False while an interruptible lease is paused
         self.price_per_gpu_hour = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+
+    def running_gpu_s(self, now_s: float) -> float:
+        """GPU-seconds of the current run up to `now_s` (none while paused)."""
+        return self.gpus * (now_s - self.start_s) if self.running else 0.0
 
 
 class Metrics:
@@ -76,6 +83,10 @@ class Metrics:
         self._bucket_leases: Counter[str] = Counter()
         self._bucket_start = 0.0
         self.series: list[dict[str, Any]] = []
+        self.interruptible_prices = array("d")
+        self.on_demand_prices = array("d")
+        self.paused_gpu_s = 0.0
+        self.pause_started: dict[int, float] = {}
         for kind, handler in _HANDLERS.items():
             market.subscribe(handler.__get__(self), kinds=(kind,))
 
@@ -103,20 +114,44 @@ class Metrics:
         if first is not None:
             self.job_waited_s.append(event.time_s - first)
         self.prices[event.gpu_model].append(lease.price_per_gpu_hour)
+        (self.interruptible_prices if event.interruptible
+         else self.on_demand_prices).append(lease.price_per_gpu_hour)
         self.leased_gpus[event.gpu_model] += event.gpus
         self._bucket_value[event.gpu_model] += lease.price_per_gpu_hour * event.gpus
         self._bucket_gpus[event.gpu_model] += event.gpus
         self._bucket_leases[event.gpu_model] += 1
 
     def _served(self, lease: _OpenLease, until_s: float) -> None:
-        self.served_gpu_h[lease.model] += lease.gpus * (until_s - lease.start_s) / SECONDS_PER_HOUR
+        self.served_gpu_h[lease.model] += lease.running_gpu_s(until_s) / SECONDS_PER_HOUR
+
+    def _paused(self, event: LeasePaused) -> None:
+        self.counts["leases_paused"] += 1
+        lease = self.open_leases[event.lease_id]
+        self._served(lease, event.time_s)
+        lease.running = False
+        self.leased_gpus[lease.model] -= lease.gpus
+        self.pause_started[event.lease_id] = event.time_s
+
+    def _resumed(self, event: LeaseResumed) -> None:
+        self.counts["leases_resumed"] += 1
+        lease = self.open_leases[event.lease_id]
+        lease.running = True
+        lease.start_s = event.time_s
+        self.leased_gpus[lease.model] += lease.gpus
+        self.paused_gpu_s += lease.gpus * event.paused_s
+        self.pause_started.pop(event.lease_id, None)
 
     def _closed(self, event: LeaseClosed) -> None:
         lease = self.open_leases.pop(event.lease_id)
         self.close_reasons[event.reason] += 1
         self._served(lease, event.time_s)
         self.paid_usd[lease.model] += event.paid_micro / MICRO_USD_PER_USD
-        self.leased_gpus[lease.model] -= lease.gpus
+        if lease.running:
+            self.leased_gpus[lease.model] -= lease.gpus
+        else:
+            self.counts["leases_closed_paused"] += 1
+            self.paused_gpu_s += lease.gpus * (event.time_s - self.pause_started.pop(
+                event.lease_id))
         if event.reason in PROVIDER_FAULTS:
             self.counts["leases_failed"] += 1
         if event.work_left > 0:
@@ -163,7 +198,7 @@ class Metrics:
         now = market.now
         served = Counter(self.served_gpu_h)
         for lease in self.open_leases.values():
-            served[lease.model] += lease.gpus * (now - lease.start_s) / SECONDS_PER_HOUR
+            served[lease.model] += lease.running_gpu_s(now) / SECONDS_PER_HOUR
         paid = Counter(self.paid_usd)
         for lease_id, lease in self.open_leases.items():
             paid[lease.model] += market.leases[lease_id].paid / MICRO_USD_PER_USD
@@ -209,6 +244,25 @@ class Metrics:
             "populations": self._populations(),
             "allocative_efficiency": (market.welfare_realized_usd / market.welfare_best_usd
                                       if market.welfare_best_usd > 0 else 1.0),
+            "interruptible": self._interruptible(now),
+        }
+
+    def _interruptible(self, now: float) -> dict[str, Any]:
+        """Interruptible leases against on-demand ones: how many, their prices (USD per
+        GPU-hour), how often they were paused and for how long."""
+        paused_gpu_s = self.paused_gpu_s + sum(
+            self.open_leases[lease_id].gpus * (now - since)
+            for lease_id, since in self.pause_started.items())
+        counts = self.counts
+        return {
+            "leases": len(self.interruptible_prices),
+            "price_usd_per_gpu_hour": describe(self.interruptible_prices),
+            "on_demand_price_usd_per_gpu_hour": describe(self.on_demand_prices),
+            "pauses": counts["leases_paused"],
+            "resumes": counts["leases_resumed"],
+            "closed_while_paused": counts["leases_closed_paused"],
+            "paused_now": len(self.pause_started),
+            "paused_gpu_hours": paused_gpu_s / SECONDS_PER_HOUR,
         }
 
     def _by_group(self, labels: np.ndarray) -> dict[str, dict[str, float | int]]:
@@ -219,7 +273,7 @@ class Metrics:
         hours = market.now / SECONDS_PER_HOUR
         busy = pool.busy_gpu_s.copy()
         for lease in self.open_leases.values():
-            busy[lease.provider] += lease.gpus * (market.now - lease.start_s)
+            busy[lease.provider] += lease.running_gpu_s(market.now)
         busy_h = busy / SECONDS_PER_HOUR
         gpus = pool.capacity[:, 0].astype(float)
         # Fixed costs (capex, operations) and idle power run every hour; the marginal cost only
@@ -270,6 +324,8 @@ _HANDLERS = {
     OrderCancelled: Metrics._cancelled,
     LeaseCreated: Metrics._leased,
     LeaseClosed: Metrics._closed,
+    LeasePaused: Metrics._paused,
+    LeaseResumed: Metrics._resumed,
     PaymentSettled: Metrics._paid,
     TenantLeft: Metrics._left,
     Tick: Metrics._tick,

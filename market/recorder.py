@@ -16,6 +16,8 @@ from market.events import (
     Event,
     LeaseClosed,
     LeaseCreated,
+    LeasePaused,
+    LeaseResumed,
     OrderCancelled,
     OrderExpired,
     OrderOpened,
@@ -31,7 +33,7 @@ ORDERS_SCHEMA = pa.schema([
     ("gpu_models", pa.string()), ("max_price_usd_per_gpu_hour", pa.float64()),
     ("created_s", pa.float64()), ("outcome", pa.string()), ("bids", pa.int32()),
     ("decided_s", pa.float64()), ("lease_id", pa.int64()),
-    ("price_usd_per_gpu_hour", pa.float64()),
+    ("price_usd_per_gpu_hour", pa.float64()), ("interruptible", pa.bool_()),
 ])
 
 LEASES_SCHEMA = pa.schema([
@@ -40,7 +42,8 @@ LEASES_SCHEMA = pa.schema([
     ("archetype", pa.string()), ("gpu_model", pa.string()), ("gpus", pa.int32()),
     ("price_usd_per_gpu_hour", pa.float64()), ("start_s", pa.float64()),
     ("end_s", pa.float64()), ("reason", pa.string()), ("paid_usd", pa.float64()),
-    ("work_left", pa.float64()),
+    ("work_left", pa.float64()), ("interruptible", pa.bool_()), ("pauses", pa.int32()),
+    ("paused_s", pa.float64()),
 ])
 
 PRICES_SCHEMA = pa.schema([
@@ -108,8 +111,10 @@ class Recorder:
         self._open_orders: dict[int, list[Any]] = {}
         self._open_leases: dict[int, list[Any]] = {}
         self.closed = False
+        self._pause_started: dict[int, float] = {}
         market.subscribe(self.on_event, kinds=(OrderOpened, LeaseCreated, OrderExpired,
-                                               OrderCancelled, LeaseClosed))
+                                               OrderCancelled, LeaseClosed, LeasePaused,
+                                               LeaseResumed))
 
     def _path(self, name: str) -> Path | None:
         return self.out / name if self.out is not None else None
@@ -121,7 +126,7 @@ class Recorder:
                 event.order_id, event.job_id, event.tenant, event.job_kind, event.attempt,
                 event.gpus, ",".join(event.gpu_models),
                 event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD,
-                event.time_s, "open", 0, None, None, None]
+                event.time_s, "open", 0, None, None, None, event.interruptible]
         elif kind is LeaseCreated:
             row = self._open_orders.pop(event.order_id)
             row[9:14] = ["leased", event.bids, event.time_s, event.lease_id,
@@ -132,7 +137,8 @@ class Recorder:
             self._open_leases[event.lease_id] = [
                 event.lease_id, event.order_id, event.job_id, event.tenant, event.provider,
                 pool.population_names[population], pool.population_archetypes[population],
-                event.gpu_model, event.gpus, row[13], event.time_s, None, "active", 0.0, None]
+                event.gpu_model, event.gpus, row[13], event.time_s, None, "active", 0.0, None,
+                event.interruptible, 0, 0.0]
         elif kind is OrderExpired or kind is OrderCancelled:
             row = self._open_orders.pop(event.order_id)
             row[9:12] = ["expired" if kind is OrderExpired else "cancelled",
@@ -142,7 +148,16 @@ class Recorder:
             row = self._open_leases.pop(event.lease_id)
             row[11:15] = [event.time_s, event.reason, event.paid_micro / MICRO_USD_PER_USD,
                           event.work_left]
+            since = self._pause_started.pop(event.lease_id, None)
+            if since is not None:  # closed while paused
+                row[17] += event.time_s - since
             self.leases.append(tuple(row))
+        elif kind is LeasePaused:
+            self._open_leases[event.lease_id][16] += 1
+            self._pause_started[event.lease_id] = event.time_s
+        elif kind is LeaseResumed:
+            self._open_leases[event.lease_id][17] += event.paused_s
+            self._pause_started.pop(event.lease_id, None)
 
     def close(self) -> None:
         """Write what is still open (orders `open`, leases `active`) and the price series."""
@@ -152,6 +167,9 @@ class Recorder:
             self.orders.append(tuple(row))
         for lease_id, row in self._open_leases.items():
             row[13] = self.market.leases[lease_id].paid / MICRO_USD_PER_USD
+            since = self._pause_started.pop(lease_id, None)
+            if since is not None:  # paused at the end: counted up to now
+                row[17] += self.market.now - since
             self.leases.append(tuple(row))
         self._open_orders.clear()
         self._open_leases.clear()

@@ -64,6 +64,7 @@ class Order:
         "created_s",
         "escrow",
         "id",
+        "interruptible",
         "job_id",
         "job_kind",
         "job_value_usd",
@@ -71,6 +72,7 @@ class Order:
         "max_price",
         "model_mask",
         "need",
+        "priority",
         "requirement",
         "shape_key",
         "state",
@@ -116,6 +118,10 @@ class Order:
         self.job_value_usd = 0.0            # USD: what the job is worth to the tenant
         self.shape_key = b""                # orders of one shape share eligibility masks
         self.tag: object = None             # free for the poster (tenant policies keep state)
+        # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its
+        # lease against the others on the provider; higher runs, lower is paused.
+        self.interruptible = False
+        self.priority = 0
 
     @property
     def gpus(self) -> int:
@@ -142,23 +148,36 @@ _EMPTY_BOOL = np.zeros(0, bool)
 
 
 class Lease:
-    """A running agreement: `provider` serves `order` at `price` micro-USD per hour."""
+    """A running agreement: `provider` serves `order` at `price` micro-USD per hour.
+
+    An interruptible lease may be paused (its resources go back to the provider, it is not
+    paid, its work does not advance) and resumed; `ran_s` is how long it has run.
+    """
 
     __slots__ = (
         "bid_id",
         "deposit",
         "gpus",
         "id",
+        "interruptible",
         "model",
         "order",
         "paid",
+        "paused_s",
+        "paused_since_s",
+        "pauses",
+        "plan",
         "planned_end_s",
         "planned_reason",
         "planned_work_s",
         "price",
+        "priority",
         "provider",
+        "run_start_s",
+        "running",
         "start_s",
         "state",
+        "worked_s",
     )
 
     def __init__(self, lease_id: int, order: Order, provider: int, bid_id: int, model: int,
@@ -177,3 +196,16 @@ class Lease:
         self.planned_reason = CloseReason.OWNER
         self.planned_work_s = float("inf")   # how long the job needs on this provider
         self.deposit = deposit               # the winning bid's deposit, refunded at the end
+        self.interruptible = order.interruptible
+        self.priority = order.priority
+        self.running = True
+        self.run_start_s = start_s           # when the current run began
+        self.worked_s = 0.0                  # run time before the current run
+        self.paused_s = 0.0                  # time spent paused, finished pauses
+        self.paused_since_s = float("nan")
+        self.pauses = 0
+        self.plan = 0                        # bumped on pause: the planned end no longer holds
+
+    def ran_s(self, now_s: float) -> float:
+        """Seconds this lease has run (paused time excluded) up to `now_s`."""
+        return self.worked_s + (now_s - self.run_start_s if self.running else 0.0)

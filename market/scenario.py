@@ -181,6 +181,24 @@ class JobKindConfig(_Model):
                     "(latency-insensitive work tolerates more)")
 
 
+class InterruptibleJobs(_Model):
+    """How tenants use interruptible orders where the market's mechanism offers them."""
+
+    share: Fraction = Field(description="chance a new job is posted interruptible")
+    bid_fraction: PositiveRange = Field(
+        description="the interruptible bid as a fraction of the marketplace price the tenant "
+                    "expects for its GPU [min, max] (never above its max price)")
+    patience_s: PositiveFloat = Field(description="a lease paused this long is closed and "
+                                      "its rest re-posted on demand")
+
+    @field_validator("bid_fraction")
+    @classmethod
+    def _at_most_one(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[1] > 1:
+            raise ValueError(f"expected fractions <= 1, got {list(value)}")
+        return value
+
+
 class ResourcesPerGpu(_Model):
     """What a job asks for besides GPUs, per GPU unit."""
 
@@ -210,6 +228,7 @@ class Tenants(_Model):
     duration_error_sigma: NonNegFloat = Field(description="lognormal error of the tenant's "
                                               "duration estimate")
     wallet_usd: PositiveFloat
+    interruptible: InterruptibleJobs
     resources_per_gpu: ResourcesPerGpu
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
                JobKindConfig]

@@ -36,13 +36,15 @@ class OrderView:
     gpus: int
     gpu_models: tuple[str, ...]
     units: tuple[ResourceUnit, ...]
-    max_price_usd_per_gpu_hour: float
+    max_price_usd_per_gpu_hour: float   # for an interruptible order: the tenant's bid
     created_s: float
+    interruptible: bool = False         # its lease may be paused (Vast.ai-style)
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
         return cls(order.id, order.gpus, order.requirement.gpu_models, order.units,
-                   order.max_price / order.gpus / MICRO_USD_PER_USD, order.created_s)
+                   order.max_price / order.gpus / MICRO_USD_PER_USD, order.created_s,
+                   order.interruptible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +121,15 @@ class MarketView:
         pool = self._market.pool
         p = int(self._check(np.array([provider]))[0])
         return ProviderView(p, self._market.catalog.ids[int(pool.model[p])],
-                            int(pool.capacity[p, 0]), int(pool.free[p, 0]),
+                            int(pool.capacity[p, 0]), max(int(pool.free[p, 0]), 0),
                             float(pool.cost_full_usd_per_gpu_hour[p]),
                             float(pool.cost_marginal_usd_per_gpu_hour[p]),
                             float(pool.cost_basis_usd_per_gpu_hour[p]))
 
 
 class PriceHistory:
-    """Published lease prices per GPU model, the last `keep` of each (USD per GPU-hour)."""
+    """Published on-demand lease prices per GPU model, the last `keep` of each (USD per
+    GPU-hour)."""
 
     def __init__(self, market: Market, keep: int = 256) -> None:
         self._recent: dict[str, deque[float]] = {}
@@ -134,6 +137,8 @@ class PriceHistory:
         market.subscribe(self._on_lease, kinds=(LeaseCreated,))
 
     def _on_lease(self, event: Any) -> None:
+        if event.interruptible:  # the tenant's own bid, not a price providers competed to
+            return
         prices = self._recent.get(event.gpu_model)
         if prices is None:
             prices = self._recent[event.gpu_model] = deque(maxlen=self._keep)

@@ -8,7 +8,10 @@ agent reacts to it, and audits the market after every event.
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +23,8 @@ from market.events import (
     Event,
     LeaseClosed,
     LeaseCreated,
+    LeasePaused,
+    LeaseResumed,
     OrderOpened,
     PaymentSettled,
 )
@@ -29,7 +34,8 @@ from market.units import owed_micro
 
 CLOSE_REASONS = {"owner", "unstable", "insufficient_funds", "manifest_timeout", "decommission"}
 MECHANISMS = [("tenant_pick", "cheapest"), ("tenant_pick", "first"),
-              ("first_price", "cheapest"), ("second_price", "cheapest")]
+              ("first_price", "cheapest"), ("second_price", "cheapest"),
+              ("interruptible", "cheapest"), ("interruptible", "first")]
 
 
 @st.composite
@@ -55,6 +61,9 @@ def small_markets(draw) -> list[str]:
         f"tenants.max_failures={draw(st.integers(1, 3))}",
         f"tenants.deposit_factor={draw(st.sampled_from([0.3, 0.7, 1.2]))}",
         f"tenants.duration_error_sigma={draw(st.sampled_from([0.2, 1.0]))}",
+        f"tenants.interruptible.share={draw(st.sampled_from([0.0, 0.5, 1.0]))}",
+        f"tenants.interruptible.bid_fraction={draw(st.sampled_from(['[0.3,0.6]', '[1,1]']))}",
+        f"tenants.interruptible.patience_s={draw(st.sampled_from([600, 3600, 86400]))}",
         f"providers.0.count={draw(st.integers(0, 4))}",
         f"providers.1.count={draw(st.integers(0, 12))}",
         f"providers.2.count={draw(st.integers(0, 1))}",
@@ -79,7 +88,15 @@ class Audit:
         self.created: dict[int, LeaseCreated] = {}
         self.closed: dict[int, LeaseClosed] = {}
         self.paid: dict[int, int] = {}               # lease id -> settled, micro-USD
+        self.interruptible: set[int] = set()         # interruptible order ids
+        # lease id -> [seconds run before the current run, current run start or None]
+        self.runs: dict[int, list] = {}
         market.subscribe(self.on_event)
+
+    def ran_s(self, lease_id: int, now_s: float) -> float:
+        """Seconds the lease has run, summed as the engine sums them."""
+        worked, start = self.runs[lease_id]
+        return worked + (now_s - start if start is not None else 0.0)
 
     def on_event(self, event: Event) -> None:
         market = self.market
@@ -87,11 +104,20 @@ class Audit:
             assert event.time_s >= self.events[-1].time_s
         self.events.append(event)
         free, capacity = market.pool.free, market.pool.capacity
-        assert (free >= 0).all(), f"over-allocated after {event}"
+        # A bid may reserve what an interruptible lease holds until its own lease starts:
+        # free counts it as taken already, so only free + what those leases hold is >= 0.
+        held = np.zeros_like(free)
+        for lease in market.leases.values():
+            if lease.interruptible and lease.running:
+                held[lease.provider] += lease.order.need
+        assert (free + held >= 0).all(), f"over-allocated after {event}"
         assert (free <= capacity).all(), f"freed more than held after {event}"
         if isinstance(event, OrderOpened):
             assert event.order_id not in self.max_price
             self.max_price[event.order_id] = event.max_price_micro_per_hour
+            if event.interruptible:
+                assert market.scenario.market.mechanism == "interruptible"
+                self.interruptible.add(event.order_id)
         elif isinstance(event, BidsPlaced):
             cap = self.max_price[event.order_id]
             assert all(0 < price <= cap for price in event.prices_micro_per_hour)
@@ -103,9 +129,25 @@ class Audit:
             order, bid = self.bids[event.bid_id]
             assert order == event.order_id
             assert bid <= event.price_micro_per_hour <= cap
-            if market.scenario.market.mechanism != "second_price":
+            assert event.interruptible == (event.order_id in self.interruptible)
+            if event.interruptible:
+                assert event.price_micro_per_hour == cap  # pays the tenant's bid
+            elif market.scenario.market.mechanism != "second_price":
                 assert event.price_micro_per_hour == bid  # pay-as-bid
             self.created[event.lease_id] = event
+            self.runs[event.lease_id] = [0.0, event.time_s]
+        elif isinstance(event, LeasePaused):
+            assert self.created[event.lease_id].interruptible  # on-demand is never paused
+            assert event.lease_id not in self.closed
+            run = self.runs[event.lease_id]
+            assert run[1] is not None, "paused twice"
+            run[0] += event.time_s - run[1]
+            run[1] = None
+        elif isinstance(event, LeaseResumed):
+            assert event.lease_id not in self.closed
+            run = self.runs[event.lease_id]
+            assert run[1] is None, "resumed while running"
+            run[1] = event.time_s
         elif isinstance(event, PaymentSettled):
             assert event.lease_id in self.created and event.lease_id not in self.closed
             assert 0 <= event.fee_micro <= event.amount_micro
@@ -115,12 +157,43 @@ class Audit:
             assert event.reason in CLOSE_REASONS
             assert 0.0 <= event.work_left <= 1.0
             start = self.created[event.lease_id]
-            owed = owed_micro(start.price_micro_per_hour, event.time_s - start.time_s)
+            # Paid for the time it ran: paused time is free.
+            owed = owed_micro(start.price_micro_per_hour, self.ran_s(event.lease_id, event.time_s))
             assert event.paid_micro == self.paid.get(event.lease_id, 0)
             assert event.paid_micro <= owed  # never more than the time served
             if event.reason != "insufficient_funds":
                 assert event.paid_micro == owed
             self.closed[event.lease_id] = event
+
+
+def ranking_holds(market: Market) -> None:
+    """At rest: running leases fit their providers, and on every provider that is up, no
+    paused lease would fit beside the on-demand leases, open bids and the running
+    interruptible leases ranked above it."""
+    pool = market.pool
+    used = np.zeros_like(pool.capacity)
+    taken = np.zeros_like(pool.capacity)        # on-demand leases and open bids
+    spot: dict[int, list] = defaultdict(list)
+    for lease in market.leases.values():
+        if lease.running:
+            used[lease.provider] += lease.order.need
+        if lease.interruptible:
+            spot[lease.provider].append(lease)
+        else:
+            taken[lease.provider] += lease.order.need
+    for order in market.orders.values():
+        if order.lease is None:
+            np.add.at(taken, order.bid_providers[order.bid_open], order.need)
+    assert (used <= pool.capacity).all()
+    for provider, leases in spot.items():
+        if not pool.up[provider]:
+            continue
+        for paused in [lease for lease in leases if not lease.running]:
+            above = sum((lease.order.need for lease in leases if lease.running and
+                         (lease.priority, -lease.id) > (paused.priority, -paused.id)),
+                        np.zeros(pool.capacity.shape[1], np.int64))
+            room = pool.capacity[provider] - taken[provider] - above
+            assert not (paused.order.need <= room).all(), f"lease {paused.id} could run"
 
 
 def audited_run(overrides: list[str], seed: int) -> tuple[Market, Audit]:
@@ -159,11 +232,26 @@ def test_small_markets_keep_their_invariants(overrides, seed):
     # whatever is not leased is free: no capacity leaks once bids are over
     held = np.zeros_like(market.pool.free)
     for lease in market.leases.values():
-        held[lease.provider] += lease.order.need
+        if lease.running:  # a paused lease gave its resources back
+            held[lease.provider] += lease.order.need
     for order in market.orders.values():
         if order.lease is None:
             np.add.at(held, order.bid_providers[order.bid_open], order.need)
     assert (market.pool.free + held == market.pool.capacity).all()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_every_step_of_a_busy_market_keeps_the_ranking(seed):
+    market = Market(load_scenario("interruptible", [
+        "duration_days=0.5", "tenants.arrivals_per_hour=60", "providers.0.count=6",
+        "providers.1.count=10", "providers.2.count=1"]), seed=seed, record=False)
+    env = market.env
+    while env.peek() <= market.horizon_s:
+        env.step()
+        ranking_holds(market)
+    summary = market.run().summary
+    assert summary["interruptible"]["pauses"] > 0 and summary["interruptible"]["resumes"] > 0
+    assert summary["money_conserved"]
 
 
 @settings(max_examples=15, deadline=None)
@@ -210,6 +298,7 @@ actions_st = st.lists(st.tuples(
     st.sampled_from([1, 1, 2, 4, 9]),                           # GPUs
     st.sampled_from([None, 0.5, 3.0, 30.0]),                    # job hours (None: open-ended)
     st.booleans(),                                             # auto select
+    st.booleans(),                                             # interruptible, where offered
 ), min_size=4, max_size=40)
 
 
@@ -229,7 +318,8 @@ def test_outside_actors_cannot_break_the_books(providers, actions, seed, mechani
     for index, (model, gpus, cost, failures, automated) in enumerate(providers):
         market.add_providers([_row(market, index, model, gpus, cost, failures)],
                              CostPlus(markup=0.2) if automated else None)
-    for wait, kind, pick, other, price, gpus, hours, auto in actions:
+    offered = mechanism[0] == "interruptible"
+    for wait, kind, pick, other, price, gpus, hours, auto, spot in actions:
         market.run(until=market.now + wait)
         if market.now >= market.horizon_s:
             break
@@ -246,7 +336,8 @@ def test_outside_actors_cannot_break_the_books(providers, actions, seed, mechani
                     work_s[market.catalog.index(model)] = hours * 3_600
                 market.post_order(tenants[pick % 2], _units(gpus, model), price,
                                   deposit_usd=price * gpus * (hours or 5.0) * 1.2,
-                                  work_s=work_s, auto_select=auto)
+                                  work_s=work_s, auto_select=auto,
+                                  interruptible=spot and offered)
             elif kind == "bid" and open_orders:
                 order = market.orders[open_orders[pick % len(open_orders)]]
                 # mostly providers of the right model, at up to twice the max price
@@ -272,6 +363,7 @@ def test_outside_actors_cannot_break_the_books(providers, actions, seed, mechani
             assert (market.pool.free == free).all()
             assert len(audit.events) == count
         check_books(market)
+        ranking_holds(market)
     market.run()
     check_books(market)
     assert set(audit.closed) | set(market.leases) == set(audit.created)
