@@ -296,6 +296,11 @@ class Hedge:
       beat over the grid (relative to cost; losses observe it, pay-as-bid wins censor it;
       a grid step with no data yet is assumed passed);
     - expired (no clearing price): every arm earns 0.
+    Bids are public on the chain: when the outcome carries every bid on the order
+    (`Outcome.public_bids_usd_per_gpu_hour`), the price to beat is read exactly, as the
+    lowest bid of the rivals (every bid but the provider's own), and nothing is imputed; an
+    arm alone below it wins, paid its bid, or for a second-price winner paid the price to
+    beat (the max price when it has no rival).
     The arm played is credited with what it really earned. The reading is exact for first
     price and tenant pick of the cheapest bid, and for a second-price win; a second-price
     loss is read as pay as bid, and first-arrival selection breaks the lowest-bid premise.
@@ -445,9 +450,21 @@ class Hedge:
         bids = np.minimum(grid, drawn.max_price)
         played = bids[index, arms]
         q = outcome.clearing_usd_per_gpu_hour
+        public = np.sort(np.asarray(outcome.public_bids_usd_per_gpu_hour, dtype=float))
         if math.isnan(q):
             realized = np.zeros(providers.size)
             payoffs = np.zeros(bids.shape)
+        elif public.size:
+            realized = np.where(won, q - costs, 0.0)
+            second_price = won & (q > played + _SLACK_USD)
+            beat = self._rivals_lowest(public, played)
+            wins = np.where(won[:, None], bids <= beat[:, None] + _SLACK_USD,
+                            bids < beat[:, None] - _SLACK_USD)
+            paid = np.where(second_price[:, None],
+                            np.minimum(beat, drawn.max_price)[:, None], bids)
+            payoffs = np.where(wins, paid - costs[:, None], 0.0)
+            self._count(providers, (grid < beat[:, None] - _SLACK_USD).sum(axis=1),
+                        np.zeros(providers.size, bool))
         else:
             realized = np.where(won, q - costs, 0.0)
             second_price = won & (q > played + _SLACK_USD)
@@ -483,6 +500,16 @@ class Hedge:
             else:
                 self._loss[providers[learn]] += loss[learn]
         self._rounds[providers] += 1
+
+    @staticmethod
+    def _rivals_lowest(public: np.ndarray, played: np.ndarray) -> np.ndarray:
+        """For each bid played, the lowest of the other bids on the order (`public`, sorted,
+        holding the played bids too): the lowest public bid, unless it is the played one, in
+        which case the next (inf when there is none)."""
+        lowest = np.full(played.shape, public[0])
+        own = np.abs(public[0] - played) <= _SLACK_USD
+        lowest[own] = public[1] if public.size > 1 else math.inf
+        return lowest
 
     def _grid(self, costs: np.ndarray, cap: float) -> np.ndarray:
         """Every arm's bid for each cost, shape (providers, K): cost × (1 + markup), or with

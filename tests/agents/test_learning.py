@@ -394,6 +394,33 @@ def test_hedge_reads_each_arm_from_the_outcome_and_imputes_what_it_cannot_see(
     assert fresh.arm_payoffs(p) == pytest.approx([0.0, 0.5, 1.0])
 
 
+def test_hedge_reads_the_price_to_beat_from_public_bids_without_imputing(unit_cost_view):
+    ids, view = unit_cost_view
+    p = int(ids[0])
+    hedge = Hedge(markups=(0.0, 0.5, 1.0), eta=1e-12, bandit=False)
+    draw = hedge._rng = FixedDraw()
+    order_ids = iter(range(100))
+
+    def play(arm: int, won: bool, clearing: float, public: list[float]) -> np.ndarray:
+        before = hedge.arm_payoffs(p)
+        draw.u = (0.1, 0.5, 0.9)[arm]
+        the_order = order(next(order_ids))
+        bid = hedge.prices(the_order, np.array([p]), view)[0]
+        hedge.observe(Outcome(the_order, np.array([p]), np.array([bid]), np.array([won]),
+                              clearing, 0.0, np.array(public)))
+        return hedge.arm_payoffs(p) - before
+
+    # Bid 1.0, won at 1.0 (pay as bid); the chain shows rivals at 1.8 and 1.6: an arm
+    # bidding 1.5 would have won too, one bidding 2.0 would not. Nothing imputed.
+    assert play(0, True, 1.0, [1.8, 1.0, 1.6]) == pytest.approx([0.0, 0.5, 0.0])
+    # Bid 1.0, won at 1.8 (second price) against one rival at 1.8: arms up to 1.8 paid 1.8.
+    assert play(0, True, 1.8, [1.0, 1.8]) == pytest.approx([0.8, 0.8, 0.0])
+    # Alone on the order, paid the max price (100) under second price: every arm wins it.
+    assert play(0, True, 100.0, [1.0]) == pytest.approx([99.0, 99.0, 99.0])
+    # Lost at 1.6 with the own bid 2.0 public too: the price to beat is 1.6.
+    assert play(2, False, 1.6, [2.0, 1.6, 1.7]) == pytest.approx([0.0, 0.5, 0.0])
+
+
 def test_hedge_weights_concentrate_on_the_best_markup(unit_cost_view):
     """m·(1 − m) is largest at m = 0.5: full information puts nearly all weight there, the
     bandit most of it, after 2,000 rounds."""
