@@ -29,16 +29,19 @@ class CostPlus(_PerGpuHour):
     """Bid cost plus a markup: ``cost_basis × (1 + markup)`` per GPU-hour.
 
     The cost basis is the provider's full or marginal cost per GPU-hour (its population's
-    `cost_basis`).
+    `cost_basis`). With `net_of_fee`, the markup is what the provider keeps after the
+    platform's take rate: the bid is grossed up by ``1 / (1 − take_rate)``.
     """
 
-    def __init__(self, markup: float = 0.3) -> None:
+    def __init__(self, markup: float = 0.3, net_of_fee: bool = False) -> None:
         if markup < 0:
             raise ValueError(f"markup must be >= 0, got {markup}")
         self.markup = markup
+        self.net_of_fee = bool(net_of_fee)
 
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
-        return view.costs(providers) * (1.0 + self.markup)
+        gross = 1.0 / (1.0 - view.take_rate) if self.net_of_fee else 1.0
+        return view.costs(providers) * (1.0 + self.markup) * gross
 
 
 class ListPrice(_PerGpuHour):

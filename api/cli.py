@@ -1,6 +1,7 @@
 """The `gpumarket` command line.
 
-Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback).
+Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback);
+`sweep` also 3 when some runs failed and 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -161,6 +162,81 @@ def tournament(
     if evolve_generations:
         render_evolution(history, names, console)
     render_standings(history[-1], console)
+
+
+SOME_RUNS_FAILED = 3
+INTERRUPTED = 130
+
+
+@app.command()
+def sweep(
+    file: Annotated[str, typer.Argument(help="sweep file (TOML), or a built-in sweep's name")],
+    out: Annotated[Path | None, typer.Option(
+        help="output directory (default: sweeps/NAME)")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="processes (or Dask workers with --dask local); default: one per core")
+    ] = None,
+    dask: Annotated[str | None, typer.Option(
+        help="run on a Dask cluster: its scheduler address (tcp://host:8786), or 'local' to "
+             "start one here", metavar="ADDRESS|local")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="finish an interrupted sweep in --out, skipping finished runs")
+    ] = False,
+    event_logs: Annotated[bool | None, typer.Option(
+        "--event-logs/--no-event-logs", help="write each run's orders, leases and events "
+        "under OUT/events/ (default: as the sweep file says)")] = None,
+) -> None:
+    """Run a parameter sweep: every point times every replication, in parallel, streamed to
+    runs.parquet and timeseries.parquet. Exit code 3 if any run failed."""
+    from market.experiment import run_sweep
+    from market.sweep import SweepError, load_sweep
+
+    try:
+        loaded = load_sweep(file)
+    except SweepError as error:
+        raise fail(str(error)) from None
+    if dask is not None and dask != "local" and "://" not in dask:
+        raise fail(f"--dask: expected a scheduler address like tcp://host:8786 or 'local', "
+                   f"got {dask!r}")
+    target = out if out is not None else Path("sweeps") / loaded.name
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} runs"),
+                   TextColumn("[red]{task.fields[failed]} failed"), TimeRemainingColumn(),
+                   console=console, disable=not console.is_terminal, transient=True)
+    task = bar.add_task(loaded.name, total=len(loaded.runs()), failed=0)
+
+    def show(progress) -> None:
+        bar.update(task, completed=progress.done, failed=progress.failed)
+
+    try:
+        with bar:
+            progress = run_sweep(loaded, target, workers=workers, dask=dask, resume=resume,
+                                 event_logs=event_logs, on_progress=show)
+    except SweepError as error:
+        raise fail(str(error)) from None
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished runs are kept in {target}; run again with "
+                      "--resume to finish the sweep")
+        raise typer.Exit(INTERRUPTED) from None
+    done_now = progress.done - progress.skipped
+    console.print(f"{loaded.name}: {progress.done}/{progress.total} runs done"
+                  f" ({done_now} now, {progress.skipped} before), {progress.failed} failed;"
+                  f" results in {target}/runs.parquet and {target}/timeseries.parquet")
+    if progress.failed:
+        console.print(f"[red]{progress.failed} runs failed[/]: their errors are in the "
+                      "`error` column of runs.parquet; --resume runs them again")
+        raise typer.Exit(SOME_RUNS_FAILED)
+
+
+@app.command()
+def sweeps() -> None:
+    """List the built-in example sweeps."""
+    from market.sweep import builtin_sweeps, load_sweep
+
+    for name in builtin_sweeps():
+        loaded = load_sweep(name)
+        typer.echo(f"{name:<12} {len(loaded.runs()):>4} runs  {loaded.description}")
 
 
 @app.command()

@@ -240,6 +240,7 @@ class Metrics:
             "tenant_spend_usd": total_paid,
             "tenant_savings_vs_list": 1 - total_paid / total_list if total_list else 0.0,
             "platform_revenue_usd": self.platform_usd,
+            "provider_participation": self._participation(),
             "providers": self._providers(),
             "populations": self._populations(),
             "allocative_efficiency": (market.welfare_realized_usd / market.welfare_best_usd
@@ -291,6 +292,7 @@ class Metrics:
             capacity_h = float(gpus[members].sum() * hours)
             result[label] = {
                 "providers": int(members.sum()),
+                "participation": float((busy[members] > 0).mean()),
                 "gpus": int(gpus[members].sum()),
                 "utilization": float(busy_h[members].sum()) / capacity_h if capacity_h else 0.0,
                 "revenue_usd": revenue,
@@ -300,6 +302,14 @@ class Metrics:
                 "contribution_usd": revenue - float(marginal[members].sum()),
             }
         return result
+
+    def _participation(self) -> float:
+        """Share of providers that served any lease."""
+        market = self.market
+        busy = market.pool.busy_gpu_s > 0
+        for lease in self.open_leases.values():
+            busy[lease.provider] = True
+        return float(busy.mean()) if busy.size else 0.0
 
     def _providers(self) -> dict[str, dict[str, float | int]]:
         """The provider figures by archetype."""

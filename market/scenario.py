@@ -455,16 +455,18 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
     return path.strip().split("."), value
 
 
-def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+def apply_override(data: dict[str, Any], keys: list[str], value: Any,
+                   label: str = "--set") -> None:
     """Set `value` at the dotted `keys` inside `data` (in place); the path must exist, except
-    for the last key of a table that allows new keys (catalog overrides, mixes)."""
+    for the last key of a table that allows new keys (catalog overrides, mixes). Errors name
+    the path after `label` (where the override came from)."""
     node: Any = data
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
         where = ".".join(keys[: depth + 1])
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise ScenarioError(f"--set {'.'.join(keys)}: `{where}`: expected an index "
+                raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}`: expected an index "
                                     f"from 0 to {len(node) - 1}")
             if last:
                 node[int(key)] = value
@@ -484,12 +486,12 @@ def apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
                 elif isinstance(child, list):
                     child = list(child)
                 else:
-                    raise ScenarioError(f"--set {'.'.join(keys)}: `{where}` is a value, "
+                    raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}` is a value, "
                                         "not a table")
                 node[key] = child
                 node = child
         else:
-            raise ScenarioError(f"--set {'.'.join(keys)}: `{where}` is a value, not a table")
+            raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}` is a value, not a table")
 
 
 def _first_error(error: ValidationError, where: str) -> ScenarioError:
@@ -521,9 +523,12 @@ def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scena
 
 
 def load_scenario(name_or_path: str | Path = "default",
-                  overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
+                  overrides: list[str] | tuple[str, ...] = (),
+                  values: Mapping[str, Any] | None = None, label: str = "--set") -> Scenario:
     """Load a built-in scenario by name or a TOML file by path, apply `--set` style overrides
-    (``"market.take_rate=0.1"``), and validate. Raises ScenarioError (one line) on bad input.
+    (``"market.take_rate=0.1"``), then `values` (dotted path -> value, as a sweep sets them),
+    and validate. Raises ScenarioError (one line) on bad input; `label` says where `values`
+    came from in its messages.
 
     >>> load_scenario("default", ["market.take_rate=0.1"]).market.take_rate
     0.1
@@ -540,6 +545,8 @@ def load_scenario(name_or_path: str | Path = "default",
     for assignment in overrides:
         keys, value = parse_override(assignment)
         apply_override(data, keys, value)
+    for path, value in (values or {}).items():
+        apply_override(data, path.split("."), value, label)
     return validate_scenario(data, f"scenario {str(name_or_path)!r}")
 
 

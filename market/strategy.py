@@ -91,6 +91,11 @@ class MarketView:
         """Catalog ids, in the order `model` indexes refer to."""
         return self._market.catalog.ids
 
+    @property
+    def take_rate(self) -> float:
+        """The platform's share of every payout (a public rule of the market)."""
+        return self._market.rules.take_rate
+
     def list_price(self, gpu_model: str) -> float:
         """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
         return self._market.catalog[gpu_model].list_usd_per_gpu_hour
