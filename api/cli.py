@@ -230,6 +230,36 @@ def sweep(
 
 
 @app.command()
+def report(
+    directory: Annotated[Path, typer.Argument(help="a sweep's output directory")],
+    metrics: Annotated[list[str] | None, typer.Option(
+        "--metric", help="a metric column of runs.parquet (repeatable; default: headline "
+        "metrics)")] = None,
+    by: Annotated[list[str] | None, typer.Option(
+        "--by", help="a swept parameter to group by (repeatable; default: all of them)")
+    ] = None,
+) -> None:
+    """Summarize a sweep: means with 95% confidence intervals per parameter combination, and
+    report.html with plots (metrics against parameters, price index over time)."""
+    from market import analysis
+    from market.report_html import write_report
+
+    try:
+        swept = analysis.load_sweep(directory)
+        groups = analysis.summarize(swept, metrics or None, by or None)
+        params = analysis.resolve_params(swept, by or None)
+        names = analysis.resolve_metrics(swept, metrics or None)
+        page = write_report(swept, directory, metrics or None, by or None)
+    except analysis.ReportError as error:
+        raise fail(str(error)) from None
+    from api.report import render_sweep
+
+    console = Console()
+    render_sweep(swept, groups, params, names, console)
+    console.print(f"report: {page}")
+
+
+@app.command()
 def sweeps() -> None:
     """List the built-in example sweeps."""
     from market.sweep import builtin_sweeps, load_sweep

@@ -1,10 +1,11 @@
-"""The run summary as a readable terminal report (rich tables)."""
+"""Terminal reports (rich tables): a run summary, validation, tournaments, sweeps."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -155,4 +156,28 @@ def render_evolution(history: list[list[Any]], strategies: list[str], console: C
     for generation, standings in enumerate(history):
         share = {s.strategy: s.share for s in standings}
         table.add_row(str(generation), *[f"{share[name]:.1%}" for name in strategies])
+    console.print(table)
+
+
+def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list[str],
+                 console: Console) -> None:
+    """Means ± 95% CI of `metrics` per combination of `params` (`market.analysis` groups)."""
+    from market import analysis
+
+    console.print(f"[bold]{escape(sweep.name)}[/]: {len(sweep.runs)} runs, "
+                  f"{sweep.failed} failed")
+    if not groups:
+        console.print("no run finished: nothing to summarize")
+        return
+    table = Table(title="mean ± 95% confidence interval", header_style="bold")
+    for param in params:
+        table.add_column(param)
+    table.add_column("runs", justify="right")
+    table.add_column("failed", justify="right")
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for group in groups:
+        table.add_row(*(escape(analysis.format_value(group.values[p])) for p in params),
+                      str(group.runs), str(group.failed),
+                      *(analysis.format_estimate(group.metrics[m]) for m in metrics))
     console.print(table)

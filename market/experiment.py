@@ -1,9 +1,9 @@
 """Running a sweep: every run on local processes or a Dask cluster, results streamed to disk.
 
-Each finished run becomes two small files under `DIR/parts/`, written to a temporary name and
-renamed into place (a rename is atomic), its time series first and its row last: a run is
-finished exactly when its row file exists, so a sweep killed at any moment loses only the runs
-in flight, and `resume` skips the others. At the end of every session the parts are gathered,
+Each finished run becomes one small file under `DIR/parts/` (its row and its time series, as
+JSON), written to a temporary name and renamed into place (a rename is atomic): a run is
+finished exactly when its file exists, so a sweep killed at any moment loses only the runs in
+flight, and `resume` skips the others. At the end of every session the parts are gathered,
 streaming, into `runs.parquet` and `timeseries.parquet`, sorted by point and replication.
 The parent holds no results: memory stays flat however many runs there are.
 
@@ -206,62 +206,83 @@ class Output:
         _atomic_write_bytes(self.manifest_path,
                             json.dumps(manifest, indent=2, default=str).encode())
 
+    def _part(self, run_id: str) -> Path:
+        return self.parts / f"{run_id}.json"
+
     def finished(self) -> set[str]:
-        """Ids of runs whose row is on disk with status ok."""
-        done = set()
-        for path in self.parts.glob("*.run.parquet"):
-            if pq.read_table(path, columns=["status"])["status"][0].as_py() == "ok":
-                done.add(path.name.removesuffix(".run.parquet"))
-        return done
+        """Ids of runs whose part is on disk with status ok."""
+        return {path.stem for path in self.parts.glob("*.json")
+                if json.loads(path.read_bytes())["row"]["status"] == "ok"}
 
     def save(self, spec: RunSpec, result: dict[str, Any]) -> None:
-        """Write a finished run's parts: its series first, its row last (see the module)."""
-        series = result["series"]
-        table = pa.Table.from_pylist(
-            [{"run_id": spec.run_id, "point": spec.point, "replication": spec.replication,
-              **row} for row in series], schema=TIMESERIES_SCHEMA)
-        _atomic_write_table(self.parts / f"{spec.run_id}.series.parquet", table)
+        """Write a finished run's part, atomically: JSON, cheap to write, so that the parent
+        keeps up with many workers; `gather` types it."""
         row: dict[str, Any] = {
             "run_id": spec.run_id, "point": spec.point, "replication": spec.replication,
             "seed": spec.seed, "status": result["status"], "error": result["error"],
             "elapsed_s": result["elapsed_s"]}
+        for path in self.sweep.params:
+            row[path] = _param_value(spec.params.get(path), self.column_types[path])
+        for name, value in result["summary"].items():
+            if name in BOOKKEEPING:  # the run's seed, already a column
+                continue
+            # A metric named like a parameter keeps both.
+            row[f"summary.{name}" if name in row else name] = value
+        part = {"row": row, "series": result["series"]}
+        _atomic_write_bytes(self._part(spec.run_id), json.dumps(part).encode())
+
+    def gather(self) -> tuple[int, int]:
+        """Gather the parts of this sweep's runs into `runs.parquet` and `timeseries.parquet`
+        (sorted by point and replication); returns (runs ok, runs failed). The time series go
+        to disk one run at a time."""
+        order = {spec.run_id: (spec.point, spec.replication) for spec in self.sweep.runs()}
+        ids = sorted((path.stem for path in self.parts.glob("*.json") if path.stem in order),
+                     key=order.__getitem__)
+        rows = []
+        temporary = self.dir / ".timeseries.parquet.tmp"
+        with pq.ParquetWriter(temporary, TIMESERIES_SCHEMA) as writer:
+            for run_id in ids:
+                part = json.loads(self._part(run_id).read_bytes())
+                row = part["row"]
+                rows.append(row)
+                if part["series"]:
+                    writer.write_table(pa.Table.from_pylist(
+                        [{"run_id": run_id, "point": row["point"],
+                          "replication": row["replication"], **point}
+                         for point in part["series"]], schema=TIMESERIES_SCHEMA))
+        os.replace(temporary, self.dir / "timeseries.parquet")
+        schema = self._runs_schema(rows)
+        texts = [f.name for f in schema if f.type == pa.string() and f.name not in BOOKKEEPING]
+        for row in rows:  # a metric some runs report as a number, others not: text for all
+            for name in texts:
+                if row.get(name) is not None and not isinstance(row[name], str):
+                    row[name] = json.dumps(row[name])
+        _atomic_write_table(self.dir / "runs.parquet", pa.Table.from_pylist(rows, schema=schema))
+        statuses = [row["status"] for row in rows]
+        return statuses.count("ok"), statuses.count("failed")
+
+    def _runs_schema(self, rows: list[dict[str, Any]]) -> pa.Schema:
+        """Bookkeeping, then the swept parameters, then every metric any run reported, each
+        with one type: float64 for numbers, bool, else string."""
         fields = [pa.field("run_id", pa.string()), pa.field("point", pa.int32()),
                   pa.field("replication", pa.int32()), pa.field("seed", pa.int64()),
                   pa.field("status", pa.string()), pa.field("error", pa.string()),
                   pa.field("elapsed_s", pa.float64())]
-        for path in self.sweep.params:
-            row[path] = _param_value(spec.params.get(path), self.column_types[path])
-            fields.append(pa.field(path, self.column_types[path]))
-        for name, value in result["summary"].items():
-            if name in row:
-                name = f"summary.{name}"  # a metric named like a parameter keeps both
-            row[name] = value
-            fields.append(pa.field(name, _metric_type(value)))
-        _atomic_write_table(self.parts / f"{spec.run_id}.run.parquet",
-                            pa.Table.from_pylist([row], schema=pa.schema(fields)))
-
-    def gather(self) -> tuple[int, int]:
-        """Gather the parts of this sweep's runs into `runs.parquet` and `timeseries.parquet`
-        (sorted by point and replication); returns (runs ok, runs failed)."""
-        order = {spec.run_id: (spec.point, spec.replication) for spec in self.sweep.runs()}
-        ids = sorted((path.name.removesuffix(".run.parquet")
-                      for path in self.parts.glob("*.run.parquet")
-                      if path.name.removesuffix(".run.parquet") in order),
-                     key=order.__getitem__)
-        tables = [pq.read_table(self.parts / f"{run_id}.run.parquet") for run_id in ids]
-        if tables:
-            runs = pa.concat_tables(tables, promote_options="permissive")
-        else:
-            runs = pa.table({name: pa.array([], type) for name, type in
-                             [("run_id", pa.string()), ("status", pa.string())]})
-        _atomic_write_table(self.dir / "runs.parquet", runs)
-        temporary = self.dir / ".timeseries.parquet.tmp"
-        with pq.ParquetWriter(temporary, TIMESERIES_SCHEMA) as writer:
-            for run_id in ids:
-                writer.write_table(pq.read_table(self.parts / f"{run_id}.series.parquet"))
-        os.replace(temporary, self.dir / "timeseries.parquet")
-        statuses = runs["status"].to_pylist() if tables else []
-        return statuses.count("ok"), statuses.count("failed")
+        fields += [pa.field(path, self.column_types[path]) for path in self.sweep.params]
+        known = {field.name for field in fields}
+        kinds: dict[str, set[pa.DataType]] = {}
+        for row in rows:
+            for name, value in row.items():
+                if name not in known and value is not None:
+                    kinds.setdefault(name, set()).add(_metric_type(value))
+        for row in rows:  # metrics in the order the runs report them
+            for name in row:
+                if name not in known:
+                    found = kinds.get(name, {pa.float64()})  # null in every run
+                    fields.append(pa.field(name, next(iter(found)) if len(found) == 1
+                                           else pa.string()))
+                    known.add(name)
+        return pa.schema(fields)
 
 
 def _param_types(sweep: Sweep) -> dict[str, pa.DataType]:
@@ -292,11 +313,9 @@ def _param_value(value: Any, kind: pa.DataType) -> Any:
 
 
 def _metric_type(value: Any) -> pa.DataType:
-    if value is None:
-        return pa.null()  # takes the type of the other runs' values when gathered
     if isinstance(value, bool):
         return pa.bool_()
-    if isinstance(value, float):
+    if isinstance(value, float | int):
         return pa.float64()
     return pa.string()
 
@@ -328,13 +347,16 @@ class Progress:
 
 def _local(specs: list[RunSpec], workers: int, events_dir: str | None
            ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Runs on `workers` local processes (spawned: a fresh interpreter each, nothing
-    inherited), at most two per worker in flight. A worker that dies takes down the pool:
-    the runs in flight go to a new pool, each at most `ATTEMPTS` times, then count as
-    failed."""
+    """Runs on `workers` local processes, at most two per worker in flight. Workers fork
+    from a server process that imported the engine once (`forkserver`): they start fast and
+    inherit none of the caller's state or threads. (As with any multiprocessing, a script
+    that runs a sweep guards it with ``if __name__ == "__main__":``.) A worker that dies
+    takes down the pool: the runs in flight go to a new pool, each at most `ATTEMPTS` times,
+    then count as failed."""
     pending = list(reversed(specs))
     attempts: dict[str, int] = {}
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["market.experiment", "market.engine", "agents.populate"])
     while pending:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             running: dict[Any, RunSpec] = {}

@@ -256,14 +256,15 @@ def _children(pid: int) -> list[int]:
 
 
 def _workers(pid: int) -> list[int]:
+    """Worker processes of the sweep `pid`: the children of its fork server."""
     found = []
     for child in _children(pid):
         try:
             command = Path(f"/proc/{child}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"spawn_main" in command:
-            found.append(child)
+        if b"forkserver" in command:
+            found += _children(child)
     return found
 
 
@@ -292,7 +293,7 @@ def test_a_killed_worker_loses_nothing_and_duplicates_nothing(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "sweep", str(path), "--out",
                                 str(out), "--workers", "2"], stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: len(list((out / "parts").glob("*.run.parquet"))) >= 1
+    _wait_for(lambda: len(list((out / "parts").glob("*.json"))) >= 1
               and _workers(process.pid), "a first finished run")
     os.kill(_workers(process.pid)[0], signal.SIGKILL)  # mid-run: both workers are busy
     _, stderr = process.communicate(timeout=600)
@@ -312,11 +313,11 @@ def test_resume_after_the_whole_sweep_is_killed(tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "api.cli", "sweep", str(path), "--out",
                                 str(out), "--workers", "2"], stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    _wait_for(lambda: len(list((out / "parts").glob("*.run.parquet"))) >= 2,
+    _wait_for(lambda: len(list((out / "parts").glob("*.json"))) >= 2,
               "two finished runs")
     os.killpg(process.pid, signal.SIGKILL)  # the sweep and its workers, mid-run
     process.wait(timeout=60)
-    finished = {p.name for p in (out / "parts").glob("*.run.parquet")}
+    finished = {p.name for p in (out / "parts").glob("*.json")}
     assert 2 <= len(finished) < 10
     done = cli("sweep", str(path), "--out", str(out), "--resume", "--workers", "2")
     assert done.returncode == 0, done.stderr
@@ -328,3 +329,35 @@ def test_resume_after_the_whole_sweep_is_killed(tmp_path):
     assert comparable(out) == comparable(clean)
     manifest = json.loads((out / "sweep.json").read_text())
     assert len(manifest["sessions"]) == 2
+
+
+def test_report_prints_intervals_and_writes_html_and_results_load_in_one_line(tmp_path):
+    import duckdb
+    import pandas as pd
+
+    path = sweep_file(tmp_path, TWO_POINTS)
+    out = tmp_path / "out"
+    assert cli("sweep", str(path), "--out", str(out), "--workers", "2").returncode == 0
+    done = cli("report", str(out), "--metric", "fill_rate", "--metric", "platform_revenue_usd",
+               env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr
+    assert "6 runs, 0 failed" in done.stdout and "±" in done.stdout
+    assert (out / "report.html").is_file() and list((out / "report").glob("*.png"))
+    # the README's one-liners
+    runs = pd.read_parquet(out / "runs.parquet")
+    assert list(runs["market.take_rate"]) == [0.05] * 3 + [0.3] * 3
+    means = duckdb.sql(f"""SELECT "market.take_rate", avg(fill_rate) FROM
+                          '{out / "runs.parquet"}' GROUP BY 1 ORDER BY 1""").fetchall()
+    assert [row[0] for row in means] == [0.05, 0.3]
+    bad = cli("report", str(out), "--metric", "fill_rat")
+    assert bad.returncode == 2 and "fill_rat" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_the_readme_sweep_file_is_valid(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[grid]" in b]
+    sweep = load_sweep(sweep_file(tmp_path, block, small=False))
+    assert len(sweep.points) == 2 * 5 and len(sweep.runs()) == 40
+    assert sweep.fixed == {"duration_days": 2}

@@ -1,0 +1,425 @@
+"""Sweep results as numbers: read a sweep's output directory and summarize its runs per
+parameter combination, with Student's t confidence intervals of the mean.
+
+A sweep directory holds `runs.parquet` (one row per run: bookkeeping, the swept parameters by
+dotted path, then the run's summary metrics flattened with "."), `timeseries.parquet` (each
+run's hourly price index and utilization per GPU model) and `sweep.json` (the manifest: name,
+swept parameters in sweep order, number of runs). Everything here is plain data for a terminal
+table or a report; nothing here draws.
+
+Replications of a point are independent draws, so the interval of a point's mean is
+`mean ± t(0.975, n − 1) · sd / √n`:
+
+>>> e = estimate([1.0, 2.0, 3.0])
+>>> e.n, e.mean, e.sd, round(e.half_width, 4)
+(3, 2.0, 1.0, 2.4841)
+>>> format_estimate(e)
+'2 ± 2.484'
+>>> math.isnan(estimate([5.0]).half_width)   # one run says nothing about the spread
+True
+>>> group_label({"market.mechanism": "first_price", "market.take_rate": 0.1})
+'market.mechanism=first_price, market.take_rate=0.1'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+CONFIDENCE = 0.95
+"""Coverage of every interval here: two-sided, Student's t."""
+
+BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
+"""Columns of runs.parquet that describe the run, not the market."""
+
+DEFAULT_METRICS = ("fill_rate", "tenant_savings_vs_list", "allocative_efficiency",
+                   "platform_revenue_usd", "time_to_lease_s.median")
+"""Headline metrics, summarized when the user names none (those the sweep has)."""
+
+_REQUIRED = ("run_id", "point", "replication", "status")
+_MAKE_IT = "run `gpumarket sweep FILE --out {dir}` first"
+
+
+class ReportError(ValueError):
+    """A sweep directory, metric or parameter name a user got wrong: one line naming it."""
+
+
+# ----------------------------------------------------------------------------- loading
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep's results, read from its output directory.
+
+    `runs` has one row per run (see the module docstring); `params` are the swept columns in
+    sweep order. The timeseries is read on first use: terminal tables never need it.
+    """
+
+    directory: Path
+    runs: pa.Table
+    manifest: dict[str, Any]
+    params: tuple[str, ...]
+    _cache: dict[str, pa.Table] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.directory.name)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask over `runs`: True where the run finished with status "ok"."""
+        if not len(self.runs):  # its columns may not even exist yet
+            return np.zeros(0, dtype=bool)
+        return np.asarray(pc.fill_null(pc.equal(self.runs["status"], "ok"), False))
+
+    @property
+    def failed(self) -> int:
+        """How many runs failed."""
+        return len(self.runs) - int(self.ok.sum())
+
+    def timeseries(self) -> pa.Table:
+        """timeseries.parquet (read once): run_id, point, replication, time_s (sim_seconds),
+        gpu_model, price_index_usd_per_gpu_hour (NaN in an hour without a lease), leases,
+        utilization (0..1)."""
+        if "timeseries" not in self._cache:
+            path = self.directory / "timeseries.parquet"
+            if not path.is_file():
+                raise ReportError(f"{self.directory}: no timeseries.parquet; "
+                                  + _MAKE_IT.format(dir=self.directory))
+            self._cache["timeseries"] = _read_parquet(path)
+        return self._cache["timeseries"]
+
+
+def load_sweep(directory: str | Path) -> Sweep:
+    """Read a sweep's output directory. Raises ReportError (one line) when it is not one."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        raise ReportError(f"{directory}: no such directory; expected a sweep's output "
+                          f"directory ({_MAKE_IT.format(dir=directory)})")
+    for name in ("runs.parquet", "sweep.json"):
+        if not (folder / name).is_file():
+            raise ReportError(f"{directory}: no {name}; {_MAKE_IT.format(dir=directory)}")
+    try:
+        manifest = json.loads((folder / "sweep.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportError(f"{folder / 'sweep.json'}: not readable JSON: "
+                          f"{_first_line(error)}") from None
+    params = manifest.get("params", []) if isinstance(manifest, dict) else None
+    if not isinstance(params, list) or not all(isinstance(p, str) for p in params):
+        raise ReportError(f"{folder / 'sweep.json'}: expected a JSON object whose \"params\" "
+                          "is a list of column names")
+    runs = _read_parquet(folder / "runs.parquet")
+    missing = [c for c in (*_REQUIRED, *params) if c not in runs.column_names]
+    if missing and len(runs):  # a sweep stopped before its first run has no columns yet
+        raise ReportError(f"{folder / 'runs.parquet'}: no column {missing[0]!r}; "
+                          "expected the runs table a sweep writes")
+    return Sweep(folder, runs, manifest, tuple(params))
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise ReportError(f"{path}: not a readable Parquet file: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+# ----------------------------------------------------------------------------- names
+
+def metric_names(sweep: Sweep) -> list[str]:
+    """The numeric metric columns of the runs table, in its column order (bookkeeping,
+    parameters and non-numeric columns such as `scenario` or `money_conserved` excluded)."""
+    skip = {*BOOKKEEPING, *sweep.params}
+    return [f.name for f in sweep.runs.schema
+            if f.name not in skip and _is_numeric(f.type)]
+
+
+def resolve_metrics(sweep: Sweep, metrics: Iterable[str] | None = None) -> list[str]:
+    """The metrics to summarize: `metrics` checked against the sweep, or by default those of
+    DEFAULT_METRICS it has (all of its metrics if it has none of them)."""
+    valid = metric_names(sweep)
+    if metrics is None:
+        return [m for m in DEFAULT_METRICS if m in valid] or valid
+    return _checked(list(dict.fromkeys(metrics)), valid, "metric")
+
+
+def resolve_params(sweep: Sweep, by: Iterable[str] | None = None) -> list[str]:
+    """The parameters to group by: `by` checked against the swept ones, in sweep order, or by
+    default all of them. An empty `by` pools every run into one group."""
+    if by is None:
+        return list(sweep.params)
+    chosen = _checked(list(dict.fromkeys(by)), list(sweep.params), "parameter")
+    return [p for p in sweep.params if p in chosen]
+
+
+def _checked(names: list[str], valid: list[str], kind: str) -> list[str]:
+    what = "a swept parameter" if kind == "parameter" else "a numeric metric"
+    for name in names:
+        if name not in valid:
+            raise ReportError(f"{kind} {name!r}: not {what} of this sweep; expected one of: "
+                              f"{', '.join(valid) or '(none)'}")
+    return names
+
+
+def _is_numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
+
+
+def is_numeric_param(sweep: Sweep, param: str) -> bool:
+    """True when the parameter's values are numbers (a numeric axis, not categories)."""
+    return _is_numeric(sweep.runs.schema.field(param).type)
+
+
+# ----------------------------------------------------------------------------- estimates
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """The mean of `n` values, their standard deviation (n − 1 in the denominator) and the
+    half-width of the 95% confidence interval of the mean (NaN when n < 2)."""
+
+    n: int
+    mean: float
+    sd: float
+    half_width: float
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def estimate(values: Sequence[float] | np.ndarray) -> Estimate:
+    """Mean and 95% t interval of `values`; NaNs (missing values) are left out."""
+    data = np.asarray(values, dtype=float)
+    data = data[~np.isnan(data)]
+    n = int(data.size)
+    mean = float(data.mean()) if n else math.nan
+    sd = float(data.std(ddof=1)) if n > 1 else math.nan
+    return Estimate(n, mean, sd, float(half_widths(np.array([sd]), np.array([n]))[0]))
+
+
+def half_widths(sd: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Half-widths `t(0.975, n − 1) · sd / √n` of 95% intervals of means, elementwise; NaN
+    where n < 2."""
+    from scipy import stats  # here, not at the top: it takes most of a second to import
+
+    n = np.asarray(n, dtype=float)
+    enough = n >= 2
+    t = stats.t.ppf(0.5 + CONFIDENCE / 2, np.where(enough, n - 1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(enough, t * np.asarray(sd, dtype=float) / np.sqrt(n), math.nan)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """One combination of the grouping parameters and its metrics over its OK runs.
+
+    `values` maps each grouping parameter to its value (None where a point left it at the
+    base scenario's); `points` are the sweep points pooled here; `runs` counts OK runs and
+    `failed` failed ones; `metrics` maps a metric name to its Estimate (whose `n` can be below
+    `runs` where a run has no value for it).
+    """
+
+    values: dict[str, Any]
+    points: tuple[int, ...]
+    runs: int
+    failed: int
+    metrics: dict[str, Estimate]
+
+    @property
+    def label(self) -> str:
+        return group_label(self.values)
+
+
+def summarize(sweep: Sweep, metrics: Iterable[str] | None = None,
+              by: Iterable[str] | None = None) -> list[GroupSummary]:
+    """Each combination of the `by` parameters that has OK runs, in sweep order (by its first
+    point), with every metric's mean and 95% interval over those runs. Parameters not in `by`
+    are pooled. Raises ReportError for a name the sweep does not have."""
+    names = resolve_metrics(sweep, metrics)
+    params = resolve_params(sweep, by)
+    ok = sweep.ok
+    columns = {name: _floats(sweep.runs[name]) for name in names}
+    points = sweep.runs["point"].to_numpy() if len(sweep.runs) else np.zeros(0, int)
+    result = []
+    for values, rows in _groups(sweep, params):
+        good = rows[ok[rows]]
+        if good.size == 0:
+            continue
+        result.append(GroupSummary(
+            values, tuple(int(p) for p in np.unique(points[rows])), int(good.size),
+            int(rows.size - good.size),
+            {name: estimate(column[good]) for name, column in columns.items()}))
+    return result
+
+
+def _groups(sweep: Sweep, params: list[str]) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """Rows of the runs table per combination of `params`, ordered by the combination's
+    first point among OK runs (combinations without OK runs last)."""
+    if not len(sweep.runs):
+        return []
+    keys = list(zip(*(sweep.runs[p].to_pylist() for p in params), strict=True)) if params \
+        else [()] * len(sweep.runs)
+    rows: dict[tuple[Any, ...], list[int]] = {}
+    for index, key in enumerate(keys):
+        rows.setdefault(key, []).append(index)
+    points = sweep.runs["point"].to_numpy()
+    ok = sweep.ok
+
+    def first_point(indices: np.ndarray) -> float:
+        good = indices[ok[indices]]
+        return float(points[good].min()) if good.size else math.inf
+
+    groups = [(dict(zip(params, key, strict=True)), np.array(indices))
+              for key, indices in rows.items()]
+    return sorted(groups, key=lambda group: first_point(group[1]))
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as float64, missing values as NaN."""
+    return np.asarray(pc.fill_null(pc.cast(column, pa.float64()), math.nan), dtype=float)
+
+
+# ----------------------------------------------------------------------------- time series
+
+@dataclass(frozen=True, eq=False)
+class PriceSeries:
+    """One combination's hourly price index and utilization on one GPU model, averaged over
+    its OK runs. Arrays are aligned on `time_s`.
+
+    time_s: sim_seconds, as in timeseries.parquet (the moment each hour was closed).
+    runs: how many runs had a lease, hence a price index, in that hour.
+    price_usd_per_gpu_hour: mean price index over those runs (NaN when none had one).
+    half_width: of its 95% t interval, usd_per_gpu_hour (NaN below two runs).
+    utilization: mean share of the model's GPUs leased, 0..1, over all the runs.
+    """
+
+    values: dict[str, Any]
+    gpu_model: str
+    time_s: np.ndarray
+    runs: np.ndarray
+    price_usd_per_gpu_hour: np.ndarray
+    half_width: np.ndarray
+    utilization: np.ndarray
+
+    @property
+    def label(self) -> str:
+        return group_label(self.values)
+
+
+def summarize_timeseries(sweep: Sweep, by: Iterable[str] | None = None,
+                         gpu_model: str | None = None) -> list[PriceSeries]:
+    """One PriceSeries per combination of the `by` parameters (in sweep order) and GPU model
+    (in order of first appearance), over OK runs; `gpu_model` keeps one model. Raises
+    ReportError for an unknown parameter or model, or a sweep without timeseries.parquet."""
+    params = resolve_params(sweep, by)
+    table = sweep.timeseries()
+    if len(table):  # a sweep stopped before its first run may leave the file empty
+        ok_ids = sweep.runs.filter(pa.array(sweep.ok))["run_id"]
+        table = table.filter(pc.is_in(table["run_id"], value_set=ok_ids.combine_chunks()))
+    names = pc.unique(table["gpu_model"]).to_pylist() if len(table) else []
+    if gpu_model is not None:
+        if gpu_model not in names:
+            raise ReportError(f"gpu model {gpu_model!r}: not in this sweep's timeseries; "
+                              f"expected one of: {', '.join(names) or '(none)'}")
+        table, names = table.filter(pc.equal(table["gpu_model"], gpu_model)), [gpu_model]
+    ok = sweep.ok
+    groups = [(values, rows) for values, rows in _groups(sweep, params) if ok[rows].any()]
+    if not len(table) or not groups:
+        return []
+    # Each point belongs to exactly one combination, so a lookup by point labels every row.
+    run_points = sweep.runs["point"].to_numpy()
+    point_group = np.full(int(run_points.max()) + 1, -1)
+    for index, (_, rows) in enumerate(groups):
+        point_group[run_points[rows]] = index
+    model = pc.index_in(table["gpu_model"], value_set=pa.array(names)).to_numpy()
+    key = point_group[table["point"].to_numpy()] * len(names) + model
+    time_s = _floats(table["time_s"])
+    price = _floats(table["price_index_usd_per_gpu_hour"])
+    utilization = _floats(table["utilization"])
+    order = np.argsort(key, kind="stable")
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    result = []
+    for chunk in np.split(order, bounds):
+        group, which = divmod(int(key[chunk[0]]), len(names))
+        result.append(_series(groups[group][0], names[which], time_s[chunk], price[chunk],
+                              utilization[chunk]))
+    return result
+
+
+def _series(values: dict[str, Any], model: str, time_s: np.ndarray, price: np.ndarray,
+            utilization: np.ndarray) -> PriceSeries:
+    times, at = np.unique(time_s, return_inverse=True)
+    mean, n = _means(price, at, times.size)
+    has = ~np.isnan(price)
+    squares = np.bincount(at[has], (price[has] - mean[at[has]]) ** 2, minlength=times.size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sd = np.where(n >= 2, np.sqrt(squares / (n - 1)), math.nan)
+    return PriceSeries(values, model, times, n, mean, half_widths(sd, n),
+                       _means(utilization, at, times.size)[0])
+
+
+def _means(values: np.ndarray, at: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean of `values` (bin index `at`) ignoring NaNs, and the count behind it."""
+    has = ~np.isnan(values)
+    n = np.bincount(at[has], minlength=size)
+    total = np.bincount(at[has], values[has], minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / n, math.nan), n
+
+
+# ----------------------------------------------------------------------------- display
+
+def format_value(value: Any) -> str:
+    """A parameter value as people read it; None (left at the base scenario) as "(base)"."""
+    if value is None:
+        return "(base)"
+    if isinstance(value, float):
+        return f"{value:.10g}"  # drops float noise (0.30000000000000004) but keeps digits
+    return str(value)
+
+
+def group_label(values: dict[str, Any]) -> str:
+    """"path=value, ..." for a combination of parameters; "all runs" when there are none."""
+    return ", ".join(f"{path}={format_value(v)}" for path, v in values.items()) or "all runs"
+
+
+def format_number(x: float) -> str:
+    """A metric value in a table: thousands grouped from 1,000 up, else 4 significant
+    digits; "—" for NaN."""
+    if not math.isfinite(x):
+        return "—" if math.isnan(x) else str(x)
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def format_estimate(e: Estimate) -> str:
+    """"mean ± half-width" of an Estimate; "mean (n=1)" for one run; "—" for none."""
+    if e.n == 0:
+        return "—"
+    if e.n == 1:
+        return f"{format_number(e.mean)} (n=1)"
+    return f"{format_number(e.mean)} ± {format_number(e.half_width)}"
+
+
+__all__ = [
+    "BOOKKEEPING", "CONFIDENCE", "DEFAULT_METRICS", "Estimate", "GroupSummary", "PriceSeries",
+    "ReportError", "Sweep", "estimate", "format_estimate", "format_number", "format_value",
+    "group_label", "half_widths", "is_numeric_param", "load_sweep", "metric_names",
+    "resolve_metrics", "resolve_params", "summarize", "summarize_timeseries",
+]

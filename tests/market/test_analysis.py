@@ -1,0 +1,357 @@
+"""Sweep analysis and report on small hand-made sweep directories.
+
+Each test writes runs.parquet, timeseries.parquet and sweep.json the way a sweep does, with
+values chosen so every mean and interval can be worked out independently (scipy's own t
+interval, numpy on the pooled values) and compared with what `market.analysis` says.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+from market.analysis import (
+    ReportError,
+    format_estimate,
+    group_label,
+    load_sweep,
+    metric_names,
+    summarize,
+    summarize_timeseries,
+)
+from market.report_html import MAX_METRIC_PLOTS, write_report
+
+MECHANISM, TAKE_RATE = "market.mechanism", "market.take_rate"
+PARAMS = [MECHANISM, TAKE_RATE]
+POINTS = [("first_price", 0.0), ("first_price", 0.1), ("second_price", 0.0),
+          ("second_price", 0.1)]
+# fill_rate by point, one value per replication; None marks a failed run.
+FILL_RATE = {0: [0.50, 0.60, 0.70], 1: [0.55, 0.65, 0.90], 2: [0.40, 0.45, 0.47],
+             3: [0.30, 0.34, None]}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def run_row(point: int, replication: int, params: dict[str, Any],
+            metrics: dict[str, Any] | None) -> dict[str, Any]:
+    """One runs.parquet row; `metrics` None makes it a failed run."""
+    return {"run_id": f"r{point}-{replication}", "point": point, "replication": replication,
+            "seed": 100 + replication, "status": "ok" if metrics is not None else "failed",
+            "error": None if metrics is not None else "ValueError: boom",
+            "elapsed_s": 0.5, **params, **(metrics or {})}
+
+
+def write_sweep(folder: Path, rows: list[dict[str, Any]], params: list[str],
+                metrics: dict[str, pa.DataType], param_types: dict[str, pa.DataType],
+                series: list[dict[str, Any]] | None = None) -> Path:
+    """A sweep output directory holding `rows` (and `series`, if given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("run_id", pa.string()), ("point", pa.int32()),
+                        ("replication", pa.int32()), ("seed", pa.int64()),
+                        ("status", pa.string()), ("error", pa.string()),
+                        ("elapsed_s", pa.float64()),
+                        *((p, param_types[p]) for p in params), *metrics.items()])
+    full = [{name: row.get(name) for name in schema.names} for row in rows]
+    pq.write_table(pa.Table.from_pylist(full, schema=schema), folder / "runs.parquet")
+    if series is not None:
+        pq.write_table(pa.Table.from_pylist(series, schema=pa.schema([
+            ("run_id", pa.string()), ("point", pa.int32()), ("replication", pa.int32()),
+            ("time_s", pa.float64()), ("gpu_model", pa.string()),
+            ("price_index_usd_per_gpu_hour", pa.float64()), ("leases", pa.int64()),
+            ("utilization", pa.float64())])), folder / "timeseries.parquet")
+    (folder / "sweep.json").write_text(json.dumps(
+        {"name": "demo", "params": params, "runs": len(rows)}), encoding="utf-8")
+    return folder
+
+
+def demo_rows(mechanisms: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The demo sweep's runs, replication-major as a sweep runs them."""
+    rows = []
+    for replication in range(3):
+        for point, (mechanism, take_rate) in enumerate(POINTS):
+            fill = FILL_RATE[point][replication]
+            metrics = None if fill is None else {
+                "fill_rate": fill, "platform_revenue_usd": 1000.0 * (point + 1) + replication,
+                "orders_filled": 10 * point + replication, "money_conserved": True,
+                "scenario": "default"}
+            mechanism = (mechanisms or {}).get(mechanism, mechanism)
+            rows.append(run_row(point, replication,
+                                {MECHANISM: mechanism, TAKE_RATE: take_rate}, metrics))
+    return rows
+
+
+DEMO_METRICS = {"fill_rate": pa.float64(), "platform_revenue_usd": pa.float64(),
+                "orders_filled": pa.int64(), "money_conserved": pa.bool_(),
+                "scenario": pa.string()}
+DEMO_PARAM_TYPES = {MECHANISM: pa.string(), TAKE_RATE: pa.float64()}
+
+
+def demo_series() -> list[dict[str, Any]]:
+    """Two hours of h100 prices per OK run: hour 0 priced in every run, hour 1 only in
+    replication 0 (the others leased nothing then)."""
+    rows = []
+    for run in demo_rows():
+        if run["status"] != "ok":
+            continue
+        for hour in range(2):
+            priced = hour == 0 or run["replication"] == 0
+            rows.append({"run_id": run["run_id"], "point": run["point"],
+                         "replication": run["replication"], "time_s": 3600.0 * hour,
+                         "gpu_model": "h100",
+                         "price_index_usd_per_gpu_hour":
+                             1.0 + run["point"] + 0.5 * run["replication"] if priced
+                             else math.nan,
+                         "leases": int(priced), "utilization": 0.1 * (run["replication"] + 1)})
+    return rows
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Path:
+    return write_sweep(tmp_path / "sweep", demo_rows(), PARAMS, DEMO_METRICS, DEMO_PARAM_TYPES,
+                       demo_series())
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """scipy's 95% t interval of the mean, computed apart from the code under test."""
+    data = np.array(values)
+    return stats.t.interval(0.95, data.size - 1, loc=data.mean(), scale=stats.sem(data))
+
+
+# ----------------------------------------------------------------------------- summaries
+
+def test_intervals_match_scipy_per_point(demo: Path) -> None:
+    groups = summarize(load_sweep(demo), ["fill_rate"])
+    assert [tuple(g.values.values()) for g in groups] == POINTS
+    for point, group in enumerate(groups):
+        values = [v for v in FILL_RATE[point] if v is not None]
+        e = group.metrics["fill_rate"]
+        low, high = t_interval(values)
+        assert e.n == len(values) and group.points == (point,)
+        assert e.mean == pytest.approx(np.mean(values))
+        assert e.sd == pytest.approx(np.std(values, ddof=1))
+        assert (e.low, e.high) == pytest.approx((low, high))
+
+
+def test_grouping_by_some_params_pools_the_others(demo: Path) -> None:
+    groups = summarize(load_sweep(demo), ["fill_rate"], by=[MECHANISM])
+    assert [g.values for g in groups] == [{MECHANISM: "first_price"},
+                                          {MECHANISM: "second_price"}]
+    for group, points in zip(groups, [(0, 1), (2, 3)], strict=True):
+        pooled = [v for p in points for v in FILL_RATE[p] if v is not None]
+        assert group.points == points
+        assert group.runs == group.metrics["fill_rate"].n == len(pooled)
+        assert (group.metrics["fill_rate"].low, group.metrics["fill_rate"].high) == \
+            pytest.approx(t_interval(pooled))
+
+
+def test_grouping_by_nothing_pools_every_run(demo: Path) -> None:
+    (group,) = summarize(load_sweep(demo), ["fill_rate"], by=[])
+    assert group.values == {} and group.label == "all runs"
+    assert group.runs == 11 and group.failed == 1
+
+
+def test_failed_runs_are_counted_not_averaged(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    groups = summarize(sweep, ["fill_rate", "platform_revenue_usd"])
+    assert sweep.failed == 1
+    assert [g.failed for g in groups] == [0, 0, 0, 1]
+    last = groups[3]
+    assert last.runs == 2
+    assert last.metrics["fill_rate"].mean == pytest.approx(0.32)
+    assert last.metrics["platform_revenue_usd"].mean == pytest.approx(4000.5)
+
+
+def test_combination_without_ok_runs_is_left_out(tmp_path: Path) -> None:
+    rows = [run_row(0, 0, {MECHANISM: "a"}, {"fill_rate": 0.5}),
+            run_row(1, 0, {MECHANISM: "b"}, None)]
+    folder = write_sweep(tmp_path, rows, [MECHANISM], {"fill_rate": pa.float64()},
+                         DEMO_PARAM_TYPES)
+    sweep = load_sweep(folder)
+    assert [g.values for g in summarize(sweep)] == [{MECHANISM: "a"}]
+    assert sweep.failed == 1
+
+
+def test_one_run_has_no_interval(tmp_path: Path) -> None:
+    rows = [run_row(0, 0, {MECHANISM: "a"}, {"fill_rate": 0.5})]
+    folder = write_sweep(tmp_path, rows, [MECHANISM], {"fill_rate": pa.float64()},
+                         DEMO_PARAM_TYPES)
+    (group,) = summarize(load_sweep(folder))
+    e = group.metrics["fill_rate"]
+    assert e.n == 1 and e.mean == 0.5
+    assert math.isnan(e.half_width) and math.isnan(e.sd)
+    assert format_estimate(e) == "0.5 (n=1)"
+
+
+def test_null_metric_values_are_not_counted(tmp_path: Path) -> None:
+    rows = [run_row(0, r, {MECHANISM: "a"}, {"fill_rate": v})
+            for r, v in enumerate([0.2, None, 0.4])]
+    folder = write_sweep(tmp_path, rows, [MECHANISM], {"fill_rate": pa.float64()},
+                         DEMO_PARAM_TYPES)
+    (group,) = summarize(load_sweep(folder))
+    assert group.runs == 3 and group.metrics["fill_rate"].n == 2
+    assert group.metrics["fill_rate"].mean == pytest.approx(0.3)
+
+
+def test_metric_names_are_the_numeric_summary_columns(demo: Path) -> None:
+    assert metric_names(load_sweep(demo)) == ["fill_rate", "platform_revenue_usd",
+                                              "orders_filled"]
+
+
+def test_default_metrics_skip_those_the_sweep_lacks(demo: Path) -> None:
+    (group, *_) = summarize(load_sweep(demo))
+    assert list(group.metrics) == ["fill_rate", "platform_revenue_usd"]
+
+
+@pytest.mark.parametrize(("kwargs", "bad", "valid"), [
+    ({"metrics": ["fill_rate", "nope"]}, "'nope'", "fill_rate, platform_revenue_usd"),
+    ({"metrics": ["scenario"]}, "'scenario'", "orders_filled"),
+    ({"by": ["market.nope"]}, "'market.nope'", f"{MECHANISM}, {TAKE_RATE}"),
+])
+def test_unknown_name_is_one_line_naming_it(demo: Path, kwargs: dict[str, Any], bad: str,
+                                            valid: str) -> None:
+    with pytest.raises(ReportError) as caught:
+        summarize(load_sweep(demo), **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert bad in message and valid in message
+
+
+def test_group_label() -> None:
+    assert group_label({MECHANISM: "first_price", TAKE_RATE: 0.1}) == \
+        "market.mechanism=first_price, market.take_rate=0.1"
+    assert group_label({TAKE_RATE: None}) == "market.take_rate=(base)"
+
+
+# ----------------------------------------------------------------------------- loading
+
+def test_missing_directory_or_files_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="no such directory"):
+        load_sweep(tmp_path / "absent")
+    with pytest.raises(ReportError, match=r"no runs\.parquet; run `gpumarket sweep"):
+        load_sweep(tmp_path)
+    pq.write_table(pa.table({"run_id": ["x"]}), tmp_path / "runs.parquet")
+    with pytest.raises(ReportError, match=r"no sweep\.json"):
+        load_sweep(tmp_path)
+    (tmp_path / "sweep.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ReportError, match=r"sweep\.json: not readable JSON"):
+        load_sweep(tmp_path)
+
+
+def test_missing_timeseries_is_reported_when_needed(demo: Path) -> None:
+    (demo / "timeseries.parquet").unlink()
+    sweep = load_sweep(demo)
+    assert summarize(sweep)  # the runs alone are enough for the table
+    with pytest.raises(ReportError, match=r"no timeseries\.parquet"):
+        summarize_timeseries(sweep)
+
+
+# ----------------------------------------------------------------------------- time series
+
+def test_price_index_mean_and_interval_per_hour(demo: Path) -> None:
+    series = summarize_timeseries(load_sweep(demo), by=[MECHANISM])
+    assert [(s.values, s.gpu_model) for s in series] == [
+        ({MECHANISM: "first_price"}, "h100"), ({MECHANISM: "second_price"}, "h100")]
+    first = series[0]
+    # Hour 0: points 0 and 1, replications 0-2, price 1 + point + 0.5 replication.
+    hour0 = [1.0 + p + 0.5 * r for p in (0, 1) for r in range(3)]
+    assert first.time_s.tolist() == [0.0, 3600.0]
+    assert first.runs.tolist() == [6, 2]
+    assert first.price_usd_per_gpu_hour[0] == pytest.approx(np.mean(hour0))
+    low, high = t_interval(hour0)
+    assert first.half_width[0] == pytest.approx((high - low) / 2)
+    # Hour 1 is priced only in replication 0 of points 0 and 1 (prices 1 and 2); the NaNs of
+    # the other runs are left out of the price but their utilization still counts.
+    assert first.price_usd_per_gpu_hour[1] == pytest.approx(1.5)
+    assert first.utilization.tolist() == pytest.approx([0.2, 0.2])
+    # The failed run of point 3 has no rows; second_price pools five OK runs.
+    assert series[1].runs.tolist() == [5, 2]
+
+
+def test_price_index_of_one_model_and_unknown_model(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    assert len(summarize_timeseries(sweep, gpu_model="h100")) == 4
+    with pytest.raises(ReportError, match=r"'a100'.*expected one of: h100"):
+        summarize_timeseries(sweep, gpu_model="a100")
+
+
+def test_price_index_with_one_run_has_no_interval(tmp_path: Path) -> None:
+    rows = [run_row(0, 0, {MECHANISM: "a"}, {"fill_rate": 0.5})]
+    series = [{"run_id": "r0-0", "point": 0, "replication": 0, "time_s": 0.0,
+               "gpu_model": "h100", "price_index_usd_per_gpu_hour": 2.0, "leases": 1,
+               "utilization": 0.5}]
+    folder = write_sweep(tmp_path, rows, [MECHANISM], {"fill_rate": pa.float64()},
+                         DEMO_PARAM_TYPES, series)
+    (only,) = summarize_timeseries(load_sweep(folder))
+    assert only.price_usd_per_gpu_hour.tolist() == [2.0]
+    assert math.isnan(only.half_width[0])
+
+
+# ----------------------------------------------------------------------------- report
+
+def image_sources(page: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', page)
+
+
+def test_report_is_self_contained_with_valid_pngs(tmp_path: Path) -> None:
+    folder = write_sweep(tmp_path / "sweep", demo_rows({"second_price": "<b>bold</b>"}),
+                         PARAMS, DEMO_METRICS, DEMO_PARAM_TYPES, demo_series())
+    path = write_report(load_sweep(folder), folder)
+    assert path == folder / "report.html"
+    page = path.read_text("utf-8")
+    sources = image_sources(page)
+    # 2 default metrics × 2 params, and one price figure for the one GPU model.
+    assert len(sources) == 5
+    for source in sources:
+        assert (folder / source).read_bytes()[:8] == PNG_SIGNATURE
+    assert "http://" not in page and "https://" not in page
+    assert "<b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "12 runs, 1 failed" in page
+    assert "ValueError: boom" in page
+
+
+def test_report_bounds_its_figures_and_says_so(tmp_path: Path) -> None:
+    metrics = {f"m{i}": pa.float64() for i in range(7)}
+    rows = [run_row(point, r, {MECHANISM: mechanism, TAKE_RATE: rate},
+                    {name: float(point + r + i) for i, name in enumerate(metrics)})
+            for r in range(2) for point, (mechanism, rate) in enumerate(POINTS)]
+    folder = write_sweep(tmp_path, rows, PARAMS, metrics, DEMO_PARAM_TYPES)
+    page = write_report(load_sweep(folder), folder, metrics=list(metrics)).read_text("utf-8")
+    assert len(image_sources(page)) == MAX_METRIC_PLOTS
+    assert f"first {MAX_METRIC_PLOTS} of 14" in page
+    assert "no timeseries.parquet" in page  # drawn without the price figures, and says so
+
+
+def test_report_rejects_unknown_names_before_writing(demo: Path) -> None:
+    with pytest.raises(ReportError, match="'nope'"):
+        write_report(load_sweep(demo), demo, metrics=["nope"])
+    assert not (demo / "report.html").exists()
+
+
+def test_importing_the_report_leaves_matplotlib_state_alone() -> None:
+    code = ("import sys, matplotlib; before = matplotlib.rcParams._get('backend'); "
+            "import market.report_html; "
+            "assert 'matplotlib.pyplot' not in sys.modules; "
+            "assert matplotlib.rcParams._get('backend') == before")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_report_grouped_by_one_param_says_so(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    write_report(sweep, demo)
+    page = write_report(sweep, demo, by=[TAKE_RATE]).read_text("utf-8")
+    assert "grouped by: market.take_rate" in page
+    # 2 default metrics × 1 param, and the price figure; the earlier report's PNGs are gone.
+    assert len(image_sources(page)) == 3
+    assert len(list((demo / "report").glob("*.png"))) == 3
