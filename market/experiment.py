@@ -390,22 +390,27 @@ def _died(spec: RunSpec) -> dict[str, Any]:
             "error": f"its worker process died {ATTEMPTS} times"}
 
 
-def _dask(specs: list[RunSpec], address: str, workers: int, events_dir: str | None
-          ) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
-    """Runs on a Dask cluster: an existing one at `address`, or with "local" a LocalCluster
-    of `workers` single-threaded worker processes started for this sweep."""
-    from dask.distributed import Client, LocalCluster, as_completed
+def _connect(address: str, workers: int) -> tuple[Any, Any]:
+    """A Dask client (and the cluster it started, or None): to an existing scheduler at
+    `address`, or with "local" to a LocalCluster of `workers` single-threaded processes."""
+    from dask.distributed import Client, LocalCluster
 
-    cluster = None
     if address == "local":
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, host="127.0.0.1")
-        client = Client(cluster)
-    else:
-        try:
-            client = Client(address, timeout="10s")
-        except (OSError, TimeoutError) as error:
-            raise SweepError(f"--dask {address}: cannot reach the scheduler: {error}") from None
+        return Client(cluster), cluster
+    try:
+        return Client(address, timeout="10s"), None
+    except (OSError, TimeoutError) as error:
+        raise SweepError(f"--dask {address}: cannot reach the scheduler: {error}") from None
+
+
+def _dask(specs: list[RunSpec], client: Any, cluster: Any, workers: int,
+          events_dir: str | None) -> Iterator[tuple[RunSpec, dict[str, Any]]]:
+    """Runs on a Dask cluster through `client`; closes the client (and `cluster`) at the
+    end."""
+    from dask.distributed import as_completed
+
     try:
         in_flight = max(2 * workers, 2 * len(client.scheduler_info().get("workers", {})))
         queue = list(reversed(specs))
@@ -448,7 +453,16 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None,
     (KeyboardInterrupt), it gathers what finished before re-raising."""
     workers = workers or os.cpu_count() or 1
     output = Output(out, sweep)
-    manifest = output.open(resume)
+    # Reach the cluster first: an unreachable one leaves the output directory untouched.
+    client, cluster = _connect(dask, workers) if dask else (None, None)
+    try:
+        manifest = output.open(resume)
+    except SweepError:
+        if client is not None:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        raise
     done = output.finished() if resume else set()
     specs = [spec for spec in sweep.runs() if spec.run_id not in done]
     progress = Progress(total=len(sweep.runs()), done=len(done), skipped=len(done))
@@ -465,7 +479,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, workers: int | None = None,
     if on_progress is not None:
         on_progress(progress)
     try:
-        results = (_dask(specs, dask, workers, events_dir) if dask
+        results = (_dask(specs, client, cluster, workers, events_dir) if dask
                    else _local(specs, workers, events_dir))
         for spec, result in results:
             output.save(spec, result)

@@ -193,10 +193,20 @@ def test_reruns_match_byte_for_byte_and_a_finished_sweep_is_not_overwritten(tmp_
 
 
 def test_local_processes_and_a_dask_cluster_give_identical_results(tmp_path):
+    from dask.distributed import LocalCluster
+
     sweep = load_sweep(sweep_file(tmp_path, TWO_POINTS))
     run_sweep(sweep, tmp_path / "local", workers=2)
     run_sweep(sweep, tmp_path / "dask", workers=2, dask="local")
     assert comparable(tmp_path / "local") == comparable(tmp_path / "dask")
+    # an existing cluster, by its scheduler's address
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        run_sweep(sweep, tmp_path / "remote", dask=cluster.scheduler_address)
+    assert comparable(tmp_path / "local") == comparable(tmp_path / "remote")
+    with pytest.raises(SweepError, match=r"--dask tcp://127\.0\.0\.1:9: cannot reach"):
+        run_sweep(sweep, tmp_path / "nowhere", dask="tcp://127.0.0.1:9")
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_event_logs_hold_every_event_of_each_run(tmp_path):
