@@ -4,7 +4,6 @@ names, and `register` making a new strategy usable by name in a scenario."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -131,25 +130,18 @@ def test_registered_strategy_is_usable_by_name_in_a_scenario(scratch_registry):
         registry.load("strategies", "my_test_strategy")
 
 
-def test_an_installed_package_adds_a_strategy_by_entry_point(tmp_path):
+def test_an_installed_package_adds_a_strategy_by_entry_point(installed_strategy):
     """A package installed next to gpumarket (here: a module and its dist-info on the path,
     which is what an install leaves) is found by name, from a fresh process, in a
     tournament: the README's walkthrough, end to end."""
-    package = tmp_path / "my_package"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "strategies.py").write_text(
+    env = installed_strategy(
+        "halfway_to_list",
         "from market.strategy import PerProvider\n\n\n"
         "class HalfwayToList(PerProvider):\n"
         "    def bid(self, order, me, view):\n"
         "        ask = (me.cost_basis_usd_per_gpu_hour + view.list_price(me.gpu_model)) / 2\n"
-        "        return ask if ask <= order.max_price_usd_per_gpu_hour else None\n")
-    info = tmp_path / "my_package-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-package\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[gpumarket.strategies]\nhalfway_to_list = my_package.strategies:HalfwayToList\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+        "        return ask if ask <= order.max_price_usd_per_gpu_hour else None\n",
+        "HalfwayToList")
     done = subprocess.run(
         [sys.executable, "-m", "api.cli", "tournament", "--strategies",
          "halfway_to_list,cost_plus", "--seeds", "2", "--workers", "1", "--json",

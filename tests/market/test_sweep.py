@@ -226,23 +226,11 @@ def test_event_logs_hold_every_event_of_each_run(tmp_path):
 # ----------------------------------------------------------------------------- failures, kills
 
 
-def failing_strategy_path(tmp_path: Path) -> dict:
-    """An installed plug-in strategy that raises once the market asks it for a price."""
-    package = tmp_path / "boom"
-    package.mkdir()
-    (package / "__init__.py").write_text(
-        "class Boom:\n"
-        "    def prices(self, order, providers, view):\n"
-        "        raise RuntimeError('no price today')\n")
-    info = tmp_path / "boom-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: boom\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[gpumarket.strategies]\nboom = boom:Boom\n")
-    return {**os.environ, "PYTHONPATH": str(tmp_path)}
-
-
-def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path):
-    env = failing_strategy_path(tmp_path)
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, installed_strategy):
+    # a plug-in strategy that raises once the market asks it for a price
+    env = installed_strategy("boom", "class Boom:\n"
+                             "    def prices(self, order, providers, view):\n"
+                             "        raise RuntimeError('no price today')\n", "Boom")
     path = sweep_file(tmp_path, """
 replications = 2
 [[runs]]
