@@ -18,6 +18,7 @@ import math
 import multiprocessing
 import os
 import platform
+import shutil
 import sys
 import time
 import traceback
@@ -33,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market.recorder import _Table
 from market.sweep import RunSpec, Sweep, SweepError
 
 BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
@@ -72,8 +74,8 @@ def execute(spec: RunSpec, events_dir: str | None = None) -> dict[str, Any]:
         if out is not None:
             log.close()
             final = Path(events_dir) / spec.run_id
-            if final.exists():
-                _remove_tree(final)
+            if final.exists():  # a run made again (a failed one, resumed)
+                shutil.rmtree(final)
             os.replace(out, final)
         return {"status": "ok", "summary": flatten(result.summary),
                 "series": market.metrics.series, "error": None,
@@ -108,40 +110,23 @@ def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 class _EventLog:
-    """Every event of a run, streamed to Parquet: sequence, time, kind and the event as JSON."""
+    """Every event of a run, streamed to Parquet (the recorder's buffered table): sequence,
+    time, kind and the event as JSON."""
 
     SCHEMA = pa.schema([("seq", pa.int64()), ("time_s", pa.float64()), ("kind", pa.string()),
                         ("data", pa.string())])
 
     def __init__(self, market: Any, path: Path) -> None:
-        self.writer = pq.ParquetWriter(path, self.SCHEMA)
-        self.rows: list[tuple[int, float, str, str]] = []
+        self.table = _Table(self.SCHEMA, path)
         self.seq = 0
         market.subscribe(self.on_event)
 
     def on_event(self, event: Any) -> None:
-        self.rows.append((self.seq, event.time_s, event.kind, json.dumps(event.to_dict())))
+        self.table.append((self.seq, event.time_s, event.kind, json.dumps(event.to_dict())))
         self.seq += 1
-        if len(self.rows) >= 50_000:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            columns = list(zip(*self.rows, strict=True))
-            self.writer.write_batch(pa.RecordBatch.from_arrays(
-                [pa.array(c, type=f.type) for c, f in zip(columns, self.SCHEMA, strict=True)],
-                schema=self.SCHEMA))
-            self.rows.clear()
 
     def close(self) -> None:
-        self.flush()
-        self.writer.close()
-
-
-def _remove_tree(path: Path) -> None:
-    for child in sorted(path.rglob("*"), reverse=True):
-        child.rmdir() if child.is_dir() else child.unlink()
-    path.rmdir()
+        self.table.close()
 
 
 # ----------------------------------------------------------------------------- output
