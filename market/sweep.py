@@ -33,6 +33,7 @@ import itertools
 import json
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -146,18 +147,26 @@ class Sweep:
     def runs(self) -> list[RunSpec]:
         """Every run, replication-major: each point's first replication comes before any
         point's second, so a sweep cut short still covers every point."""
-        return [RunSpec(_run_id(scenario_hash, seed), point, replication, seed, self.base,
+        return list(self._runs)
+
+    @cached_property
+    def _runs(self) -> tuple[RunSpec, ...]:
+        return tuple(RunSpec(_run_id(scenario_hash, seed), point, replication, seed, self.base,
                         params, self.fixed)
                 for replication, seed in enumerate(self.seeds)
                 for point, (params, scenario_hash) in enumerate(
-                    zip(self.points, self._ids, strict=True))]
+                    zip(self.points, self._ids, strict=True)))
+
+    @cached_property
+    def _fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for spec in self._runs:
+            digest.update(spec.run_id.encode())
+        return digest.hexdigest()[:16]
 
     def fingerprint(self) -> str:
         """Identifies the set of runs: equal for equal sweeps, whatever their file says."""
-        digest = hashlib.sha256()
-        for spec in self.runs():
-            digest.update(spec.run_id.encode())
-        return digest.hexdigest()[:16]
+        return self._fingerprint
 
 
 def _run_id(scenario_hash: str, seed: int) -> str:
