@@ -272,9 +272,7 @@ class Metrics:
         market = self.market
         pool = market.pool
         hours = market.now / SECONDS_PER_HOUR
-        busy = pool.busy_gpu_s.copy()
-        for lease in self.open_leases.values():
-            busy[lease.provider] += lease.running_gpu_s(market.now)
+        busy = self._busy_gpu_s()
         busy_h = busy / SECONDS_PER_HOUR
         gpus = pool.capacity[:, 0].astype(float)
         # Fixed costs (capex, operations) and idle power run every hour; the marginal cost only
@@ -303,13 +301,17 @@ class Metrics:
             }
         return result
 
+    def _busy_gpu_s(self) -> np.ndarray:
+        """GPU-seconds each provider has served so far, open leases' current runs included."""
+        busy = self.market.pool.busy_gpu_s.copy()
+        for lease in self.open_leases.values():
+            busy[lease.provider] += lease.running_gpu_s(self.market.now)
+        return busy
+
     def _participation(self) -> float:
         """Share of providers that served any lease."""
-        market = self.market
-        busy = market.pool.busy_gpu_s > 0
-        for lease in self.open_leases.values():
-            busy[lease.provider] = True
-        return float(busy.mean()) if busy.size else 0.0
+        busy = self._busy_gpu_s()
+        return float((busy > 0).mean()) if busy.size else 0.0
 
     def _providers(self) -> dict[str, dict[str, float | int]]:
         """The provider figures by archetype."""
