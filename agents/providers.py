@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import ValidationError
 
 from market import registry
 from market.catalog import GpuCatalog
@@ -101,3 +102,30 @@ def add_populations(market: Market) -> None:
         except TypeError as error:
             raise ValueError(f"providers.{index}.strategy.params: {error}") from None
         market.add_providers(rows, strategy)
+
+
+def outside_provider(market: Market, name: str, archetype: str, gpu_model: str, gpus: int,
+                     wallet_usd: float) -> int:
+    """Add one provider that a person or a remote bot runs (it bids only through
+    `Market.submit_bid`): `gpus` of `gpu_model`, with its archetype's capacity per GPU and
+    costs at the middle of its electricity range. It does not fail or churn in the
+    simulation: its uptime is its owner's. Returns its provider id; raises ValueError (nothing
+    changed) on an unknown archetype or GPU model."""
+    if gpu_model not in market.catalog.ids:
+        raise ValueError(f"gpu_model: expected one of {', '.join(market.catalog.ids)}, "
+                         f"got {gpu_model!r}")
+    try:
+        population = ProviderPopulation.model_validate({
+            "name": name, "archetype": archetype, "count": 1, "gpu_mix": {gpu_model: 1.0},
+            "gpus_per_provider": (gpus, gpus), "gpu_step": 1})
+    except ValidationError as error:
+        raise ValueError(f"provider: {error.errors()[0]['msg']}") from None
+    low, high = population.electricity_usd_per_kwh
+    population = population.model_copy(update={
+        "electricity_usd_per_kwh": ((low + high) / 2, (low + high) / 2),
+        "failure_rate_per_day": 0.0, "churn_per_day": 0.0})
+    index = market.pool.add_population(name, archetype)
+    # The draws are fixed by the facts given: a stream of its own would shift nobody's.
+    (row,) = build_rows(population, index, market.catalog, np.random.default_rng(0))
+    row.name = name
+    return int(market.add_providers([row], None, wallet_usd=wallet_usd)[0])

@@ -260,6 +260,79 @@ def report(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
+    db: Annotated[Path, typer.Option(help="session log (SQLite); live markets in it resume "
+                                     "where they were")] = Path("gpumarket-sessions.db"),
+    max_markets: Annotated[int, typer.Option(help="live markets per server", min=1)] = 16,
+    max_connections: Annotated[int, typer.Option(
+        help="websocket connections per market", min=1)] = 2000,
+    max_participants: Annotated[int, typer.Option(
+        help="participants per market", min=1)] = 200,
+    max_message_bytes: Annotated[int, typer.Option(
+        help="largest HTTP body or websocket message", min=256)] = 16_384,
+    rate: Annotated[float, typer.Option(help="requests per second per token", min=0.01)] = 20.0,
+    burst: Annotated[int, typer.Option(help="requests per token in a burst", min=1)] = 40,
+    queue_frames: Annotated[int, typer.Option(
+        help="frames a websocket client may fall behind before it is cut off", min=1)] = 256,
+    history_events: Annotated[int, typer.Option(
+        help="events kept per market for clients that resume", min=1)] = 200_000,
+    tick: Annotated[float, typer.Option(
+        help="wall seconds between tick boundaries", min=0.005, max=5.0)] = 0.1,
+) -> None:
+    """Serve live markets: the browser page at /, the API under /api, docs at /docs."""
+    import uvicorn
+
+    from api.live import Limits
+    from api.server import create_app
+
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with db.open("ab"):
+            pass
+    except OSError as error:
+        raise fail(f"--db: cannot write {str(db)!r}: {error.strerror or error}") from None
+    limits = Limits(max_markets=max_markets, max_connections_per_market=max_connections,
+                    max_participants_per_market=max_participants,
+                    max_message_bytes=max_message_bytes, rate_per_s=rate, rate_burst=burst,
+                    queue_frames=queue_frames, history_events=history_events, tick_s=tick)
+    # The websocket layer's own cap sits above ours: an oversized message gets an error frame
+    # from the app and the connection stays open.
+    uvicorn.run(create_app(db, limits), host=host, port=port, log_level="info",
+                ws_max_size=max(4 * max_message_bytes, 1 << 20), ws_ping_interval=20.0)
+
+
+@app.command()
+def replay(
+    db: Annotated[Path, typer.Argument(help="a session log written by `gpumarket serve`")],
+    market: Annotated[str, typer.Option(help="the market id, m-xxxxxxxx")],
+    out: Annotated[Path | None, typer.Option(
+        help="write summary.json and orders/leases/prices Parquet files here")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
+                                          "object on stdout")] = False,
+) -> None:
+    """Replay a recorded live market to where it was, into the outputs of `gpumarket run`."""
+    from api.replay import ReplayError, replay_market
+
+    if not db.is_file():
+        raise fail(f"DB: {str(db)!r} is not a file")
+    try:
+        result = replay_market(db, market, out)
+    except (ReplayError, LookupError) as error:
+        raise fail(str(error.args[0] if isinstance(error, LookupError) else error)) from None
+    if as_json:
+        sys.stdout.write(result.to_json() + "\n")
+    else:
+        from api.report import render
+
+        render(result.summary, Console())
+        if out is not None:
+            Console().print(f"wrote summary.json, orders.parquet, leases.parquet, "
+                            f"prices.parquet to {out}")
+
+
+@app.command()
 def sweeps() -> None:
     """List the built-in example sweeps."""
     from market.sweep import builtin_sweeps, load_sweep

@@ -415,6 +415,10 @@ class Market:
             micro = np.round(np.nan_to_num(usd, nan=0.0) * MICRO_USD_PER_USD)
             self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
 
+    def leases_ended(self, provider: int) -> int:
+        """How many leases `provider` has ended so far (its public track record)."""
+        return int(self._leases_ended[provider])
+
     def strategy_of(self, providers: np.ndarray) -> np.ndarray:
         """Index into `strategies` of each provider's strategy."""
         return self._strategy_of[providers]
@@ -1025,13 +1029,25 @@ class Market:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
-        if target >= self.horizon_s and not self._finished:
-            self._finished = True
-            for lease in list(self.leases.values()):
-                self._settle(lease)
-            if self.recorder is not None:
-                self.recorder.close()
+        if target >= self.horizon_s:
+            self.finish()
         return self.result()
+
+    def finish(self) -> None:
+        """End the run here (at the scenario's end, or earlier when a live market stops):
+        settle active leases once more and close the result files. Idempotent."""
+        if self._finished:
+            return
+        self._finished = True
+        for lease in list(self.leases.values()):
+            self._settle(lease)
+        if self.recorder is not None:
+            self.recorder.close()
+
+    @property
+    def finished(self) -> bool:
+        """Whether `finish` ran: the run is over and takes no more commands."""
+        return self._finished
 
     def result(self) -> Any:
         from market.result import RunResult

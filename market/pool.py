@@ -88,6 +88,13 @@ class ProviderPool:
         self.next_failure_s = np.zeros(0)   # inf = never
         self.next_leave_s = np.zeros(0)
 
+    def add_population(self, name: str, archetype: str) -> int:
+        """Register one more population (an outside provider joining a live market); returns
+        its index for `ProviderRow.population`."""
+        self.population_names.append(name)
+        self.population_archetypes.append(archetype)
+        return len(self.population_names) - 1
+
     # Adding rows copies every array once; done at set-up in bulk and rarely afterwards.
     def add(self, rows: list[ProviderRow], accounts: list[int]) -> np.ndarray:
         """Append providers; returns their ids."""

@@ -533,7 +533,32 @@ def load_scenario(name_or_path: str | Path = "default",
     >>> load_scenario("default", ["market.take_rate=0.1"]).market.take_rate
     0.1
     """
-    data = _raw(name_or_path)
+    return _resolve(_raw(name_or_path), overrides, values, label,
+                    f"scenario {str(name_or_path)!r}")
+
+
+def scenario_from_toml(text: str, overrides: list[str] | tuple[str, ...] = (),
+                       where: str = "scenario_toml", base: str = "default") -> Scenario:
+    """A scenario from TOML text, as a scenario file holds it: an overlay on the built-in
+    scenario its `base` names (`base` if none), then `--set` style overrides. Text from
+    outside (an upload) may name only built-in bases, never a file on this machine.
+
+    >>> scenario_from_toml("duration_days = 0.5").duration_days
+    0.5
+    """
+    data = _read_toml(text, where)
+    base = data.pop("base", base)
+    known = builtin_scenarios()
+    if base not in known:
+        raise ScenarioError(f"{where}: field `base`: expected a built-in scenario "
+                            f"({', '.join(known)}), got {base!r}")
+    data.setdefault("name", "uploaded")
+    return _resolve(_merge(_raw(base), data), overrides, None, "--set", where)
+
+
+def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
+             values: Mapping[str, Any] | None, label: str, where: str) -> Scenario:
+    """Fill presets, apply overrides and `values`, validate."""
     # Fill populations from their presets first, so that an override edits what the run uses
     # (`providers.1.gpu_mix.rtx4090=0.9` changes one share of the preset's mix).
     presets = _archetypes()
@@ -547,7 +572,7 @@ def load_scenario(name_or_path: str | Path = "default",
         apply_override(data, keys, value)
     for path, value in (values or {}).items():
         apply_override(data, path.split("."), value, label)
-    return validate_scenario(data, f"scenario {str(name_or_path)!r}")
+    return validate_scenario(data, where)
 
 
 def scenario_schema() -> dict[str, Any]:
@@ -558,5 +583,5 @@ def scenario_schema() -> dict[str, Any]:
 __all__ = [
     "JOB_KINDS", "STORAGE_CLASSES", "JobKindConfig", "MarketRules", "ProviderPopulation",
     "Scenario", "ScenarioError", "Tenants", "builtin_scenarios", "load_scenario",
-    "scenario_schema", "validate_scenario",
+    "scenario_from_toml", "scenario_schema", "validate_scenario",
 ]

@@ -1,8 +1,21 @@
 """Test-suite settings (in CI, property tests replay the same examples on every run) and
-shared fixtures."""
+shared fixtures: a plug-in strategy installed by entry point, and real live-market servers
+(`gpumarket serve` in a child process on 127.0.0.1, on a port the OS picks, with a fresh
+session log, stopped after the test)."""
 
 import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 import pytest
 from hypothesis import settings
 
@@ -29,3 +42,90 @@ def installed_strategy(tmp_path):
         return {**os.environ, "PYTHONPATH": str(tmp_path)}
 
     return install
+
+
+STARTUP_S = 60.0
+_RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
+
+
+@dataclass
+class Server:
+    """One `gpumarket serve` process and the lines it wrote to stderr."""
+
+    process: subprocess.Popen[str]
+    url: str = ""
+    lines: list[str] = field(default_factory=list)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` and wait for the end; a server that does not stop in 10 s is killed."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+
+def start_server(db: Path, *args: str) -> Server:
+    """Start a server on `db` and return once it answers /api/health (bounded wait)."""
+    command = [sys.executable, "-c", "from api.cli import main; main()", "serve",
+               "--host", "127.0.0.1", "--port", "0", "--db", str(db), *args]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server = Server(process)
+    lines: queue.Queue[str] = queue.Queue()
+
+    def drain() -> None:  # keep reading, or a chatty server would block on a full pipe
+        for line in process.stderr:  # type: ignore[union-attr]
+            server.lines.append(line)
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + STARTUP_S
+    while not server.url:
+        try:
+            line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            line = ""
+        found = _RUNNING.search(line)
+        if found:
+            server.url = found.group(1)
+        elif line == "" or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError("server did not start:\n" + "".join(server.lines[-30:]))
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{server.url}/api/health", timeout=5).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.kill()
+    raise RuntimeError("server did not answer /api/health:\n" + "".join(server.lines[-30:]))
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers (`serve(db, *cli_args)`); every one is stopped after the test."""
+    started: list[Server] = []
+
+    def start(db: Path | None = None, *args: str) -> Server:
+        server = start_server(db or tmp_path / "sessions.db", *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def live_url(serve: Callable[..., Server]) -> str:
+    """The base URL of a fresh server, e.g. http://127.0.0.1:PORT."""
+    return serve().url

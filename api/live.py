@@ -1,0 +1,408 @@
+"""Live markets: one asyncio task per market advances its simulated clock at a chosen speed,
+applies queued outside commands at tick boundaries, and fans the numbered events out to
+websocket connections.
+
+A tick is `Limits.tick_s` of wall time. At each boundary the driver
+1. applies the commands queued since the last one, at the current simulated time, and commits
+   them to the session log before acknowledging them (a single writer: no locks);
+2. advances the market by `speed` × the wall time that passed, in slices that give the event
+   loop back every few milliseconds, so HTTP and sockets stay responsive;
+3. records the clock, then publishes the tick's events as one frame to every connection.
+Because every event a client has seen comes from logged commands and a logged clock, a server
+killed at any moment replays to the same events with the same sequence numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.commands import CommandError
+from api.session import Participant, Session
+from api.sessionlog import SessionLog
+
+log = logging.getLogger("gpumarket.live")
+
+#: States a market can be in; the first two are live (they have a driver task).
+LIVE_STATES = ("running", "paused")
+CONTROLS = ("pause", "resume", "stop", "speed")
+STATES = (*LIVE_STATES, "stopped", "finished", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one server allows; every limit is configurable (`gpumarket serve --help`)."""
+
+    max_markets: int = 16                  # live (running or paused) markets per server
+    max_connections_per_market: int = 2000
+    max_participants_per_market: int = 200
+    max_message_bytes: int = 16_384        # HTTP bodies and websocket messages
+    rate_per_s: float = 20.0               # requests per second per token (sustained)
+    rate_burst: int = 40                   # ... and in a burst
+    queue_frames: int = 256                # frames a connection may fall behind before it is cut
+    history_events: int = 200_000          # events kept per market for resuming clients
+    max_speed: float = 1_000_000.0         # simulated seconds per wall second
+    tick_s: float = 0.1                    # wall seconds between tick boundaries
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False)
+
+
+class RateLimiter:
+    """Token buckets by key: `rate_per_s` sustained, `burst` at once."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate = rate_per_s
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, key: str) -> None:
+        """Take one token for `key`, or raise CommandError rate_limited."""
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            wait_s = (1.0 - tokens) / self.rate
+            raise CommandError("rate_limited", f"rate limit: {self.rate:g} requests per second "
+                               f"(burst {self.burst:g}); retry in {wait_s:.2f} s",
+                               retry_after_s=wait_s)
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:  # forget idle keys: a full bucket is no state
+            self._buckets = {k: v for k, v in self._buckets.items()
+                             if v[0] + (now - v[1]) * self.rate < self.burst}
+
+
+class Connection:
+    """One websocket client: a bounded queue of frames and the task that sends them.
+
+    `offer` never waits: a client that falls `queue_frames` behind is told (`too_slow`, with
+    the sequence number to resume from) and disconnected, so it never slows the market.
+    """
+
+    def __init__(self, send: Callable[[str], Awaitable[None]],
+                 close: Callable[[int, str], Awaitable[None]], queue_frames: int,
+                 sent_seq: int, clock: Callable[[], dict[str, Any]]) -> None:
+        self._send = send
+        self._clock = clock
+        self._close = close
+        self.queue: asyncio.Queue[tuple[str, dict[str, Any] | None] | None] = \
+            asyncio.Queue(queue_frames)
+        self.sent_seq = sent_seq   # the last event seq handed to the socket
+        self.closing = False
+        self.participant: Participant | None = None
+        self.token_hash: str | None = None
+
+    def offer(self, text: str, frame: dict[str, Any] | None = None) -> None:
+        """Queue one frame (`frame`: its data, for an events frame)."""
+        if self.closing:
+            return
+        try:
+            self.queue.put_nowait((text, frame))
+        except asyncio.QueueFull:
+            self.closing = True
+            while not self.queue.empty():  # what it has not got, it resumes with `since`
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+    async def pump(self, history: list[dict[str, Any]], chunk: int = 1000) -> None:
+        """Send the missed `history` first, then the live frames, until closed."""
+        for start in range(0, len(history), chunk):
+            events = history[start:start + chunk]
+            await self._send(dumps(_events_frame(events, self._clock())))
+            self.sent_seq = events[-1]["seq"]
+        while True:
+            item = await self.queue.get()
+            if item is None:
+                notice = {"type": "error", "id": None, "code": "too_slow",
+                          "message": "the connection fell too far behind; reconnect with "
+                                     f"?since={self.sent_seq}",
+                          "field": None, "resume_since": self.sent_seq}
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._send(dumps(notice)), 2.0)
+                with contextlib.suppress(Exception):
+                    await self._close(4008, "too slow")
+                return
+            text, frame = item
+            if frame is not None:
+                if frame["last_seq"] <= self.sent_seq:
+                    continue  # delivered with the history already
+                if frame["first_seq"] <= self.sent_seq:  # partly: send only what is new
+                    text = dumps({**frame, "first_seq": self.sent_seq + 1, "events": [
+                        e for e in frame["events"] if e["seq"] > self.sent_seq]})
+                await self._send(text)
+                self.sent_seq = frame["last_seq"]
+            else:
+                await self._send(text)
+
+
+def _events_frame(events: list[dict[str, Any]], clock: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "events", "first_seq": events[0]["seq"], "last_seq": events[-1]["seq"],
+            **clock, "events": events}
+
+
+@dataclass
+class _Queued:
+    kind: str
+    body: Any
+    actor: Participant | None
+    token_hash: str | None
+    future: asyncio.Future[dict[str, Any]]
+
+
+@dataclass
+class LiveMarket:
+    """A market that runs in wall time, with people, bots and watchers attached."""
+
+    market_id: str
+    name: str
+    scenario_name: str
+    session: Session
+    log: SessionLog
+    limits: Limits
+    speed: float
+    state: str
+    control_hash: str
+    on_token: Callable[[str, str, int], None]   # (token hash, market id, participant id)
+    connections: set[Connection] = field(default_factory=set)
+    published_seq: int = 0
+    error: str | None = None
+    _queue: list[_Queued] = field(default_factory=list)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _state_changed: bool = False
+
+    def __post_init__(self) -> None:
+        self.published_seq = self.session.seq
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def horizon_s(self) -> float:
+        return self.session.market.horizon_s
+
+    def clock(self) -> dict[str, Any]:
+        return {"clock_s": self.session.market.now, "state": self.state, "speed": self.speed,
+                "sent_at": time.time()}
+
+    def summary(self) -> dict[str, Any]:
+        return {"market_id": self.market_id, "name": self.name,
+                "scenario": self.scenario_name, "seed": self.session.market.seed,
+                "state": self.state, "clock_s": self.session.market.now,
+                "horizon_s": self.horizon_s, "speed": self.speed, "seq": self.published_seq,
+                "participants": len(self.session.participants),
+                "connections": len(self.connections), "error": self.error}
+
+    # ------------------------------------------------------------------ control
+
+    def start(self) -> None:
+        if self.state in LIVE_STATES and self._task is None:
+            self._task = asyncio.create_task(self._drive(), name=f"market {self.market_id}")
+
+    async def shutdown(self) -> None:
+        """Stop driving (the server is going down); the log keeps the market live."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for item in self._queue:
+            if not item.future.done():
+                item.future.set_exception(CommandError("unavailable", "the server is stopping"))
+        self._queue.clear()
+
+    def control(self, action: str, speed: float | None = None) -> asyncio.Future[dict[str, Any]]:
+        """Queue `action` (pause, resume, stop, speed) for the next tick boundary, like any
+        command: a stop then ends the run at a boundary, where a replay can end it too."""
+        if action == "speed" and not (speed is not None and 0 < speed <= self.limits.max_speed):
+            raise CommandError("invalid", f"speed: must be > 0 and <= {self.limits.max_speed:g}"
+                               " simulated seconds per wall second", "speed")
+        future = self.enqueue(action, speed, None)
+        self._wake.set()  # control acts at once, not at the end of the tick
+        return future
+
+    def _control(self, action: str, speed: float | None) -> None:
+        if action == "speed":
+            self.speed = float(speed)  # type: ignore[arg-type]
+            self.log.update(self.market_id, speed=self.speed)
+        else:
+            if action == "stop":
+                self.session.market.finish()  # settle active leases: the run ends here
+            self.state = {"pause": "paused", "resume": "running", "stop": "stopped"}[action]
+            self.log.update(self.market_id, state=self.state, clock_s=self.session.market.now)
+        self._state_changed = True
+
+    # ------------------------------------------------------------------ commands
+
+    def enqueue(self, kind: str, body: Any, actor: Participant | None,
+                token_hash: str | None = None) -> asyncio.Future[dict[str, Any]]:
+        """Queue a validated command for the next tick boundary; the future gets its reply
+        (or a CommandError) once it is applied and logged."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if self.state not in LIVE_STATES:
+            future.set_exception(CommandError("conflict",
+                                              f"market {self.market_id} is {self.state}"))
+            return future
+        if kind.startswith("join_") and \
+                len(self.session.participants) + sum(q.kind.startswith("join_")
+                                                     for q in self._queue) \
+                >= self.limits.max_participants_per_market:
+            future.set_exception(CommandError(
+                "unavailable", f"market {self.market_id} has its maximum of "
+                f"{self.limits.max_participants_per_market} participants"))
+            return future
+        self._queue.append(_Queued(kind, body, actor, token_hash, future))
+        if self.state == "paused":
+            self._wake.set()  # a paused market applies commands at once
+        return future
+
+    def _apply_commands(self) -> None:
+        queued, self._queue = self._queue, []
+        if not queued:
+            return
+        session = self.session
+        now = session.market.now
+        accepted: list[tuple[_Queued, dict[str, Any]]] = []
+        for item in queued:
+            if item.future.done():  # the caller went away: it was never acknowledged
+                continue
+            if item.kind in CONTROLS:
+                self._control(item.kind, item.body)
+                item.future.set_result(self.summary())
+                continue
+            try:
+                result = session.apply(item.kind, item.body, item.actor)
+            except CommandError as error:
+                item.future.set_exception(error)
+                continue
+            accepted.append((item, result))
+        if not accepted:
+            return
+        rows = [(now, None if item.actor is None else item.actor.participant_id, item.kind,
+                 item.body.model_dump(mode="json"), item.token_hash)
+                for item, _ in accepted]
+        try:
+            self.log.append(self.market_id, rows, now)
+        except Exception as error:  # the market is ahead of its log: it cannot go on
+            for item, _ in accepted:
+                item.future.set_exception(CommandError("unavailable",
+                                                       "the session log cannot be written"))
+            raise RuntimeError(f"session log write failed: {error}") from error
+        for item, result in accepted:
+            if item.token_hash is not None:
+                self.on_token(item.token_hash, self.market_id, result["participant_id"])
+            item.future.set_result({"ok": True, "seq": session.seq, "clock_s": now,
+                                    "result": result})
+
+    # ------------------------------------------------------------------ the driver
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_wall = loop.time()
+        last_frame = last_wall
+        market = self.session.market
+        try:
+            while self.state in LIVE_STATES:
+                self._wake.clear()
+                if self.state == "paused":
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), 1.0)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.limits.tick_s)
+                now_wall = loop.time()
+                elapsed_s, last_wall = now_wall - last_wall, now_wall
+                self._apply_commands()
+                if self.state == "running":
+                    target = min(market.now + self.speed * elapsed_s, self.horizon_s)
+                    await self._advance(target)
+                    if market.finished:
+                        self.state = "finished"
+                        self._state_changed = True
+                    self.log.update(self.market_id, clock_s=market.now,
+                                    **({"state": self.state} if market.finished else {}))
+                published = self._publish()
+                if published or self._state_changed or now_wall - last_frame >= 1.0:
+                    if not published:
+                        self._broadcast(dumps({"type": "clock", "seq": self.published_seq,
+                                               **self.clock()}))
+                    last_frame = now_wall
+                    self._state_changed = False
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.exception("market %s failed", self.market_id)
+            self.error = f"{type(error).__name__}: {error}"
+            self.state = "failed"
+            with contextlib.suppress(Exception):
+                self.log.update(self.market_id, state="failed")
+            self._broadcast(dumps({"type": "clock", "seq": self.published_seq,
+                                   **self.clock()}))
+        finally:
+            for item in self._queue:
+                if not item.future.done():
+                    item.future.set_exception(CommandError(
+                        "conflict", f"market {self.market_id} is {self.state}"))
+            self._queue.clear()
+
+    async def _advance(self, target_s: float, slice_s: float = 0.02) -> None:
+        """Run the market to `target_s`, giving the event loop back every `slice_s` wall
+        seconds. Stepping to the target and then `run(until=target)` processes exactly the
+        events a single `run(until=target)` would (those before the target): a replay that
+        runs straight to each command's time meets the same events."""
+        env = self.session.market.env
+        clock = time.perf_counter
+        while env.peek() < target_s:
+            started = clock()
+            steps = 0
+            while env.peek() < target_s:
+                env.step()
+                steps += 1
+                if steps % 64 == 0 and clock() - started > slice_s:
+                    break
+            if env.peek() < target_s:
+                await asyncio.sleep(0)
+        self.session.advance(target_s)
+
+    def _publish(self) -> bool:
+        """Send the events since the last frame as one frame; False if there were none."""
+        events = self.session.take_pending()
+        if not events:
+            return False
+        frame = _events_frame(events, self.clock())
+        self.published_seq = frame["last_seq"]
+        text = dumps(frame)
+        for connection in list(self.connections):
+            connection.offer(text, frame)
+        return True
+
+    def _broadcast(self, text: str) -> None:
+        for connection in list(self.connections):
+            connection.offer(text)
+
+    # ------------------------------------------------------------------ connections
+
+    def connect(self, connection: Connection, since: int | None) -> list[dict[str, Any]]:
+        """Attach `connection`; returns the kept events it missed (seq > `since`, up to the
+        last published frame). Synchronous: nothing is published between the two."""
+        if len(self.connections) >= self.limits.max_connections_per_market:
+            raise CommandError("unavailable", f"market {self.market_id} has its maximum of "
+                               f"{self.limits.max_connections_per_market} connections")
+        self.connections.add(connection)
+        if since is None or since >= self.published_seq:
+            connection.sent_seq = self.published_seq if since is None else since
+            return []
+        connection.sent_seq = since
+        missed = self.session.since(since)
+        return [e for e in missed if e["seq"] <= self.published_seq]
+
+    def disconnect(self, connection: Connection) -> None:
+        self.connections.discard(connection)
+

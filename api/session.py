@@ -1,0 +1,257 @@
+"""One live market's replayable state: the Market, the people and bots who joined it, and its
+numbered event stream.
+
+Everything here is synchronous and deterministic: the same scenario, seed and commands applied
+at the same simulated times give the same events with the same sequence numbers. The live
+driver (`api.live`) and the replay (`api.replay`, and recovery after a crash) both go through
+`Session.apply` and `Session.advance`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from api.commands import (
+    Accept,
+    Bid,
+    CancelOrder,
+    CloseLease,
+    CommandError,
+    JoinProvider,
+    JoinTenant,
+    PostOrder,
+)
+from market.engine import Market
+from market.errors import MarketError
+from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
+from market.resources import gpu_units
+from market.scenario import Scenario
+from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_HOUR
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """Someone trading in a live market: a tenant (its market tenant id) or a provider (its
+    provider id)."""
+
+    participant_id: int
+    role: str
+    name: str
+    tenant: int | None = None
+    provider: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Session:
+    """A Market driven from outside, with every event numbered (`seq` 1, 2, 3, ...).
+
+    `history` keeps the last `history_events` events for clients that resume; `pending`
+    collects the events since the driver last published them.
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, *, history_events: int = 200_000,
+                 out: str | Path | None = None) -> None:
+        self.market = Market(scenario, seed, out=out, record=out is not None)
+        self.participants: list[Participant] = []
+        self.seq = 0
+        self.history: deque[dict[str, Any]] = deque(maxlen=history_events)
+        self.pending: list[dict[str, Any]] = []
+        # Who posted each order and who holds each lease, by id (ids count up from 0): what
+        # lets the server tell "unknown" (404) from "not yours" (403).
+        self.order_tenant = array("q")
+        self.lease_tenant = array("q")
+        self.recent_leases: deque[dict[str, Any]] = deque(maxlen=200)
+        self.recent_closes: deque[dict[str, Any]] = deque(maxlen=200)
+        self.prices: dict[str, deque[tuple[float, float]]] = {}
+        self.market.subscribe(self._on_event)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, event: Event) -> None:
+        self.seq += 1
+        data = {"seq": self.seq, **event.to_dict()}
+        kind = type(event)
+        if kind is OrderOpened:
+            self.order_tenant.append(event.tenant)
+            order = self.market.orders[event.order_id]
+            data["max_price_usd_per_gpu_hour"] = \
+                event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+            data["auto_select"] = order.auto
+            data["units"] = [asdict(unit) for unit in order.units]
+        elif kind is LeaseCreated:
+            self.lease_tenant.append(event.tenant)
+            price = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+            self.recent_leases.append({
+                "time_s": event.time_s, "lease_id": event.lease_id,
+                "gpu_model": event.gpu_model, "gpus": event.gpus,
+                "price_usd_per_gpu_hour": price, "provider": event.provider,
+                "tenant": event.tenant, "interruptible": event.interruptible})
+            if not event.interruptible:
+                series = self.prices.get(event.gpu_model)
+                if series is None:
+                    series = self.prices[event.gpu_model] = deque(maxlen=200)
+                series.append((event.time_s, price))
+        elif kind is LeaseClosed:
+            self.recent_closes.append({
+                "time_s": event.time_s, "lease_id": event.lease_id, "reason": event.reason,
+                "provider": event.provider, "tenant": event.tenant,
+                "paid_usd": event.paid_micro / MICRO_USD_PER_USD})
+        for key, value in data.items():  # JSON has no inf (a provider gone for good)
+            if type(value) is float and not math.isfinite(value):
+                data[key] = None
+        self.history.append(data)
+        self.pending.append(data)
+
+    def take_pending(self) -> list[dict[str, Any]]:
+        """The events since the last call, in order."""
+        pending, self.pending = self.pending, []
+        return pending
+
+    def since(self, seq: int, limit: int | None = None) -> list[dict[str, Any]]:
+        """Kept events with a sequence number above `seq`, oldest first (at most `limit`)."""
+        history = self.history
+        if not history or seq >= self.seq:
+            return []
+        start = max(seq + 1 - history[0]["seq"], 0)
+        stop = len(history) if limit is None else min(len(history), start + limit)
+        return [history[i] for i in range(start, stop)]
+
+    @property
+    def oldest_seq(self) -> int:
+        """The oldest event still kept (1 until the history overflows)."""
+        return self.history[0]["seq"] if self.history else self.seq + 1
+
+    # ------------------------------------------------------------------ time
+
+    def advance(self, until_s: float) -> None:
+        """Run the market to `until_s` simulated seconds (all events before it)."""
+        if until_s > self.market.now:
+            self.market.run(until=until_s)
+
+    # ------------------------------------------------------------------ commands
+
+    def participant(self, participant_id: int) -> Participant:
+        return self.participants[participant_id]
+
+    def apply(self, kind: str, body: Any, actor: Participant | None) -> dict[str, Any]:
+        """Apply one validated command now; returns its result. Raises CommandError with
+        nothing changed when the actor may not do it or the market refuses."""
+        if self.market.finished:
+            raise CommandError("conflict", "the market has ended; it takes no more commands")
+        handler = _HANDLERS.get(kind)
+        if handler is None:
+            raise CommandError("invalid", f"type: unknown command {kind!r}", "type")
+        try:
+            return handler(self, body, actor)
+        except MarketError as error:
+            raise CommandError("conflict", str(error)) from None
+
+    def _join_tenant(self, body: JoinTenant, actor: Participant | None) -> dict[str, Any]:
+        tenant = self.market.add_tenant(f"{body.name} (live)", body.wallet_usd)
+        return self._joined(Participant(len(self.participants), "tenant", body.name,
+                                        tenant=tenant))
+
+    def _join_provider(self, body: JoinProvider, actor: Participant | None) -> dict[str, Any]:
+        from agents.providers import outside_provider
+
+        try:
+            provider = outside_provider(self.market, f"{body.name} (live)", body.archetype,
+                                        body.gpu_model, body.gpus, body.wallet_usd)
+        except ValueError as error:
+            field = "gpu_model" if str(error).startswith("gpu_model") else None
+            raise CommandError("invalid", str(error), field) from None
+        return self._joined(Participant(len(self.participants), "provider", body.name,
+                                        provider=provider))
+
+    def _joined(self, participant: Participant) -> dict[str, Any]:
+        self.participants.append(participant)
+        return participant.to_dict()
+
+    def _post_order(self, body: PostOrder, actor: Participant | None) -> dict[str, Any]:
+        tenant = _role(actor, "tenant").tenant
+        market = self.market
+        models = tuple(dict.fromkeys(body.gpu_models))
+        unknown = [m for m in models if m not in market.catalog.ids]
+        if unknown:
+            raise CommandError("invalid", f"gpu_models: unknown GPU {unknown[0]!r}; expected "
+                               f"catalog ids ({', '.join(market.catalog.ids)})", "gpu_models")
+        per_gpu = market.scenario.tenants.resources_per_gpu
+        units = gpu_units(body.gpus, models,
+                          cpu_millicores_per_gpu=per_gpu.cpu_millicores,
+                          memory_bytes_per_gpu=int(per_gpu.memory_gib * GIB),
+                          storage_bytes_per_gpu=int(per_gpu.storage_gib * GIB),
+                          storage_class=per_gpu.storage_class)
+        work_s = None
+        if body.hours is not None:
+            work_s = np.where([m in models for m in market.catalog.ids],
+                              body.hours * SECONDS_PER_HOUR, math.inf)
+        deposit = body.deposit_usd
+        if deposit is None:
+            hours = 24.0 if body.hours is None else body.hours
+            deposit = body.max_price_usd_per_gpu_hour * body.gpus * hours
+        order_id = market.post_order(
+            tenant, units, body.max_price_usd_per_gpu_hour, deposit_usd=deposit,
+            job_kind="live", work_s=work_s, auto_select=body.auto_select,
+            interruptible=body.interruptible)
+        return {"order_id": order_id}
+
+    def _own_order(self, order_id: int, actor: Participant | None) -> None:
+        tenant = _role(actor, "tenant").tenant
+        if not order_id < len(self.order_tenant):
+            raise CommandError("not_found", f"order {order_id} does not exist", "order_id")
+        if self.order_tenant[order_id] != tenant:
+            raise CommandError("forbidden", f"order {order_id} is not yours", "order_id")
+
+    def _cancel_order(self, body: CancelOrder, actor: Participant | None) -> dict[str, Any]:
+        self._own_order(body.order_id, actor)
+        self.market.cancel_order(body.order_id)
+        return {"order_id": body.order_id}
+
+    def _bid(self, body: Bid, actor: Participant | None) -> dict[str, Any]:
+        provider = _role(actor, "provider").provider
+        if not body.order_id < len(self.order_tenant):
+            raise CommandError("not_found", f"order {body.order_id} does not exist", "order_id")
+        bid_id = self.market.submit_bid(body.order_id, provider, body.price_usd_per_gpu_hour)
+        return {"bid_id": bid_id}
+
+    def _accept(self, body: Accept, actor: Participant | None) -> dict[str, Any]:
+        self._own_order(body.order_id, actor)
+        return {"lease_id": self.market.accept_bid(body.order_id, body.bid_id)}
+
+    def _close_lease(self, body: CloseLease, actor: Participant | None) -> dict[str, Any]:
+        tenant = _role(actor, "tenant").tenant
+        if not body.lease_id < len(self.lease_tenant):
+            raise CommandError("not_found", f"lease {body.lease_id} does not exist", "lease_id")
+        if self.lease_tenant[body.lease_id] != tenant:
+            raise CommandError("forbidden", f"lease {body.lease_id} is not yours", "lease_id")
+        reopened = self.market.close_lease(body.lease_id, reopen=body.reopen)
+        return {"lease_id": body.lease_id, "reopened_order_id": reopened}
+
+
+def _role(actor: Participant | None, role: str) -> Participant:
+    if actor is None:
+        raise CommandError("unauthorized", "this command needs a participant token")
+    if actor.role != role:
+        raise CommandError("forbidden", f"only a {role} may do this; you joined as "
+                                        f"{actor.role}")
+    return actor
+
+
+_HANDLERS = {
+    "join_tenant": Session._join_tenant,
+    "join_provider": Session._join_provider,
+    "post_order": Session._post_order,
+    "cancel_order": Session._cancel_order,
+    "bid": Session._bid,
+    "accept": Session._accept,
+    "close_lease": Session._close_lease,
+}

@@ -1,0 +1,122 @@
+"""What a live market looks like from outside: snapshots as plain JSON-ready data.
+
+Prices are USD per GPU-hour, money USD, times simulated seconds; nothing here changes the
+market.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from market.records import OrderState
+from market.units import MICRO_USD_PER_USD
+
+if TYPE_CHECKING:
+    from api.live import LiveMarket
+    from api.session import Participant
+    from market.engine import Market
+    from market.records import Lease, Order
+
+#: The headline figures a live view shows (the full set is `gpumarket run`'s summary).
+HEADLINE = ("orders_posted", "orders_filled", "orders_expired", "fill_rate", "leases_active",
+            "tenant_spend_usd", "platform_revenue_usd", "allocative_efficiency")
+
+
+def order_view(market: Market, order: Order) -> dict[str, Any]:
+    return {"order_id": order.id, "tenant": order.tenant, "job_id": order.job_id,
+            "gpus": order.gpus, "gpu_models": list(order.requirement.gpu_models),
+            "max_price_usd_per_gpu_hour": order.max_price / order.gpus / MICRO_USD_PER_USD,
+            "created_s": order.created_s, "interruptible": order.interruptible,
+            "auto_select": order.auto, "bids": market.bids(order.id)}
+
+
+def lease_view(market: Market, lease: Lease) -> dict[str, Any]:
+    return {"lease_id": lease.id, "order_id": lease.order.id, "tenant": lease.order.tenant,
+            "provider": lease.provider, "gpu_model": market.catalog.ids[lease.model],
+            "gpus": lease.gpus,
+            "price_usd_per_gpu_hour": lease.price / lease.gpus / MICRO_USD_PER_USD,
+            "started_s": lease.start_s, "running": lease.running,
+            "interruptible": lease.interruptible,
+            "paid_usd": lease.paid / MICRO_USD_PER_USD}
+
+
+def open_orders(market: Market, tenant: int | None = None) -> list[dict[str, Any]]:
+    return [order_view(market, order) for order in market.orders.values()
+            if order.state is OrderState.OPEN and (tenant is None or order.tenant == tenant)]
+
+
+def active_leases(market: Market, tenant: int | None = None,
+                  provider: int | None = None) -> list[dict[str, Any]]:
+    return [lease_view(market, lease) for lease in market.leases.values()
+            if (tenant is None or lease.order.tenant == tenant)
+            and (provider is None or lease.provider == provider)]
+
+
+def leaderboard(market: Market, top: int = 10) -> list[dict[str, Any]]:
+    """The providers that earned most so far (payouts net of the platform's fee)."""
+    earned = np.zeros(market.pool.n)
+    revenue = market.metrics.revenue_usd
+    earned[:len(revenue)] = revenue
+    pool = market.pool
+    rows = []
+    for provider in np.argsort(-earned, kind="stable")[:top].tolist():
+        if earned[provider] <= 0:
+            break
+        rows.append({"provider": provider, "name": pool.names[provider],
+                     "population": pool.population_names[int(pool.population[provider])],
+                     "gpu_model": market.catalog.ids[int(pool.model[provider])],
+                     "gpus": int(pool.capacity[provider, 0]),
+                     "earned_usd": float(earned[provider]),
+                     "leases": int(market.leases_ended(provider))})
+    return rows
+
+
+def snapshot(live: LiveMarket) -> dict[str, Any]:
+    market = live.session.market
+    session = live.session
+    rules = market.rules
+    summary = market.metrics.summary()
+    return {
+        **live.summary(),
+        "mechanism": rules.mechanism, "take_rate": rules.take_rate,
+        "bidding_window_s": rules.bidding_window_s, "bid_timeout_s": rules.bid_timeout_s,
+        "gpu_models": [{"id": m.id, "name": m.name, "vram_gib": m.memory_gib,
+                        "list_usd_per_gpu_hour": m.list_usd_per_gpu_hour}
+                       for m in market.catalog],
+        "open_orders": open_orders(market),
+        "active_leases": active_leases(market),
+        "recent_leases": list(session.recent_leases),
+        "recent_closes": list(session.recent_closes),
+        "prices": {model: [list(point) for point in series]
+                   for model, series in session.prices.items()},
+        "metrics": {key: summary[key] for key in HEADLINE},
+        "leaderboard": leaderboard(market),
+        "participants": [p.to_dict() for p in session.participants],
+        "providers": market.pool.n,
+    }
+
+
+def me(live: LiveMarket, participant: Participant) -> dict[str, Any]:
+    """A participant's own view: wallet, facts, orders and leases."""
+    market = live.session.market
+    pool = market.pool
+    facts = None
+    if participant.provider is not None:
+        p = participant.provider
+        account = int(pool.account[p])
+        facts = {"gpu_model": market.catalog.ids[int(pool.model[p])],
+                 "gpus": int(pool.capacity[p, 0]), "free_gpus": max(int(pool.free[p, 0]), 0),
+                 "cost_full_usd_per_gpu_hour": float(pool.cost_full_usd_per_gpu_hour[p]),
+                 "cost_marginal_usd_per_gpu_hour":
+                     float(pool.cost_marginal_usd_per_gpu_hour[p]),
+                 "cost_basis_usd_per_gpu_hour": float(pool.cost_basis_usd_per_gpu_hour[p])}
+    else:
+        account = market.tenant_accounts[participant.tenant]
+    return {**participant.to_dict(),
+            "wallet_usd": market.ledger.balance(account) / MICRO_USD_PER_USD,
+            "provider_facts": facts,
+            "open_orders": [] if participant.tenant is None
+            else open_orders(market, participant.tenant),
+            "active_leases": active_leases(market, participant.tenant, participant.provider)}
