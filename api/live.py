@@ -87,6 +87,8 @@ class Connection:
     the sequence number to resume from) and disconnected, so it never slows the market.
     """
 
+    GRACE_S = 2.0  # how long a cut-off client has to take the notice before the socket goes
+
     def __init__(self, send: Callable[[str], Awaitable[None]],
                  close: Callable[[int, str], Awaitable[None]], queue_frames: int,
                  sent_seq: int, clock: Callable[[], dict[str, Any]]) -> None:
@@ -99,6 +101,7 @@ class Connection:
         self.closing = False
         self.participant: Participant | None = None
         self.token_hash: str | None = None
+        self.task: asyncio.Task[None] | None = None   # the pump, once started
 
     def offer(self, text: str, frame: dict[str, Any] | None = None) -> None:
         """Queue one frame (`frame`: its data, for an events frame)."""
@@ -111,6 +114,13 @@ class Connection:
             while not self.queue.empty():  # what it has not got, it resumes with `since`
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
+            # A client that reads nothing at all leaves the pump stuck in a send: give the
+            # notice a moment to go out, then cut the connection anyway.
+            asyncio.get_running_loop().call_later(self.GRACE_S, self._abort)
+
+    def _abort(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def pump(self, history: list[dict[str, Any]], chunk: int = 1000) -> None:
         """Send the missed `history` first, then the live frames, until closed."""
@@ -126,7 +136,7 @@ class Connection:
                                      f"?since={self.sent_seq}",
                           "field": None, "resume_since": self.sent_seq}
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._send(dumps(notice)), 2.0)
+                    await asyncio.wait_for(self._send(dumps(notice)), self.GRACE_S)
                 with contextlib.suppress(Exception):
                     await self._close(4008, "too slow")
                 return
@@ -174,6 +184,7 @@ class LiveMarket:
     connections: set[Connection] = field(default_factory=set)
     published_seq: int = 0
     error: str | None = None
+    lagging: bool = False     # the machine cannot simulate as fast as `speed` asks
     _queue: list[_Queued] = field(default_factory=list)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -198,7 +209,8 @@ class LiveMarket:
                 "state": self.state, "clock_s": self.session.market.now,
                 "horizon_s": self.horizon_s, "speed": self.speed, "seq": self.published_seq,
                 "participants": len(self.session.participants),
-                "connections": len(self.connections), "error": self.error}
+                "connections": len(self.connections), "lagging": self.lagging,
+                "error": self.error}
 
     # ------------------------------------------------------------------ control
 
@@ -354,21 +366,34 @@ class LiveMarket:
 
     async def _advance(self, target_s: float, slice_s: float = 0.02) -> None:
         """Run the market to `target_s`, giving the event loop back every `slice_s` wall
-        seconds. Stepping to the target and then `run(until=target)` processes exactly the
-        events a single `run(until=target)` would (those before the target): a replay that
-        runs straight to each command's time meets the same events."""
+        seconds, and for at most one tick of wall time: a market asked to go faster than
+        this machine can simulate runs as fast as it can, in ticks that stay short.
+
+        The tick then ends just before the next event's time, once every event at the current
+        time is done. Either way all events before the boundary and none at or after it have
+        happened, which is what a replay's `run(until=boundary)` meets too."""
         env = self.session.market.env
         clock = time.perf_counter
+        started = clock()
         while env.peek() < target_s:
-            started = clock()
+            slice_started = clock()
             steps = 0
             while env.peek() < target_s:
                 env.step()
                 steps += 1
-                if steps % 64 == 0 and clock() - started > slice_s:
+                if steps % 64 == 0 and clock() - slice_started > slice_s:
                     break
+            if clock() - started > self.limits.tick_s and env.peek() < target_s:
+                now = env.now
+                while env.peek() == now:  # finish this instant: a boundary falls between
+                    env.step()
+                target_s = min(env.peek(), target_s)
+                self.lagging = True
+                break
             if env.peek() < target_s:
                 await asyncio.sleep(0)
+        else:
+            self.lagging = False
         self.session.advance(target_s)
 
     def _publish(self) -> bool:

@@ -344,7 +344,7 @@ def create_app(db: str | Path, limits: Limits | None = None) -> FastAPI:
                                 "are no longer kept; streaming from there", "since")
             await websocket.send_text(dumps({**gone.frame(), "code": "history_gone",
                                              "oldest_seq": live.session.oldest_seq}))
-        pump = asyncio.create_task(connection.pump(history))
+        pump = connection.task = asyncio.create_task(connection.pump(history))
         try:
             await _receive(websocket, markets, live, connection, limits, pump)
         finally:

@@ -95,6 +95,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
         "leaderboard": leaderboard(market),
         "participants": [p.to_dict() for p in session.participants],
         "providers": market.pool.n,
+        "provider_names": list(market.pool.names),  # by provider id: events carry ids
     }
 
 

@@ -1,0 +1,123 @@
+// The market's public tables: open orders, recent leases and closes, top providers, totals.
+// Each function draws one table from the book and nothing else.
+
+import { byTestId, h, setText, syncChildren } from "./dom.js";
+import {
+  CLOSE_REASON_DETAILS, CLOSE_REASONS, formatClock, formatCount, formatDuration, formatPercent,
+  formatPrice, formatUsd,
+} from "./format.js";
+
+const SHOWN_ORDERS = 50;
+const SHOWN_LEASES = 30;
+
+/** One <td> per class name ("" for none): "num" aligns figures, "time" keeps a time whole. */
+function cells(...classes) {
+  return classes.map((name) => h("td", name ? { class: name } : {}));
+}
+
+function showTable(root, tableId, emptyId, rows) {
+  byTestId(tableId, root).hidden = !rows;
+  byTestId(emptyId, root).hidden = Boolean(rows);
+}
+
+/** "3 bids · best $1.620", or why there is none yet. */
+function bidSummary(book, order) {
+  const live = book.liveBids(order);
+  if (!live.length) return order.bids.length ? "none open" : "waiting for bids";
+  const best = Math.min(...live.map((bid) => bid.price_usd_per_gpu_hour));
+  return `${live.length} bid${live.length > 1 ? "s" : ""}, best ${formatPrice(best)}`;
+}
+
+function pickerLabel(order) {
+  if (order.auto_select === true) return "market picks";
+  if (order.auto_select === false) return "tenant picks";
+  return "";
+}
+
+export function renderOpenOrders(root, book, myTenant) {
+  const orders = [...book.orders.values()].sort((a, b) => b.created_s - a.created_s);
+  const shown = orders.slice(0, SHOWN_ORDERS);
+  syncChildren(byTestId("orders-table", root).tBodies[0], shown, (o) => o.order_id,
+    () => h("tr", { "data-testid": "order-row" }, cells("", "", "num", "", "num", "", "")),
+    (row, order) => {
+      const [id, tenant, gpus, models, max, bids, posted] = row.children;
+      setText(id, `#${order.order_id}`);
+      const mine = order.tenant === myTenant;
+      setText(tenant, `${book.tenantName(order.tenant)}${mine ? " (you)" : ""}`);
+      row.classList.toggle("mine", mine);
+      setText(gpus, String(order.gpus));
+      setText(models, order.gpu_models.join(", "));
+      setText(max, formatPrice(order.max_price_usd_per_gpu_hour));
+      const picker = pickerLabel(order);
+      setText(bids, `${bidSummary(book, order)}${picker ? ` · ${picker}` : ""}`);
+      setText(posted, `${formatDuration(Math.max(book.clockS - order.created_s, 0))} ago`);
+    });
+  showTable(root, "orders-table", "orders-empty", shown.length);
+  setText(byTestId("orders-count", root), orders.length > SHOWN_ORDERS
+    ? `newest ${SHOWN_ORDERS} of ${formatCount(orders.length)}`
+    : `${formatCount(orders.length)} open`);
+}
+
+export function renderRecentLeases(root, book) {
+  const shown = book.recentLeases.slice(0, SHOWN_LEASES);
+  syncChildren(byTestId("leases-table", root).tBodies[0], shown, (l) => l.lease_id,
+    () => h("tr", {}, cells("time", "nowrap", "num", "")),
+    (row, lease) => {
+      const [time, gpus, price, provider] = row.children;
+      setText(time, formatClock(lease.time_s));
+      setText(gpus, `${lease.gpus} × ${lease.gpu_model}`);
+      setText(price, formatPrice(lease.price_usd_per_gpu_hour));
+      setText(provider, book.providerName(lease.provider));
+    });
+  showTable(root, "leases-table", "leases-empty", shown.length);
+}
+
+export function renderRecentCloses(root, book) {
+  const shown = book.recentCloses.slice(0, SHOWN_LEASES);
+  syncChildren(byTestId("closes-table", root).tBodies[0], shown, (c) => `${c.lease_id}@${c.time_s}`,
+    () => h("tr", {}, cells("time", "", "", "num")),
+    (row, close) => {
+      const [time, lease, reason, paid] = row.children;
+      setText(time, formatClock(close.time_s));
+      setText(lease, `#${close.lease_id}`);
+      setText(reason, CLOSE_REASONS[close.reason] ?? close.reason);
+      reason.title = CLOSE_REASON_DETAILS[close.reason] ?? close.reason;
+      setText(paid, formatUsd(close.paid_usd));
+    });
+  showTable(root, "closes-table", "closes-empty", shown.length);
+}
+
+export function renderLeaderboard(root, book, myProvider) {
+  const rows = book.leaderboard.filter((row) => row.earned_usd > 0 || row.leases > 0);
+  syncChildren(byTestId("leaderboard", root).tBodies[0], rows, (r) => r.provider,
+    () => h("tr", {}, cells("num", "", "", "num", "num")),
+    (row, entry) => {
+      const [rank, name, gpus, leases, earned] = row.children;
+      setText(rank, String(rows.indexOf(entry) + 1));
+      const mine = entry.provider === myProvider;
+      setText(name, `${entry.name}${mine ? " (you)" : ""}`);
+      name.title = entry.population ?? "";
+      row.classList.toggle("mine", mine);
+      setText(gpus, `${entry.gpus} × ${entry.gpu_model}`);
+      setText(leases, formatCount(entry.leases));
+      setText(earned, formatUsd(entry.earned_usd));
+    });
+  showTable(root, "leaderboard", "leaderboard-empty", rows.length);
+}
+
+const METRICS = [
+  ["orders_posted", "Orders posted", formatCount],
+  ["orders_filled", "Filled", formatCount],
+  ["fill_rate", "Fill rate", formatPercent],
+  ["leases_active", "Leases running", formatCount],
+  ["tenant_spend_usd", "Tenants spent", formatUsd],
+  ["platform_revenue_usd", "Platform earned", formatUsd],
+];
+
+export function renderMetrics(root, book) {
+  const list = byTestId("metrics", root);
+  const shown = METRICS.filter(([key]) => key in book.metrics);
+  syncChildren(list, shown, ([key]) => key,
+    ([, label]) => h("div", {}, h("dt", {}, label), h("dd", {})),
+    (item, [key, , format]) => setText(item.lastChild, format(book.metrics[key])));
+}
