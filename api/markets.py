@@ -128,7 +128,8 @@ class LiveMarkets:
         token = new_token("gmc")
         record = MarketRecord(
             market_id, body.name or scenario.name, scenario.name,
-            json.dumps(scenario.model_dump(mode="json"), sort_keys=True), body.seed,
+            # Key order matters: a dict's order (a GPU mix) is the order draws are made in.
+            json.dumps(scenario.model_dump(mode="json")), body.seed,
             body.speed, "running", 0.0, token_hash(token), time.time())
         session = Session(scenario, body.seed, history_events=self.limits.history_events)
         self.log.create_market(record)
