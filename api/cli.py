@@ -1,7 +1,8 @@
 """The `gpumarket` command line.
 
 Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback);
-`sweep` also 3 when some runs failed and 130 when interrupted.
+`sweep` also 3 when some runs failed and 130 when interrupted; `bot` 130 when interrupted and
+1 when the server failed it mid-run.
 """
 
 from __future__ import annotations
@@ -330,6 +331,42 @@ def replay(
         if out is not None:
             Console().print(f"wrote summary.json, orders.parquet, leases.parquet, "
                             f"prices.parquet to {out}")
+
+
+@app.command()
+def bot(
+    url: Annotated[str, typer.Option(help="the server, e.g. http://127.0.0.1:8000")],
+    market: Annotated[str, typer.Option(help="the market id, m-xxxxxxxx")],
+    strategy: Annotated[str, typer.Option(help="a registered bid strategy, e.g. cost_plus")],
+    params: Annotated[list[str] | None, typer.Option(
+        "--param", help="a strategy parameter: NAME=VALUE, value read as TOML (repeatable)",
+        metavar="NAME=VALUE")] = None,
+    name: Annotated[str, typer.Option(help="the provider's name in the market")] = "bot",
+    gpu_model: Annotated[str, typer.Option(help="a catalog GPU id (gpumarket's GPU "
+                                           "catalog, e.g. h100)")] = "h100",
+    gpus: Annotated[int, typer.Option(help="GPUs in the machine", min=1, max=1024)] = 8,
+    archetype: Annotated[str, typer.Option(
+        help="cost model: datacenter, home_rig or hyperscaler")] = "datacenter",
+    wallet_usd: Annotated[float, typer.Option(help="starting wallet, USD", min=0)] = 1000.0,
+    token: Annotated[str | None, typer.Option(
+        help="act as the provider that joined with this token instead of joining")] = None,
+    stop_after: Annotated[float | None, typer.Option(
+        help="stop after this many wall seconds")] = None,
+    max_orders: Annotated[int | None, typer.Option(
+        help="stop after pricing this many orders")] = None,
+) -> None:
+    """Run a bid strategy as a remote provider in a live market (the same strategy classes
+    as offline runs and tournaments)."""
+    from api.bot import bot_command
+
+    try:
+        code = bot_command(url, market, strategy, params or [], name=name, gpu_model=gpu_model,
+                           gpus=gpus, archetype=archetype, wallet_usd=wallet_usd, token=token,
+                           stop_after=stop_after, max_orders=max_orders,
+                           log=lambda line: typer.echo(line))
+    except ValueError as error:
+        raise fail(str(error)) from None
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -1,0 +1,635 @@
+"""A remote provider bot: any bid strategy, trading in a live market over the API.
+
+The bot joins a market as a provider (or acts as one that joined already), follows the
+market's events, and prices every open order it could serve with the same strategy protocol
+offline simulations use (`market.strategy`): `prices(order, providers, view)` in USD per
+GPU-hour (NaN: no bid), or `PerProvider.bid(order, me, view)`, optional `asks` and `min_bids`,
+and `observe(outcome)` when an auction it bid in ends. The strategy sees a `RemoteView`, built
+from the stream, with exactly the reads `MarketView` allows: the clock, public rules and
+prices, and its own provider's facts, never a rival's.
+
+    from api.bot import run_bot
+
+    run_bot("http://127.0.0.1:8000", "m-ab12cd34", "cost_plus", params={"markup": 0.2})
+
+`bot_command` is the body of `gpumarket bot` (strategy by name, `k=v` parameters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import math
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from api.client import ApiError, Client, Stream
+from market import registry
+from market.resources import GpuRequest, ResourceUnit, Storage
+from market.scenario import ScenarioError, parse_override
+from market.strategy import OrderView, Outcome, ProviderView
+
+#: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
+PRICES_KEPT = 256
+#: Open orders tracked at once; beyond it the oldest are forgotten (bounded memory even if
+#: an order's end was never seen).
+ORDERS_KEPT = 20_000
+#: Wall seconds to wait before the one retry of a rate-limited bid (the server refills 20
+#: requests per second per token by default).
+RATE_LIMIT_BACKOFF_S = 1.0
+#: Wall seconds allowed for reading the wallet when the bot stops.
+FINAL_READ_S = 3.0
+_COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
+                 "marginal": "cost_marginal_usd_per_gpu_hour"}
+
+
+# ---------------------------------------------------------------------------- what it sees
+
+class RemoteView:
+    """What a remote strategy may read, with `market.strategy.MarketView`'s interface: the
+    clock (simulated seconds), the market's public rules and lease prices (USD per GPU-hour),
+    and its own provider's facts. Reading any other provider raises PermissionError."""
+
+    def __init__(self, me: ProviderView, gpu_models: tuple[str, ...], take_rate: float,
+                 list_usd_per_gpu_hour: dict[str, float], now_s: float = 0.0) -> None:
+        self.me = me
+        self._gpu_models = gpu_models
+        self._take_rate = take_rate
+        self._list = list_usd_per_gpu_hour
+        self._recent: dict[str, deque[float]] = {}
+        self._now_s = now_s
+
+    @property
+    def now_s(self) -> float:
+        """The market's clock as last heard from the stream, simulated seconds."""
+        return self._now_s
+
+    def heard_clock(self, now_s: float) -> None:
+        """The stream told the time (simulated seconds); the clock never goes back."""
+        if now_s > self._now_s:
+            self._now_s = now_s
+
+    @property
+    def gpu_models(self) -> tuple[str, ...]:
+        """Catalog ids, in the order `model` indexes refer to."""
+        return self._gpu_models
+
+    @property
+    def take_rate(self) -> float:
+        """The platform's share of every payout (a public rule of the market)."""
+        return self._take_rate
+
+    def list_price(self, gpu_model: str) -> float:
+        """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
+        return self._list[gpu_model]
+
+    def clearing_prices(self, gpu_model: str) -> np.ndarray:
+        """Recent published lease prices for `gpu_model`, oldest first, USD per GPU-hour."""
+        return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)
+
+    def record_price(self, gpu_model: str, usd_per_gpu_hour: float) -> None:
+        """A new on-demand lease price was published."""
+        prices = self._recent.get(gpu_model)
+        if prices is None:
+            prices = self._recent[gpu_model] = deque(maxlen=PRICES_KEPT)
+        prices.append(usd_per_gpu_hour)
+
+    def _check(self, providers: np.ndarray) -> np.ndarray:
+        providers = np.asarray(providers, dtype=np.int64)
+        if providers.size and not (providers == self.me.provider).all():
+            raise PermissionError("a strategy may read only its own providers' facts")
+        return providers
+
+    def costs(self, providers: np.ndarray, basis: str = "basis") -> np.ndarray:
+        """Own provider's cost per GPU-hour, USD: `basis` (its pricing basis), `full` or
+        `marginal`."""
+        providers = self._check(providers)
+        return np.full(providers.shape, getattr(self.me, _COST_COLUMNS[basis]), dtype=float)
+
+    def models(self, providers: np.ndarray) -> np.ndarray:
+        """Own provider's GPU model index into `gpu_models`."""
+        providers = self._check(providers)
+        return np.full(providers.shape, self._gpu_models.index(self.me.gpu_model), np.int64)
+
+    def provider(self, provider: int) -> ProviderView:
+        self._check(np.array([provider]))
+        return self.me
+
+
+def order_view(event: dict[str, Any]) -> OrderView:
+    """The `OrderView` of an `order_opened` event from the stream (prices per GPU-hour)."""
+    return OrderView(int(event["order_id"]), int(event["gpus"]), tuple(event["gpu_models"]),
+                     tuple(_unit(unit) for unit in event.get("units", ())),
+                     float(event["max_price_usd_per_gpu_hour"]), float(event["time_s"]),
+                     bool(event.get("interruptible", False)))
+
+
+def _unit(data: dict[str, Any]) -> ResourceUnit:
+    gpu = data.get("gpu")
+    return ResourceUnit(
+        cpu_millicores=int(data["cpu_millicores"]), memory_bytes=int(data["memory_bytes"]),
+        storage=tuple(Storage(s["storage_class"], int(s["size_bytes"]))
+                      for s in data.get("storage", ())),
+        gpu=None if gpu is None else GpuRequest(int(gpu["units"]), tuple(gpu["models"]),
+                                                gpu.get("vendor", "nvidia")),
+        endpoints=int(data.get("endpoints", 0)), ip_leases=int(data.get("ip_leases", 0)),
+        count=int(data.get("count", 1)))
+
+
+def per_gpu_hour_usd(price_micro_per_hour: float, gpus: int) -> float:
+    """A whole order's rate in micro-USD per hour as USD per GPU-hour."""
+    return price_micro_per_hour / gpus / 1e6
+
+
+# ---------------------------------------------------------------------------- strategies
+
+def parse_params(params: Iterable[str]) -> dict[str, Any]:
+    """`NAME=VALUE` strings as keyword arguments; values are read as TOML (`0.2`, `true`,
+    `"x"`), else kept as text. Raises ValueError naming `--param`."""
+    parsed: dict[str, Any] = {}
+    for text in params:
+        try:
+            keys, value = parse_override(text)
+        except ScenarioError:
+            raise ValueError(f"--param {text!r}: expected NAME=VALUE, e.g. markup=0.2"
+                             ) from None
+        if len(keys) != 1 or not keys[0].isidentifier():
+            raise ValueError(f"--param {text!r}: expected NAME=VALUE with a parameter name, "
+                             "e.g. markup=0.2")
+        parsed[keys[0]] = value
+    return parsed
+
+
+def make_strategy(name: str, params: dict[str, Any] | None = None) -> Any:
+    """The registered strategy `name` built with `params`. Raises ValueError naming
+    `--strategy` or `--param`."""
+    try:
+        factory = registry.load("strategies", name)
+    except registry.UnknownName:
+        known = ", ".join(registry.names("strategies"))
+        raise ValueError(f"--strategy: unknown strategy {name!r} (known: {known})") from None
+    params = params or {}
+    try:
+        return factory(**params)
+    except TypeError as error:
+        accepted = _parameters(factory)
+        unknown = [key for key in params if accepted is not None and key not in accepted]
+        if unknown:
+            listed = ", ".join(accepted or ()) or "none"
+            raise ValueError(f"--param: strategy {name!r} has no parameter {unknown[0]!r} "
+                             f"(its parameters: {listed})") from None
+        raise ValueError(f"--param: strategy {name!r}: {error}") from None
+    except ValueError as error:
+        raise ValueError(f"--param: strategy {name!r}: {error}") from None
+
+
+def _parameters(factory: Any) -> list[str] | None:
+    """The keyword parameters `factory` takes (None: any)."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    names = []
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
+            names.append(parameter.name)
+    return names
+
+
+# ---------------------------------------------------------------------------- the bot
+
+@dataclass
+class _Order:
+    """An open order the bot follows until it is decided."""
+
+    event: dict[str, Any]                    # its order_opened event
+    public_bids_usd_per_gpu_hour: list[float] = field(default_factory=list)
+    priced: bool = False                     # the strategy priced it (this run)
+    my_bid_usd_per_gpu_hour: float = math.nan
+
+    @property
+    def order_id(self) -> int:
+        return int(self.event["order_id"])
+
+    @property
+    def gpus(self) -> int:
+        return int(self.event["gpus"])
+
+
+class Bot:
+    """One remote provider run by `strategy` (see `run_bot` for the arguments)."""
+
+    def __init__(self, url: str, market_id: str, strategy: Any, *, name: str = "bot",
+                 gpu_model: str = "h100", gpus: int = 8, archetype: str = "datacenter",
+                 wallet_usd: float = 1000.0, token: str | None = None,
+                 max_orders: int | None = None, stop_after_s: float | None = None,
+                 log: Callable[[str], Any] = print, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.market_id = market_id
+        self.strategy = strategy
+        self.name = name
+        self.gpu_model = gpu_model
+        self.gpus = gpus
+        self.archetype = archetype
+        self.wallet_usd = wallet_usd
+        self.token = token
+        self.max_orders = max_orders
+        self.stop_after_s = stop_after_s
+        self.log = log
+        self.timeout_s = timeout_s
+        self.provider: int | None = None
+        self.view: RemoteView | None = None
+        self.started = False          # joined, read its facts and streaming
+        self.stopped_by = ""
+        self.orders_priced = 0
+        self.bids_placed = 0
+        self.bids_refused = 0
+        self.leases_won = 0
+        self.wallet_start_usd = math.nan
+        self.wallet_end_usd = math.nan
+        self._orders: OrderedDict[int, _Order] = OrderedDict()
+        self._to_price: deque[int] = deque()
+        # GPUs held: by my open bids (order id -> (gpus, simulated time the bid lapses)) and
+        # by my leases (lease id -> gpus). A bid reserves capacity on the market, as a lease
+        # does, so a bot bids only what it could still serve.
+        self._bid_holds: dict[int, tuple[int, float]] = {}
+        self._lease_holds: dict[int, int] = {}
+        self._seeded_lease_id = -1    # leases up to this one came with the snapshot's prices
+        self._catch_up_seq = 0        # events up to this one happened before the bot started
+        self._bid_timeout_s = math.inf
+
+    # ------------------------------------------------------------------ running
+
+    def run_blocking(self) -> dict[str, Any]:
+        """Run until a stop condition (or Ctrl-C) and return the summary."""
+        try:
+            asyncio.run(self.run())
+        except KeyboardInterrupt:
+            self.stopped_by = "interrupted"
+        return self.summary()
+
+    async def run(self) -> dict[str, Any]:
+        """Join (or take over `token`'s provider), then trade until the market ends, the
+        wall-clock limit, `max_orders` orders priced, or cancellation."""
+        async with Client(self.url, timeout_s=self.timeout_s) as client:
+            try:
+                await self._trade(client)
+            except asyncio.CancelledError:
+                self.stopped_by = self.stopped_by or "interrupted"
+                raise
+            finally:
+                if self.started:
+                    await self._read_final_wallet(client)
+                    self.log(self._summary_line())
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of this run; `earned_usd` is the wallet's change (payouts net of the
+        platform's fee, less bid deposits still locked), USD."""
+        return {"provider": self.provider, "orders_priced": self.orders_priced,
+                "bids_placed": self.bids_placed, "bids_refused": self.bids_refused,
+                "leases_won": self.leases_won,
+                "earned_usd": self.wallet_end_usd - self.wallet_start_usd,
+                "stopped_by": self.stopped_by}
+
+    def _summary_line(self) -> str:
+        s = self.summary()
+        earned = "unknown" if math.isnan(s["earned_usd"]) else f"{s['earned_usd']:+.2f} USD"
+        return (f"{self.name}: stopped ({s['stopped_by'] or 'error'}): "
+                f"{s['orders_priced']} orders priced, {s['bids_placed']} bids placed, "
+                f"{s['bids_refused']} refused, {s['leases_won']} leases won, earned {earned}")
+
+    async def _trade(self, client: Client) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = math.inf if self.stop_after_s is None else loop.time() + self.stop_after_s
+        snapshot = await client.snapshot(self.market_id)
+        if self.token is None:
+            joined = await client.join_provider(self.market_id, self.name, self.gpu_model,
+                                                self.gpus, self.archetype,
+                                                wallet_usd=self.wallet_usd)
+            self.token = joined["token"]
+        me = await client.me(self.market_id, self.token)
+        self._take_facts(snapshot, me)
+        since = await self._replay_from(client, snapshot)
+        stream = client.stream(self.market_id, since=since, token=self.token, allow_gaps=True)
+        async with stream:
+            self._catch_up_seq = int((stream.hello or {}).get("seq", 0))
+            self.started = True
+            self.log(self._start_line())
+            while True:
+                remaining_s = deadline - loop.time()
+                if remaining_s <= 0:
+                    self.stopped_by = "stop_after_s"
+                    return
+                try:
+                    events = await asyncio.wait_for(
+                        stream.next_batch(), None if math.isinf(remaining_s) else remaining_s)
+                except TimeoutError:
+                    self.stopped_by = "stop_after_s"
+                    return
+                if not events:
+                    self.stopped_by = f"market {stream.state}"
+                    return
+                for event in events:
+                    self._on_event(event)
+                if self.view is not None and not math.isnan(stream.clock_s):
+                    self.view.heard_clock(stream.clock_s)
+                if (stream.last_seq or 0) >= self._catch_up_seq:
+                    await self._bid_on_open_orders(stream)
+                    if self.max_orders is not None and self.orders_priced >= self.max_orders:
+                        self.stopped_by = "max_orders"
+                        return
+
+    def _take_facts(self, snapshot: dict[str, Any], me: dict[str, Any]) -> None:
+        """Build the strategy's view from the snapshot (public rules, prices) and `/me`
+        (own facts, leases)."""
+        facts = me.get("provider_facts")
+        if me.get("role") != "provider" or facts is None:
+            raise ValueError(f"--token: this token is a {me.get('role')}'s; the bot needs a "
+                             "provider's")
+        self.provider = int(me["provider"])
+        self.gpu_model, self.gpus = facts["gpu_model"], int(facts["gpus"])
+        mine = ProviderView(self.provider, facts["gpu_model"], int(facts["gpus"]),
+                            int(facts["free_gpus"]),
+                            float(facts["cost_full_usd_per_gpu_hour"]),
+                            float(facts["cost_marginal_usd_per_gpu_hour"]),
+                            float(facts["cost_basis_usd_per_gpu_hour"]))
+        models = snapshot["gpu_models"]
+        self.view = RemoteView(mine, tuple(m["id"] for m in models), float(snapshot["take_rate"]),
+                               {m["id"]: float(m["list_usd_per_gpu_hour"]) for m in models},
+                               float(snapshot["clock_s"]))
+        for model, series in snapshot.get("prices", {}).items():
+            for _time_s, price in series:
+                self.view.record_price(model, float(price))
+        self._seeded_lease_id = max((int(lease["lease_id"])
+                                     for lease in snapshot.get("recent_leases", ())), default=-1)
+        self._bid_timeout_s = float(snapshot.get("bid_timeout_s", math.inf))
+        for lease in me.get("active_leases", ()):
+            self._lease_holds[int(lease["lease_id"])] = int(lease["gpus"])
+        self.wallet_start_usd = float(me["wallet_usd"])
+
+    async def _replay_from(self, client: Client, snapshot: dict[str, Any]) -> int:
+        """The seq to stream from: just before the oldest open order the bot could serve was
+        opened, so that its `order_opened` event (which carries the order's resource units)
+        comes first. Steps back from the snapshot's seq, doubling, until an older event."""
+        seq = int(snapshot["seq"])
+        opened = [float(o["created_s"]) for o in snapshot.get("open_orders", ())
+                  if self.gpu_model in o["gpu_models"] and int(o["gpus"]) <= self.gpus]
+        if not opened:
+            return seq
+        oldest_s = min(opened)
+        step = 256
+        since = seq
+        while since > 0:
+            since = max(since - step, 0)
+            page = await client.events(self.market_id, since=since, limit=1)
+            if not page["events"] or since < int(page["oldest_seq"]) \
+                    or float(page["events"][0]["time_s"]) < oldest_s:
+                return since
+            step *= 2
+        return 0
+
+    async def _read_final_wallet(self, client: Client) -> None:
+        try:
+            me = await asyncio.wait_for(client.me(self.market_id, self.token or ""),
+                                        FINAL_READ_S)
+            self.wallet_end_usd = float(me["wallet_usd"])
+        except (ApiError, TimeoutError):
+            pass  # the summary then says "unknown": stopping matters more than the figure
+
+    def _start_line(self) -> str:
+        me = self.view.me if self.view is not None else None
+        cost = "" if me is None else f"; cost basis {me.cost_basis_usd_per_gpu_hour:.4f} USD/GPU-h"
+        return (f"{self.name}: provider {self.provider} in {self.market_id} ({self.gpus} × "
+                f"{self.gpu_model}{cost}), wallet {self.wallet_start_usd:.2f} USD")
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event["kind"]
+        if self.view is not None:
+            self.view.heard_clock(float(event["time_s"]))
+        if kind == "order_opened":
+            self._orders[int(event["order_id"])] = _Order(event)
+            self._to_price.append(int(event["order_id"]))
+            while len(self._orders) > ORDERS_KEPT:
+                forgotten, _ = self._orders.popitem(last=False)
+                self._bid_holds.pop(forgotten, None)
+        elif kind == "bids_placed":
+            self._on_bids(event)
+        elif kind == "lease_created":
+            self._on_lease(event)
+        elif kind in ("order_expired", "order_cancelled"):
+            order = self._orders.pop(int(event["order_id"]), None)
+            self._bid_holds.pop(int(event["order_id"]), None)
+            if kind == "order_expired" and order is not None:
+                self._tell(order, won=False, clearing=math.nan, time_s=float(event["time_s"]))
+        elif kind == "lease_closed" and event["provider"] == self.provider:
+            self._lease_holds.pop(int(event["lease_id"]), None)
+
+    def _on_bids(self, event: dict[str, Any]) -> None:
+        order = self._orders.get(int(event["order_id"]))
+        if order is None:
+            return
+        for provider, price, arrival_s in zip(event["providers"],
+                                              event["prices_micro_per_hour"],
+                                              event["arrivals_s"], strict=False):
+            usd = per_gpu_hour_usd(price, order.gpus)
+            order.public_bids_usd_per_gpu_hour.append(usd)
+            if provider == self.provider:
+                order.my_bid_usd_per_gpu_hour = usd
+                # A bid on an order the tenant picks by hand lapses after bid_timeout_s.
+                lapses_s = math.inf if order.event.get("auto_select") \
+                    else float(arrival_s) + self._bid_timeout_s
+                self._bid_holds[order.order_id] = (order.gpus, lapses_s)
+
+    def _on_lease(self, event: dict[str, Any]) -> None:
+        price = per_gpu_hour_usd(event["price_micro_per_hour"], int(event["gpus"]))
+        if self.view is not None and not event.get("interruptible") \
+                and int(event["lease_id"]) > self._seeded_lease_id:
+            self.view.record_price(event["gpu_model"], price)
+        order_id = int(event["order_id"])
+        order = self._orders.pop(order_id, None)
+        self._bid_holds.pop(order_id, None)
+        won = event["provider"] == self.provider
+        if won:
+            self._lease_holds[int(event["lease_id"])] = int(event["gpus"])
+            if int(event["seq"]) > self._catch_up_seq:
+                self.leases_won += 1
+                self.log(f"{self.name}: won order {order_id}: lease {event['lease_id']} at "
+                         f"{price:.4f} USD/GPU-h for {event['gpus']} GPU")
+        if order is not None:
+            self._tell(order, won=won, clearing=price, time_s=float(event["time_s"]))
+
+    def _tell(self, order: _Order, *, won: bool, clearing: float, time_s: float) -> None:
+        """The strategy's `observe`, for an auction it bid in (not an interruptible one: there
+        the bid was its floor, not its price), as the offline market tells it."""
+        observe = getattr(self.strategy, "observe", None)
+        if observe is None or not order.priced or math.isnan(order.my_bid_usd_per_gpu_hour) \
+                or order.event.get("interruptible"):
+            return
+        observe(Outcome(order_view(order.event), np.array([self.provider], np.int64),
+                        np.array([order.my_bid_usd_per_gpu_hour]), np.array([won]),
+                        clearing, time_s, np.array(order.public_bids_usd_per_gpu_hour)))
+
+    # ------------------------------------------------------------------ bidding
+
+    def free_gpus(self) -> int:
+        """GPUs neither leased nor held by an open bid, as the bot tracks them."""
+        now_s = self.view.now_s if self.view is not None else 0.0
+        held = sum(gpus for gpus, lapses_s in self._bid_holds.values() if lapses_s > now_s)
+        return max(self.gpus - held - sum(self._lease_holds.values()), 0)
+
+    def _can_serve(self, order: _Order) -> bool:
+        event = order.event
+        if self.gpu_model not in event["gpu_models"] or order.gpus > self.gpus:
+            return False
+        if event.get("interruptible") and not hasattr(self.strategy, "min_bids"):
+            return False
+        return order.order_id not in self._bid_holds and order.gpus <= self.free_gpus()
+
+    def _price(self, order: _Order) -> float:
+        """The strategy's bid for `order`, USD per GPU-hour (NaN: none), read as the offline
+        market reads it: `min_bids` for an interruptible order, else a positive `asks`, else
+        `prices`."""
+        assert self.view is not None and self.provider is not None
+        providers = np.array([self.provider], np.int64)
+        view = self.view
+        view.me = dataclasses.replace(view.me, free_gpus=self.free_gpus())
+        if order.event.get("interruptible"):
+            return float(np.asarray(self.strategy.min_bids(providers, view), float)[0])
+        asks = getattr(self.strategy, "asks", None)
+        if asks is not None:
+            ask = float(np.asarray(asks(providers, view), float)[0])
+            if ask > 0 and math.isfinite(ask):
+                return ask
+        return float(np.asarray(self.strategy.prices(order_view(order.event), providers,
+                                                     view), float)[0])
+
+    async def _bid_on_open_orders(self, stream: Stream) -> None:
+        """Price every order opened since the last call that is still open and servable;
+        send the bids together (their replies come at the next tick)."""
+        bids: list[tuple[_Order, float]] = []
+        while self._to_price:
+            if self.max_orders is not None and self.orders_priced >= self.max_orders:
+                self._to_price.clear()
+                break
+            order = self._orders.get(self._to_price.popleft())
+            if order is None or not self._can_serve(order):
+                continue
+            price = self._price(order)
+            order.priced = True
+            self.orders_priced += 1
+            cap = float(order.event["max_price_usd_per_gpu_hour"])
+            if 0 < price <= cap * (1 + 1e-12) and math.isfinite(price):
+                price = min(price, cap)  # float noise at the cap is not a higher bid
+                self._bid_holds[order.order_id] = (order.gpus, math.inf)  # held at once
+                bids.append((order, price))
+        if bids:
+            await asyncio.gather(*(self._bid(stream, order, price) for order, price in bids))
+
+    async def _bid(self, stream: Stream, order: _Order, price: float) -> None:
+        for attempt in range(2):
+            try:
+                await stream.command("bid", order_id=order.order_id,
+                                     price_usd_per_gpu_hour=price)
+            except ApiError as error:
+                if error.code == "rate_limited" and attempt == 0:
+                    await asyncio.sleep(error.retry_after_s or RATE_LIMIT_BACKOFF_S)
+                    continue
+                if error.code not in ("conflict", "not_found", "rate_limited", "disconnected",
+                                      "timeout"):
+                    raise
+                self.bids_refused += 1
+                if math.isnan(order.my_bid_usd_per_gpu_hour):  # no event says it was placed
+                    self._bid_holds.pop(order.order_id, None)
+                self.log(f"{self.name}: bid on order {order.order_id} refused: "
+                         f"{error.message}")
+                return
+            self.bids_placed += 1
+            self.log(f"{self.name}: bid {price:.4f} USD/GPU-h on order {order.order_id} "
+                     f"({order.gpus} GPU, max "
+                     f"{float(order.event['max_price_usd_per_gpu_hour']):.4f})")
+            return
+
+
+# ---------------------------------------------------------------------------- entry points
+
+def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] | None = None,
+            name: str = "bot", gpu_model: str = "h100", gpus: int = 8,
+            archetype: str = "datacenter", wallet_usd: float = 1000.0,
+            token: str | None = None, max_orders: int | None = None,
+            stop_after_s: float | None = None, log: Callable[[str], Any] = print
+            ) -> dict[str, Any]:
+    """Run a provider bot in market `market_id` of the server at `url` until the market
+    stops or finishes, `stop_after_s` wall seconds pass, `max_orders` orders have been
+    priced, or Ctrl-C.
+
+    `strategy` is a strategy instance, or a registered strategy name built with `params`.
+    The bot joins as provider `name` with `gpus` × `gpu_model` costed as `archetype` and a
+    wallet of `wallet_usd` USD, unless `token` is given: then it acts as that provider.
+    Prints one line per bid, refusal and win through `log`, and a summary at the end, which
+    it returns: {"provider", "orders_priced", "bids_placed", "bids_refused", "leases_won",
+    "earned_usd" (the wallet's change), "stopped_by"}.
+    """
+    if isinstance(strategy, str):
+        strategy = make_strategy(strategy, params)
+    return Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
+               archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
+               stop_after_s=stop_after_s, log=log).run_blocking()
+
+
+#: Bot options by the server's field names, as the command line spells them.
+_OPTIONS = {"name": "--name", "gpu_model": "--gpu-model", "gpus": "--gpus",
+            "archetype": "--archetype", "wallet_usd": "--wallet-usd"}
+
+
+def bot_command(url: str, market_id: str, strategy_name: str, params: list[str], *,
+                name: str = "bot", gpu_model: str = "h100", gpus: int = 8,
+                archetype: str = "datacenter", wallet_usd: float = 1000.0,
+                token: str | None = None, stop_after: float | None = None,
+                max_orders: int | None = None, log: Callable[[str], Any] = print) -> int:
+    """`gpumarket bot`: run strategy `strategy_name` with `params` (``NAME=VALUE``, values
+    TOML-typed) as a provider bot. Returns the exit code (0; 130 after Ctrl-C; 1 when the
+    server failed mid-run). Bad input (unknown strategy, bad parameter, unreachable server,
+    unknown market, refused join or token) raises ValueError with one line naming the
+    argument."""
+    strategy = make_strategy(strategy_name, parse_params(params))
+    if stop_after is not None and not stop_after > 0:
+        raise ValueError(f"--stop-after: expected wall seconds > 0, got {stop_after}")
+    if max_orders is not None and not max_orders > 0:
+        raise ValueError(f"--max-orders: expected a count > 0, got {max_orders}")
+    bot = Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
+              archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
+              stop_after_s=stop_after, log=log)
+    try:
+        summary = bot.run_blocking()
+    except ApiError as error:
+        if not bot.started:
+            raise ValueError(_argument_error(error, url, market_id, token)) from None
+        log(f"{name}: {error}")
+        return 1
+    return 130 if summary["stopped_by"] == "interrupted" else 0
+
+
+def _argument_error(error: ApiError, url: str, market_id: str, token: str | None) -> str:
+    """An error met while starting, as one line naming the argument at fault."""
+    if error.code in ("unreachable", "timeout"):
+        return f"--url: cannot reach a gpumarket server at {url} ({error.message})"
+    if error.code == "not_found":
+        return f"--market: no market {market_id!r} on {url}"
+    if error.field in _OPTIONS:
+        message = error.message.removeprefix(f"{error.field}: ")
+        return f"{_OPTIONS[error.field]}: {message}"
+    if token is not None and error.code in ("unauthorized", "forbidden"):
+        return f"--token: {error.message}"
+    if error.code in ("conflict", "unavailable"):
+        return f"--market: {error.message}"
+    return f"--url: {error}"

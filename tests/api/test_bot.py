@@ -1,0 +1,256 @@
+"""Remote provider bots against a real server: the strategy class that runs offline prices the
+live market's orders the same way, sees only what `MarketView` would show it, learns how its
+auctions ended, wins leases and is paid; `gpumarket bot` names the argument at fault on bad
+input."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from agents.strategies import CostPlus
+from api.bot import Bot, RemoteView, make_strategy, parse_params
+from market.strategy import ProviderView
+
+WAIT_S = 60.0
+#: No simulated provider of the default market has this GPU: a bot that offers it is the only
+#: bidder on orders for it, so it must win every one it bids on below the max price.
+LONE_GPU = "rtx3090"
+
+
+def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    response = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=30)
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+def _market(url: str, speed: float = 60.0, *overrides: str) -> tuple[str, str]:
+    created = _post(url, "/api/markets", {"overrides": ["duration_days=1", *overrides],
+                                          "speed": speed})
+    return created["market_id"], created["control_token"]
+
+
+def _events(url: str, market_id: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    while True:
+        page = httpx.get(f"{url}/api/markets/{market_id}/events",
+                         params={"since": events[-1]["seq"] if events else 0,
+                                 "limit": 10_000}, timeout=30).json()
+        events.extend(page["events"])
+        if not page["more"]:
+            return events
+
+
+async def _until(condition, what: str, timeout_s: float = WAIT_S) -> None:
+    """Poll `condition()` every 20 ms, at most `timeout_s` wall seconds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+class Recording(CostPlus):
+    """cost_plus that keeps every outcome it is told of."""
+
+    def __init__(self, markup: float) -> None:
+        super().__init__(markup)
+        self.outcomes: list[Any] = []
+
+    def observe(self, outcome: Any) -> None:
+        self.outcomes.append(outcome)
+
+
+def test_bot_bids_its_strategys_price_wins_and_is_paid(serve) -> None:
+    server = serve()
+    # A quiet market (no simulated tenants) where no simulated provider has the bot's GPU:
+    # the bot is the only bidder on the test's orders, so every bid under the cap wins.
+    market_id, control = _market(server.url, 60.0, "tenants.arrivals_per_hour=1e-6",
+                                 "providers.1.gpu_mix={ rtx4090 = 1.0 }")
+    tenant = _post(server.url, f"/api/markets/{market_id}/participants",
+                   {"role": "tenant", "name": "carol"})
+    strategy = Recording(markup=0.25)
+    lines: list[str] = []
+    bot = Bot(server.url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
+              archetype="home_rig", log=lines.append)
+    orders = f"/api/markets/{market_id}/orders"
+    job = {"gpus": 1, "gpu_models": [LONE_GPU], "hours": 0.05, "auto_select": True}
+
+    async def scenario() -> dict[str, Any]:
+        auth = {"Authorization": f"Bearer {tenant['token']}"}
+        task = asyncio.create_task(bot.run())
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            await _until(lambda: bot.started or task.done(), "the bot to start")
+            assert bot.started, task.exception()
+            # One GPU each: a bid holds its GPUs, so the bot's three serve the three at once.
+            for _ in range(3):
+                posted = await http.post(orders, headers=auth, json={
+                    **job, "max_price_usd_per_gpu_hour": 5.0})
+                assert posted.status_code == 201, posted.text
+            await _until(lambda: len(strategy.outcomes) >= 3, "three auctions to end")
+            deadline = time.monotonic() + WAIT_S
+            while (await http.get(f"/api/markets/{market_id}/me", headers={
+                    "Authorization": f"Bearer {bot.token}"})).json()["active_leases"]:
+                assert time.monotonic() < deadline, "the leases did not end"
+                await asyncio.sleep(0.05)
+            # With its GPUs free again, one order it cannot serve under the cap: priced, but
+            # no bid and no outcome.
+            posted = await http.post(orders, headers=auth, json={
+                **job, "max_price_usd_per_gpu_hour": 0.001})
+            assert posted.status_code == 201, posted.text
+            await _until(lambda: bot.orders_priced >= 4, "the fourth order to be priced")
+            stopped = await http.post(f"/api/markets/{market_id}/stop",
+                                      headers={"Authorization": f"Bearer {control}"})
+            assert stopped.status_code == 200, stopped.text
+        return await asyncio.wait_for(task, WAIT_S)
+
+    summary = asyncio.run(scenario())
+    assert summary["stopped_by"] == "market stopped"
+    assert (summary["orders_priced"], summary["bids_placed"], summary["leases_won"]) == (4, 3, 3)
+    assert summary["bids_refused"] == 0
+
+    # The bids on the market are the strategy's own price for this provider, as offline.
+    cost = bot.view.me.cost_basis_usd_per_gpu_hour
+    expected = float(CostPlus(0.25).asks(np.array([bot.provider]), bot.view)[0])
+    assert expected == pytest.approx(cost * 1.25)
+    events = _events(server.url, market_id)
+    bids = [price / 1e6 for e in events if e["kind"] == "bids_placed"
+            for provider, price in zip(e["providers"], e["prices_micro_per_hour"], strict=True)
+            if provider == bot.provider]
+    assert bids == pytest.approx([expected] * 3, abs=1e-6)  # micro-USD rounding
+    leases = [e for e in events if e["kind"] == "lease_created" and e["provider"] == bot.provider]
+    assert len(leases) == 3
+    # Every auction it bid in was reported, won, at its own bid (tenant pick pays the bid).
+    for outcome in strategy.outcomes:
+        assert outcome.won.tolist() == [True]
+        assert outcome.providers.tolist() == [bot.provider]
+        assert outcome.clearing_usd_per_gpu_hour == pytest.approx(expected, abs=1e-6)
+        assert outcome.public_bids_usd_per_gpu_hour.tolist() == pytest.approx([expected], abs=1e-6)
+        assert outcome.order.gpu_models == (LONE_GPU,)
+        assert outcome.order.units  # the resource units came with the stream
+    # Paid for three jobs of 0.05 GPU-hours at its price; it keeps all but the take rate.
+    payments = [e for e in events
+                if e["kind"] == "payment_settled" and e["provider"] == bot.provider]
+    paid = sum(e["amount_micro"] for e in payments) / 1e6
+    kept = sum(e["amount_micro"] - e["fee_micro"] for e in payments) / 1e6
+    assert paid == pytest.approx(3 * 0.05 * expected, abs=3e-6)
+    assert kept == pytest.approx(paid * (1 - bot.view.take_rate), abs=3e-6)
+    assert summary["earned_usd"] == pytest.approx(kept, abs=1e-6)  # bid deposits came back
+    assert sum("won order" in line for line in lines) == 3
+    assert lines[-1].startswith("lone: stopped (market stopped): 4 orders priced")
+
+
+def test_remote_view_shows_only_the_bots_own_provider() -> None:
+    me = ProviderView(7, "h100", 8, 8, 3.0, 1.0, 2.0)
+    view = RemoteView(me, ("h100", "a10"), 0.2, {"h100": 12.29, "a10": 0.75}, now_s=100.0)
+    assert view.costs(np.array([7]), "marginal").tolist() == [1.0]
+    assert view.models(np.array([7])).tolist() == [0]
+    for rival in (np.array([6]), np.array([7, 8])):
+        with pytest.raises(PermissionError):
+            view.costs(rival)
+        with pytest.raises(PermissionError):
+            view.models(rival)
+    with pytest.raises(PermissionError):
+        view.provider(3)
+    view.heard_clock(50.0)
+    assert view.now_s == 100.0  # the clock never goes back
+    view.record_price("h100", 2.5)
+    assert view.clearing_prices("h100").tolist() == [2.5]
+    assert view.clearing_prices("a10").size == 0
+
+
+def test_strategies_and_parameters_are_checked_by_name() -> None:
+    assert parse_params(["markup=0.2", "net_of_fee=true", 'form="shade"']) == {
+        "markup": 0.2, "net_of_fee": True, "form": "shade"}
+    assert make_strategy("cost_plus", {"markup": 0.2}).markup == 0.2
+    for call, message in [
+        (lambda: make_strategy("no_such"), "--strategy: unknown strategy 'no_such' (known: "),
+        (lambda: make_strategy("cost_plus", {"markupp": 1}),
+         "--param: strategy 'cost_plus' has no parameter 'markupp' (its parameters: markup"),
+        (lambda: make_strategy("cost_plus", {"markup": -1}),
+         "--param: strategy 'cost_plus': markup must be >= 0"),
+        (lambda: parse_params(["markup"]), "--param 'markup': expected NAME=VALUE"),
+        (lambda: parse_params(["a.b=1"]), "--param 'a.b=1': expected NAME=VALUE"),
+    ]:
+        with pytest.raises(ValueError) as raised:
+            call()
+        assert str(raised.value).startswith(message), str(raised.value)
+
+
+def _gpumarket(*args: str, timeout_s: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from api.cli import main; main()", *args],
+                          capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_bot_command_names_the_argument_at_fault(serve) -> None:
+    server = serve()
+    market_id, control = _market(server.url)
+    base = ["bot", "--url", server.url, "--market", market_id]
+    closed_url = _nothing_listens()
+    cases = [
+        (["--strategy", "nope"], "--strategy: unknown strategy 'nope'"),
+        (["--strategy", "cost_plus", "--param", "markup=-1"], "--param: strategy"),
+        (["--strategy", "cost_plus", "--param", "oops"], "--param 'oops'"),
+        (["--strategy", "cost_plus", "--stop-after", "0"], "--stop-after"),
+        (["--strategy", "cost_plus", "--gpu-model", "z80"], "--gpu-model: expected one of"),
+        (["--strategy", "cost_plus", "--archetype", "castle"], "--archetype:"),
+        (["--strategy", "cost_plus", "--token", "gmp_forged"], "--token:"),
+        (["--strategy", "cost_plus", "--market", "m-00000000"], "--market: no market"),
+        (["--strategy", "cost_plus", "--url", closed_url], "--url: cannot reach"),
+    ]
+    for extra, message in cases:
+        done = _gpumarket(*base, *extra)
+        assert done.returncode == 2, (extra, done.stdout, done.stderr)
+        error = done.stderr.strip()
+        assert len(error.splitlines()) == 1 and "Traceback" not in error, error
+        assert message in error, (extra, error)
+    # A tenant's token is refused; a provider joined by hand can hand its token to a bot.
+    tenant = _post(server.url, f"/api/markets/{market_id}/participants",
+                   {"role": "tenant", "name": "t"})
+    done = _gpumarket(*base, "--strategy", "cost_plus", "--token", tenant["token"])
+    assert done.returncode == 2 and "--token: this token is a tenant's" in done.stderr
+    provider = _post(server.url, f"/api/markets/{market_id}/participants",
+                     {"role": "provider", "name": "p", "gpu_model": "a10", "gpus": 2})
+    done = _gpumarket(*base, "--strategy", "cost_plus", "--token", provider["token"],
+                      "--stop-after", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"bot: provider {provider['provider']} in {market_id} "
+                                  "(2 × a10")
+    # Nothing the bots tried joined the market: only the two joined by hand are in it.
+    joined = httpx.get(f"{server.url}/api/markets/{market_id}", timeout=30).json()
+    assert [p["role"] for p in joined["participants"]] == ["tenant", "provider"]
+    _post(server.url, f"/api/markets/{market_id}/stop", {}, control)
+
+
+def _nothing_listens() -> str:
+    """A URL on 127.0.0.1 where nothing listens (a port bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_bot_command_trades_until_max_orders(serve) -> None:
+    server = serve()
+    market_id, _ = _market(server.url, speed=600.0)
+    done = _gpumarket("bot", "--url", server.url, "--market", market_id, "--strategy",
+                      "cost_plus", "--param", "markup=0.1", "--gpu-model", "h100",
+                      "--max-orders", "3", "--stop-after", "45")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("bot: provider ") and "8 × h100" in lines[0]
+    summary = re.search(r"stopped \((\w+)\): 3 orders priced, (\d+) bids placed, (\d+) refused",
+                        lines[-1])
+    assert summary is not None, lines[-1]
+    placed, refused = int(summary.group(2)), int(summary.group(3))
+    assert summary.group(1) == "max_orders"
+    assert len([line for line in lines if " bid " in line and "refused" not in line]) == placed
+    assert placed + refused <= 3
