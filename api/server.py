@@ -18,9 +18,11 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request, WebSocket
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
@@ -76,9 +78,24 @@ class Problem(BaseModel):
     field: str | None = None
 
 
+class FieldError(BaseModel):
+    """One item of FastAPI's list of request-validation errors."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class FieldErrors(BaseModel):
+    detail: list[FieldError]
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": code}
-    for code, status in CommandError.STATUS.items() if code != "invalid"}
+    for code, status in CommandError.STATUS.items()}
+# A 422 comes in two shapes: FastAPI's list when a request breaks its declared types, a Problem
+# when a check beyond them refuses it (an unknown scenario or GPU model, a speed over the limit).
+ERRORS[422] = {"model": FieldErrors | Problem, "description": "invalid"}
 
 
 class BodyLimit:
@@ -158,6 +175,20 @@ def create_app(db: str | Path, limits: Limits | None = None) -> FastAPI:
             headers["Retry-After"] = str(max(1, round(error.retry_after_s + 0.5)))
         return JSONResponse({"detail": error.message, "code": error.code,
                              "field": error.field}, error.status, headers=headers)
+
+    @app.exception_handler(HTTPException)
+    async def unreadable_body(request: Request, error: HTTPException) -> Response:
+        # FastAPI answers a body it cannot read with a bare 400, which no route declares: a body
+        # streamed past the limit (BodyLimit raises inside the read) is a 413, any other (not
+        # UTF-8) a bad body, 422, like every bad body.
+        if error.status_code != 400:
+            return await http_exception_handler(request, error)
+        if isinstance(error.__cause__, _BodyTooLarge):
+            refused = CommandError("too_large", f"body: larger than {limits.max_message_bytes} "
+                                   "bytes", "body")
+        else:
+            refused = CommandError("invalid", "body: expected JSON text in UTF-8", "body")
+        return await command_error(request, refused)
 
     def actor_for(market_id: str, token: str | None, role: str | None) -> Actor:
         actor = hub().actor(market_id, token)

@@ -1,0 +1,251 @@
+"""Fuzz the REST API against its own OpenAPI document (schemathesis): whatever a client sends,
+the server answers below 500, with a status code the document declares for the route, the
+declared content type, and a body that matches the declared model. The document is the API's
+contract (the /docs page shows it, clients are written to it): an answer outside it is a bug
+even when it is a 4xx.
+
+Random input alone mostly stops at the door (an unknown market is a 404, a missing token a 401)
+and would leave the handlers untested. So every generated request to a market's route is sent
+twice: once as it was generated, and once aimed at real state with the token of the role the
+route needs, ids that exist and GPU models from the catalog. That
+state is a paused market (its clock stands still, so what a request meets depends only on the
+requests before it) with a tenant and a provider, open orders, a bid and a lease, plus a
+running market for the clock controls and one to stop; they are made through the API itself,
+and every answer on the way is checked like the fuzzer's.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from api.live import Limits
+from api.server import create_app
+
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance]
+# Generous, so that the fuzzer meets the handlers rather than the limits (test_server checks
+# those); the speed cap is low so that a market the fuzzer speeds up stays cheap to replay.
+LIMITS = Limits(max_markets=64, max_participants_per_market=100_000, rate_per_s=1e6,
+                rate_burst=1_000_000, max_speed=600.0)
+# The setup's orders take any bid the body's type allows: a provider bids once on an order, so
+# each order can take one of the fuzzer's bids, whatever its price.
+MAX_PRICE = 999_999.0
+# A command that never got its answer would hang the test; with this, it fails it.
+TIMEOUT_S = 20.0
+
+# The document as the app serves it at /openapi.json. Serving it runs no lifespan, so no session
+# log is opened; it is read at import because the tests are parametrized by its operations.
+schema = schemathesis.openapi.from_dict(
+    TestClient(create_app("never-opened.db")).get("/openapi.json").json())
+
+# Where a request aimed at real state goes (the trading market unless named here), and with
+# whose token (one of them, the same for the same request; routes not named take none).
+M = "/api/markets/{market_id}"
+MARKET = {f"POST {M}/pause": "clock", f"POST {M}/resume": "clock", f"PUT {M}/speed": "clock",
+          f"POST {M}/stop": "doomed"}
+ROLE = {f"POST {M}/pause": ("clock",), f"POST {M}/resume": ("clock",),
+        f"PUT {M}/speed": ("clock",), f"POST {M}/stop": ("doomed",),
+        f"GET {M}/me": ("tenant", "provider"), f"POST {M}/orders": ("tenant",),
+        f"DELETE {M}/orders/{{order_id}}": ("canceller",),
+        f"POST {M}/orders/{{order_id}}/bids": ("provider",),
+        f"POST {M}/orders/{{order_id}}/accept": ("tenant",),
+        f"POST {M}/leases/{{lease_id}}/close": ("tenant",)}
+
+
+@dataclass
+class World:
+    """The app under test and the real state requests are aimed at."""
+
+    app: FastAPI
+    markets: dict[str, str]             # trade / clock / doomed -> market id
+    tokens: dict[str, str]              # role (tenant, provider, ...) or market -> token
+    ids: dict[str, dict[str, list[int]]]  # route -> field -> ids that exist
+    gpu_models: list[str]
+
+
+# Status codes of the requests aimed at real state, by operation: the last test reads them.
+REACHED: dict[str, Counter[int]] = defaultdict(Counter)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def send(app: FastAPI, method: str, path: str, expect: int, token: str | None = None,
+         **parts: Any) -> dict[str, Any]:
+    """Send one request the test composed, check it like a generated one, and return its
+    body."""
+    case = schema[path][method].Case(headers=auth(token) if token else None, **parts)
+    response = case.call_and_validate(app=app, checks=CHECKS, timeout=TIMEOUT_S)
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def new_market(app: FastAPI, name: str, **body: Any) -> tuple[str, str]:
+    created = send(app, "POST", "/api/markets", 201, body={"name": name, **body})
+    return created["market_id"], created["control_token"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    # Schemathesis runs the app's lifespan for the requests of one test and ends it after; the
+    # next test's first request starts it again, and the markets come back from the session
+    # log with their tokens. So this state outlives the tests, as a restarted server's does.
+    app = create_app(tmp_path_factory.mktemp("fuzz") / "sessions.db", LIMITS)
+    trade, control = new_market(app, "trade", overrides=["duration_days=1",
+                                                         "market.order_max_bids=100000"])
+    send(app, "POST", "/api/markets/{market_id}/pause", 200, control,
+         path_parameters={"market_id": trade})
+    clock, clock_token = new_market(app, "clock")
+    doomed, doomed_token = new_market(app, "doomed")
+
+    def trade_send(method: str, path: str, expect: int, token: str | None = None,
+                   **parts: Any) -> dict[str, Any]:
+        parameters = {"market_id": trade, **parts.pop("path_parameters", {})}
+        return send(app, method, path, expect, token, path_parameters=parameters, **parts)
+
+    gpu_models = [m["id"] for m in trade_send("GET", "/api/markets/{market_id}", 200)[
+        "gpu_models"]]
+    tenant = trade_send("POST", "/api/markets/{market_id}/participants", 201, body={
+        "role": "tenant", "name": "fuzz tenant", "wallet_usd": 1e9})["token"]
+    # Cancelling is done by a tenant of its own: an id the fuzzer makes up then cancels no
+    # order that a later route needs.
+    canceller = trade_send("POST", "/api/markets/{market_id}/participants", 201, body={
+        "role": "tenant", "name": "fuzz canceller", "wallet_usd": 1e9})["token"]
+    provider = trade_send("POST", "/api/markets/{market_id}/participants", 201, body={
+        "role": "provider", "name": "fuzz provider", "gpu_model": "h100", "gpus": 1024})["token"]
+
+    def post_order(token: str = tenant) -> int:
+        reply = trade_send("POST", "/api/markets/{market_id}/orders", 201, token, body={
+            "gpu_models": ["h100"], "gpus": 1, "hours": 1,
+            "max_price_usd_per_gpu_hour": MAX_PRICE})
+        return reply["result"]["order_id"]
+
+    def place_bid(order_id: int) -> int:
+        reply = trade_send("POST", "/api/markets/{market_id}/orders/{order_id}/bids", 201,
+                           provider, path_parameters={"order_id": order_id},
+                           body={"price_usd_per_gpu_hour": 2.5})
+        return reply["result"]["bid_id"]
+
+    # Each route gets orders of its own, or the routes before it in the document would have
+    # cancelled or filled them all before it runs.
+    to_cancel = post_order(canceller)
+    to_bid = [post_order(), post_order()]
+    to_accept, to_lease = post_order(), post_order()
+    bid = place_bid(to_accept)
+    accepted = trade_send("POST", "/api/markets/{market_id}/orders/{order_id}/accept", 200,
+                          tenant, path_parameters={"order_id": to_lease},
+                          body={"bid_id": place_bid(to_lease)})
+    ids = {f"DELETE {M}/orders/{{order_id}}": {"order_id": [to_cancel]},
+           f"POST {M}/orders/{{order_id}}/bids": {"order_id": [*to_bid, to_accept]},
+           f"POST {M}/orders/{{order_id}}/accept": {"order_id": [to_accept], "bid_id": [bid]},
+           f"POST {M}/leases/{{lease_id}}/close": {"lease_id": [
+               accepted["result"]["lease_id"]]}}
+    return World(app, {"trade": trade, "clock": clock, "doomed": doomed},
+                 {"tenant": tenant, "canceller": canceller, "provider": provider,
+                  "clock": clock_token, "doomed": doomed_token}, ids, gpu_models)
+
+
+def stable_choice(case: schemathesis.Case, options: Sequence[Any]) -> Any:
+    """One of `options`, always the same for the same request (Hypothesis replays a failing
+    example and must meet the same choice again)."""
+    body = case.body if isinstance(case.body, dict | list | str | int | float | bool) else None
+    key = json.dumps([case.path_parameters, case.query, body], sort_keys=True, default=str)
+    return options[zlib.crc32(key.encode()) % len(options)]
+
+
+def aimed_at_real_state(case: schemathesis.Case, world: World) -> schemathesis.Case:
+    """`case` with a real market, the token its route needs, ids that exist (or the generated
+    one, which mostly does not) and GPU models from the catalog; the rest as generated."""
+    route = case.operation.label
+    real = case.derive()
+    real.path_parameters["market_id"] = world.markets[MARKET.get(route, "trade")]
+    if route in ROLE:
+        real.headers.update(auth(world.tokens[stable_choice(case, ROLE[route])]))
+    known = world.ids.get(route, {})
+    for name in ("order_id", "lease_id"):
+        generated = real.path_parameters.get(name)
+        if name in known and isinstance(generated, int):
+            real.path_parameters[name] = stable_choice(case, [*known[name], generated])
+    if isinstance(real.body, dict):
+        body = real.body
+        if "bid_id" in known and isinstance(body.get("bid_id"), int):
+            body["bid_id"] = stable_choice(case, [*known["bid_id"], body["bid_id"]])
+        if isinstance(body.get("gpu_model"), str):
+            body["gpu_model"] = stable_choice(case, world.gpu_models)
+        if isinstance(body.get("gpu_models"), list) and body["gpu_models"]:
+            body["gpu_models"] = [stable_choice(case, world.gpu_models)]
+    return real
+
+
+@settings(max_examples=25, deadline=None)
+@schema.parametrize()
+def test_answers_conform_to_the_openapi_document(case: schemathesis.Case, world: World) -> None:
+    response = case.call_and_validate(app=world.app, checks=CHECKS, timeout=TIMEOUT_S)
+    if case.method.upper() != case.operation.method.upper():
+        return  # a probe with a method the route does not take: 405 wherever it is aimed
+    if response.status_code == 201 and case.operation.path == "/api/markets":
+        # Stop every market the fuzzer makes: live ones would run, and be replayed at every
+        # restart, for the rest of the module. This also stops markets with their own token.
+        created = response.json()
+        stopped = send(world.app, "POST", "/api/markets/{market_id}/stop", 200,
+                       created["control_token"],
+                       path_parameters={"market_id": created["market_id"]})
+        assert stopped["state"] == "stopped"
+    if "market_id" in case.path_parameters:
+        real = aimed_at_real_state(case, world)
+        answer = real.call_and_validate(app=world.app, checks=CHECKS, timeout=TIMEOUT_S)
+        REACHED[case.operation.label][answer.status_code] += 1
+
+
+def test_requests_aimed_at_real_state_reached_the_handlers() -> None:
+    """Each route answered a request aimed at real state with a success at least once: the
+    fuzzer got past the tokens and the ids into the routes' own code."""
+    if not REACHED:
+        pytest.skip("the fuzz test did not run in this session")
+    operations = [op.ok().label for op in schema.get_all_operations()
+                  if "{market_id}" in op.ok().path]
+    missed = {label: dict(REACHED[label]) for label in operations
+              if not any(200 <= status < 300 for status in REACHED[label])}
+    assert not missed, f"no success aimed at real state: {missed}"
+
+
+def test_bodies_that_cannot_be_read_get_declared_answers(tmp_path: Path) -> None:
+    """FastAPI answers a body it cannot read with a 400 that no route declares. Not UTF-8 (the
+    fuzzer's find), it is a bad body like any other; streamed without a length past the limit
+    (which the fuzzer, always sending a length, does not try), it is the 413 the limit gives."""
+    case = schema["/api/markets"]["POST"].Case(body={})
+
+    def streamed():  # no Content-Length: the limit can only count what arrives
+        yield b'{"name": "'
+        yield b"x" * 2048
+        yield b'"}'
+
+    json_body = {"content-type": "application/json"}
+    with TestClient(create_app(tmp_path / "sessions.db", Limits(max_message_bytes=1024))) as client:
+        latin1 = client.post("/api/markets", headers=json_body, content='{"name": "é"}'.encode(
+            "latin-1"))
+        too_large = client.post("/api/markets", headers=json_body, content=streamed())
+        assert client.get("/api/markets").json() == []  # nothing was created
+    assert latin1.status_code == 422 and latin1.json()["field"] == "body"
+    assert too_large.status_code == 413 and too_large.json()["code"] == "too_large"
+    for response in (latin1, too_large):
+        case.validate_response(response, checks=CHECKS)
