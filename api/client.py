@@ -102,8 +102,10 @@ class ApiError(Exception):
         """The error a websocket error frame describes."""
         code = str(frame.get("code") or "error")
         field = frame.get("field")
+        retry = frame.get("retry_after_s")
         return cls(STATUS.get(code, 0), code, str(frame.get("message") or code),
-                   field if isinstance(field, str) else None)
+                   field if isinstance(field, str) else None,
+                   float(retry) if isinstance(retry, int | float) else None)
 
 
 def _first_invalid(detail: list[Any], tag: str | None) -> tuple[str | None, str]:

@@ -140,9 +140,13 @@ class CommandError(Exception):
         return self.STATUS[self.code]
 
     def frame(self, request_id: Any = None) -> dict[str, Any]:
-        """The error as a websocket frame."""
-        return {"type": "error", "id": request_id, "code": self.code, "message": self.message,
-                "field": self.field}
+        """The error as a websocket frame (with `retry_after_s`, wall seconds, when it is a
+        rate limit)."""
+        frame = {"type": "error", "id": request_id, "code": self.code, "message": self.message,
+                 "field": self.field}
+        if self.retry_after_s is not None:
+            frame["retry_after_s"] = round(self.retry_after_s, 3)
+        return frame
 
 
 def first_error(error: Any) -> CommandError:

@@ -96,6 +96,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 # A 422 comes in two shapes: FastAPI's list when a request breaks its declared types, a Problem
 # when a check beyond them refuses it (an unknown scenario or GPU model, a speed over the limit).
 ERRORS[422] = {"model": FieldErrors | Problem, "description": "invalid"}
+#: What a route that takes no input can still answer: any request may carry a body too large.
+TOO_LARGE: dict[int | str, dict[str, Any]] = {413: ERRORS[413]}
 
 
 class BodyLimit:
@@ -216,11 +218,11 @@ def create_app(db: str | Path, limits: Limits | None = None) -> FastAPI:
 
     # ------------------------------------------------------------------ markets
 
-    @app.get("/api/health", tags=["server"])
+    @app.get("/api/health", tags=["server"], responses=TOO_LARGE)
     async def health() -> dict[str, Any]:
         return {"ok": True, "markets": len(hub().markets)}
 
-    @app.get("/api/scenarios", tags=["server"])
+    @app.get("/api/scenarios", tags=["server"], responses=TOO_LARGE)
     async def scenarios() -> list[dict[str, str]]:
         """The built-in scenarios a market can start from."""
         return [{"name": name, "description": load_scenario(name).description}
@@ -232,7 +234,7 @@ def create_app(db: str | Path, limits: Limits | None = None) -> FastAPI:
         live, token = hub().create(body)
         return {"market_id": live.market_id, "control_token": token, "market": live.summary()}
 
-    @app.get("/api/markets", tags=["markets"])
+    @app.get("/api/markets", tags=["markets"], responses=TOO_LARGE)
     async def list_markets() -> list[dict[str, Any]]:
         return [live.summary() for live in hub().markets.values()]
 
