@@ -281,6 +281,9 @@ def serve(
         help="events kept per market for clients that resume", min=1)] = 200_000,
     tick: Annotated[float, typer.Option(
         help="wall seconds between tick boundaries", min=0.005, max=5.0)] = 0.1,
+    ws_deflate: Annotated[bool, typer.Option(
+        "--ws-deflate/--no-ws-deflate",
+        help="compress websocket frames (per client: less bandwidth, much more CPU)")] = False,
 ) -> None:
     """Serve live markets: the browser page at /, the API under /api, docs at /docs."""
     import uvicorn
@@ -299,9 +302,11 @@ def serve(
                     max_message_bytes=max_message_bytes, rate_per_s=rate, rate_burst=burst,
                     queue_frames=queue_frames, history_events=history_events, tick_s=tick)
     # The websocket layer's own cap sits above ours: an oversized message gets an error frame
-    # from the app and the connection stays open.
+    # from the app and the connection stays open. Compression is per connection, so a frame
+    # sent to 1,000 watchers would be deflated 1,000 times: off unless asked for.
     uvicorn.run(create_app(db, limits), host=host, port=port, log_level="info",
-                ws_max_size=max(4 * max_message_bytes, 1 << 20), ws_ping_interval=20.0)
+                ws_max_size=max(4 * max_message_bytes, 1 << 20), ws_ping_interval=20.0,
+                ws_per_message_deflate=ws_deflate)
 
 
 @app.command()

@@ -338,8 +338,10 @@ class LiveMarket:
                     if market.finished:
                         self.state = "finished"
                         self._state_changed = True
-                    self.log.update(self.market_id, clock_s=market.now,
-                                    **({"state": self.state} if market.finished else {}))
+                    if market.finished:
+                        self.log.update(self.market_id, clock_s=market.now, state=self.state)
+                    else:
+                        self.log.record_clock(self.market_id, market.now)
                 published = self._publish()
                 if published or self._state_changed or now_wall - last_frame >= 1.0:
                     if not published:

@@ -123,6 +123,21 @@ class SessionLog:
             self.db.execute(f"UPDATE markets SET {assignments} WHERE market_id = ?",
                             (*fields.values(), market_id))
 
+    def record_clock(self, market_id: str, clock_s: float) -> None:
+        """Note where a running market's clock is, without waiting for the disk.
+
+        A live market notes its clock every tick: an fsync each time would stall the event
+        loop that serves every socket. A clock lost with the machine only makes a restarted
+        market run those ticks again, and they give the same events with the same numbers: no
+        command was applied in them, since every command commits its own clock."""
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.db:
+                self.db.execute("UPDATE markets SET clock_s = ? WHERE market_id = ?",
+                                (clock_s, market_id))
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
+
     def markets(self) -> list[MarketRecord]:
         rows = self.db.execute("SELECT * FROM markets ORDER BY created_at, market_id")
         return [MarketRecord(*row) for row in rows]

@@ -137,3 +137,24 @@ def test_participants_act_only_in_their_role():
             session.apply(kind, body, actor)
         assert refused.value.code == code, (kind, refused.value.message)
     assert set(COMMANDS) | set(JOINS) >= {"bid", "join_tenant"}
+
+
+def test_a_stale_clock_reruns_to_the_same_events(tmp_path):
+    """A live market notes its clock without waiting for the disk; one restarted from an
+    older clock runs the lost ticks again and meets the same numbered events."""
+    live, log = _live([300.0] * 12)
+    last_command_s = log[-1][0]
+    live.advance(live.market.now + 1800)  # ticks with no command after the last one
+    restarted = _replayed(log, last_command_s)
+    assert restarted.seq < live.seq
+    restarted.advance(live.market.now)
+    assert list(restarted.history) == list(live.history)
+
+    db = SessionLog(tmp_path / "log.db")
+    db.create_market(MarketRecord("m-clock", "t", "default", "{}", 1, 1.0, "running", 0.0,
+                                  "x" * 64, 0.0))
+    db.record_clock("m-clock", 42.5)
+    assert db.market("m-clock").clock_s == 42.5
+    # Commands still wait for the disk.
+    assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    db.close()
