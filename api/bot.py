@@ -44,6 +44,10 @@ ORDERS_KEPT = 20_000
 RATE_LIMIT_BACKOFF_S = 1.0
 #: Wall seconds allowed for reading the wallet when the bot stops.
 FINAL_READ_S = 3.0
+#: Reconnections in a row the bot tries before it gives up on a server that went away: with
+#: the stream's backoff (doubling to 2 s) about two minutes, long enough for a restart, which
+#: brings the market back where it was.
+RECONNECTS = 60
 _COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
                  "marginal": "cost_marginal_usd_per_gpu_hour"}
 
@@ -318,7 +322,8 @@ class Bot:
         me = await client.me(self.market_id, self.token)
         self._take_facts(snapshot, me)
         since = await self._replay_from(client, snapshot)
-        stream = client.stream(self.market_id, since=since, token=self.token, allow_gaps=True)
+        stream = client.stream(self.market_id, since=since, token=self.token, allow_gaps=True,
+                               max_retries=RECONNECTS)
         async with stream:
             self._catch_up_seq = int((stream.hello or {}).get("seq", 0))
             self.started = True

@@ -254,3 +254,42 @@ def test_bot_command_trades_until_max_orders(serve) -> None:
     assert summary.group(1) == "max_orders"
     assert len([line for line in lines if " bid " in line and "refused" not in line]) == placed
     assert placed + refused <= 3
+
+
+def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:
+    db = tmp_path / "sessions.db"
+    first = serve(db)
+    port = first.url.rsplit(":", 1)[1]
+    market_id, control = _market(first.url, 60.0, "tenants.arrivals_per_hour=1e-6",
+                                 "providers.1.gpu_mix={ rtx4090 = 1.0 }")
+    tenant = _post(first.url, f"/api/markets/{market_id}/participants",
+                   {"role": "tenant", "name": "carol"})
+    strategy = Recording(markup=0.25)
+    lines: list[str] = []
+    bot = Bot(first.url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
+              archetype="home_rig", log=lines.append)
+    job = {"gpus": 1, "gpu_models": [LONE_GPU], "hours": 0.05, "auto_select": True,
+           "max_price_usd_per_gpu_hour": 5.0}
+
+    async def scenario() -> dict[str, Any]:
+        task = asyncio.create_task(bot.run())
+        await _until(lambda: bot.started or task.done(), "the bot to start")
+        assert bot.started, task.exception()
+        await asyncio.to_thread(_post, first.url, f"/api/markets/{market_id}/orders", job,
+                                tenant["token"])
+        await _until(lambda: len(strategy.outcomes) == 1, "the first auction to end")
+        first.kill()  # SIGKILL, then the same server again on the same port and log
+        second = await asyncio.to_thread(serve, db, "--port", port)
+        assert second.url == first.url
+        await asyncio.to_thread(_post, second.url, f"/api/markets/{market_id}/orders", job,
+                                tenant["token"])
+        await _until(lambda: len(strategy.outcomes) == 2, "the second auction to end")
+        await asyncio.to_thread(_post, second.url, f"/api/markets/{market_id}/stop", {},
+                                control)
+        return await asyncio.wait_for(task, WAIT_S)
+
+    summary = asyncio.run(scenario())
+    assert summary["stopped_by"] == "market stopped"
+    assert (summary["bids_placed"], summary["leases_won"], summary["bids_refused"]) == (2, 2, 0)
+    assert [o.won.tolist() for o in strategy.outcomes] == [[True], [True]]
+    assert sum("won order" in line for line in lines) == 2
