@@ -110,7 +110,7 @@ const METRICS = [
   ["orders_filled", "Filled", formatCount],
   ["fill_rate", "Fill rate", formatPercent],
   ["leases_active", "Leases running", formatCount],
-  ["tenant_spend_usd", "Tenants spent", formatUsd],
+  ["tenant_spend_usd", "Tenants paid", formatUsd],
   ["platform_revenue_usd", "Platform earned", formatUsd],
 ];
 
