@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -70,18 +71,36 @@ class Recording(CostPlus):
         self.outcomes.append(outcome)
 
 
+@dataclass
+class Lone:
+    """A quiet market (no simulated tenants) where no simulated provider has the bot's GPU,
+    a tenant, and a bot with three such GPUs: the bot is the only bidder on the tenant's
+    orders, so every bid under the cap wins."""
+
+    market_id: str
+    control: str
+    tenant: dict[str, Any]
+    strategy: Recording
+    lines: list[str]
+    bot: Bot
+
+    @classmethod
+    def open(cls, url: str) -> Lone:
+        market_id, control = _market(url, 60.0, "tenants.arrivals_per_hour=1e-6",
+                                     "providers.1.gpu_mix={ rtx4090 = 1.0 }")
+        tenant = _post(url, f"/api/markets/{market_id}/participants",
+                       {"role": "tenant", "name": "carol"})
+        strategy, lines = Recording(markup=0.25), []
+        bot = Bot(url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
+                  archetype="home_rig", log=lines.append)
+        return cls(market_id, control, tenant, strategy, lines, bot)
+
+
 def test_bot_bids_its_strategys_price_wins_and_is_paid(serve) -> None:
     server = serve()
-    # A quiet market (no simulated tenants) where no simulated provider has the bot's GPU:
-    # the bot is the only bidder on the test's orders, so every bid under the cap wins.
-    market_id, control = _market(server.url, 60.0, "tenants.arrivals_per_hour=1e-6",
-                                 "providers.1.gpu_mix={ rtx4090 = 1.0 }")
-    tenant = _post(server.url, f"/api/markets/{market_id}/participants",
-                   {"role": "tenant", "name": "carol"})
-    strategy = Recording(markup=0.25)
-    lines: list[str] = []
-    bot = Bot(server.url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
-              archetype="home_rig", log=lines.append)
+    lone = Lone.open(server.url)
+    market_id, control, tenant = lone.market_id, lone.control, lone.tenant
+    strategy, lines, bot = lone.strategy, lone.lines, lone.bot
     orders = f"/api/markets/{market_id}/orders"
     job = {"gpus": 1, "gpu_models": [LONE_GPU], "hours": 0.05, "auto_select": True}
 
@@ -260,14 +279,9 @@ def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:
     db = tmp_path / "sessions.db"
     first = serve(db)
     port = first.url.rsplit(":", 1)[1]
-    market_id, control = _market(first.url, 60.0, "tenants.arrivals_per_hour=1e-6",
-                                 "providers.1.gpu_mix={ rtx4090 = 1.0 }")
-    tenant = _post(first.url, f"/api/markets/{market_id}/participants",
-                   {"role": "tenant", "name": "carol"})
-    strategy = Recording(markup=0.25)
-    lines: list[str] = []
-    bot = Bot(first.url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
-              archetype="home_rig", log=lines.append)
+    lone = Lone.open(first.url)
+    market_id, control, tenant = lone.market_id, lone.control, lone.tenant
+    strategy, lines, bot = lone.strategy, lone.lines, lone.bot
     job = {"gpus": 1, "gpu_models": [LONE_GPU], "hours": 0.05, "auto_select": True,
            "max_price_usd_per_gpu_hour": 5.0}
 
