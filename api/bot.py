@@ -33,6 +33,7 @@ from market import registry
 from market.resources import GpuRequest, ResourceUnit, Storage
 from market.scenario import ScenarioError, parse_override
 from market.strategy import OrderView, Outcome, ProviderView
+from market.units import micro_to_usd
 
 #: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
 PRICES_KEPT = 256
@@ -145,9 +146,9 @@ def _unit(data: dict[str, Any]) -> ResourceUnit:
         count=int(data.get("count", 1)))
 
 
-def per_gpu_hour_usd(price_micro_per_hour: float, gpus: int) -> float:
+def per_gpu_hour_usd(price_micro_per_hour: int, gpus: int) -> float:
     """A whole order's rate in micro-USD per hour as USD per GPU-hour."""
-    return price_micro_per_hour / gpus / 1e6
+    return micro_to_usd(price_micro_per_hour) / gpus
 
 
 # ---------------------------------------------------------------------------- strategies

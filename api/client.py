@@ -37,9 +37,10 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from api.commands import CommandError
+
 #: HTTP status of each error code the server uses (websocket error frames carry only the code).
-STATUS = {"invalid": 422, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-          "conflict": 409, "too_large": 413, "rate_limited": 429, "unavailable": 503}
+STATUS = CommandError.STATUS
 CODES = {status: code for code, status in STATUS.items()}
 #: Market states in which the clock still runs (or may run again).
 LIVE_STATES = ("running", "paused")
