@@ -78,6 +78,10 @@ class MarketRules(_Model):
         description="failed health checks before a provider closes a lease as unstable")
     health_check_interval_s: PositiveRange = Field(description="[min, max] between checks")
     price_index_interval_s: PositiveFloat = Field(description="bucket of the price series")
+    bids_net_of_fee: bool = Field(
+        True, description="built-in bid strategies price net of the take rate: an ask that "
+        "must cover cost c is at least c / (1 - take_rate); false makes them ignore the fee "
+        "(to study who bears it)")
 
     mechanism_params: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="the mechanism's parameters, e.g. { step = 0.01 }")

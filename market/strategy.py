@@ -96,6 +96,18 @@ class MarketView:
         """The platform's share of every payout (a public rule of the market)."""
         return self._market.rules.take_rate
 
+    @property
+    def bids_net_of_fee(self) -> bool:
+        """Whether built-in strategies gross their asks up by 1 / (1 − take_rate), so that
+        what their providers keep after the fee covers the ask (the scenario's
+        `market.bids_net_of_fee`)."""
+        return self._market.rules.bids_net_of_fee
+
+    def fee_gross_up(self) -> float:
+        """1 / (1 − take_rate) when bids are priced net of the fee, else 1: multiply a price
+        the provider wants to keep by this to get the bid."""
+        return 1.0 / (1.0 - self.take_rate) if self.bids_net_of_fee else 1.0
+
     def list_price(self, gpu_model: str) -> float:
         """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
         return self._market.catalog[gpu_model].list_usd_per_gpu_hour
