@@ -6,9 +6,13 @@
 - `Equilibrium`: the symmetric first-price equilibrium bid for i.i.d. costs.
 - `Hedge`: a no-regret learner (EXP3 or full-information Hedge) over markups on cost.
 
-Bids are USD per GPU-hour on the provider's cost basis (`MarketView.costs`); none of them bids
-below it. Strategies with per-provider state keep it in arrays indexed by provider id, grown
-when a higher id first shows up, so one instance serves a whole population.
+Bids are USD per GPU-hour on the provider's cost basis (`MarketView.costs`). With a take rate t
+on payouts a provider keeps (1 − t) × price, so by default every one of them prices the
+*fee-grossed cost* c / (1 − t) where the textbook prices the cost c, and none bids below it:
+``MarketView.fee_gross_up()`` is 1 / (1 − t) when the scenario's `market.bids_net_of_fee` is
+on (the default) and 1 when it is off. Strategies with per-provider state keep it in arrays
+indexed by provider id, grown when a higher id first shows up, so one instance serves a whole
+population.
 """
 
 from __future__ import annotations
@@ -32,15 +36,24 @@ def _grown(array: np.ndarray, size: int, fill: float) -> np.ndarray:
     return out
 
 
-class Truthful:
-    """Bid the provider's own cost basis per GPU-hour, whatever the order.
+def _floors(providers: np.ndarray, view: MarketView) -> np.ndarray:
+    """The lowest price each provider can take and still cover its cost basis after the
+    platform's fee, USD per GPU-hour: cost × `view.fee_gross_up()`."""
+    return view.costs(providers) * view.fee_gross_up()
 
-    Under a second-price (Vickrey) auction this is a dominant strategy; under pay-as-bid rules
-    it earns nothing above cost. No parameters.
+
+class Truthful:
+    """Bid the provider's own cost basis per GPU-hour grossed up by the fee, c / (1 − t),
+    whatever the order (c itself when the scenario's `market.bids_net_of_fee` is off).
+
+    Winning at price p leaves (1 − t)·p − c = (1 − t)·(p − c / (1 − t)): a second-price
+    (Vickrey) auction with fees is the fee-free one with costs c / (1 − t), so bidding
+    c / (1 − t) is dominant; under pay-as-bid rules it keeps nothing above cost. No
+    parameters.
     """
 
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
-        return view.costs(providers)
+        return _floors(providers, view)
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         return self.asks(providers, view)
@@ -50,7 +63,8 @@ MARGIN_FLOOR = 1e-9
 
 
 class AdaptiveMargin:
-    """golem-des's adaptive margin: bid ``(1 + margin) × cost`` per GPU-hour, where each
+    """golem-des's adaptive margin: bid ``(1 + margin) × cost × gross_up`` per GPU-hour
+    (`gross_up` = `MarketView.fee_gross_up()`, so the margin is kept after the fee), where each
     provider's margin is multiplied by ``exp(beta × busy_s)`` over time spent busy and by
     ``exp(−alpha × idle_s)`` over time spent idle, then kept in ``[min_margin, max_margin]``.
 
@@ -59,8 +73,9 @@ class AdaptiveMargin:
     simulated seconds in between count toward that state. An order the provider prices above
     the tenant's max price (but could serve at cost) counts as a loss at once, since the chain
     would refuse the bid: otherwise a provider priced out of every order would never hear an
-    outcome and never come down. Between outcomes the margin moves continuously, so a bid
-    uses the margin of the moment it is made.
+    outcome and never come down ("could serve at cost": its fee-grossed cost is within the max
+    price). Between outcomes the margin moves continuously, so a bid uses the margin of the
+    moment it is made.
 
     Parameters: `beta` and `alpha`, per simulated second (golem-des uses 1e-5 for both: the
     margin moves about 1% per 1,000 s); `initial_margin` (> 0; golem-des starts at 1.0);
@@ -112,7 +127,7 @@ class AdaptiveMargin:
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         providers = np.asarray(providers, dtype=np.int64)
-        costs = view.costs(providers)
+        costs = _floors(providers, view)
         bids = (1.0 + self.margins(providers, view.now_s)) * costs
         cap = order.max_price_usd_per_gpu_hour
         priced_out = (bids > cap) & (costs <= cap)
@@ -128,8 +143,10 @@ class AdaptiveMargin:
 class Undercut:
     """Bid just below the going rate: ``(1 − fraction) × mean`` of the last `window` published
     lease prices of the provider's own GPU model (`MarketView.clearing_prices`; the model is
-    one the order accepts, or the provider would not be asked), never below cost. With no
-    published price yet for that model, bid ``cost × (1 + fallback_markup)``.
+    one the order accepts, or the provider would not be asked), never below the fee-grossed
+    cost ``cost × gross_up`` (`MarketView.fee_gross_up()`). Published prices are what tenants
+    paid, fee included, so they are undercut as they are. With no published price yet for
+    that model, bid ``cost × (1 + fallback_markup) × gross_up``.
 
     Only the provider's own model counts: an order open to several models mixes very
     different price levels, and the going rate for this hardware is what a rival with the
@@ -148,7 +165,7 @@ class Undercut:
         self.fraction, self.window, self.fallback_markup = fraction, window, fallback_markup
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
-        costs = view.costs(providers)
+        costs = _floors(providers, view)
         models = view.models(providers)
         bids = costs * (1.0 + self.fallback_markup)
         for model in np.unique(models).tolist():
@@ -166,9 +183,19 @@ class Equilibrium:
     """The symmetric equilibrium bid of a first-price procurement auction among `n` bidders
     whose costs are i.i.d. with distribution F (auction theory):
 
-        b(c) = c + ∫_c^∞ (1 − F(t))^(n−1) dt / (1 − F(c))^(n−1)
+        b(c) = c + ∫_c^∞ (1 − F(u))^(n−1) du / (1 − F(c))^(n−1)
 
     that is, the expected lowest rival cost given that it is above c.
+
+    With a take rate t on payouts (and the scenario's `market.bids_net_of_fee` on) the bid
+    is ``gross_up × b(c)``, gross_up = 1 / (1 − t). Derivation: winning at x leaves
+    (1 − t)·x − c = (1 − t)·(x − c'), with c' = c / (1 − t); so each bidder plays the
+    fee-free first-price auction whose costs are c', i.i.d. with F'(s) = F((1 − t)·s). Its
+    equilibrium is b'(c') = c' + ∫_c'^∞ (1 − F'(s))^(n−1) ds / (1 − F'(c'))^(n−1), and the
+    change of variable s = u / (1 − t) turns the integral into ∫_c^∞ (1 − F(u))^(n−1) du /
+    (1 − t), so b'(c') = (c + ∫_c^∞ (1 − F(u))^(n−1) du / (1 − F(c))^(n−1)) / (1 − t) =
+    b(c) / (1 − t). For U[low, high]: ``(c + (high − c)/n) / (1 − t)``. `low`, `high` and
+    `scale` describe the costs before the fee; `bid` is the fee-free b(c).
 
     `distribution` picks F, each shifted to start at `low` (USD per GPU-hour):
     - ``"uniform"`` on [low, high]: closed form ``b(c) = c + (high − c)/n``;
@@ -203,7 +230,8 @@ class Equilibrium:
         self.distribution, self.scale, self.sigma = distribution, scale, sigma
 
     def bid(self, cost: float) -> float:
-        """The equilibrium bid at `cost`, USD per GPU-hour."""
+        """The fee-free equilibrium bid b(c) at `cost`, USD per GPU-hour (`asks` multiplies
+        it by `MarketView.fee_gross_up()`)."""
         if self.distribution == "uniform":
             if cost >= self.high:
                 return cost
@@ -244,7 +272,8 @@ class Equilibrium:
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
         costs = view.costs(providers)
         unique, where = np.unique(costs, return_inverse=True)
-        return np.array([self.bid(float(c)) for c in unique.tolist()])[where].reshape(costs.shape)
+        bids = np.array([self.bid(float(c)) for c in unique.tolist()])[where]
+        return bids.reshape(costs.shape) * view.fee_gross_up()
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         return self.asks(providers, view)
@@ -256,8 +285,9 @@ class _Drawn(NamedTuple):
     providers: list[int]
     arms: np.ndarray
     chances: np.ndarray   # of the arm drawn, when drawn
-    costs: np.ndarray
+    costs: np.ndarray     # fee-grossed: cost × gross_up, USD per GPU-hour
     max_price: float
+    gross_up: float       # MarketView.fee_gross_up() when drawn
 
 
 DEFAULT_MARKUPS = tuple(round(0.1 * i, 1) for i in range(11))
@@ -269,19 +299,24 @@ _SLACK_USD = 1e-6
 class Hedge:
     """A no-regret learner over a grid of markups on cost, one learner per provider.
 
-    Arm `a` bids ``min(cost × (1 + markups[a]), max price)`` (markups sorted ascending; in
-    a scenario, where parameters are scalars, a comma-separated string such as "0, 0.5, 1");
-    with ``form="shade"`` it bids ``cost + markups[a] × (max price − cost)``, asking a share
-    of the headroom under the tenant's reserve (the shape of the first-price equilibrium for
-    uniform costs, whose share is 1/n):
+    Here `cost` is the fee-grossed cost, cost basis × `MarketView.fee_gross_up()` (1 / (1 − t)
+    when bids are priced net of the take rate t, the default): the floor that keeps the cost
+    after the fee. Arm `a` bids ``min(cost × (1 + markups[a]), max price)`` (markups sorted
+    ascending; in a scenario, where parameters are scalars, a comma-separated string such as
+    "0, 0.5, 1"); with ``form="shade"`` it bids ``cost + markups[a] × (max price − cost)``,
+    asking a share of the headroom under the tenant's reserve (the shape of the first-price
+    equilibrium for uniform costs, whose share is 1/n):
     capped at the tenant's reserve, so the chain never refuses an arm (a provider whose cost
     is above the reserve does not bid). Each order, each provider draws an arm from its
     weights, ``∝ exp(−eta_t × cumulative loss)``, with the strategy's own
     ``numpy.random.Generator(seed)``.
 
-    Payoff of an auction, USD per GPU-hour: ``price received − cost`` if the provider won,
-    else 0 (not scaled by GPUs or hours; the take rate, the same for every arm, is ignored).
-    For learning it becomes a loss ``1 − payoff / (cost × max(markups))``, clipped to [0, 1].
+    Payoff of an auction, USD per GPU-hour: what the provider keeps over its cost basis,
+    ``(price received − cost) / gross_up`` if it won (= (1 − t) × price − cost basis when
+    bids are net of the fee; price − cost basis, the fee ignored, when they are not), else 0;
+    not scaled by GPUs or hours. For learning it becomes a loss
+    ``1 − (price − cost) / (cost × max(markups))``, clipped to [0, 1] (the gross-up, the same
+    for every arm, cancels out).
 
     What another arm would have earned is read from the outcome, taking the lowest bid to win
     (the *price to beat* is the lowest rival bid):
@@ -417,7 +452,8 @@ class Hedge:
         if not providers.size:
             return np.zeros(0)
         self._grow(int(providers.max()) + 1)
-        costs = np.asarray(view.costs(providers), dtype=float)
+        gross_up = view.fee_gross_up()
+        costs = np.asarray(view.costs(providers), dtype=float) * gross_up
         probabilities = self._probabilities(providers)
         draws = self._rng.random(providers.size)
         arms = np.minimum((probabilities.cumsum(axis=1) < draws[:, None]).sum(axis=1),
@@ -426,7 +462,8 @@ class Hedge:
         bids = np.minimum(self._grid(costs, cap)[np.arange(providers.size), arms], cap)
         bids[~(costs <= cap)] = np.nan
         self._drawn[order.order_id] = _Drawn(
-            providers.tolist(), arms, probabilities[np.arange(providers.size), arms], costs, cap)
+            providers.tolist(), arms, probabilities[np.arange(providers.size), arms], costs, cap,
+            gross_up)
         while len(self._drawn) > self.PENDING_ORDERS:
             self._drawn.popitem(last=False)
         return bids
@@ -486,8 +523,9 @@ class Hedge:
                                              (bids[censored] - costs[censored, None]) * passed,
                                              payoffs[censored])
         payoffs[index, arms] = realized
-        self._realized[providers] += realized
-        self._counterfactual[providers] += payoffs
+        # Kept over cost after the fee: (price − fee-grossed cost) / gross_up.
+        self._realized[providers] += realized / drawn.gross_up
+        self._counterfactual[providers] += payoffs / drawn.gross_up
         # The largest payoff any arm could earn: losses are scaled by it into [0, 1].
         scale = (self._grid(costs, drawn.max_price)[:, -1] - costs
                  if self.form == "shade" else costs * float(self.markups.max()))

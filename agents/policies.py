@@ -2,13 +2,19 @@
 
 A policy sees a job through three calls, in USD per GPU-hour:
 - `max_price(tenant, value, factor, job_cost_per_usd)`: the first max price of a new job.
-  `value` is what the outside option (a hyperscaler) would charge per GPU-hour of this order;
-  `factor` is the tenant's draw from the scenario's `tenants.max_price_factor` range; and
-  `job_cost_per_usd` is what the job's escrow deposit costs per USD of max price. Returning
-  None means the tenant takes the job elsewhere (reason "budget").
+  `value` is the job's value per GPU-hour of this order on its fastest acceptable GPU model
+  (V / (GPUs × hours there)): at that max price the job on that model costs all it is worth,
+  and on a slower model more, so the market's selection refuses such bids by their cost per
+  job (`market.mechanisms.AuctionContext.budget_micro`). `factor` is the tenant's draw from
+  the scenario's `tenants.max_price_factor` range; and `job_cost_per_usd` is what the job's
+  escrow deposit costs per USD of max price. Returning None means the tenant takes the job
+  elsewhere (reason "budget").
 - `after_expiry(tenant, max_price, value)`: the max price to re-post at after an expired
   order.
 - `after_fill(tenant, waited_s, attempt)`: learn from a lease that started.
+
+Whatever a policy returns, a tenant never pays more for a job than its value: the selection
+caps every order's budget at the value of the work left.
 
 Policies are registered by name (`gpumarket.tenant_policies`); a scenario picks one with
 `tenants.policy = { name = ..., params = { ... } }`.
@@ -24,8 +30,9 @@ if TYPE_CHECKING:
 
 
 class Fraction:
-    """A fixed fraction of the outside option; after an expiry, re-post `reprice` times
-    higher, never above `cap` times the outside option."""
+    """A fixed fraction of the job's value; after an expiry, re-post `reprice` times higher,
+    never above `cap` times the value (above 1 it only lets through bids the selection then
+    refuses)."""
 
     def __init__(self, reprice: float = 1.5, cap: float = 1.0) -> None:
         if reprice < 1:
@@ -78,7 +85,7 @@ class Adaptive(Fraction):
 class Budget(Fraction):
     """A spending budget per tenant: `weekly_usd` a week, pro rata over the run. A job's max
     price is lowered until its escrow deposit fits what is left; below `min_fraction` of the
-    outside option the job goes elsewhere."""
+    job's value the job goes elsewhere."""
 
     def __init__(self, weekly_usd: float = 2_000.0, reprice: float = 1.5, cap: float = 1.0,
                  min_fraction: float = 0.05) -> None:

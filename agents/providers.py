@@ -1,10 +1,17 @@
 """Provider populations: inventories, cost models and reliability, from a scenario.
 
-Cost model, per GPU-hour: capex / lifetime hours + operations is the fixed part;
-power × PUE × electricity price is paid at idle draw whenever the GPU is on, and the rest of its
-board power only while it runs a lease. The *marginal* cost of selling idle capacity is that
-extra power (capex is sunk); the *full* cost adds capex, operations and idle power. A population
-bids from one or the other (`cost_basis`).
+Cost model, per GPU-hour, split by what a provider can avoid:
+- serving (`marginal`): the power a GPU draws above idle (power × PUE × electricity price) and
+  its wear, only while it runs a lease: the cost of serving one more job;
+- idle power and operations (`idle`, `fixed`): paid whenever the provider is on the market,
+  busy or not; avoidable by leaving it, so they count in short-run profit;
+- capex amortization (`capex`): capex / lifetime hours, sunk once the GPU is bought; it counts
+  only in long-run profit, and not at all where `count_capex` is false (a home rig's card was
+  bought for gaming anyway).
+A provider that `sells_elsewhere_at_list` (a hyperscaler) has one cost: what a GPU-hour would
+earn in its own cloud, the list price (its opportunity cost); its idle capacity is sold there, so
+no idle power, operations or capex are charged to this market. A population bids from its
+`full` cost (all of the above) or its `marginal` cost (`cost_basis`).
 """
 
 from __future__ import annotations
@@ -29,16 +36,23 @@ HOURS_PER_YEAR = 8766.0  # 365.25 days
 
 def gpu_costs(catalog: GpuCatalog, gpu_id: str, population: ProviderPopulation,
               electricity_usd_per_kwh: float) -> dict[str, float]:
-    """USD per GPU-hour: fixed (capex + operations), idle power, marginal (extra power when
-    leased), full (all three), and the basis this population bids from."""
+    """USD per GPU-hour: `marginal` (serving: extra power and wear), `idle` (idle power),
+    `fixed` (operations), `capex` (amortization, 0 where not counted), `full` (all four) and
+    the `basis` this population bids from."""
     gpu = catalog[gpu_id]
+    if population.sells_elsewhere_at_list:
+        list_price = gpu.list_usd_per_gpu_hour
+        return {"marginal": list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
+                "full": list_price, "basis": list_price}
     capex = gpu.capex_usd * population.capex_factor / (population.lifetime_years * HOURS_PER_YEAR)
+    if not population.count_capex:
+        capex = 0.0
     power = gpu.board_power_w / 1000 * population.pue * electricity_usd_per_kwh
     idle = power * population.idle_power_fraction
-    marginal = power - idle
-    fixed = capex + population.ops_usd_per_gpu_hour
-    full = fixed + idle + marginal
-    return {"fixed": fixed, "idle": idle, "marginal": marginal, "full": full,
+    marginal = power - idle + population.wear_usd_per_gpu_hour
+    fixed = population.ops_usd_per_gpu_hour
+    full = capex + fixed + idle + marginal
+    return {"marginal": marginal, "idle": idle, "fixed": fixed, "capex": capex, "full": full,
             "basis": full if population.cost_basis == "full" else marginal}
 
 
@@ -80,6 +94,7 @@ def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
             cost_idle_usd_per_gpu_hour=costs["idle"],
             cost_fixed_usd_per_gpu_hour=costs["fixed"],
             cost_basis_usd_per_gpu_hour=costs["basis"],
+            cost_capex_usd_per_gpu_hour=costs["capex"],
             latency_log_median=math.log(population.bid_latency.median_s),
             latency_sigma=population.bid_latency.sigma,
             failure_rate_per_s=population.failure_rate_per_day / SECONDS_PER_DAY,

@@ -3,6 +3,10 @@
 Bids are USD per GPU-hour; the engine drops bids above the order's max price, as the chain
 does. A strategy whose ask does not depend on the order defines `asks(providers, view)`, read
 once, instead of being asked for every order.
+
+Both price net of the platform's take rate t by default, following the scenario's
+`market.bids_net_of_fee` (`MarketView.fee_gross_up()`): an ask meant to keep x after the fee
+is x / (1 − t).
 """
 
 from __future__ import annotations
@@ -26,26 +30,41 @@ class _PerGpuHour:
 
 
 class CostPlus(_PerGpuHour):
-    """Bid cost plus a markup: ``cost_basis × (1 + markup)`` per GPU-hour.
+    """Bid cost plus a markup, kept after the platform's fee:
+    ``cost_basis × (1 + markup) × gross_up`` per GPU-hour.
 
     The cost basis is the provider's full or marginal cost per GPU-hour (its population's
-    `cost_basis`). With `net_of_fee`, the markup is what the provider keeps after the
-    platform's take rate: the bid is grossed up by ``1 / (1 − take_rate)``.
+    `cost_basis`). `gross_up` is ``1 / (1 − take_rate)`` when the bid is priced net of the
+    fee, so that what the provider keeps is its cost plus the markup, else 1. `net_of_fee`:
+    None (the default) follows the scenario's `market.bids_net_of_fee`; true or false
+    overrides it for this strategy.
     """
 
-    def __init__(self, markup: float = 0.3, net_of_fee: bool = False) -> None:
+    def __init__(self, markup: float = 0.3, net_of_fee: bool | None = None) -> None:
         if markup < 0:
             raise ValueError(f"markup must be >= 0, got {markup}")
+        if net_of_fee is not None and not isinstance(net_of_fee, bool):
+            raise ValueError(f"net_of_fee must be true, false or left out (follow the "
+                             f"scenario), got {net_of_fee!r}")
         self.markup = markup
-        self.net_of_fee = bool(net_of_fee)
+        self.net_of_fee = net_of_fee
 
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
-        gross = 1.0 / (1.0 - view.take_rate) if self.net_of_fee else 1.0
+        if self.net_of_fee is None:
+            gross = view.fee_gross_up()
+        else:
+            gross = 1.0 / (1.0 - view.take_rate) if self.net_of_fee else 1.0
         return view.costs(providers) * (1.0 + self.markup) * gross
 
 
 class ListPrice(_PerGpuHour):
-    """A posted price: the GPU's hyperscaler list price per GPU-hour times `factor`."""
+    """A posted price: the GPU's hyperscaler list price per GPU-hour times `factor`, kept
+    after the platform's fee: ``list × factor × view.fee_gross_up()``.
+
+    A hyperscaler's opportunity cost is what it sells the GPU for elsewhere, its list price:
+    one posting `factor = 1` here keeps list after the fee when bids are priced net of it
+    (the scenario's `market.bids_net_of_fee`), and asks list itself when they are not.
+    """
 
     def __init__(self, factor: float = 1.0) -> None:
         if factor <= 0:
@@ -54,4 +73,4 @@ class ListPrice(_PerGpuHour):
 
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
         list_price = np.array([view.list_price(m) for m in view.gpu_models])
-        return list_price[view.models(providers)] * self.factor
+        return list_price[view.models(providers)] * self.factor * view.fee_gross_up()

@@ -1,21 +1,35 @@
-"""Tenants: jobs arrive, get priced against the hyperscaler, are posted, re-posted, or leave.
+"""Tenants: jobs arrive with a value and a deadline, are posted, re-posted, or leave.
 
 Arrivals are a Poisson process whose rate follows a daily cycle, grows week over week, and
 jumps during occasional demand spikes (sampled by thinning). Each job is sized with the
-transformer rule of thumb (`agents.workloads`), which fixes the GPUs it needs and its duration
-on every GPU model. The tenant orders the GPUs of the model it expects to be cheapest on this
-market (by published marketplace prices), accepting any model that can run the job with that
-many GPUs at most `slowdown_tolerance` times slower. Its value for the job is what the outside
-option costs: the cheapest way to run it at a hyperscaler's list prices (the models the
-scenario's hyperscalers rent); its max price is a fraction of that, per GPU-hour of the order.
-After an expired order it re-posts higher; after a failed lease it re-posts the remaining work;
-after too many of either it takes the job to a hyperscaler. Where the market offers
-interruptible orders, a share of jobs is posted interruptible, bidding a fraction of the
-on-demand price it expects for its GPU (the median of recently published on-demand prices, or
-the marketplace price before there are any), never above its max price; after an expiry the
-bid is raised like a max price, and once it would reach the expected on-demand price the job
-goes on demand instead. A lease paused longer than the tenant's patience is closed and the
-rest of the work re-posted on demand.
+transformer rule of thumb (`agents.workloads`), which fixes, given the job's deadline, the GPUs
+it needs and its duration on every GPU model.
+
+- **Outside option** O: the cheapest way to run the whole job at a hyperscaler's list prices
+  (the models the scenario's hyperscalers rent).
+- **Value** V: what serving the whole job is worth to its tenant, `tenants.value_to_outside`
+  × O (log-uniform): some jobs are worth more than the outside option, some less (work that
+  is only done because a marketplace is cheaper).
+- **The order**: the GPUs of the model the tenant expects to be cheapest per job on this
+  market (by published marketplace prices); it accepts every model that can do the job with
+  that many GPUs (memory, interconnect, min TFLOPS) and finish by the deadline. A slow GPU
+  is acceptable for patient, latency-insensitive work.
+- **Max price** (per GPU-hour, one for the whole order as on Akash): a fraction of the job's
+  value per GPU-hour on its fastest acceptable model, V / (GPUs × hours there), so it lets
+  through every model that could be worth it. The market's selection then compares bids by
+  price per job and refuses a bid whose cost for the whole job is above the tenant's budget
+  (the max price over the fastest run), never above V (`market.mechanisms.AuctionContext`).
+
+After an expired order the tenant re-posts higher (never above V); after a failed lease it
+re-posts the remaining work; after too many of either it takes the rest of the job to a
+hyperscaler if it is worth the list price there, and drops it otherwise. Where the market
+offers interruptible orders, a share of jobs is posted interruptible, bidding a fraction of
+the on-demand price it expects for its GPU (the median of recently published on-demand
+prices, or the marketplace price before there are any), never above its max price nor above
+what makes the job cost more than V; after an expiry the bid is raised like a max price, and
+once it would reach the expected on-demand price the job goes on demand instead. A lease
+paused longer than the tenant's patience is closed and the rest of the work re-posted on
+demand.
 """
 
 from __future__ import annotations
@@ -48,8 +62,8 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
         spec = config.jobs.get(name)
         if spec is None:
             continue
-        fields = spec.model_dump(exclude={"slowdown_tolerance"})
-        for key in ("params_b", "tokens_b", "duration_h", "tokens_per_s"):
+        fields = spec.model_dump()
+        for key in ("params_b", "tokens_b", "duration_h", "tokens_per_s", "deadline_h"):
             if fields[key] is not None:
                 fields[key] = tuple(fields[key])
         kinds.append(JobKind(name=name, **fields))
@@ -59,9 +73,10 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
 class _Job:
     """What a tenant remembers about one of its jobs between orders."""
 
-    __slots__ = ("attempts", "est_hours", "expiries", "failures", "gpus", "kind",
-                 "max_price", "model", "outside_gpu_h", "outside_usd", "spot_bid",
-                 "spot_units", "tenant", "units", "value", "work_left", "work_s")
+    __slots__ = ("attempts", "expiries", "failures", "fast_hours", "gpus", "kind",
+                 "max_price", "model", "outside_gpu_h", "outside_usd", "pref_hours",
+                 "spot_bid", "spot_units", "tenant", "units", "value", "value_rate",
+                 "work_left", "work_s")
 
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():
@@ -105,7 +120,8 @@ class Tenants:
                          "storage_bytes_per_gpu": int(res.storage_gib * GIB),
                          "storage_class": res.storage_class}
         self.rented = np.array([k.name == "online_inference" for k in self.kinds])
-        self.tolerance = np.array([config.jobs[k.name].slowdown_tolerance for k in self.kinds])
+        self.needs_link = np.array([k.needs_interconnect for k in self.kinds])
+        self.value_log_range = np.log(np.array(config.value_to_outside, dtype=float))
         self._unit_cache: dict[tuple[int, bytes], tuple[Any, ...]] = {}
         self._chunk: dict[str, Any] = {}
         self._next = _CHUNK
@@ -170,56 +186,65 @@ class Tenants:
 
     def _plan_chunk(self) -> None:
         """Sample and plan the next `_CHUNK` jobs at once: the order each becomes (GPUs,
-        acceptable models, work per model), its value and its max price."""
+        acceptable models, work per model), its value and outside option, and what the
+        tenant's max price is anchored to."""
         batch = sample_jobs(self.job_rng, _CHUNK, self.kinds)
         plan = plan_jobs(batch, self.kinds, self.tflops, self.memory_bytes, self.interconnect)
         rows = np.arange(_CHUNK)
-        eligible = plan.gpus > 0
-        seconds = np.where(eligible, plan.duration_s, 0.0)  # inf where ineligible: zeroed
+        runs = plan.eligible  # by the job's deadline
+        seconds = np.where(runs, plan.duration_s, 0.0)  # inf where it cannot: zeroed
         gpu_s = plan.gpus * seconds
         # The outside option: the cheapest way to run it at a hyperscaler's list prices.
-        reference = eligible & self.outside
-        reference = np.where(reference.any(axis=1)[:, None], reference, eligible)
+        reference = runs & self.outside
+        reference = np.where(reference.any(axis=1)[:, None], reference, runs)
         outside_cost = np.where(reference, gpu_s * self.list_price, np.inf)
         outside = np.argmin(outside_cost, axis=1)
         outside_usd = outside_cost[rows, outside] / SECONDS_PER_HOUR
         outside_gpu_h = gpu_s[rows, outside] / SECONDS_PER_HOUR
-        # The order: the GPUs of the model the tenant expects to be cheapest on this market.
-        preferred = np.argmin(np.where(eligible, gpu_s * self.belief, np.inf), axis=1)
+        # The order: the GPUs of the model the tenant expects to be cheapest per job here.
+        preferred = np.argmin(np.where(runs, gpu_s * self.belief, np.inf), axis=1)
         n = np.maximum(plan.gpus[rows, preferred], 1)
-        # With n GPUs, a model that needs fewer finishes proportionally sooner; an endpoint
-        # (online inference) is rented for its duration whatever the GPU.
+        # With n GPUs, a model that needs fewer finishes proportionally sooner (so still by
+        # the deadline); an endpoint (online inference) is rented for its duration whatever
+        # the GPU. A job that needs a fast interconnect spreads over n GPUs only where there
+        # is one.
         rented = self.rented[batch.kind][:, None]
         scaled = np.where(rented, seconds, seconds * plan.gpus / n[:, None])
-        scaled_preferred = scaled[rows, preferred]
-        acceptable = eligible & (plan.gpus <= n[:, None]) & (
-            scaled <= (self.tolerance[batch.kind] * scaled_preferred)[:, None])
+        linked = ~(self.needs_link[batch.kind][:, None] & (n[:, None] > 1) & ~self.interconnect)
+        acceptable = runs & (plan.gpus <= n[:, None]) & linked
+        hours = np.where(acceptable, scaled / SECONDS_PER_HOUR, np.inf)
+        fast_hours = hours.min(axis=1)
+        pref_hours = hours[rows, preferred]
         low, high = self.config.max_price_factor
         factor = self.choice_rng.uniform(low, high, _CHUNK)
         error = self.choice_rng.lognormal(0.0, self.config.duration_error_sigma, _CHUNK)
-        # What the outside option costs per GPU-hour of this order: the tenant's value and
-        # the anchor of its max price.
+        tenant = self.choice_rng.integers(0, len(self.tenants), _CHUNK)
+        log_low, log_high = self.value_log_range
+        value = outside_usd * np.exp(self.choice_rng.uniform(log_low, log_high, _CHUNK))
+        # The job's value per GPU-hour of the order on its fastest acceptable model: a max
+        # price up to it lets through every model on which the job could be worth its cost.
         with np.errstate(divide="ignore", invalid="ignore"):
-            reference_rate = outside_usd / (n * scaled_preferred / SECONDS_PER_HOUR)
+            value_rate = value / (n * fast_hours)
         self._chunk = {
-            "valid": eligible.any(axis=1).tolist(),
+            "valid": runs.any(axis=1).tolist(),
             "kind": batch.kind.tolist(),
-            "tenant": self.choice_rng.integers(0, len(self.tenants), _CHUNK).tolist(),
+            "tenant": tenant.tolist(),
             "gpus": n.tolist(),
             "acceptable": acceptable,
             # The estimate misses the real duration by `error`, except for an endpoint rented
             # for a set time; inf marks models the job never runs on.
             "work_s": np.where(acceptable, np.where(rented, scaled, scaled * error[:, None]),
                                np.inf),
-            "value": reference_rate.tolist(),
+            "value": value.tolist(),
+            "value_rate": value_rate.tolist(),
             "model": preferred.tolist(),
             "factor": factor.tolist(),
             "outside_usd": outside_usd.tolist(),
             "outside_gpu_h": outside_gpu_h.tolist(),
-            # The tenant cannot know which model will win, so its escrow covers the slowest
-            # one it accepts; only a job that overruns its estimate drains it.
-            "est_hours": (np.where(acceptable, scaled, 0.0).max(axis=1)
-                          / SECONDS_PER_HOUR).tolist(),
+            # The tenant's estimates (whole job): its budget is its max price over the
+            # fastest run, its escrow covers that budget (see `_post`).
+            "fast_hours": fast_hours.tolist(),
+            "pref_hours": pref_hours.tolist(),
         }
         self._next = 0
 
@@ -251,20 +276,23 @@ class Tenants:
             return  # no GPU model in the catalog can run it: not a job for this market
         n = chunk["gpus"][i]
         tenant = self.tenants[chunk["tenant"][i]]
-        value, est_hours = chunk["value"][i], chunk["est_hours"][i]
+        value_rate, fast_hours = chunk["value_rate"][i], chunk["fast_hours"][i]
         # The escrow deposit per USD of max price: the policy weighs a budget with it.
-        max_price = self.policy.max_price(tenant, value, chunk["factor"][i],
-                                          n * est_hours * self.config.deposit_factor)
+        max_price = self.policy.max_price(tenant, value_rate, chunk["factor"][i],
+                                          n * fast_hours * self.config.deposit_factor)
         job = _Job(tenant=tenant,
                    kind=self.kinds[chunk["kind"][i]].name, gpus=n,
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
-                   max_price=max_price, value=value,
+                   max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
                    outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   est_hours=est_hours, attempts=0, expiries=0, failures=0, work_left=1.0,
-                   spot_bid=0.0, model=chunk["model"][i], spot_units=None)
+                   fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
+                   expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
+                   spot_units=None)
         spot = self.spot
         if spot is not None and max_price is not None and self.spot_rng.random() < spot.share:
-            job.spot_bid = min(max_price, self.spot_rng.uniform(*spot.bid_fraction)
+            # Never a bid at which the job on its GPU would cost more than it is worth.
+            job.spot_bid = min(max_price, job.value / (n * job.pref_hours),
+                               self.spot_rng.uniform(*spot.bid_fraction)
                                * self._on_demand_expected(job.model))
             # A bid per GPU-hour is for one model (on Vast, for one machine): its own.
             only = np.zeros(len(self.ids), bool)
@@ -277,9 +305,13 @@ class Tenants:
 
     def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
         interruptible = job.spot_bid > 0
-        # An interruptible order's max price is its bid.
+        # An interruptible order's max price is its bid, for its one GPU model.
         price = job.spot_bid if interruptible else job.max_price
-        deposit = price * job.gpus * job.est_hours * work_left * self.config.deposit_factor
+        hours = job.pref_hours if interruptible else job.fast_hours
+        # The escrow covers the most the tenant would pay: its max price over the (estimated)
+        # fastest run, with a margin, and never more than the work is worth.
+        deposit = min(price * job.gpus * hours * self.config.deposit_factor,
+                      job.value) * work_left
         market = self.market
         job.work_left = work_left
         if market.ledger.balance(market.tenant_accounts[job.tenant]) < round(deposit * 1e6):
@@ -288,16 +320,21 @@ class Tenants:
             return
         order_id = market.post_order(
             job.tenant, job.spot_units if interruptible else job.units, price, deposit_usd=deposit,
-            value_usd_per_gpu_hour=job.value, job_id=job_id, job_kind=job.kind,
+            job_value_usd=job.value, outside_usd=job.outside_usd, job_id=job_id,
+            job_kind=job.kind,
             work_s=job.work_s * work_left, work_left=work_left, attempt=job.attempts,
             interruptible=interruptible)
         if job_id is None:
             self.jobs[order_id] = job  # the first order's id names the job
 
     def _leave(self, job_id: int, job: _Job, reason: str, work_left: float) -> None:
+        """Give up on the market: take the rest of the job to a hyperscaler if it is worth
+        the list price there; drop it otherwise (a rational tenant pays no more than V)."""
         self.jobs.pop(job_id, None)
+        if job.value < job.outside_usd:
+            return
         self.market.tenant_left(job.tenant, job_id, reason, job.outside_gpu_h * work_left,
-                                job.outside_usd * work_left)
+                                job.outside_usd * work_left, value_usd=job.value * work_left)
 
     # ------------------------------------------------------------------ reactions
 
@@ -335,12 +372,14 @@ class Tenants:
                 self._leave(event.job_id, job, "expired", job.work_left)
                 return
             if job.spot_bid:
-                raised = min(self.policy.after_expiry(job.tenant, job.spot_bid, job.value),
-                             job.max_price)
+                raised = min(self.policy.after_expiry(job.tenant, job.spot_bid,
+                                                      job.value_rate),
+                             job.max_price, job.value / (job.gpus * job.pref_hours))
                 # Bidding up to the on-demand price buys nothing: take on-demand then.
                 job.spot_bid = raised if raised < self._on_demand_expected(job.model) else 0.0
             else:
-                job.max_price = self.policy.after_expiry(job.tenant, job.max_price, job.value)
+                job.max_price = self.policy.after_expiry(job.tenant, job.max_price,
+                                                         job.value_rate)
             self._post(job, event.job_id, job.work_left)
         elif kind is LeaseClosed:
             job = self.jobs.get(event.job_id)
@@ -351,7 +390,9 @@ class Tenants:
                 return
             job.attempts += 1
             if event.reason == "insufficient_funds":
-                job.est_hours *= 2  # the estimate was short: deposit more for the rest
+                # The estimate was short: deposit more for the rest.
+                job.fast_hours *= 2
+                job.pref_hours *= 2
             if event.reason in PROVIDER_FAULTS:
                 job.failures += 1
                 if job.failures >= self.config.max_failures:

@@ -2,9 +2,12 @@
 
 A job runs a model of ``params`` parameters over ``tokens`` tokens. Training and fine-tuning
 cost 6·n·p FLOPs (forward and backward pass), inference 2·n·p (forward only); memory is
-``bytes_per_param`` per parameter times ``memory_overhead``. :func:`sample_jobs` draws a
-:class:`JobBatch` (struct of arrays); :func:`plan_jobs` says, for every job and GPU model, how
-many GPUs the tenant rents and for how long.
+``bytes_per_param`` per parameter times ``memory_overhead``. A job that runs to completion
+has a **deadline**: the wall time, from the start of its lease, by which it must be done
+(latency-insensitive batch work waits days, a fine-tune is wanted back the same day).
+:func:`sample_jobs` draws a :class:`JobBatch` (struct of arrays); :func:`plan_jobs` says, for
+every job and GPU model, how many GPUs the tenant rents and for how long, and which models
+cannot meet the deadline at all.
 
 >>> import numpy as np
 >>> batch = sample_jobs(np.random.default_rng(3), 4)
@@ -13,10 +16,12 @@ many GPUs the tenant rents and for how long.
 >>> plan = plan_jobs(batch, DEFAULT_JOB_KINDS, tflops=np.array([989.0, 165.0]),
 ...                  memory_bytes=np.array([80.0, 24.0]) * 2**30,
 ...                  interconnect=np.array([True, False]))  # an H100 SXM and an RTX 4090
+>>> (batch.deadline_s / 3600).round(1).tolist()  # online inference: rented, no deadline
+[139.8, 11.4, nan, 149.7]
 >>> plan.gpus.tolist()
-[[1, 0], [1, 1], [1, 0], [1, 1]]
->>> (plan.duration_s / 3600).round(1).tolist()
-[[22.2, inf], [1.0, 6.2], [20.9, inf], [0.6, 3.6]]
+[[1, 1], [1, 1], [1, 0], [1, 1]]
+>>> (plan.duration_s / 3600).round(1).tolist()  # a small training run fits a 4090 in time
+[[22.2, 133.4], [1.0, 6.2], [20.9, inf], [0.6, 3.6]]
 """
 
 import math
@@ -52,11 +57,11 @@ class JobKind:
     ``name`` must be one of :data:`JOB_KINDS`; it fixes the FLOPs rule (6·n·p for training and
     fine-tuning, 2·n·p otherwise) and whether the job is rented for a duration
     (``online_inference``: give ``duration_h`` and ``tokens_per_s``) or run to completion over
-    ``tokens_b`` billion tokens (every other kind). Ranges are (low, high), sampled
-    log-uniformly. ``share`` is the kind's weight in the order mix (normalized when sampling).
-    ``min_tflops`` excludes slower GPU models; ``needs_interconnect`` confines jobs that need
-    more than one GPU to models with a fast interconnect. The tenant adds GPUs, up to
-    ``max_gpus``, to finish within ``max_wall_hours``.
+    ``tokens_b`` billion tokens by a deadline drawn from ``deadline_h`` (every other kind).
+    Ranges are (low, high), sampled log-uniformly. ``share`` is the kind's weight in the order
+    mix (normalized when sampling). ``min_tflops`` excludes slower GPU models;
+    ``needs_interconnect`` confines jobs that need more than one GPU to models with a fast
+    interconnect. The tenant adds GPUs, up to ``max_gpus``, to finish by its deadline.
     """
 
     name: str
@@ -71,7 +76,7 @@ class JobKind:
     min_tflops: float = 0.0
     needs_interconnect: bool = False
     max_gpus: int = 8
-    max_wall_hours: float = 72.0
+    deadline_h: tuple[float, float] | None = None  # every kind but online_inference
 
     def __post_init__(self) -> None:
         def invalid(field: str, valid: str) -> ValueError:
@@ -83,6 +88,7 @@ class JobKind:
         rented = self.name in _RENTED_KINDS
         for field, wanted in (
             ("tokens_b", not rented),
+            ("deadline_h", not rented),
             ("duration_h", rented),
             ("tokens_per_s", rented),
         ):
@@ -106,8 +112,6 @@ class JobKind:
         whole = isinstance(self.max_gpus, int) and not isinstance(self.max_gpus, bool)
         if not (whole and self.max_gpus >= 1):
             raise invalid("max_gpus", "an integer >= 1")
-        if not self.max_wall_hours > 0:
-            raise invalid("max_wall_hours", "> 0")
 
 
 # Sizes are set so that on one H100 (989 TFLOPS, 80 GiB) median durations are: training ~2 days,
@@ -122,7 +126,9 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         utilization=0.40,  # typical model FLOPs utilization (MFU) of well-tuned training
         needs_interconnect=True,  # data/tensor parallelism all-reduces gradients every step
         max_gpus=8,  # one NVLink/Infinity Fabric node: the unit a provider rents as one place
-        max_wall_hours=72.0,  # a pretraining run of a few days is acceptable; beyond, add GPUs
+        # assumption: a pretraining run is planned around three days to two weeks of a node;
+        # to finish sooner, add GPUs
+        deadline_h=(72.0, 336.0),
     ),
     JobKind(
         "fine_tuning",
@@ -135,7 +141,7 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         bytes_per_param=3.0,
         utilization=0.40,  # same kernels as training; typical MFU
         needs_interconnect=True,  # sharded weights across GPUs still talk every step
-        max_wall_hours=12.0,  # wanted back the same working day
+        deadline_h=(4.0, 24.0),  # assumption: wanted back the same working day, or by tomorrow
     ),
     JobKind(
         "batch_inference",
@@ -145,7 +151,9 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         bytes_per_param=2.0,  # bf16 weights
         memory_overhead=1.2,  # activations and KV cache on top of the weights
         utilization=0.30,  # large batches amortize weight reads, but decode stays memory-bound
-        max_wall_hours=24.0,  # latency-insensitive: overnight is fine
+        # latency-insensitive: overnight to a week is fine (assumption), so slow consumer GPUs
+        # can take it when they are cheaper per job
+        deadline_h=(12.0, 168.0),
     ),
     JobKind(
         "online_inference",
@@ -194,7 +202,8 @@ class JobBatch:
 
     ``kind`` indexes the kinds sequence the batch was sampled with; ``tokens`` is the tokens
     processed (online inference: duration x tokens_per_s); ``fixed_duration_s`` and
-    ``tokens_per_s`` are nan except for rented (online inference) jobs.
+    ``tokens_per_s`` are nan except for rented (online inference) jobs, ``deadline_s`` is nan
+    for them (a rented job has no deadline: it runs for its duration).
     """
 
     kind: np.ndarray  # int8
@@ -204,6 +213,7 @@ class JobBatch:
     memory_bytes: np.ndarray  # float64
     fixed_duration_s: np.ndarray  # float64; nan except online inference
     tokens_per_s: np.ndarray  # float64; nan except online inference
+    deadline_s: np.ndarray  # float64 wall time from the lease's start; nan for online inference
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -236,7 +246,8 @@ def sample_jobs(
     """Draw ``n`` jobs: kind by share (normalized), then sizes, each log-uniform in its range.
 
     Vectorized: the number of numpy calls does not grow with ``n``. Deterministic for a given
-    ``rng`` state: the kinds take one draw, the sizes one [4, n] block of uniforms.
+    ``rng`` state: the kinds take one draw, the sizes one [4, n] block of uniforms (a job's
+    deadline and a rented job's duration share a row: a kind has one or the other).
     """
     kinds = tuple(kinds)
     _check_kinds(kinds)
@@ -255,6 +266,7 @@ def sample_jobs(
     params = draw("params_b", 0) * 1e9
     rented = np.array([k.name in _RENTED_KINDS for k in kinds])[kind]
     fixed_duration_s = draw("duration_h", 2) * _SECONDS_PER_HOUR
+    deadline_s = draw("deadline_h", 2) * _SECONDS_PER_HOUR
     tokens_per_s = draw("tokens_per_s", 3)
     tokens = np.where(rented, fixed_duration_s * tokens_per_s, draw("tokens_b", 1) * 1e9)
     flops_per_param_token = np.array([6.0 if k.name in _BACKWARD_KINDS else 2.0 for k in kinds])
@@ -267,20 +279,30 @@ def sample_jobs(
         * (_per_kind(kinds, "bytes_per_param") * _per_kind(kinds, "memory_overhead"))[kind],
         fixed_duration_s=fixed_duration_s,
         tokens_per_s=tokens_per_s,
+        deadline_s=deadline_s,
     )
 
 
 @dataclass(slots=True)
 class JobPlan:
-    """How every job would run on every GPU model: arrays of shape [n_jobs, n_models]."""
+    """How every job would run on every GPU model: arrays of shape [n_jobs, n_models], and
+    each job's deadline (shape [n_jobs])."""
 
-    gpus: np.ndarray  # int32; 0 where the model cannot run the job
+    gpus: np.ndarray  # int32; 0 where the model cannot run the job by its deadline
     duration_s: np.ndarray  # float64 wall time in simulated seconds; inf where it cannot
+    # float64 wall time from the lease's start by which the job must be done: the sampled one,
+    # or the fastest any model can do when none meets it; nan for rented (online) jobs
+    deadline_s: np.ndarray
 
     @property
     def eligible(self) -> np.ndarray:
-        """bool [n_jobs, n_models]: the model can run the job."""
+        """bool [n_jobs, n_models]: the model can run the job by its deadline."""
         return self.gpus > 0
+
+
+# Relative slack on GPU counts: a job that needs exactly k GPUs by float round-off (a deadline
+# set to a model's own run time) must not be given k + 1.
+_ROUND_OFF = 1e-9
 
 
 def plan_jobs(
@@ -295,13 +317,15 @@ def plan_jobs(
 
     ``kinds`` is the sequence ``batch`` was sampled with; ``tflops``, ``memory_bytes`` (per GPU)
     and ``interconnect`` (fast GPU-to-GPU links, e.g. SXM/OAM parts) describe the models.
-    GPUs = max(copies of the memory in ``usable_fraction`` of each GPU, GPUs to finish within
-    ``max_wall_hours``), capped at ``max_gpus``; wall time = FLOPs / (GPUs x effective FLOP/s).
-    A rented (online inference) job instead needs enough GPUs to sustain its FLOP rate,
-    2·p·tokens_per_s, and runs for its fixed duration. A model cannot run a job (0 GPUs, inf
-    duration) when it is below ``min_tflops``, when the memory alone or a rented job's rate needs
-    more than ``max_gpus``, or when a ``needs_interconnect`` job needs several GPUs on a model
-    without interconnect.
+    GPUs = max(copies of the memory in ``usable_fraction`` of each GPU, GPUs to finish by the
+    job's deadline); wall time = FLOPs / (GPUs x effective FLOP/s). A rented (online
+    inference) job instead needs enough GPUs to sustain its FLOP rate, 2·p·tokens_per_s, and
+    runs for its fixed duration. A model cannot run a job (0 GPUs, inf duration) when it is
+    below ``min_tflops``, or when it would need more than ``max_gpus`` (for the memory, the
+    deadline or a rented job's rate), or more than one GPU for a ``needs_interconnect`` job on
+    a model without interconnect. A job that no model can finish by its deadline keeps the
+    fastest run a model can give it instead (its deadline becomes that run time): the tenant
+    takes the best hardware there is.
     """
     kinds = tuple(kinds)
     _check_kinds(kinds)
@@ -324,27 +348,31 @@ def plan_jobs(
     def column(attr: str) -> np.ndarray:
         return _per_kind(kinds, attr)[k][:, None]
 
-    max_gpus = column("max_gpus")
     flop_rate = tflops * 1e12 * column("utilization")  # effective FLOP/s per GPU
+    flops = batch.flops[:, None]
     rented = ~np.isnan(batch.fixed_duration_s)[:, None]
-    # Rented jobs must keep up with their throughput over the rental; others must be done
-    # within max_wall_hours. Either way: GPUs to do `flops` within `window_s`.
-    window_s = np.where(
-        rented, batch.fixed_duration_s[:, None], column("max_wall_hours") * _SECONDS_PER_HOUR
+    # The most GPUs a model can give the job: max_gpus, or one where the job needs a fast
+    # interconnect that the model lacks.
+    most = np.where(column("needs_interconnect") & ~interconnect, 1.0, column("max_gpus"))
+    memory_gpus = np.maximum(
+        np.ceil(batch.memory_bytes[:, None] / (gpu_memory_bytes * usable_fraction)), 1.0
     )
-    memory_gpus = np.ceil(batch.memory_bytes[:, None] / (gpu_memory_bytes * usable_fraction))
-    load_gpus = np.ceil(batch.flops[:, None] / (flop_rate * window_s))
-    gpus = np.minimum(np.maximum(np.maximum(memory_gpus, load_gpus), 1.0), max_gpus)
-    runs = (
-        (tflops >= column("min_tflops"))
-        & (memory_gpus <= max_gpus)
-        & ~(rented & (load_gpus > max_gpus))
-        & ~(column("needs_interconnect") & (gpus > 1) & ~interconnect)
+    able = (tflops >= column("min_tflops")) & (memory_gpus <= most)
+    # A deadline no model meets becomes the fastest run any model can give.
+    fastest_s = np.where(able & ~rented, flops / (most * flop_rate), np.inf).min(axis=1)
+    deadline_s = np.where(
+        np.isfinite(fastest_s), np.fmax(batch.deadline_s, fastest_s), batch.deadline_s
     )
-    duration_s = np.where(
-        rented, batch.fixed_duration_s[:, None], batch.flops[:, None] / (gpus * flop_rate)
-    )
+    # Rented jobs must keep up with their throughput over the rental; others must be done by
+    # their deadline. Either way: GPUs to do `flops` within `window_s`.
+    window_s = np.where(rented, batch.fixed_duration_s[:, None], deadline_s[:, None])
+    load = flops / (flop_rate * window_s)
+    load_gpus = np.ceil(load * (1.0 - _ROUND_OFF))
+    gpus = np.maximum(memory_gpus, load_gpus)
+    runs = able & (gpus <= most)
+    duration_s = np.where(rented, batch.fixed_duration_s[:, None], flops / (gpus * flop_rate))
     return JobPlan(
         gpus=np.where(runs, gpus, 0).astype(np.int32),
         duration_s=np.where(runs, duration_s, np.inf),
+        deadline_s=deadline_s,
     )

@@ -61,10 +61,12 @@ class RemoteView:
     and its own provider's facts. Reading any other provider raises PermissionError."""
 
     def __init__(self, me: ProviderView, gpu_models: tuple[str, ...], take_rate: float,
-                 list_usd_per_gpu_hour: dict[str, float], now_s: float = 0.0) -> None:
+                 list_usd_per_gpu_hour: dict[str, float], now_s: float = 0.0, *,
+                 bids_net_of_fee: bool = True) -> None:
         self.me = me
         self._gpu_models = gpu_models
         self._take_rate = take_rate
+        self._net_of_fee = bids_net_of_fee
         self._list = list_usd_per_gpu_hour
         self._recent: dict[str, deque[float]] = {}
         self._now_s = now_s
@@ -88,6 +90,18 @@ class RemoteView:
     def take_rate(self) -> float:
         """The platform's share of every payout (a public rule of the market)."""
         return self._take_rate
+
+    @property
+    def bids_net_of_fee(self) -> bool:
+        """Whether built-in strategies gross their asks up by 1 / (1 − take_rate), so that
+        what the provider keeps after the fee covers the ask (the market's
+        `market.bids_net_of_fee`)."""
+        return self._net_of_fee
+
+    def fee_gross_up(self) -> float:
+        """1 / (1 − take_rate) when bids are priced net of the fee, else 1: multiply a price
+        the provider wants to keep by this to get the bid."""
+        return 1.0 / (1.0 - self._take_rate) if self._net_of_fee else 1.0
 
     def list_price(self, gpu_model: str) -> float:
         """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
@@ -370,7 +384,8 @@ class Bot:
         models = snapshot["gpu_models"]
         self.view = RemoteView(mine, tuple(m["id"] for m in models), float(snapshot["take_rate"]),
                                {m["id"]: float(m["list_usd_per_gpu_hour"]) for m in models},
-                               float(snapshot["clock_s"]))
+                               float(snapshot["clock_s"]),
+                               bids_net_of_fee=bool(snapshot["bids_net_of_fee"]))
         for model, series in snapshot.get("prices", {}).items():
             for _time_s, price in series:
                 self.view.record_price(model, float(price))

@@ -82,8 +82,8 @@ def run(
 
         render(result.summary, Console())
         if out is not None:
-            Console().print(f"wrote summary.json, orders.parquet, leases.parquet, "
-                            f"prices.parquet to {out}")
+            Console().print(f"wrote summary.json, orders, leases, jobs, providers and prices "
+                            f"(.parquet) to {out}")
 
 
 def _bidders(text: str) -> tuple[int, ...]:
@@ -97,20 +97,46 @@ def _bidders(text: str) -> tuple[int, ...]:
     return values
 
 
+def _shadings(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or not all(0 < value < float("inf") for value in values):
+        raise typer.BadParameter(f"expected a comma-separated list of numbers > 0, got "
+                                 f"{text!r}", param_hint="'--shadings'")
+    return values
+
+
 @app.command()
 def validate(
-    bidders: Annotated[str, typer.Option(
-        help="numbers of bidders, comma-separated (each >= 2)")] = "2,3,5,10",
-    auctions: Annotated[int, typer.Option(help="auctions per row (>= 10)", min=10)] = 2000,
+    bidders: Annotated[str | None, typer.Option(
+        help="numbers of bidders, comma-separated (each >= 2); default 2,3,5,10, or 3 with "
+             "--deviations")] = None,
+    auctions: Annotated[int | None, typer.Option(
+        help="auctions per run (>= 10); default 2000, or 3000 with --deviations",
+        min=10)] = None,
     seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
+    deviations: Annotated[bool, typer.Option(
+        "--deviations", help="incentive checks instead: the gain of one bidder's best "
+        "shading of the prescribed bid, per mechanism")] = False,
+    shadings: Annotated[str, typer.Option(
+        help="with --deviations: factors on the prescribed bid, comma-separated (each > 0)")]
+    = "0.8,0.9,0.95,1.05,1.1,1.2",
+    workers: Annotated[int | None, typer.Option(
+        help="with --deviations: processes to run on (default: one per CPU)", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as a JSON list")]
     = False,
 ) -> None:
     """Run the textbook auction through the market and compare it with auction theory."""
+    if deviations:
+        _validate_deviations(bidders or "3", auctions or 3000, seed, _shadings(shadings),
+                             workers, as_json)
+        return
     from market.validation import validate as run_validation
 
-    counts = _bidders(bidders)
-    rows = run_validation(counts, auctions, seed)
+    counts = _bidders(bidders or "2,3,5,10")
+    rows = run_validation(counts, auctions or 2000, seed)
     if as_json:
         sys.stdout.write(json.dumps([row.to_dict() for row in rows]) + "\n")
     else:
@@ -122,13 +148,33 @@ def validate(
         raise typer.Exit(1)
 
 
+def _validate_deviations(bidders: str, auctions: int, seed: int, shadings: tuple[float, ...],
+                         workers: int | None, as_json: bool) -> None:
+    """`validate --deviations`: the incentive checks for each number of bidders."""
+    from market.validation import deviations as run_deviations
+
+    rows = [row for n in _bidders(bidders)
+            for row in run_deviations(n, auctions, shadings, seed, workers)]
+    if as_json:
+        sys.stdout.write(json.dumps([row.to_dict() for row in rows]) + "\n")
+    else:
+        from api.report import render_deviations
+
+        render_deviations(rows, Console())
+    if not all(row.holds for row in rows):
+        Console(stderr=True).print("[bold red]a deviation pays where auction theory says "
+                                   "none does[/]")
+        raise typer.Exit(1)
+
+
 @app.command()
 def tournament(
     strategies: Annotated[str, typer.Option(
-        help="registered strategy names, comma-separated")],
+        help="competing strategies, comma-separated, each with optional parameters as a TOML "
+             "inline table: 'cost_plus{markup=0.5},hedge'")],
     scenario: Annotated[str, typer.Option(
         "--scenario", "-s", help="built-in scenario name or path to a TOML file")] = "default",
-    seeds: Annotated[int, typer.Option(help="markets run per strategy line-up (>= 2)",
+    seeds: Annotated[int, typer.Option(help="markets run, the same for every strategy (>= 2)",
                                        min=2)] = 8,
     seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
     overrides: Annotated[list[str] | None, typer.Option(
@@ -139,29 +185,37 @@ def tournament(
     evolve_generations: Annotated[int, typer.Option(
         "--evolve", help="generations of replicator dynamics (0: a single tournament)",
         min=0)] = 0,
+    reference: Annotated[str | None, typer.Option(
+        help="the strategy paired differences are taken from (default: the first named)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
 ) -> None:
-    """Pit bid strategies against each other over many seeds: a leaderboard with 95% CIs."""
-    from market.tournament import evolve, play
+    """Pit bid strategies against each other in the same markets: a leaderboard with 95% CIs
+    and each strategy's paired difference from a reference."""
+    from market.tournament import evolve, parse_lineup, play
 
-    names = [name.strip() for name in strategies.split(",") if name.strip()]
     try:
+        lineup = parse_lineup(strategies)
         loaded = load_scenario(scenario, overrides or [])
         if evolve_generations:
-            history = evolve(loaded, names, evolve_generations, seeds, seed, workers)
+            history = evolve(loaded, lineup, evolve_generations, seeds, seed, workers,
+                             reference=reference)
         else:
-            history = [play(loaded, names, seeds, seed, workers)]
+            history = [play(loaded, lineup, seeds, seed, workers, reference=reference)]
     except ScenarioError as error:
         raise fail(str(error)) from None
     if as_json:
-        payload: object = [[s.to_dict() for s in generation] for generation in history]
+        for warning in history[-1].warnings:  # stdout stays one JSON document
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[yellow]warning:[/] {escape(warning)}")
+        payload: object = [[s.to_dict() for s in board.standings] for board in history]
         sys.stdout.write(json.dumps(payload if evolve_generations else payload[0]) + "\n")
         return
     from api.report import render_evolution, render_standings
 
     console = Console()
     if evolve_generations:
-        render_evolution(history, names, console)
+        render_evolution(history, history[0].lineup, console)
     render_standings(history[-1], console)
 
 
@@ -239,9 +293,14 @@ def report(
     by: Annotated[list[str] | None, typer.Option(
         "--by", help="a swept parameter to group by (repeatable; default: all of them)")
     ] = None,
+    baseline: Annotated[list[str] | None, typer.Option(
+        "--baseline", help="a point of the sweep to compare every other point with, paired "
+        "by seed: PATH=VALUE of a swept parameter (repeatable)", metavar="PATH=VALUE")
+    ] = None,
 ) -> None:
-    """Summarize a sweep: means with 95% confidence intervals per parameter combination, and
-    report.html with plots (metrics against parameters, price index over time)."""
+    """Summarize a sweep: means with 95% confidence intervals per parameter combination,
+    paired differences from a --baseline point, the fee pass-through where the take rate is
+    swept, and report.html with plots."""
     from market import analysis
     from market.report_html import write_report
 
@@ -250,13 +309,20 @@ def report(
         groups = analysis.summarize(swept, metrics or None, by or None)
         params = analysis.resolve_params(swept, by or None)
         names = analysis.resolve_metrics(swept, metrics or None)
-        page = write_report(swept, directory, metrics or None, by or None)
+        chosen = analysis.parse_baseline(swept, baseline) if baseline else None
+        comparisons = analysis.compare_to_baseline(swept, chosen, names) if chosen else []
+        passes = analysis.fee_pass_through(swept, chosen)
+        page = write_report(swept, directory, metrics or None, by or None, chosen)
     except analysis.ReportError as error:
         raise fail(str(error)) from None
-    from api.report import render_sweep
+    from api.report import render_baseline, render_pass_through, render_sweep
 
     console = Console()
     render_sweep(swept, groups, params, names, console)
+    if chosen:
+        render_baseline(swept, comparisons, names, chosen, console)
+    if passes:
+        render_pass_through(passes, analysis.TAKE_RATE in (chosen or {}), console)
     console.print(f"report: {page}")
 
 
@@ -334,8 +400,8 @@ def replay(
 
         render(result.summary, Console())
         if out is not None:
-            Console().print(f"wrote summary.json, orders.parquet, leases.parquet, "
-                            f"prices.parquet to {out}")
+            Console().print(f"wrote summary.json, orders, leases, jobs, providers and prices "
+                            f"(.parquet) to {out}")
 
 
 @app.command()

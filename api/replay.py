@@ -12,7 +12,7 @@ from typing import Any
 
 from api.commands import COMMANDS, JOINS, CommandError
 from api.session import Session
-from api.sessionlog import MarketRecord, SessionLog
+from api.sessionlog import FORMAT, MarketRecord, SessionLog
 from market.scenario import validate_scenario
 
 
@@ -27,6 +27,11 @@ def rebuild(log: SessionLog, record: MarketRecord, *, history_events: int = 200_
     """Replay `record`'s commands at their simulated times, then run to where the market was
     last seen (or to `until_s`). Returns the session and its participants' token hashes
     (hash -> participant id)."""
+    if log.format != FORMAT:
+        raise ReplayError(f"market {record.market_id}: the session log is in format "
+                          f"{log.format}, written by an earlier gpumarket whose economics "
+                          f"differ; this version replays format {FORMAT} only (replay it with "
+                          f"the version that wrote it)")
     scenario = validate_scenario(json.loads(record.scenario_json),
                                  f"market {record.market_id} scenario")
     session = Session(scenario, record.seed, history_events=history_events, out=out)

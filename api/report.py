@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.panel import Panel
@@ -48,7 +49,6 @@ def render(summary: dict[str, Any], console: Console) -> None:
         ("lease close reasons", reasons),
         ("work re-posted", f"{summary['work_reposted']:,}"),
         ("jobs taken to a hyperscaler", f"{summary['tenants_left_for_hyperscaler']:,}"),
-        ("allocative efficiency", _pct(summary["allocative_efficiency"])),
     ):
         orders.add_row(label, value)
     spot = summary["interruptible"]
@@ -63,25 +63,39 @@ def render(summary: dict[str, Any], console: Console) -> None:
         ):
             orders.add_row(label, value)
 
-    prices = Table(title="Price paid per GPU-hour (USD)", header_style="bold")
-    for column in ("GPU", "leases", "mean", "median", "p90", "list", "GPU-hours", "paid",
-                   "saved vs list"):
-        prices.add_column(column, justify="left" if column == "GPU" else "right")
+    # Tables fit 80 columns (a pipe, a log, a narrow terminal): no vertical rules.
+    prices = Table(title="Price paid per GPU-hour (USD)", header_style="bold", box=box.SIMPLE,
+                   pad_edge=False, padding=(0, 0))
+    for column in ("GPU", "leases", "mean", "median", "CV", "p90/p10", "GPU-hours", "paid",
+                   "vs list"):
+        prices.add_column(column, justify="left" if column == "GPU" else "right",
+                          no_wrap=True)
     for model, row in summary["price_usd_per_gpu_hour"].items():
         prices.add_row(model, f"{row['count']:,}", f"{row['mean']:.3f}", f"{row['median']:.3f}",
-                       f"{row['p90']:.3f}", f"{row['list_usd_per_gpu_hour']:.2f}",
+                       _maybe(row["cv"], _pct), _maybe(row["p90_p10"], lambda x: f"{x:.2f}"),
                        f"{row['gpu_hours']:,.0f}", _usd(row["paid_usd"]),
-                       _pct(row["savings_vs_list"]))
+                       f"−{_pct(row['savings_vs_list'])}" if row["savings_vs_list"] > 0
+                       else _pct(-row["savings_vs_list"]))
+    prices.caption = "CV: standard deviation / mean; vs list: against hyperscaler list"
 
-    providers = Table(title="Who earned what (USD)", header_style="bold")
-    for column in ("archetype", "providers", "GPUs", "utilization", "revenue", "cost",
-                   "profit", "revenue − marginal cost"):
-        providers.add_column(column, justify="left" if column == "archetype" else "right")
+    providers = Table(title="Who earned what (USD)", header_style="bold", box=box.SIMPLE,
+                      pad_edge=False, padding=(0, 0))
+    for column in ("archetype", "providers", "GPUs", "busy", "revenue", "avoidable\ncost",
+                   "short-run\nprofit", "long-run\nprofit"):
+        providers.add_column(column, justify="left" if column == "archetype" else "right",
+                             no_wrap=column == "archetype")
     for archetype, row in summary["providers"].items():
         providers.add_row(archetype, f"{row['providers']:,}", f"{row['gpus']:,}",
                           _pct(row["utilization"]), _usd(row["revenue_usd"]),
-                          _usd(row["cost_usd"]), _usd(row["profit_usd"]),
-                          _usd(row["contribution_usd"]))
+                          _usd(row["avoidable_cost_usd"]), _usd(row["short_run_profit_usd"]),
+                          _usd(row["long_run_profit_usd"]))
+    power = summary["market_power"]
+    lerner = ", ".join(f"{name} {_maybe(value, lambda x: f'{x:.2f}')}"
+                       for name, value in power["lerner_index_by_archetype"].items())
+    providers.caption = (f"long-run profit also pays capex; Lerner index {lerner}; "
+                         f"revenue HHI {power['hhi_provider_revenue']:,.0f}")
+
+    welfare = _welfare_table(summary["welfare"])
 
     money = Table(title="Who paid what", show_header=False, box=None, padding=(0, 2))
     money.add_column(style="bold")
@@ -100,24 +114,88 @@ def render(summary: dict[str, Any], console: Console) -> None:
     console.print(Panel(Group(head, "", orders), title="gpumarket run", expand=False))
     console.print(prices)
     console.print(providers)
+    console.print(welfare)
     console.print(money)
+
+
+def _maybe(value: float | None, show: Any) -> str:
+    return "—" if value is None else show(value)
+
+
+def _welfare_table(welfare: dict[str, Any]) -> Table:
+    """Welfare counted once per job: where the potential went."""
+    table = Table(title="Welfare, counted once per job (USD)", show_header=False, box=None,
+                  padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="right")
+    causes = welfare["deadweight_loss_by_cause_usd"]
+    holds = "[green]yes[/]" if welfare["identity_holds"] else "[red]NO[/]"
+    jobs = ", ".join(f"{name.replace('_', ' ')} {count:,}"
+                     for name, count in welfare["jobs"].items()) or "none"
+    for label, value in (
+        ("potential (value − best cost)", _usd(welfare["potential_usd"])),
+        ("  tenants' surplus", _usd(welfare["consumer_surplus_usd"])),
+        ("  providers' surplus", _usd(welfare["producer_surplus_usd"])),
+        ("  platform fees", _usd(welfare["platform_fees_usd"])),
+        ("  outside option's surplus", _usd(welfare["outside_surplus_usd"])),
+        ("  deadweight loss", _usd(welfare["deadweight_loss_usd"])),
+        ("    unserved, misallocated, wasted",
+         ", ".join(_usd(causes[cause]) for cause in ("unserved", "misallocated", "wasted"))),
+        ("allocative efficiency", _pct(welfare["allocative_efficiency"])),
+        ("pending at the end (not counted)", _usd(welfare["pending_potential_usd"])),
+        ("jobs", jobs),
+        ("parts add up to the potential", f"{holds} (off by "
+                                          f"{welfare['identity_residual_micro']} µUSD)"),
+    ):
+        table.add_row(label, value)
+    return table
 
 
 def render_validation(rows: list[Any], console: Console) -> None:
     """The `validate` rows: simulated price against theory, per mechanism and bidders."""
     table = Table(title="Textbook reverse auction: market vs theory", header_style="bold")
     for column in ("mechanism (bidders)", "n", "mean price", "95% CI", "theory",
-                   "variance / theory", "efficiency", "agree"):
+                   "variance / theory", "efficiency", "lowest margin", "agree"):
         table.add_column(column, justify="left" if column.startswith("mech") else "right")
     for row in rows:
         table.add_row(f"{row.mechanism} ({row.strategy})", str(row.bidders),
                       f"{row.mean_price:.4f}", f"{row.ci_low:.4f}–{row.ci_high:.4f}",
                       f"{row.theory_mean:.4f}",
                       f"{row.variance:.4f} / {row.theory_variance:.4f}",
-                      _pct(row.efficiency), "[green]yes[/]" if row.agrees else "[red]NO[/]")
+                      _pct(row.efficiency), f"{row.min_margin_usd_per_gpu_hour:.4f}",
+                      "[green]yes[/]" if row.agrees else "[red]NO[/]")
     console.print(table)
-    console.print(f"{rows[0].auctions:,} auctions per row; costs i.i.d. uniform; agree = the "
-                  "theory mean within 3.29 standard errors and every unit to the lowest cost")
+    console.print(f"{rows[0].auctions:,} auctions per row; costs i.i.d. uniform; take rate "
+                  f"{rows[0].take_rate:.0%}, priced in by the bidders: theory in terms of "
+                  "cost / (1 − take rate); lowest margin = least (1 − take rate) × price − "
+                  "cost of any winner; agree = the theory mean within 3.29 standard errors, "
+                  "every unit to the lowest cost and no winner below its cost")
+
+
+def render_deviations(rows: list[Any], console: Console) -> None:
+    """The `validate --deviations` rows: each mechanism's best unilateral deviation."""
+    table = Table(title="Incentive checks: one bidder's best shading of the prescribed bid",
+                  header_style="bold")
+    for column in ("mechanism", "prescribed", "n", "profit", "best shading",
+                   "gain per auction, 95% CI", "theory", "verdict"):
+        table.add_column(column, justify="left" if column in ("mechanism", "prescribed",
+                                                              "verdict") else "right")
+    colour = {"no profitable deviation": "green", "profitable deviation": "red"}
+    for row in rows:
+        best = row.best
+        theory = "—" if best.theory_gain is None else f"{best.theory_gain:+.4f}"
+        style = colour.get(row.verdict)
+        table.add_row(row.mechanism, row.strategy, str(row.bidders), f"{row.profit:.4f}",
+                      f"× {best.shading:g}",
+                      f"{best.gain:+.4f} ± {(best.ci_high - best.ci_low) / 2:.4f}", theory,
+                      f"[{style}]{row.verdict}[/]" if style else row.verdict)
+    console.print(table)
+    console.print(f"{rows[0].auctions:,} auctions per run, USD per GPU-hour kept after the fee; "
+                  "profit = the bidder's mean (1 − take rate) × price − cost per auction when "
+                  "it plays the prescribed strategy; gain = the paired difference when it "
+                  "alone multiplies its bid by the shading (same seed, same costs); shadings "
+                  f"tried: {', '.join(f'{g.shading:g}' for g in rows[0].shadings)}; a "
+                  "profitable deviation = the best gain above 3.29 standard errors")
 
 
 def _ci(figure: tuple[float, float, float] | None, digits: int, percent: bool = False) -> str:
@@ -130,33 +208,73 @@ def _ci(figure: tuple[float, float, float] | None, digits: int, percent: bool = 
         else f"{mean:,.{digits}f}"
 
 
-def render_standings(standings: list[Any], console: Console) -> None:
-    """The tournament leaderboard, best profit per provider first."""
-    seeds = standings[0].seeds if standings else 0
+def _delta(figure: tuple[float, float, float] | None, digits: int,
+           percent: bool = False) -> str:
+    """A paired difference, signed, ± its half-width; * when its interval excludes 0."""
+    if not figure:
+        return "—"
+    mean, low, high = figure
+    shown = round(mean * 100 if percent else mean, 1 if percent else digits) + 0.0  # no -0
+    text = f"{'+' if shown > 0 else ''}{shown:,.{1 if percent else digits}f}"
+    text += "%" if percent else ""
+    if high != high:  # one seed: no interval
+        return text
+    star = " *" if low > 0 or high < 0 else ""
+    half = (high - low) / 2
+    return f"{text} ± {half:.1%}{star}" if percent else f"{text} ± {half:,.{digits}f}{star}"
+
+
+def render_standings(board: Any, console: Console) -> None:
+    """The tournament leaderboard (a `market.tournament.Leaderboard`), best profit per
+    provider first, with each strategy's paired difference from the reference, and a
+    warning line per population that does not split evenly."""
+    standings = board.standings
+    seeds = len(board.seeds)
+    reference = escape(board.reference)
     table = Table(title=f"Tournament leaderboard ({seeds} seeds; mean ± 95% CI half-width)",
                   header_style="bold")
-    for column in ("#", "strategy", "share", "providers", "profit per provider (USD)",
-                   "win rate", "utilization", "regret"):
+    for column in ("#", "strategy", "share", "providers", "GPUs", "profit per provider (USD)",
+                   f"Δ profit vs {reference}", "win rate", f"Δ win rate vs {reference}",
+                   "utilization", "regret"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for rank, standing in enumerate(standings, start=1):
-        table.add_row(str(rank), standing.strategy, f"{standing.share:.0%}",
-                      f"{standing.providers:,}", _ci(standing.profit_per_provider_usd, 0),
+        vs = standing.vs_reference
+        table.add_row(str(rank), escape(standing.strategy), f"{standing.share:.0%}",
+                      f"{standing.providers:,}", f"{standing.gpus:,.0f}",
+                      _ci(standing.profit_per_provider_usd, 0),
+                      _delta(vs.get("profit_per_provider_usd"), 1) if vs else "reference",
                       _ci(standing.win_rate, 0, percent=True),
+                      _delta(vs.get("win_rate"), 0, percent=True) if vs else "reference",
                       _ci(standing.utilization, 0, percent=True), _ci(standing.regret, 2))
     console.print(table)
+    console.print(f"Δ: paired difference from {reference} on the same {seeds} seeds (common "
+                  "random numbers), mean ± 95% CI half-width; * the interval excludes 0. "
+                  "Without *, the seeds cannot tell the two apart.")
+    for warning in board.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
-def render_evolution(history: list[list[Any]], strategies: list[str], console: Console) -> None:
-    """How the strategies' shares of the providers moved, generation by generation."""
+def render_evolution(history: list[Any], strategies: list[str], console: Console) -> None:
+    """How the strategies' shares of the providers moved, generation by generation (each a
+    `Leaderboard`), and which fitness gaps were significant."""
     table = Table(title="Replicator dynamics: share of providers by generation",
                   header_style="bold")
     table.add_column("generation", justify="right")
     for name in strategies:
-        table.add_column(name, justify="right")
-    for generation, standings in enumerate(history):
-        share = {s.strategy: s.share for s in standings}
-        table.add_row(str(generation), *[f"{share[name]:.1%}" for name in strategies])
+        table.add_column(escape(name), justify="right")
+    for generation, board in enumerate(history):
+        cells = []
+        for name in strategies:
+            standing = board[name]
+            gap = standing.profit_vs_mean_usd
+            mark = "=" if not (gap[1] > 0 or gap[2] < 0) else "▲" if gap[0] > 0 else "▼"
+            cells.append(f"{standing.share:.1%} {mark} {_delta(gap, 1)}")
+        table.add_row(str(generation), *cells)
     console.print(table)
+    console.print("Each cell: the generation's share, then its profit per provider minus the "
+                  "market's mean (USD, paired over seeds, ± 95% CI half-width). ▲/▼ the gap "
+                  "is significant: the share moves; = it is not: the share is kept "
+                  "(up to renormalization).")
 
 
 def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list[str],
@@ -181,3 +299,55 @@ def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list
                       str(group.runs), str(group.failed),
                       *(analysis.format_estimate(group.metrics[m]) for m in metrics))
     console.print(table)
+
+
+def render_baseline(sweep: Any, comparisons: list[Any], metrics: list[str],
+                    baseline: dict[str, Any], console: Console) -> None:
+    """Each point's paired difference from its baseline point (`analysis.Comparison`s)."""
+    from market import analysis
+
+    title = (f"paired difference from the baseline ({escape(analysis.group_label(baseline))}):"
+             " mean ± 95% CI half-width over seeds")
+    if not comparisons:
+        console.print(f"{title}: no point has a baseline point with OK runs")
+        return
+    table = Table(title=title, header_style="bold")
+    for param in sweep.params:
+        table.add_column(param)
+    table.add_column("pairs", justify="right")
+    for metric in metrics:
+        table.add_column(f"Δ {metric}", justify="right")
+    for c in comparisons:
+        cells = []
+        for metric in metrics:
+            cells.append("baseline" if c.is_baseline
+                         else analysis.format_difference(c.differences[metric]))
+        table.add_row(*(escape(analysis.format_value(c.values[p])) for p in sweep.params),
+                      str(c.pairs), *cells)
+    console.print(table)
+    console.print("* the interval excludes 0; without *, the seeds cannot tell the point from "
+                  "its baseline.")
+
+
+def render_pass_through(passes: list[Any], from_baseline: bool, console: Console) -> None:
+    """The fee pass-through between take rates (`analysis.PassThrough`s)."""
+    from market import analysis
+
+    how = "from the baseline's take rate" if from_baseline else "between adjacent take rates"
+    table = Table(title=f"Fee pass-through {how}: Δ price paid per GPU-hour / Δ fee per "
+                        "GPU-hour, paired by seed", header_style="bold")
+    others = list(passes[0].values) if passes else []
+    for param in others:
+        table.add_column(param)
+    for column in ("take rate", "pairs", "Δ fee (USD/GPU-h)", "Δ price (USD/GPU-h)",
+                   "pass-through", "95% CI (Fieller)"):
+        table.add_column(column, justify="right")
+    for p in passes:
+        table.add_row(*(escape(analysis.format_value(p.values[k])) for k in others),
+                      f"{analysis.format_value(p.take_rate_from)} → "
+                      f"{analysis.format_value(p.take_rate_to)}",
+                      str(p.fee_change.n), analysis.format_estimate(p.fee_change),
+                      analysis.format_estimate(p.price_change), analysis.format_share(p.ratio),
+                      analysis.format_share_interval(p.low, p.high))
+    console.print(table)
+    console.print("100%: tenants bear the whole change in the fee; 0%: providers absorb it.")

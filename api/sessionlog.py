@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: What replaying a log means: the engine's economics at the time it was written. A log keeps
+#: the resolved scenario and the commands, and replay re-runs them through today's engine, so a
+#: log of another format would give other numbers. 1: before welfare per job, costs split into
+#: avoidable and sunk, and strategies pricing the take rate in; 2: since.
+FORMAT = 2
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS markets (
     market_id     TEXT PRIMARY KEY,
@@ -75,6 +81,12 @@ class SessionLog:
         # FULL: a commit is on disk before the command is acknowledged, not only in the OS.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
+        existing = self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                   "AND name = 'markets'").fetchone()
+        if existing is None:  # a new log is written in today's format
+            self.db.execute(f"PRAGMA user_version={FORMAT}")
+        #: The format this log was written in (SQLite's user_version; 0, unset, is format 1).
+        self.format = int(self.db.execute("PRAGMA user_version").fetchone()[0]) or 1
         self.db.executescript(SCHEMA)
         self._next: dict[str, int] = {}
 

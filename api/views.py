@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 #: The headline figures a live view shows (the full set is `gpumarket run`'s summary).
 HEADLINE = ("orders_posted", "orders_filled", "orders_expired", "fill_rate", "leases_active",
             "tenant_spend_usd", "platform_revenue_usd", "allocative_efficiency")
+#: ... and the welfare figures among them (`summary["welfare"]`, counted once per job).
+WELFARE_HEADLINE = ("consumer_surplus_usd", "producer_surplus_usd", "platform_fees_usd",
+                    "outside_surplus_usd", "deadweight_loss_usd", "potential_usd")
 
 
 def order_view(market: Market, order: Order) -> dict[str, Any]:
@@ -81,6 +84,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
     return {
         **live.summary(),
         "mechanism": rules.mechanism, "take_rate": rules.take_rate,
+        "bids_net_of_fee": rules.bids_net_of_fee,
         "bidding_window_s": rules.bidding_window_s, "bid_timeout_s": rules.bid_timeout_s,
         "gpu_models": [{"id": m.id, "name": m.name, "vram_gib": m.memory_gib,
                         "list_usd_per_gpu_hour": m.list_usd_per_gpu_hour}
@@ -91,7 +95,8 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
         "recent_closes": list(session.recent_closes),
         "prices": {model: [list(point) for point in series]
                    for model, series in session.prices.items()},
-        "metrics": {key: summary[key] for key in HEADLINE},
+        "metrics": {**{key: summary[key] for key in HEADLINE},
+                    **{key: summary["welfare"][key] for key in WELFARE_HEADLINE}},
         "leaderboard": leaderboard(market),
         "participants": [p.to_dict() for p in session.participants],
         "providers": market.pool.n,

@@ -19,13 +19,27 @@ Replications of a point are independent draws, so the interval of a point's mean
 True
 >>> group_label({"market.mechanism": "first_price", "market.take_rate": 0.1})
 'market.mechanism=first_price, market.take_rate=0.1'
+
+Points, though, are compared on common random numbers: replication r of every point runs on
+the same seed. `compare_to_baseline` reports each point's **paired difference** from a
+baseline point, metric by metric: the mean over seeds of (point − baseline) with the t
+interval of those per-seed differences, far tighter than two overlapping intervals.
+
+The **fee pass-through** between two take rates (`fee_pass_through`) is
+Δ mean price paid per GPU-hour / Δ fee per GPU-hour, both paired by seed, where a run's price
+paid per GPU-hour is `tenant_spend_usd` and its fee per GPU-hour `platform_revenue_usd` over
+the GPU-hours it served (all models). 1 means tenants bear the whole change in the fee, 0
+that providers absorb it. Its interval is Fieller's (`fieller`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from collections.abc import Iterable, Sequence
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,6 +398,281 @@ def _means(values: np.ndarray, at: np.ndarray, size: int) -> tuple[np.ndarray, n
         return np.where(n > 0, total / n, math.nan), n
 
 
+# ----------------------------------------------------------------------------- baselines
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """One point of a sweep against its baseline point: each metric's paired difference
+    (point − baseline), one per seed both ran OK, as an Estimate (mean, sd, 95% t interval).
+
+    `values` are the point's parameters and `baseline` its baseline point's; `pairs` counts
+    the seeds both ran OK. The baseline point itself is compared with itself (differences 0).
+    """
+
+    values: dict[str, Any]
+    point: int
+    baseline: dict[str, Any]
+    baseline_point: int
+    pairs: int
+    differences: dict[str, Estimate]
+
+    @property
+    def label(self) -> str:
+        return group_label(self.values)
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.point == self.baseline_point
+
+
+def parse_baseline(sweep: Sweep, assignments: Iterable[str]) -> dict[str, Any]:
+    """`["market.take_rate=0.2", ...]` -> {path: value}, each VALUE read as TOML (else as a
+    string) and checked against the values the sweep gave that parameter. Raises
+    ReportError, one line listing what is valid."""
+    baseline: dict[str, Any] = {}
+    for assignment in assignments:
+        path, sep, text = assignment.partition("=")
+        path = path.strip()
+        if not sep or not path:
+            raise ReportError(f"--baseline {assignment!r}: expected PATH=VALUE, e.g. "
+                              "market.take_rate=0.2")
+        if path not in sweep.params:
+            raise ReportError(f"--baseline {assignment!r}: {path} is not a swept parameter; "
+                              f"expected one of: {', '.join(sweep.params) or '(none)'}")
+        if path in baseline:
+            raise ReportError(f"--baseline {assignment!r}: {path} is given twice")
+        try:
+            value = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        valid: list[Any] = []
+        for values in _point_values(sweep).values():
+            if not any(_same(values.get(path), v) for v in valid):
+                valid.append(values.get(path))
+        match = [v for v in valid if _same(v, value)]
+        if not match:
+            raise ReportError(f"--baseline {assignment!r}: not a point of this sweep; {path} "
+                              f"is one of: {', '.join(format_value(v) for v in valid)}")
+        baseline[path] = match[0]
+    if not baseline:
+        raise ReportError("--baseline: expected PATH=VALUE, e.g. market.take_rate=0.2")
+    return baseline
+
+
+def compare_to_baseline(sweep: Sweep, baseline: Mapping[str, Any],
+                        metrics: Iterable[str] | None = None) -> list[Comparison]:
+    """Every point with OK runs (in sweep order) against its baseline point: the point that
+    agrees with it on the parameters `baseline` does not name and has `baseline`'s values
+    on those it names. Differences are paired by seed: replication r of every point runs on
+    the same seed. Points without a baseline point are left out."""
+    names = resolve_metrics(sweep, metrics)
+    points = _point_values(sweep)
+    seeds = _seed_rows(sweep)
+    columns = {name: _floats(sweep.runs[name]) for name in names}
+    result = []
+    for point, values in points.items():
+        base = _baseline_point(points, values, baseline)
+        if base is None:
+            continue
+        shared = sorted(set(seeds[point]) & set(seeds.get(base, {})))
+        mine = np.array([seeds[point][s] for s in shared], dtype=np.int64)
+        theirs = np.array([seeds[base][s] for s in shared], dtype=np.int64)
+        result.append(Comparison(
+            values, point, points[base], base, len(shared),
+            {name: estimate(column[mine] - column[theirs]) for name, column in columns.items()}))
+    return result
+
+
+def _baseline_point(points: dict[int, dict[str, Any]], values: Mapping[str, Any],
+                    baseline: Mapping[str, Any]) -> int | None:
+    """The first point with `values` on the parameters `baseline` does not name and
+    `baseline`'s values on those it names, if any."""
+    wanted = {**values, **baseline}
+    return next((p for p, v in points.items()
+                 if all(_same(v.get(k), x) for k, x in wanted.items())), None)
+
+
+def _point_values(sweep: Sweep) -> dict[int, dict[str, Any]]:
+    """Each point's swept parameter values, in sweep order (points with OK runs only)."""
+    if not len(sweep.runs):
+        return {}
+    ok = sweep.ok
+    rows = sweep.runs.select(["point", *sweep.params]).to_pylist()
+    values: dict[int, dict[str, Any]] = {}
+    for row, good in zip(rows, ok, strict=True):
+        if good and row["point"] not in values:
+            values[row["point"]] = {p: row[p] for p in sweep.params}
+    return dict(sorted(values.items()))
+
+
+def _seed_rows(sweep: Sweep) -> dict[int, dict[int, int]]:
+    """point -> seed -> row index of its OK run (the pairing of common random numbers)."""
+    if not len(sweep.runs):
+        return {}
+    column = "seed" if "seed" in sweep.runs.column_names else "replication"
+    result: dict[int, dict[int, int]] = {}
+    for index, (point, seed, good) in enumerate(zip(
+            sweep.runs["point"].to_pylist(), sweep.runs[column].to_pylist(), sweep.ok,
+            strict=True)):
+        if good:
+            result.setdefault(point, {}).setdefault(seed, index)
+    return result
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Parameter values are the same: numbers by value (0 is 0.0), anything else exactly."""
+    number = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, number) and isinstance(b, number):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+    return a == b
+
+
+# ----------------------------------------------------------------------------- fee incidence
+
+TAKE_RATE = "market.take_rate"
+"""The swept parameter whose levels the fee pass-through compares."""
+
+_GPU_HOURS = re.compile(r"price_usd_per_gpu_hour\.[^.]+\.gpu_hours")
+
+
+@dataclass(frozen=True, slots=True)
+class PassThrough:
+    """How much of a change in the platform's fee tenants bear, between two take rates on
+    the same seeds: Δ mean price paid per GPU-hour / Δ fee per GPU-hour.
+
+    `values` are the other swept parameters (the same at both points). `price_change` and
+    `fee_change` are the paired differences per seed (USD per GPU-hour, point `to` − point
+    `from`); `ratio` their means' ratio with its 95% Fieller interval (`low`, `high`;
+    infinite when the fee change is not clearly non-zero).
+    """
+
+    values: dict[str, Any]
+    take_rate_from: float
+    take_rate_to: float
+    point_from: int
+    point_to: int
+    price_change: Estimate
+    fee_change: Estimate
+    ratio: float
+    low: float
+    high: float
+
+    @property
+    def label(self) -> str:
+        return group_label(self.values)
+
+
+def per_gpu_hour(sweep: Sweep) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: the mean price tenants paid and the mean fee the platform took, USD per
+    GPU-hour served: `tenant_spend_usd` and `platform_revenue_usd` over the GPU-hours of all
+    models (`price_usd_per_gpu_hour.<model>.gpu_hours`). NaN where a run served none, or
+    the sweep lacks the columns."""
+    runs = sweep.runs
+    nothing = np.full(len(runs), math.nan)
+    hours_columns = [c for c in runs.column_names if _GPU_HOURS.fullmatch(c)]
+    if not hours_columns or not {"tenant_spend_usd", "platform_revenue_usd"} <= set(
+            runs.column_names):
+        return nothing, nothing.copy()
+    hours = np.nansum([_floats(runs[c]) for c in hours_columns], axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        price = np.where(hours > 0, _floats(runs["tenant_spend_usd"]) / hours, math.nan)
+        fee = np.where(hours > 0, _floats(runs["platform_revenue_usd"]) / hours, math.nan)
+    return price, fee
+
+
+def fee_pass_through(sweep: Sweep, baseline: Mapping[str, Any] | None = None
+                     ) -> list[PassThrough]:
+    """The fee pass-through where the sweep varies `market.take_rate`: from the baseline
+    point to every point at another take rate when `baseline` names the take rate, else
+    between adjacent take rates with the other parameters alike. Empty when the sweep does
+    not vary the take rate or lacks the columns (see `per_gpu_hour`)."""
+    if TAKE_RATE not in sweep.params:
+        return []
+    price, fee = per_gpu_hour(sweep)
+    if np.isnan(price).all():
+        return []
+    points = _point_values(sweep)
+    seeds = _seed_rows(sweep)
+    pairs = (_baseline_pairs(points, baseline) if baseline and TAKE_RATE in baseline
+             else _adjacent_pairs(points))
+    return [_pass_through(points, seeds, price, fee, low, high) for low, high in pairs]
+
+
+def _baseline_pairs(points: dict[int, dict[str, Any]], baseline: Mapping[str, Any]
+                    ) -> list[tuple[int, int]]:
+    pairs = []
+    for point, values in points.items():
+        base = _baseline_point(points, values, baseline)
+        if base is not None and not _same(points[base].get(TAKE_RATE), values.get(TAKE_RATE)):
+            pairs.append((base, point))
+    return pairs
+
+
+def _adjacent_pairs(points: dict[int, dict[str, Any]]) -> list[tuple[int, int]]:
+    """Pairs of points at adjacent take rates, the other parameters alike, in sweep order."""
+    lines: dict[tuple[Any, ...], list[int]] = {}
+    for point, values in points.items():
+        if isinstance(values.get(TAKE_RATE), int | float):
+            key = tuple((k, repr(v)) for k, v in values.items() if k != TAKE_RATE)
+            lines.setdefault(key, []).append(point)
+    pairs = []
+    for members in lines.values():
+        members = sorted(members, key=lambda p: points[p][TAKE_RATE])
+        pairs += [(a, b) for a, b in itertools.pairwise(members)
+                  if not _same(points[a][TAKE_RATE], points[b][TAKE_RATE])]
+    return pairs
+
+
+def _pass_through(points: dict[int, dict[str, Any]], seeds: dict[int, dict[int, int]],
+                  price: np.ndarray, fee: np.ndarray, low: int, high: int) -> PassThrough:
+    shared = sorted(set(seeds.get(low, {})) & set(seeds.get(high, {})))
+    a = np.array([seeds[low][s] for s in shared], dtype=np.int64)
+    b = np.array([seeds[high][s] for s in shared], dtype=np.int64)
+    price_change, fee_change = price[b] - price[a], fee[b] - fee[a]
+    keep = ~(np.isnan(price_change) | np.isnan(fee_change))
+    ratio, lower, upper = fieller(price_change[keep], fee_change[keep])
+    others = {k: v for k, v in points[high].items() if k != TAKE_RATE}
+    return PassThrough(others, float(points[low][TAKE_RATE]), float(points[high][TAKE_RATE]),
+                       low, high, estimate(price_change[keep]), estimate(fee_change[keep]),
+                       ratio, lower, upper)
+
+
+def fieller(numerator: Sequence[float] | np.ndarray, denominator: Sequence[float] | np.ndarray
+            ) -> tuple[float, float, float]:
+    """The ratio of two paired means, mean(numerator) / mean(denominator), with its 95%
+    Fieller interval: the ρ for which mean(numerator − ρ·denominator) = 0 is not rejected by
+    a t test over the pairs (n − 1 degrees of freedom). Unbounded (−inf, inf) when the
+    denominator's own interval contains 0; NaN bounds below two pairs.
+
+    >>> fieller([0.1, 0.2, 0.15], [0.1, 0.2, 0.15])   # the price rose by exactly the fee
+    (1.0, 1.0, 1.0)
+    >>> fieller([0.0, 0.0, 0.0], [0.1, 0.2, 0.15])    # it did not move
+    (0.0, 0.0, 0.0)
+    """
+    from scipy import stats
+
+    x = np.asarray(numerator, dtype=float)
+    y = np.asarray(denominator, dtype=float)
+    n = x.size
+    if n == 0 or y.mean() == 0:
+        return (math.nan, math.nan, math.nan)
+    ratio = float(x.mean() / y.mean())
+    if n < 2:
+        return (ratio, math.nan, math.nan)
+    t2 = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) ** 2
+    covariance = np.cov(np.vstack([x, y]), ddof=1)
+    # (mean x − ρ mean y)² ≤ t² var(x − ρ y) / n  is  a ρ² − 2 b ρ + c ≤ 0:
+    a = y.mean() ** 2 - t2 * covariance[1, 1] / n
+    b = x.mean() * y.mean() - t2 * covariance[0, 1] / n
+    c = x.mean() ** 2 - t2 * covariance[0, 0] / n
+    if a <= 0:
+        return (ratio, -math.inf, math.inf)
+    root = math.sqrt(max(b * b - a * c, 0.0))
+    return (ratio, float((b - root) / a), float((b + root) / a))
+
+
 # ----------------------------------------------------------------------------- display
 
 def format_value(value: Any) -> str:
@@ -408,6 +697,41 @@ def format_number(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
+def format_difference(e: Estimate) -> str:
+    """A paired difference: "mean ± half-width", with " *" when its interval excludes 0 (the
+    seeds tell the two apart). Float noise around an exact 0 (|x| < 1e-12) shows as 0.
+
+    >>> format_difference(estimate([1.0, 1.2, 1.4])), format_difference(estimate([1.0, 2.0, 3.0]))
+    ('1.2 ± 0.4968 *', '2 ± 2.484')
+    """
+    quiet = Estimate(e.n, 0.0 if abs(e.mean) < 1e-12 else e.mean, e.sd,
+                     0.0 if abs(e.half_width) < 1e-12 else e.half_width)
+    star = " *" if quiet.n > 1 and (quiet.low > 0 or quiet.high < 0) else ""
+    return format_estimate(quiet) + star
+
+
+def format_share(x: float) -> str:
+    """A ratio such as a pass-through, in percent; "—" for NaN.
+
+    >>> format_share(0.8749), format_share(math.nan)
+    ('87%', '—')
+    """
+    return "—" if math.isnan(x) else f"{x:.0%}"
+
+
+def format_share_interval(low: float, high: float) -> str:
+    """An interval of a ratio in percent, "[low, high]"; "unbounded" when it is.
+
+    >>> format_share_interval(0.5, 1.25), format_share_interval(-math.inf, math.inf)
+    ('[50%, 125%]', 'unbounded')
+    """
+    if math.isnan(low) or math.isnan(high):
+        return "—"
+    if math.isinf(low) or math.isinf(high):
+        return "unbounded"
+    return f"[{low:.0%}, {high:.0%}]"
+
+
 def format_estimate(e: Estimate) -> str:
     """"mean ± half-width" of an Estimate; "mean (n=1)" for one run; "—" for none."""
     if e.n == 0:
@@ -418,8 +742,11 @@ def format_estimate(e: Estimate) -> str:
 
 
 __all__ = [
-    "BOOKKEEPING", "CONFIDENCE", "DEFAULT_METRICS", "Estimate", "GroupSummary", "PriceSeries",
-    "ReportError", "Sweep", "estimate", "format_estimate", "format_number", "format_value",
-    "group_label", "half_widths", "is_numeric_param", "load_sweep", "metric_names",
+    "BOOKKEEPING", "CONFIDENCE", "DEFAULT_METRICS", "TAKE_RATE", "Comparison", "Estimate",
+    "GroupSummary", "PassThrough", "PriceSeries", "ReportError", "Sweep", "compare_to_baseline",
+    "estimate", "fee_pass_through", "fieller", "format_difference", "format_estimate",
+    "format_number",
+    "format_share", "format_share_interval", "format_value", "group_label", "half_widths",
+    "is_numeric_param", "load_sweep", "metric_names", "parse_baseline", "per_gpu_hour",
     "resolve_metrics", "resolve_params", "summarize", "summarize_timeseries",
 ]

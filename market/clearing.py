@@ -317,9 +317,17 @@ def batch_clear(
             )
     tradeable &= (asks[None, :] <= bids[:, None]) & (gpus[:, None] <= capacity[None, :])
 
+    price = np.zeros(gpus.size, dtype=np.int64)
+    if gpus.size == 1:  # one order: the cheapest ask it can take is the whole optimum
+        provider = np.full(1, NO_WINNER, dtype=np.int64)
+        candidates = np.flatnonzero(tradeable[0])
+        if candidates.size:
+            provider[0] = candidates[np.argmin(asks[candidates])]  # the first of equal asks
+            ask = int(asks[provider[0]])
+            price[0] = ask if pricing == "pay_as_bid" else (ask + int(bids[0])) // 2
+        return provider, price
     market = _Batch(gpus, bids, capacity, asks)
     provider = market.solve(tradeable)
-    price = np.zeros(gpus.size, dtype=np.int64)
     if pricing == "pay_as_bid":
         market.fill(provider, tradeable, uniform=False)
         matched = provider != NO_WINNER

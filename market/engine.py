@@ -81,6 +81,7 @@ class Market:
                  populate: bool = True, record: bool = True) -> None:
         from market.metrics import Metrics  # metrics subscribe to the market they measure
         from market.recorder import Recorder
+        from market.welfare import Welfare
 
         self.scenario = scenario
         self.seed = seed
@@ -138,9 +139,8 @@ class Market:
         # Sum of `checks` uniform intervals: its mean and standard deviation (CLT, n ≈ 40).
         self._detect_mean_s = checks * (low + high) / 2
         self._detect_sd_s = math.sqrt(checks * (high - low) ** 2 / 12)
-        self.welfare_realized_usd = 0.0
-        self.welfare_best_usd = 0.0
         self._finished = False
+        self.welfare = Welfare(self)
         self.metrics = Metrics(self)
         self.recorder = Recorder(self, out) if record else None
         self.reliability = Reliability(self)
@@ -265,7 +265,8 @@ class Market:
 
     def post_order(self, tenant: int, units: tuple[ResourceUnit, ...],
                    max_price_usd_per_gpu_hour: float, *, deposit_usd: float,
-                   value_usd_per_gpu_hour: float | None = None, job_id: int | None = None,
+                   job_value_usd: float | None = None, outside_usd: float | None = None,
+                   job_id: int | None = None,
                    job_kind: str = "", work_s: np.ndarray | None = None, work_left: float = 1.0,
                    attempt: int = 0, auto_select: bool = True, audited_only: bool = False,
                    interruptible: bool = False, tag: object = None) -> int:
@@ -286,14 +287,16 @@ class Market:
             raise MarketError("max_price_usd_per_gpu_hour must be a finite number > 0")
         if not 0 <= deposit_usd < math.inf:
             raise MarketError("deposit_usd must be a finite number >= 0")
-        if value_usd_per_gpu_hour is not None and not 0 <= value_usd_per_gpu_hour < math.inf:
-            raise MarketError("value_usd_per_gpu_hour must be a finite number >= 0")
+        if job_value_usd is not None and not 0 <= job_value_usd < math.inf:
+            raise MarketError("job_value_usd must be a finite number >= 0")
+        if outside_usd is not None and not 0 <= outside_usd < math.inf:
+            raise MarketError("outside_usd must be a finite number >= 0")
         if not 0 < work_left <= 1:
             raise MarketError(f"work_left must be in (0, 1], got {work_left}")
         if interruptible and not self._interruptible:
             raise MarketError(f"interruptible: mechanism {self.mechanism.name!r} has no "
                               "interruptible orders; use mechanism 'interruptible'")
-        hours = 1.0  # of the job's shortest run; one hour of an open-ended lease
+        shortest_s = SECONDS_PER_HOUR  # of the job's shortest run; an open-ended lease: an hour
         if work_s is not None:
             work_s = np.asarray(work_s, dtype=float)
             # All > 0 and one finite: the shortest run, positive and finite (NaN fails too).
@@ -302,7 +305,6 @@ class Market:
             if not 0 < shortest_s < math.inf:
                 raise MarketError(f"work_s: expected {len(self.catalog)} durations > 0 "
                                   f"(seconds per catalog GPU model, inf where it never runs)")
-            hours = shortest_s / SECONDS_PER_HOUR
         units = tuple(units)
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
@@ -312,18 +314,23 @@ class Market:
                               f"({self.ledger.balance(account) / MICRO_USD_PER_USD:.2f} USD)")
         gpus = req.gpus
         max_price = usd_to_micro(max_price_usd_per_gpu_hour * gpus)
-        value_rate = max_price_usd_per_gpu_hour if value_usd_per_gpu_hour is None \
-            else value_usd_per_gpu_hour
+        # Whole-job figures (a re-post carries the same ones with less work left). Without a
+        # stated value, the tenant's reserve is the value it reveals: its max price over the
+        # shortest run of the whole job; without a stated outside option, the cheapest
+        # acceptable model at its list price.
+        if job_value_usd is None:
+            job_value_usd = max_price_usd_per_gpu_hour * gpus * shortest_s / SECONDS_PER_HOUR \
+                / (work_left if work_s is not None else 1.0)
+        if outside_usd is None:
+            outside_usd = self._list_cost_usd(gpus, model_mask, work_s, work_left)
         order = Order(self._next_order, tenant, units, req, model_mask, smask, max_price,
-                      usd_to_micro(value_rate * gpus), self.env.now)
+                      usd_to_micro(job_value_usd), self.env.now)
+        order.outside_micro = usd_to_micro(outside_usd)
         self._next_order += 1
         order.job_id = order.id if job_id is None else job_id
         order.job_kind = job_kind
         order.work_s = work_s
         order.shape_key = shape_key
-        # The job's value to the tenant, USD: its value rate over the job's shortest run (or
-        # one hour of an open-ended lease).
-        order.job_value_usd = value_rate * gpus * hours
         order.work_left = work_left
         order.attempt = attempt
         order.auto = auto_select
@@ -335,10 +342,25 @@ class Market:
         self.ledger.transfer(account, self.escrow, deposit, "escrow_deposit")
         order.escrow = deposit
         self.orders[order.id] = order
+        # Who could serve it is read before anyone hears of it: the cheapest of them fixes
+        # the job's best cost, which its welfare is measured against.
+        eligible = self.matcher.eligible(order, self._headroom(order))
+        order.best_cost_micro = self._best_cost_micro(order, eligible)
         self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
                               req.gpu_models, max_price, attempt, interruptible))
-        self._open_auction(order)
+        self._open_auction(order, eligible)
         return order.id
+
+    def _list_cost_usd(self, gpus: int, model_mask: np.ndarray, work_s: np.ndarray | None,
+                       work_left: float) -> float:
+        """The whole job at the outside option: its cheapest acceptable GPU model at list
+        price, for the job's run on that model (an open-ended lease: one hour), USD."""
+        list_price = self.catalog.array("list_usd_per_gpu_hour")
+        hours = np.ones(len(list_price)) if work_s is None \
+            else work_s / work_left / SECONDS_PER_HOUR
+        cost = np.where(model_mask, list_price * hours * gpus, np.inf)
+        cheapest = float(cost.min())
+        return cheapest if cheapest < math.inf else 0.0
 
     def _standard_normals(self, count: int) -> np.ndarray:
         """`count` standard normal draws, taken from blocks drawn ahead."""
@@ -349,14 +371,12 @@ class Market:
         self._normal_at += count
         return self._normals[start:self._normal_at]
 
-    def _open_auction(self, order: Order) -> None:
+    def _open_auction(self, order: Order, ids: np.ndarray) -> None:
+        """Price the bids of the eligible providers `ids` and schedule the auction's close."""
         pool = self.pool
         now = self.env.now
-        ids = self.matcher.eligible(order, self._headroom(order))
-        if ids.size:
-            self._note_best_welfare(order, ids)
-            if not self._all_automated:
-                ids = ids[pool.automated[ids]]
+        if ids.size and not self._all_automated:
+            ids = ids[pool.automated[ids]]
         if order.auto and self._is_batch:
             self._batch.append(order)  # no per-order bids: it waits for the next clearing
             return
@@ -449,15 +469,26 @@ class Market:
         return prices
 
     def _auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
-        """Hours of the job on each bidder's GPU, and each bidder's reliability so far."""
+        """Hours of the job on each bidder's GPU, each bidder's reliability so far, and the
+        tenant's budget for the order's work."""
+        models = self.pool.model[providers]
         hours = (np.ones(providers.size) if order.work_s is None
-                 else order.work_s[self.pool.model[providers]] / SECONDS_PER_HOUR)
+                 else order.work_s[models] / SECONDS_PER_HOUR)
         # Laplace-smoothed share of leases that ended without a provider fault.
-        reliability = ((self._leases_ended[providers] - self._leases_failed[providers] + 1)
-                       / (self._leases_ended[providers] + 1))
-        list_micro = (self.catalog.array("list_usd_per_gpu_hour")[self.pool.model[providers]]
+        ended = self._leases_ended[providers]
+        reliability = (ended - self._leases_failed[providers] + 1) / (ended + 1)
+        list_micro = (self.catalog.array("list_usd_per_gpu_hour")[models]
                       * order.gpus * MICRO_USD_PER_USD)
-        return AuctionContext(hours, reliability, list_micro)
+        # One max price per GPU-hour for every model the order accepts (as on Akash) means
+        # the tenant's budget for the work is that price over its shortest run; it never pays
+        # more than the work left is worth (the whole job's value, pro rata).
+        shortest_h, value_micro = 1.0, float(order.job_value_micro)
+        if order.work_s is not None:
+            shortest_h = float(order.work_s[order.model_mask].min()) / SECONDS_PER_HOUR
+            value_micro *= order.work_left
+        budget_micro = min(order.max_price * shortest_h, value_micro)
+        return AuctionContext(hours, reliability, list_micro, budget_micro=budget_micro,
+                              pays_reserve=order.interruptible)
 
     def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
         """Tell each observing strategy how the auction went for its bidders (`winner`: the
@@ -478,23 +509,23 @@ class Market:
                     view, providers, order.bid_prices[mine] / per_gpu_hour,
                     providers == winner, clearing, self.env.now, public))
 
-    def _note_best_welfare(self, order: Order, ids: np.ndarray) -> None:
-        """Best possible welfare of this order: its value minus the cheapest eligible cost."""
+    def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
+        """What serving the whole job of `order` (all its work, not only what is left) costs
+        each of `providers` at its avoidable cost of serving (`cost_marginal`), micro-USD
+        (float); for an open-ended order, one hour of it."""
         pool = self.pool
-        cost_rate = pool.cost_marginal_usd_per_gpu_hour[ids]
-        if order.work_s is not None:
-            cost_rate = cost_rate * order.work_s[pool.model[ids]]
-        hours = 1.0 if order.work_s is None else 1.0 / SECONDS_PER_HOUR
-        best = order.job_value_usd - float(cost_rate.min()) * order.gpus * hours
-        order.best_welfare = max(best, 0.0)
-        self.welfare_best_usd += order.best_welfare
+        rate = pool.cost_marginal_usd_per_gpu_hour[providers] * order.gpus * MICRO_USD_PER_USD
+        if order.work_s is None:
+            return rate
+        return rate * order.work_s[pool.model[providers]] / order.work_left / SECONDS_PER_HOUR
 
-    def _job_cost_usd(self, order: Order, provider: int) -> float:
-        """What serving the whole job costs `provider` at its marginal cost, USD."""
-        pool = self.pool
-        hours = 1.0 if order.work_s is None else \
-            float(order.work_s[pool.model[provider]]) / SECONDS_PER_HOUR
-        return float(pool.cost_marginal_usd_per_gpu_hour[provider]) * order.gpus * hours
+    def _best_cost_micro(self, order: Order, ids: np.ndarray) -> int:
+        """The lowest cost of serving the whole job: the cheapest provider that could take
+        it now (eligible, with the capacity free) or the outside option, micro-USD."""
+        best = order.outside_micro
+        if ids.size:
+            best = min(best, round(float(self.serving_cost_micro(order, ids).min())))
+        return best
 
     def _place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
                     arrivals: np.ndarray) -> None:
@@ -725,7 +756,6 @@ class Market:
         order.lease = lease
         self.leases[lease.id] = lease
         self._plan_end(lease)
-        self.welfare_realized_usd += order.job_value_usd - self._job_cost_usd(order, provider)
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
                                int(order.bid_arrivals.size), now - order.created_s,
@@ -851,7 +881,8 @@ class Market:
         return self.post_order(
             order.tenant, order.units, order.max_price / order.gpus / MICRO_USD_PER_USD,
             deposit_usd=escrow_left / MICRO_USD_PER_USD,
-            value_usd_per_gpu_hour=order.value / order.gpus / MICRO_USD_PER_USD,
+            job_value_usd=order.job_value_micro / MICRO_USD_PER_USD,
+            outside_usd=order.outside_micro / MICRO_USD_PER_USD,
             job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
             attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
             tag=order.tag)
@@ -932,10 +963,18 @@ class Market:
         self._reschedule(event.provider)
 
     def tenant_left(self, tenant: int, job_id: int, reason: str, gpu_hours: float,
-                    list_cost_usd: float) -> None:
-        """Record that a tenant took a job to a hyperscaler (the outside option)."""
+                    list_cost_usd: float, value_usd: float | None = None) -> None:
+        """Record that a tenant took a job's remaining work to a hyperscaler (the outside
+        option): `gpu_hours` of it there cost `list_cost_usd` and are worth `value_usd` to the
+        tenant (default: the list cost, a tenant who is indifferent). `job_id` -1 is a job
+        never posted here."""
+        if not 0 <= list_cost_usd < math.inf:
+            raise MarketError("list_cost_usd must be a finite number >= 0")
+        if value_usd is not None and not 0 <= value_usd < math.inf:
+            raise MarketError("value_usd must be a finite number >= 0")
+        value = list_cost_usd if value_usd is None else value_usd
         self.emit(TenantLeft(self.env.now, tenant, job_id, reason, gpu_hours,
-                             usd_to_micro(list_cost_usd)))
+                             usd_to_micro(list_cost_usd), usd_to_micro(value)))
 
     # ------------------------------------------------------------------ running
 
@@ -1021,6 +1060,10 @@ class Market:
         try:
             if target > self.env.now:
                 self.env.run(until=target)
+                # SimPy lands on `until` as now + (until − now), which can miss it by a
+                # rounding step; a replay reaching the same time in other steps must land on
+                # the same float, so the clock is set to it exactly.
+                self.env._now = target
             if target >= self.horizon_s and not self._finished:
                 # SimPy stops before events due at `until`: let the last tick (the final
                 # price interval) and anything else due at the very end happen.

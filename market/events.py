@@ -178,9 +178,10 @@ class TenantLeft(Event):
     kind: ClassVar[str] = "tenant_left"
     tenant: int
     job_id: int
-    reason: str  # "expired" (no acceptable bid after re-posts) or "failures"
+    reason: str  # "expired" (no acceptable bid after re-posts), "failures" or "budget"
     gpu_hours: float
-    list_cost_micro: int
+    list_cost_micro: int       # what the work taken there costs at list price
+    value_micro: int = 0       # what that work is worth to the tenant
 
 
 

@@ -9,16 +9,38 @@ returns ``(winner_index, price_micro)``, with ``(NO_WINNER, 0)`` when no bid is 
 >>> bids = np.array([900, 700, 800])
 >>> first_price(bids, 1000), second_price(bids, 1000), first_arrival(bids, 1000)
 ((1, 700), (1, 800), (0, 900))
+
+**Price per job.** An order may accept several GPU models, and a job takes longer on a slower
+one: a bid per GPU-hour says little until it is multiplied by the hours the job runs on the
+bidder's GPU. The adapters below therefore compare bids by what the whole job would cost
+(`AuctionContext.job_hours`), and refuse a bid whose job cost is above the tenant's budget
+for the job (`AuctionContext.budget_micro`: its max price over the job's shortest run, never
+above what the job is worth to it). :func:`per_job` restates bids in those terms, so the pure
+per-GPU-hour functions rank and price them unchanged: with a single GPU model (equal hours)
+nothing changes. A slow, cheap GPU wins when it is cheaper per job:
+
+>>> context = AuctionContext(job_hours=np.array([1.0, 4.0]), reliability=np.ones(2),
+...                          list_micro=np.zeros(2), budget_micro=2_500)
+>>> TenantPick().allocate(np.array([2_000, 450]), 2_500, context)  # 2,000 vs 1,800 a job
+(1, 450)
+>>> TenantPick().allocate(np.array([2_000, 550]), 2_500, context)  # 2,000 vs 2,200 a job
+(0, 2000)
+>>> from dataclasses import replace  # a job worth 1,900: neither bid is
+>>> TenantPick().allocate(np.array([2_000, 500]), 2_500, replace(context, budget_micro=1_900))
+(-1, 0)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
 NO_WINNER = -1
+# Relative slack when comparing a job's cost with a budget: both are products of float hours.
+_ROUND_OFF = 1e-12
 
 
 def _acceptable(prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
@@ -74,11 +96,87 @@ class AuctionContext:
     how many hours the job runs on the bidder's GPU (1 for an open-ended lease), the bidder's
     reliability (the share of its past leases that ended without a provider fault, smoothed
     so that a newcomer starts near 1), and the hyperscaler list price of the bidder's GPU for
-    the whole order (micro-USD per hour)."""
+    the whole order (micro-USD per hour).
+
+    `budget_micro` is the most the tenant pays for the order's work, micro-USD: its max price
+    (per GPU-hour of the order) over the job's shortest run on a GPU model it accepts, and
+    never more than that work is worth to it. `pays_reserve`: the lease pays the max price,
+    not the bid (an interruptible order's bid per GPU-hour, as on Vast.ai).
+    """
 
     job_hours: np.ndarray
     reliability: np.ndarray
     list_micro: np.ndarray
+    budget_micro: float = math.inf
+    pays_reserve: bool = False
+
+    def job_cost_micro(self, prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
+        """What each bid would cost the tenant for the order's whole work, micro-USD."""
+        rate = np.full(len(prices_micro), float(max_price_micro)) if self.pays_reserve \
+            else np.asarray(prices_micro, dtype=float)
+        return rate * self.job_hours
+
+    def affordable(self, prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
+        """bool per bid: within the max price and, for the whole job, within the budget."""
+        cost = self.job_cost_micro(prices_micro, max_price_micro)
+        return (np.asarray(prices_micro) <= max_price_micro) & np.isfinite(cost) \
+            & (cost <= self.budget_micro * (1 + _ROUND_OFF))
+
+
+def per_job(prices_micro: np.ndarray, max_price_micro: int,
+            context: AuctionContext | None) -> tuple[np.ndarray, int, np.ndarray]:
+    """Bids restated so that a rule over prices per GPU-hour ranks them by price per job.
+
+    Each bid becomes what its whole job costs per GPU-hour of the shortest run among the
+    bidders: ``price × hours / shortest``, rounded up to a micro-USD; the reserve becomes the
+    tenant's budget in the same terms, never above the max price, so a bid is within the
+    reserve exactly when its job is within the budget. A bid on a GPU the job cannot run on
+    (no finite hours), and with `pays_reserve` a bid on whose GPU the max price over the job
+    is above the budget, is put above the reserve. Returns ``(scores, reserve, ratio)`` with
+    ``ratio = hours / shortest`` (at least 1), which :func:`per_gpu_hour` uses to restate a
+    payment per GPU-hour of the winner. Without a context, or with equal hours and a budget
+    that does not bind, the scores are the bids and the reserve is the max price.
+    """
+    prices = np.asarray(prices_micro, dtype=np.int64)
+    max_price = int(max_price_micro)
+    if context is None or prices.size == 0:
+        return prices, max_price, np.ones(prices.size)
+    hours = np.asarray(context.job_hours, dtype=float)
+    shortest, longest = float(hours.min()), float(hours.max())
+    runs = None  # every bidder's GPU runs the job (the usual case: skip the mask)
+    if not 0 < shortest <= longest < math.inf:
+        runs = np.isfinite(hours) & (hours > 0)  # a GPU the job cannot run on is refused
+        if not runs.any():
+            return np.full(prices.size, max_price + 1, np.int64), max_price, \
+                np.ones(prices.size)
+        shortest = float(hours[runs].min())
+    reserve = max_price
+    if math.isfinite(context.budget_micro):
+        budget_rate = context.budget_micro / shortest * (1 + _ROUND_OFF)
+        reserve = max(min(max_price, math.floor(budget_rate)), 0)
+    if longest == shortest:  # one run time (one GPU model): the bids as they are
+        scores, ratio = prices, np.ones(prices.size)
+    else:
+        ratio = hours / shortest if runs is None else np.where(runs, hours / shortest, 1.0)
+        # Rounded up; a ratio of 1 leaves a bid below 1e12 micro-USD as it is.
+        scores = np.ceil(prices * ratio * (1 - _ROUND_OFF)).astype(np.int64)
+    refused = None if runs is None else ~runs
+    if context.pays_reserve:
+        unaffordable = ~context.affordable(prices, max_price)
+        refused = unaffordable if refused is None else refused | unaffordable
+    if refused is not None and refused.any():
+        scores = np.where(refused, np.maximum(scores, reserve + 1), scores)
+    return scores, reserve, ratio
+
+
+def per_gpu_hour(prices_micro: np.ndarray, winner: int, pay_micro: int,
+                 ratio: np.ndarray) -> int:
+    """A payment in :func:`per_job` terms restated per GPU-hour of the winner's GPU: rounded
+    down (the job then costs no more than the payment said), never below the winner's bid."""
+    if ratio[winner] == 1.0:
+        return int(pay_micro)
+    restated = math.floor(pay_micro / ratio[winner] * (1 + _ROUND_OFF))
+    return max(int(prices_micro[winner]), restated)
 
 
 @runtime_checkable
@@ -97,18 +195,26 @@ class Mechanism(Protocol):
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]: ...
 
 
+def _pay_as_bid(prices_micro: np.ndarray, winner: int) -> tuple[int, int]:
+    return (winner, int(prices_micro[winner])) if winner != NO_WINNER else (NO_WINNER, 0)
+
+
 class TenantPick:
     """Akash today: the chain picks no winner, the tenant accepts a bid.
 
-    ``selection="cheapest"`` waits for the bidding window and takes the cheapest bid (as
-    Akash's CI action does); ``selection="first"`` takes the first bid that arrives (as the
-    web console does); ``selection="score"`` waits for the window and takes the bid with the
-    lowest price per job, given the bidder's GPU speed and reliability (as Golem requestors
-    score offers). The lease is priced at the accepted bid.
+    ``selection="cheapest"`` waits for the bidding window and takes the bid with the lowest
+    price per job: the bid per GPU-hour × the hours the job takes on the bidder's GPU (as
+    Akash's CI action takes the cheapest; with one GPU model, simply the cheapest bid);
+    ``selection="first"`` takes the first bid that arrives (as the web console does);
+    ``selection="score"`` waits for the window and takes the lowest price per job weighed by
+    the bidder's reliability (as Golem requestors score offers). Whatever the selection, the
+    tenant refuses a bid whose cost for the whole job is above its budget (see
+    `AuctionContext`). The lease is priced at the accepted bid.
     """
 
     name: ClassVar[str] = "tenant_pick"
     SELECTIONS = ("cheapest", "first", "score")
+    uses_context = True
 
     def __init__(self, selection: str = "cheapest") -> None:
         if selection not in self.SELECTIONS:
@@ -116,36 +222,54 @@ class TenantPick:
                              f"got {selection!r}")
         self.selection = selection
         self.sealed = selection != "first"
-        self.uses_context = selection == "score"
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
                  context: AuctionContext | None = None) -> tuple[int, int]:
+        scores, reserve, _ = per_job(prices_micro, max_price_micro, context)
         if self.selection == "first":
-            return first_arrival(prices_micro, max_price_micro)
-        if self.selection == "score" and context is not None:
-            per_job = prices_micro * context.job_hours / np.maximum(context.reliability, 1e-9)
-            return best_score(prices_micro, max_price_micro, per_job)
-        return first_price(prices_micro, max_price_micro)
+            winner, _ = first_arrival(scores, reserve)
+        elif self.selection == "score" and context is not None:
+            weighed = scores / np.maximum(context.reliability, 1e-9)
+            winner, _ = best_score(scores, reserve, weighed)
+        else:
+            winner, _ = first_price(scores, reserve)
+        return _pay_as_bid(prices_micro, winner)
 
 
 class FirstPrice:
-    """Sealed-bid first price: bids are opened when the window ends; lowest wins, paid its bid."""
+    """Sealed-bid first price: bids are opened when the window ends; the lowest price per job
+    wins (with one GPU model, the lowest bid), paid its bid."""
 
     name: ClassVar[str] = "first_price"
     sealed = True
+    uses_context = True
 
-    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
-        return first_price(prices_micro, max_price_micro)
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
+        scores, reserve, _ = per_job(prices_micro, max_price_micro, context)
+        return _pay_as_bid(prices_micro, first_price(scores, reserve)[0])
 
 
 class SecondPrice:
-    """Sealed-bid second price (Vickrey) capped at the max price; truthful bidding is dominant."""
+    """Sealed-bid second price (Vickrey) capped at the max price; truthful bidding is dominant.
+
+    The lowest price per job wins and is paid, per GPU-hour of its own GPU, what makes its job
+    cost what the runner-up's would have (or the tenant's budget when it is alone): with one
+    GPU model, the second-lowest bid or the max price. Bidding one's cost per GPU-hour stays
+    dominant, as in a scoring auction whose quality is the job's speed on one's GPU.
+    """
 
     name: ClassVar[str] = "second_price"
     sealed = True
+    uses_context = True
 
-    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
-        return second_price(prices_micro, max_price_micro)
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
+        scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
+        winner, pay = second_price(scores, reserve)
+        if winner == NO_WINNER:
+            return NO_WINNER, 0
+        return winner, per_gpu_hour(prices_micro, winner, pay, ratio)
 
 
 # ------------------------------------------------------------------ more mechanisms
@@ -167,46 +291,58 @@ class DescendingClock:
     """Reverse English auction: the price falls from the max price by `step` (a fraction of
     it) until one provider is left, who is paid where the last rival dropped: the Vickrey
     price rounded up to the clock grid. Providers' bids act as their reservations (bidding
-    one's cost is optimal up to one step)."""
+    one's cost is optimal up to one step). The clock runs on the price per job (per GPU-hour
+    of the job's shortest run, see `per_job`), from the tenant's budget down."""
 
     name: ClassVar[str] = "reverse_english"
     sealed = True
+    uses_context = True
 
     def __init__(self, step: float = 0.01) -> None:
         self.step = _fraction("step", step)
 
-    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
         from market.clearing import descending_clock
 
-        winner, price, _ = descending_clock(prices_micro, max_price_micro,
-                                            _step(max_price_micro, self.step))
-        return winner, price
+        scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
+        winner, price, _ = descending_clock(scores, reserve, _step(reserve, self.step))
+        if winner == NO_WINNER:
+            return NO_WINNER, 0
+        return winner, per_gpu_hour(prices_micro, winner, price, ratio)
 
 
 class AscendingClock:
     """Procurement Dutch auction: the price rises from `start` (a fraction of the max price)
     by `step` until a provider takes it, and is paid that price: a first-price outcome, so
-    strategic providers shade their reservations as in first price."""
+    strategic providers shade their reservations as in first price. The clock runs on the
+    price per job, up to the tenant's budget (see `per_job`)."""
 
     name: ClassVar[str] = "dutch"
     sealed = True
+    uses_context = True
 
     def __init__(self, start: float = 0.05, step: float = 0.01) -> None:
         self.start = _fraction("start", start, low=-1e-12)
         self.step = _fraction("step", step)
 
-    def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
+    def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
+                 context: AuctionContext | None = None) -> tuple[int, int]:
         from market.clearing import ascending_clock
 
-        winner, price, _ = ascending_clock(prices_micro, int(max_price_micro * self.start),
-                                           max_price_micro, _step(max_price_micro, self.step))
-        return winner, price
+        scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
+        winner, price, _ = ascending_clock(scores, int(reserve * self.start), reserve,
+                                           _step(reserve, self.step))
+        if winner == NO_WINNER:
+            return NO_WINNER, 0
+        return winner, per_gpu_hour(prices_micro, winner, price, ratio)
 
 
 class PostedPrice:
     """The hyperscaler model: the platform posts `fraction` × the list price of each GPU; the
     first provider to arrive whose bid (its reservation) is at or below the posted price of
-    its GPU serves the order at that posted price, if the tenant's max price allows it."""
+    its GPU serves the order at that posted price, if the tenant's max price allows it and
+    the job at that price is within the tenant's budget."""
 
     name: ClassVar[str] = "posted_price"
     sealed = True
@@ -220,7 +356,8 @@ class PostedPrice:
         if context is None:
             raise ValueError("posted_price needs the bids' context (list prices)")
         posted = np.floor(context.list_micro * self.fraction).astype(np.int64)
-        takers = ((prices_micro <= posted) & (posted <= max_price_micro)).nonzero()[0]
+        takers = ((prices_micro <= posted) & context.affordable(posted, max_price_micro)
+                  ).nonzero()[0]
         if takers.size == 0:
             return NO_WINNER, 0
         return int(takers[0]), int(posted[takers[0]])
@@ -230,7 +367,8 @@ class ScoringAuction:
     """A scoring auction: the best price per unit of quality wins, quality being the
     bidder's reliability over the job's hours on its GPU (faster, steadier is better);
     `rule="first"` pays the winner's bid, `rule="second"` the bid that would have tied the
-    runner-up's score (truthful bidding is then dominant for a provider of known quality)."""
+    runner-up's score (truthful bidding is then dominant for a provider of known quality),
+    never more than the tenant's budget for the job allows."""
 
     name: ClassVar[str] = "scoring"
     sealed = True
@@ -247,8 +385,13 @@ class ScoringAuction:
 
         if context is None:
             raise ValueError("scoring needs the bids' context (job hours, reliability)")
-        quality = np.maximum(context.reliability, 1e-9) / np.maximum(context.job_hours, 1e-12)
-        return scoring_auction(prices_micro, quality, max_price_micro, self.rule)
+        # Per job, the hours are in the scores: what is left of quality is reliability.
+        scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
+        winner, price = scoring_auction(scores, np.maximum(context.reliability, 1e-9),
+                                        reserve, self.rule)
+        if winner == NO_WINNER:
+            return NO_WINNER, 0
+        return winner, per_gpu_hour(prices_micro, winner, price, ratio)
 
 
 class BatchClearing:

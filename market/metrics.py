@@ -22,6 +22,7 @@ from market.events import (
     OrderExpired,
     OrderOpened,
     PaymentSettled,
+    ProviderLeft,
     TenantLeft,
     Tick,
 )
@@ -39,6 +40,28 @@ def describe(values: Any) -> dict[str, float | int]:
         return {"count": 0, "mean": 0.0, "median": 0.0, "p90": 0.0}
     return {"count": int(data.size), "mean": float(data.mean()),
             "median": float(np.median(data)), "p90": float(np.quantile(data, 0.9))}
+
+
+def dispersion(prices: Any) -> dict[str, float | None]:
+    """How spread out `prices` are: p10, coefficient of variation (population standard
+    deviation / mean) and p90/p10; None where undefined (no prices, or a zero mean or p10)."""
+    data = np.asarray(prices, dtype=float)
+    if data.size == 0:
+        return {"p10": None, "cv": None, "p90_p10": None}
+    mean = float(data.mean())
+    p10, p90 = (float(q) for q in np.quantile(data, (0.1, 0.9)))
+    return {"p10": p10, "cv": float(data.std()) / mean if mean > 0 else None,
+            "p90_p10": p90 / p10 if p10 > 0 else None}
+
+
+def hhi(shares_of: Any) -> float:
+    """Herfindahl-Hirschman index of `shares_of` (any non-negative amounts, e.g. revenue per
+    provider): the sum of squared percentage shares, 0 to 10,000 (0 when all are zero)."""
+    amounts = np.asarray(shares_of, dtype=float)
+    total = float(amounts.sum())
+    if total <= 0:
+        return 0.0
+    return float(((100.0 * amounts / total) ** 2).sum())
 
 
 class _OpenLease:
@@ -87,6 +110,10 @@ class Metrics:
         self.on_demand_prices = array("d")
         self.paused_gpu_s = 0.0
         self.pause_started: dict[int, float] = {}
+        # Seconds each provider spent off the market (its owner took it back), including
+        # absences still under way, and when the current absence of each ends.
+        self.absent_s: Counter[int] = Counter()
+        self.back_at_s: dict[int, float] = {}
         for kind, handler in _HANDLERS.items():
             market.subscribe(handler.__get__(self), kinds=(kind,))
 
@@ -170,6 +197,20 @@ class Metrics:
         self.job_first_s.pop(event.job_id, None)
         self.jobs_to_repost.discard(event.job_id)
 
+    def _provider_left(self, event: ProviderLeft) -> None:
+        back = min(event.back_at_s, self.market.horizon_s)
+        self.absent_s[event.provider] += max(back - event.time_s, 0.0)
+        self.back_at_s[event.provider] = back
+
+    def _absent_s(self) -> np.ndarray:
+        """Seconds each provider has been off the market so far."""
+        now = self.market.now
+        absent = np.zeros(self.market.pool.n)
+        for provider, seconds in self.absent_s.items():
+            # an absence still under way counts only up to now
+            absent[provider] = seconds - max(self.back_at_s[provider] - now, 0.0)
+        return absent
+
     def _tick(self, event: Tick) -> None:
         pool = self.market.pool
         totals = np.bincount(pool.model, weights=pool.capacity[:, 0],
@@ -211,11 +252,13 @@ class Metrics:
             list_cost = served[model] * self.list_price[model]
             by_model[model] = {
                 **describe(self.prices.get(model, ())),
+                **dispersion(self.prices.get(model, ())),
                 "list_usd_per_gpu_hour": self.list_price[model],
                 "gpu_hours": served[model],
                 "paid_usd": paid[model],
                 "savings_vs_list": 1 - paid[model] / list_cost if list_cost else 0.0,
             }
+        welfare = market.welfare.summary()
         total_list = sum(served[m] * self.list_price[m] for m in served)
         total_paid = sum(paid.values())
         return {
@@ -243,8 +286,9 @@ class Metrics:
             "provider_participation": self._participation(),
             "providers": self._providers(),
             "populations": self._populations(),
-            "allocative_efficiency": (market.welfare_realized_usd / market.welfare_best_usd
-                                      if market.welfare_best_usd > 0 else 1.0),
+            "allocative_efficiency": welfare["allocative_efficiency"],
+            "welfare": welfare,
+            "market_power": self._market_power(),
             "interruptible": self._interruptible(now),
         }
 
@@ -266,40 +310,94 @@ class Metrics:
             "paused_gpu_hours": paused_gpu_s / SECONDS_PER_HOUR,
         }
 
-    def _by_group(self, labels: np.ndarray) -> dict[str, dict[str, float | int]]:
-        """Utilization, revenue, cost and profit of the providers grouped by `labels` (one per
-        provider), in USD."""
+    def provider_accounts(self) -> dict[str, np.ndarray]:
+        """Each provider's figures so far, USD: revenue (net of fees) and costs. Avoidable
+        costs: serving (marginal cost × GPU-hours served), idle power and operations (per
+        GPU-hour on the market); capex amortization runs every hour. Short-run profit =
+        revenue − avoidable cost; long-run profit = short-run profit − capex."""
         market = self.market
         pool = market.pool
         hours = market.now / SECONDS_PER_HOUR
-        busy = self._busy_gpu_s()
-        busy_h = busy / SECONDS_PER_HOUR
+        busy_h = self._busy_gpu_s() / SECONDS_PER_HOUR
         gpus = pool.capacity[:, 0].astype(float)
-        # Fixed costs (capex, operations) and idle power run every hour; the marginal cost only
-        # while a GPU is leased.
-        fixed = pool.cost_fixed_usd_per_gpu_hour * gpus * hours
-        idle = pool.cost_idle_usd_per_gpu_hour * gpus * hours
-        marginal = pool.cost_marginal_usd_per_gpu_hour * busy_h
-        revenue_by_provider = np.zeros(pool.n)
-        revenue_by_provider[: len(self.revenue_usd)] = self.revenue_usd
+        present_h = np.maximum(hours - self._absent_s() / SECONDS_PER_HOUR, 0.0)
+        accounts = {
+            "busy_gpu_hours": busy_h,
+            "on_market_hours": present_h,
+            "revenue_usd": self._revenue_by_provider(),
+            "serving_cost_usd": pool.cost_marginal_usd_per_gpu_hour * busy_h,
+            "idle_power_cost_usd": pool.cost_idle_usd_per_gpu_hour * gpus * present_h,
+            "operations_cost_usd": pool.cost_fixed_usd_per_gpu_hour * gpus * present_h,
+            "capex_usd": pool.cost_capex_usd_per_gpu_hour * gpus * hours,
+        }
+        accounts["avoidable_cost_usd"] = (accounts["serving_cost_usd"]
+                                          + accounts["idle_power_cost_usd"]
+                                          + accounts["operations_cost_usd"])
+        accounts["short_run_profit_usd"] = accounts["revenue_usd"] - accounts["avoidable_cost_usd"]
+        accounts["long_run_profit_usd"] = accounts["short_run_profit_usd"] - accounts["capex_usd"]
+        return accounts
+
+    def provider_rows(self) -> list[tuple[Any, ...]]:
+        """One row per provider for the providers table (`market.recorder.PROVIDERS_SCHEMA`)."""
+        pool = self.market.pool
+        accounts = self.provider_accounts()
+        columns = ("busy_gpu_hours", "on_market_hours", "revenue_usd", "serving_cost_usd",
+                   "idle_power_cost_usd", "operations_cost_usd", "avoidable_cost_usd",
+                   "capex_usd", "short_run_profit_usd", "long_run_profit_usd")
+        values = [accounts[name].tolist() for name in columns]
+        ids = self.market.catalog.ids
+        return [(p, pool.names[p], pool.population_names[pool.population[p]],
+                 pool.population_archetypes[pool.population[p]], ids[pool.model[p]],
+                 int(pool.capacity[p, 0]), *(column[p] for column in values))
+                for p in range(pool.n)]
+
+    def _by_group(self, labels: np.ndarray) -> dict[str, dict[str, Any]]:
+        """The providers' figures (see `provider_accounts`) summed over the groups that
+        `labels` (one per provider) make, with utilization, participation and the Lerner
+        index."""
+        pool = self.market.pool
+        accounts = self.provider_accounts()
+        busy_h = accounts["busy_gpu_hours"]
+        gpus = pool.capacity[:, 0].astype(float)
+        hours = self.market.now / SECONDS_PER_HOUR
+        money = ("revenue_usd", "serving_cost_usd", "idle_power_cost_usd", "operations_cost_usd",
+                 "avoidable_cost_usd", "capex_usd", "short_run_profit_usd",
+                 "long_run_profit_usd")
         result = {}
         for label in sorted(set(labels.tolist())):
             members = labels == label
-            revenue = float(revenue_by_provider[members].sum())
-            cost = float((fixed[members] + marginal[members] + idle[members]).sum())
+            group = {name: float(accounts[name][members].sum()) for name in money}
             capacity_h = float(gpus[members].sum() * hours)
+            revenue = group["revenue_usd"]
             result[label] = {
                 "providers": int(members.sum()),
-                "participation": float((busy[members] > 0).mean()),
+                "participation": float((busy_h[members] > 0).mean()),
                 "gpus": int(gpus[members].sum()),
                 "utilization": float(busy_h[members].sum()) / capacity_h if capacity_h else 0.0,
-                "revenue_usd": revenue,
-                "cost_usd": cost,
-                "marginal_cost_usd": float(marginal[members].sum()),
-                "profit_usd": revenue - cost,
-                "contribution_usd": revenue - float(marginal[members].sum()),
+                **group,
+                "cost_usd": group["avoidable_cost_usd"] + group["capex_usd"],
+                "profit_usd": group["long_run_profit_usd"],
+                # (price − marginal cost) / price over what it served, at the price it kept
+                "lerner_index": 1.0 - group["serving_cost_usd"] / revenue if revenue > 0
+                else None,
             }
         return result
+
+    def _revenue_by_provider(self) -> np.ndarray:
+        """What each provider has been paid so far, net of fees, USD."""
+        revenue = np.zeros(self.market.pool.n)
+        revenue[: len(self.revenue_usd)] = self.revenue_usd
+        return revenue
+
+    def _market_power(self) -> dict[str, Any]:
+        """Concentration of provider revenue (HHI, 0-10,000) and the Lerner index by
+        archetype (also in `providers`)."""
+        providers = self._providers()
+        return {
+            "hhi_provider_revenue": hhi(self._revenue_by_provider()),
+            "lerner_index_by_archetype": {name: row["lerner_index"]
+                                          for name, row in providers.items()},
+        }
 
     def _busy_gpu_s(self) -> np.ndarray:
         """GPU-seconds each provider has served so far, open leases' current runs included."""
@@ -340,5 +438,6 @@ _HANDLERS = {
     LeaseResumed: Metrics._resumed,
     PaymentSettled: Metrics._paid,
     TenantLeft: Metrics._left,
+    ProviderLeft: Metrics._provider_left,
     Tick: Metrics._tick,
 }

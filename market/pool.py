@@ -38,11 +38,17 @@ class ProviderRow:
     ip_leases: int
     storage_classes: tuple[str, ...]
     audited: bool
+    # Costs per GPU-hour: `marginal` is the avoidable cost of serving (extra power and wear
+    # while a GPU runs a lease, or what the capacity would earn elsewhere); `idle` (idle
+    # power) and `fixed` (operations) run while the provider is on the market, avoidable by
+    # leaving it; `capex` is amortization, sunk in the short run (0 where it is not
+    # counted); `full` is all four, a GPU's cost at full use; `basis` is what it prices from.
     cost_full_usd_per_gpu_hour: float
     cost_marginal_usd_per_gpu_hour: float
     cost_idle_usd_per_gpu_hour: float
     cost_fixed_usd_per_gpu_hour: float
     cost_basis_usd_per_gpu_hour: float
+    cost_capex_usd_per_gpu_hour: float = 0.0
     latency_log_median: float = float(np.log(3.0))
     latency_sigma: float = 0.5
     failure_rate_per_s: float = 0.0
@@ -54,7 +60,8 @@ class ProviderRow:
 
 _FLOAT_COLUMNS = (
     "cost_full_usd_per_gpu_hour", "cost_marginal_usd_per_gpu_hour", "cost_idle_usd_per_gpu_hour",
-    "cost_fixed_usd_per_gpu_hour", "cost_basis_usd_per_gpu_hour", "latency_log_median",
+    "cost_fixed_usd_per_gpu_hour", "cost_basis_usd_per_gpu_hour", "cost_capex_usd_per_gpu_hour",
+    "latency_log_median",
     "latency_sigma", "failure_rate_per_s", "churn_rate_per_s",
 )
 

@@ -1,7 +1,9 @@
-"""Result tables from the event stream: orders, leases and the price series.
+"""Result tables from the event stream: orders, leases, jobs (their welfare), providers (their
+costs and profits) and the price series.
 
-With an output directory, rows stream to Parquet in row groups as orders and leases finish, so
-memory does not grow with the run; without one, they are kept as Arrow record batches.
+With an output directory, rows stream to Parquet in row groups as orders, leases and jobs
+finish, so memory does not grow with the run; without one, they are kept as Arrow record
+batches.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from market.events import (
     OrderOpened,
 )
 from market.units import MICRO_USD_PER_USD
+from market.welfare import JOBS_COLUMNS, rows
 
 if TYPE_CHECKING:
     from market.engine import Market
@@ -50,6 +53,18 @@ PRICES_SCHEMA = pa.schema([
     ("time_s", pa.float64()), ("gpu_model", pa.string()),
     ("price_index_usd_per_gpu_hour", pa.float64()), ("leases", pa.int64()),
     ("utilization", pa.float64()),
+])
+
+JOBS_SCHEMA = pa.schema([(name, getattr(pa, kind)()) for name, kind in JOBS_COLUMNS])
+
+PROVIDERS_SCHEMA = pa.schema([
+    ("provider", pa.int64()), ("name", pa.string()), ("population", pa.string()),
+    ("archetype", pa.string()), ("gpu_model", pa.string()), ("gpus", pa.int32()),
+    ("busy_gpu_hours", pa.float64()), ("on_market_hours", pa.float64()),
+    ("revenue_usd", pa.float64()), ("serving_cost_usd", pa.float64()),
+    ("idle_power_cost_usd", pa.float64()), ("operations_cost_usd", pa.float64()),
+    ("avoidable_cost_usd", pa.float64()), ("capex_usd", pa.float64()),
+    ("short_run_profit_usd", pa.float64()), ("long_run_profit_usd", pa.float64()),
 ])
 
 _BATCH_ROWS = 50_000
@@ -108,6 +123,9 @@ class Recorder:
             self.out.mkdir(parents=True, exist_ok=True)
         self.orders = _Table(ORDERS_SCHEMA, self._path("orders.parquet"))
         self.leases = _Table(LEASES_SCHEMA, self._path("leases.parquet"))
+        self.jobs = _Table(JOBS_SCHEMA, self._path("jobs.parquet"))
+        self.providers = _Table(PROVIDERS_SCHEMA, self._path("providers.parquet"))
+        market.welfare.sink = self.jobs.append  # a job's row is written when it is over
         self._open_orders: dict[int, list[Any]] = {}
         self._open_leases: dict[int, list[Any]] = {}
         self.closed = False
@@ -175,6 +193,12 @@ class Recorder:
         self._open_leases.clear()
         self.orders.close()
         self.leases.close()
+        for row in rows(self.market.welfare.open_accounts()):  # jobs not over: as they stand
+            self.jobs.append(row)
+        self.jobs.close()
+        for row in self.market.metrics.provider_rows():
+            self.providers.append(row)
+        self.providers.close()
         prices = self.prices()
         if self.out is not None:
             pq.write_table(prices, self.out / "prices.parquet")

@@ -54,7 +54,7 @@ class Order:
         "attempt",
         "audited_only",
         "auto",
-        "best_welfare",
+        "best_cost_micro",
         "bid_arrivals",
         "bid_ids",
         "bid_lost",
@@ -67,11 +67,12 @@ class Order:
         "interruptible",
         "job_id",
         "job_kind",
-        "job_value_usd",
+        "job_value_micro",
         "lease",
         "max_price",
         "model_mask",
         "need",
+        "outside_micro",
         "priority",
         "requirement",
         "shape_key",
@@ -80,14 +81,13 @@ class Order:
         "tag",
         "tenant",
         "units",
-        "value",
         "work_left",
         "work_s",
     )
 
     def __init__(self, order_id: int, tenant: int, units: tuple[ResourceUnit, ...],
                  requirement: Requirement, model_mask: np.ndarray, storage_mask: int,
-                 max_price: int, value: int, created_s: float) -> None:
+                 max_price: int, job_value_micro: int, created_s: float) -> None:
         self.id = order_id
         self.tenant = tenant
         self.job_id = order_id
@@ -98,7 +98,12 @@ class Order:
         self.storage_mask = storage_mask
         self.need = requirement.capacity
         self.max_price = max_price          # micro-USD per hour, whole order
-        self.value = value                  # micro-USD per hour the tenant gets from it
+        # The whole job, micro-USD (an open-ended order: one hour of it): what serving it is
+        # worth to the tenant, what the outside option charges, and the cheapest way to serve
+        # it when it was posted (a provider free to take it, or the outside option).
+        self.job_value_micro = job_value_micro
+        self.outside_micro = 0
+        self.best_cost_micro = 0
         self.created_s = created_s
         self.state = OrderState.OPEN
         self.attempt = 0
@@ -114,8 +119,6 @@ class Order:
         self.bid_open = _EMPTY_BOOL
         self.bid_lost = _EMPTY_BOOL         # bids still open when another one won
         self.lease: Lease | None = None
-        self.best_welfare = 0.0             # USD: value minus the cheapest eligible cost
-        self.job_value_usd = 0.0            # USD: what the job is worth to the tenant
         self.shape_key = b""                # orders of one shape share eligibility masks
         self.tag: object = None             # free for the poster (tenant policies keep state)
         # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its

@@ -9,7 +9,8 @@ no global state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,19 @@ from matplotlib.figure import Figure
 
 from market.analysis import (
     CONFIDENCE,
+    TAKE_RATE,
+    Comparison,
     GroupSummary,
+    PassThrough,
     PriceSeries,
     ReportError,
     Sweep,
+    compare_to_baseline,
+    fee_pass_through,
+    format_difference,
     format_estimate,
+    format_share,
+    format_share_interval,
     format_value,
     group_label,
     is_numeric_param,
@@ -60,14 +69,19 @@ figcaption { font-size: 0.9em; color: #444; max-width: 40em; }
 
 
 def write_report(sweep: Sweep, directory: str | Path, metrics: Iterable[str] | None = None,
-                 by: Iterable[str] | None = None) -> Path:
+                 by: Iterable[str] | None = None,
+                 baseline: Mapping[str, Any] | None = None) -> Path:
     """Write `directory/report.html` and its figures in `directory/report/`; return the HTML
-    file's path. `metrics` and `by` are as for `analysis.summarize`; the price index figures
-    are drawn when the sweep has a timeseries. Raises ReportError for an unknown name, before
-    anything is written."""
+    file's path. `metrics` and `by` are as for `analysis.summarize`; with a `baseline`
+    ({path: value}, see `analysis.parse_baseline`) the page adds every point's paired
+    differences from it; where the sweep varies the take rate, the fee pass-through. The
+    price index figures are drawn when the sweep has a timeseries. Raises ReportError for an
+    unknown name, before anything is written."""
     names = resolve_metrics(sweep, metrics)
     params = resolve_params(sweep, by)
     summaries = summarize(sweep, names, params)
+    comparisons = compare_to_baseline(sweep, baseline, names) if baseline else []
+    passes = fee_pass_through(sweep, baseline)
     try:
         series = summarize_timeseries(sweep, params)
         no_series = "No price index data: the timeseries has no rows of OK runs."
@@ -80,7 +94,13 @@ def write_report(sweep: Sweep, directory: str | Path, metrics: Iterable[str] | N
         old.unlink()
     metric_html = _metric_figures(sweep, summaries, names, params, figures)
     price_html = _price_figures(series, figures) if series else _note(no_series)
-    page = _page(sweep, summaries, names, params, metric_html, price_html)
+    extra = ""
+    if baseline:
+        extra += _baseline_section(sweep, comparisons, names, baseline, figures)
+    if passes:
+        extra += _pass_through_section(passes, bool(baseline and TAKE_RATE in baseline),
+                                       figures)
+    page = _page(sweep, summaries, names, params, metric_html, price_html, extra)
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -89,7 +109,7 @@ def write_report(sweep: Sweep, directory: str | Path, metrics: Iterable[str] | N
 # ----------------------------------------------------------------------------- HTML
 
 def _page(sweep: Sweep, summaries: list[GroupSummary], names: list[str], params: list[str],
-          metric_html: str, price_html: str) -> str:
+          metric_html: str, price_html: str, extra: str = "") -> str:
     title = f"Sweep report: {sweep.name}"
     failed = sweep.failed
     planned = sweep.manifest.get("runs")
@@ -114,6 +134,7 @@ def _page(sweep: Sweep, summaries: list[GroupSummary], names: list[str], params:
         _failures(sweep) if failed else "",
         "<h2>Metrics by parameter</h2>",
         metric_html,
+        extra,
         "<h2>Price index over time</h2>",
         price_html,
         "</body></html>",
@@ -167,6 +188,100 @@ def _note(text: str) -> str:
     return f'<p class="note">{escape(text)}</p>'
 
 
+def _baseline_section(sweep: Sweep, comparisons: list[Comparison], names: list[str],
+                      baseline: Mapping[str, Any], folder: Path) -> str:
+    title = ("<h2>Paired differences from the baseline "
+             f"({escape(group_label(dict(baseline)))})</h2>")
+    intro = ("<p>Each point minus its baseline point (the point with the baseline's values on "
+             "the parameters it names and the point's own on the others), per seed: "
+             "replication r of every point runs on the same seed, so the difference is "
+             f"paired. Mean difference ± half-width of its {CONFIDENCE:.0%} confidence "
+             "interval (Student's t over the seeds both ran OK); * marks an interval that "
+             "excludes 0. An interval that contains 0 means the seeds cannot tell the point "
+             "from its baseline.</p>")
+    if not comparisons:
+        return title + _note("No point has a baseline point with OK runs.")
+    head = "".join(f"<th>{escape(p)}</th>" for p in sweep.params) + "<th>pairs</th>"
+    head += "".join(f"<th>Δ {escape(n)}</th>" for n in names)
+    rows = []
+    for c in comparisons:
+        cells = [f"<td>{escape(format_value(c.values[p]))}</td>" for p in sweep.params]
+        cells.append(f'<td class="num">{c.pairs}</td>')
+        for name in names:
+            e = c.differences[name]
+            text = "baseline" if c.is_baseline else format_difference(e)
+            tip = (f"n={e.n}, {CONFIDENCE:.0%} CI [{e.low:.6g}, {e.high:.6g}], sd={e.sd:.6g}"
+                   if e.n > 1 else f"n={e.n}")
+            cells.append(f'<td class="num" title="{escape(tip)}">{escape(text)}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    table = (f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows)
+             + "\n</tbody></table>")
+    return title + intro + table + _difference_figures(sweep, comparisons, names,
+                                                       list(baseline), folder)
+
+
+def _difference_figures(sweep: Sweep, comparisons: list[Comparison], names: list[str],
+                        named: list[str], folder: Path) -> str:
+    """Each metric's difference against each parameter the baseline names, with CI bands
+    and the zero line."""
+    groups = [GroupSummary(c.values, (c.point,), c.pairs, 0, c.differences)
+              for c in comparisons]
+    pairs = [(name, param) for name in names for param in named]
+    parts = []
+    for index, (name, param) in enumerate(pairs[:MAX_METRIC_PLOTS]):
+        others = [p for p in sweep.params if p != param]
+        figure = _metric_figure(groups, name, param, others, is_numeric_param(sweep, param),
+                                difference=True)
+        path = folder / f"diff_{index:02d}_{_slug(name)}_by_{_slug(param)}.png"
+        _save(figure, path)
+        lines = f"; one line per {', '.join(others)}" if others else ""
+        parts.append(_figure_html(path, f"Δ {name} from the baseline by {param}: mean paired "
+                                        f"difference with its {CONFIDENCE:.0%} confidence "
+                                        f"interval{lines}."))
+    if len(pairs) > MAX_METRIC_PLOTS:
+        parts.append(_note(f"Showing the first {MAX_METRIC_PLOTS} of {len(pairs)} difference "
+                           "plots; choose fewer metrics to see the others."))
+    return "\n".join(parts)
+
+
+def _pass_through_section(passes: list[PassThrough], from_baseline: bool,
+                          folder: Path) -> str:
+    how = ("from the baseline's take rate to each other one" if from_baseline
+           else "between adjacent take rates")
+    intro = ("<h2>Fee pass-through</h2><p>Δ mean price paid per GPU-hour / Δ fee per "
+             f"GPU-hour, {how}, the other parameters alike, on the same seeds. A run's price "
+             "paid per GPU-hour is what tenants paid (providers and platform) over the "
+             "GPU-hours served; its fee per GPU-hour, the platform's revenue over the same "
+             "GPU-hours. 100% means tenants bear the whole change in the fee; 0%, that "
+             f"providers absorb it. The {CONFIDENCE:.0%} interval is Fieller's for a ratio of "
+             "paired means; it is unbounded when the fee change itself is not clearly "
+             "non-zero.</p>")
+    others = list(passes[0].values)
+    head = "".join(f"<th>{escape(p)}</th>" for p in others)
+    head += ("<th>take rate</th><th>pairs</th><th>Δ fee per GPU-hour (USD)</th>"
+             "<th>Δ price paid per GPU-hour (USD)</th><th>pass-through</th>"
+             f"<th>{CONFIDENCE:.0%} interval</th>")
+    rows = []
+    for p in passes:
+        cells = [f"<td>{escape(format_value(p.values[k]))}</td>" for k in others]
+        cells += [f"<td>{format_value(p.take_rate_from)} → {format_value(p.take_rate_to)}</td>",
+                  f'<td class="num">{p.fee_change.n}</td>',
+                  f'<td class="num">{escape(format_estimate(p.fee_change))}</td>',
+                  f'<td class="num">{escape(format_estimate(p.price_change))}</td>',
+                  f'<td class="num">{escape(format_share(p.ratio))}</td>',
+                  f'<td class="num">{escape(format_share_interval(p.low, p.high))}</td>']
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    table = (f"<table><thead><tr>{head}</tr></thead><tbody>" + "".join(rows)
+             + "</tbody></table>")
+    path = folder / "pass_through.png"
+    _save(_pass_through_figure(passes, from_baseline), path)
+    where = ("each compared with the baseline" if from_baseline
+             else "at the middle of each adjacent pair")
+    caption = (f"Fee pass-through by take rate ({where}) with its {CONFIDENCE:.0%} Fieller "
+               "interval; unbounded intervals are not drawn. The dotted lines are 0% and 100%.")
+    return intro + table + _figure_html(path, caption)
+
+
 # ----------------------------------------------------------------------------- figures
 
 def _metric_figures(sweep: Sweep, summaries: list[GroupSummary], names: list[str],
@@ -193,8 +308,9 @@ def _metric_figures(sweep: Sweep, summaries: list[GroupSummary], names: list[str
 
 
 def _metric_figure(summaries: list[GroupSummary], name: str, param: str, others: list[str],
-                   numeric: bool) -> Figure:
-    """`name` against `param`: one line per combination of `others`, CI as band or bars."""
+                   numeric: bool, difference: bool = False) -> Figure:
+    """`name` against `param`: one line per combination of `others`, CI as band or bars;
+    a `difference` from the baseline gets the zero line."""
     lines: dict[tuple[Any, ...], list[GroupSummary]] = {}
     for group in summaries:  # already in sweep order, so lines and categories are too
         lines.setdefault(tuple(group.values[p] for p in others), []).append(group)
@@ -228,9 +344,39 @@ def _metric_figure(summaries: list[GroupSummary], name: str, param: str, others:
                       if len(categories) > 4 else "center")
         ax.set_xlim(-0.5, len(categories) - 0.5)
     ax.set_xlabel(param)
+    if difference:
+        ax.axhline(0.0, color="0.3", linewidth=0.8, linestyle=":")
+        name = f"Δ {name} from the baseline"
     ax.set_ylabel(name)
     ax.set_title(f"{name} by {param}")
     _legend(ax, len(lines) if others else 0)
+    return figure
+
+
+def _pass_through_figure(passes: list[PassThrough], from_baseline: bool) -> Figure:
+    """Pass-through against the take rate, one line per combination of the other
+    parameters, Fieller intervals as error bars."""
+    figure, ax = _figure()
+    lines: dict[str, list[PassThrough]] = {}
+    for p in passes:
+        lines.setdefault(p.label if p.values else "", []).append(p)
+    for label, mine in lines.items():
+        x = np.array([p.take_rate_to if from_baseline
+                      else (p.take_rate_from + p.take_rate_to) / 2 for p in mine])
+        y = np.array([p.ratio for p in mine])
+        bounded = np.array([math.isfinite(p.low) and math.isfinite(p.high) for p in mine])
+        below = np.where(bounded, y - np.array([p.low for p in mine]), 0.0)
+        above = np.where(bounded, np.array([p.high for p in mine]) - y, 0.0)
+        order = np.argsort(x, kind="stable")
+        ax.errorbar(x[order], y[order], yerr=np.nan_to_num(np.vstack([below, above])[:, order]),
+                    marker="o", capsize=4, label=label or None)
+    for level in (0.0, 1.0):
+        ax.axhline(level, color="0.3", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("take rate" + (" compared with the baseline's" if from_baseline
+                                 else " (middle of each adjacent pair)"))
+    ax.set_ylabel("fee pass-through (Δ price / Δ fee)")
+    ax.set_title("Fee pass-through")
+    _legend(ax, len(lines) if len(lines) > 1 else 0)
     return figure
 
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING:
 class RunResult:
     """The summary of a run and its tables.
 
-    `summary` is JSON-ready; `orders`, `leases` and `prices` are pyarrow Tables (call
-    `.to_pandas()` for pandas). Tables are complete once the run reached its end.
+    `summary` is JSON-ready; `orders`, `leases`, `jobs`, `providers` and `prices` are pyarrow
+    Tables (call `.to_pandas()` for pandas). Tables are complete once the run reached its
+    end.
     """
 
     def __init__(self, market: Market) -> None:
@@ -49,6 +50,16 @@ class RunResult:
         return self._table("leases")
 
     @property
+    def jobs(self) -> pa.Table:
+        """One row per job: its welfare decomposition (see `market.welfare`)."""
+        return self._table("jobs")
+
+    @property
+    def providers(self) -> pa.Table:
+        """One row per provider: its revenue, costs and short- and long-run profit."""
+        return self._table("providers")
+
+    @property
     def prices(self) -> pa.Table:
         return self._table("prices")
 
@@ -66,5 +77,5 @@ class RunResult:
         (folder / "summary.json").write_text(self.to_json() + "\n", encoding="utf-8")
         recorder = self._market.recorder
         if recorder is not None and recorder.out != folder:
-            for name in ("orders", "leases", "prices"):
+            for name in ("orders", "leases", "jobs", "providers", "prices"):
                 pq.write_table(self._table(name), folder / f"{name}.parquet")

@@ -179,10 +179,10 @@ class JobKindConfig(_Model):
     min_tflops: NonNegFloat
     needs_interconnect: bool
     max_gpus: Annotated[int, Field(ge=1)]
-    max_wall_hours: PositiveFloat
-    slowdown_tolerance: Annotated[float, Field(ge=1)] = Field(
-        description="accept GPU models up to this many times slower than the preferred one "
-                    "(latency-insensitive work tolerates more)")
+    deadline_h: PositiveRange | None = Field(
+        None, description="every kind but online inference: hours from the lease's start by "
+                          "which a job must be done [min, max], drawn per job; a GPU model that "
+                          "cannot finish it in time with max_gpus is not acceptable")
 
 
 class InterruptibleJobs(_Model):
@@ -221,8 +221,12 @@ class Tenants(_Model):
     peak_hour: Annotated[float, Field(ge=0, lt=24)]
     weekly_growth: Annotated[float, Field(gt=-1)] = Field(description="0.5 = +50% a week")
     spikes: Spikes
+    value_to_outside: PositiveRange = Field(
+        description="a job's value as a multiple of its outside option (the cheapest way to "
+                    "run it at a hyperscaler's list prices) [min, max], drawn log-uniformly")
     max_price_factor: PositiveRange = Field(
-        description="max price as a fraction of the outside option [min, max]")
+        description="first max price as a fraction of the job's value per GPU-hour on its "
+                    "fastest acceptable GPU model [min, max]")
     policy: PolicyRef = Field(description="how tenants set and revise max prices")
     max_reposts: Annotated[int, Field(ge=0)]
     max_failures: Annotated[int, Field(ge=1)] = Field(
@@ -242,6 +246,16 @@ class Tenants(_Model):
     def _some_share(cls, value: dict[str, JobKindConfig]) -> dict[str, JobKindConfig]:
         if not any(kind.share > 0 for kind in value.values()):
             raise ValueError("at least one job kind needs a share > 0")
+        # Online inference is rented for a duration at a throughput; the other kinds run
+        # their tokens to completion by a deadline.
+        for name, kind in value.items():
+            rented = name == "online_inference"
+            for field, wanted in (("tokens_b", not rented), ("deadline_h", not rented),
+                                  ("duration_h", rented), ("tokens_per_s", rented)):
+                given = getattr(kind, field) is not None
+                if given != wanted:
+                    need = "a [min, max] range" if wanted else "left out"
+                    raise ValueError(f"{name}.{field}: must be {need} for this kind")
         return value
 
 
@@ -250,6 +264,16 @@ class Latency(_Model):
 
     median_s: PositiveFloat
     sigma: NonNegFloat
+
+
+class Deviator(_Model):
+    """One textbook bidder (the first, `bidder-0`) that bids otherwise than the rest: its own
+    strategy's bid times `shading`. Its costs are drawn as they would be without it."""
+
+    strategy: StrategyRef | None = Field(
+        None, description="its strategy (default: the textbook's `strategy`)")
+    shading: PositiveFloat = Field(
+        1.0, description="multiplies every bid of its strategy (1: no deviation)")
 
 
 class Textbook(_Model):
@@ -263,6 +287,8 @@ class Textbook(_Model):
     cost_high_usd_per_gpu_hour: PositiveFloat
     gpu_model: str = Field(description="the one GPU every order asks for")
     strategy: StrategyRef = Field(description="how every bidder bids")
+    deviator: Deviator | None = Field(
+        None, description="one bidder that deviates from `strategy` (incentive checks)")
 
     @model_validator(mode="after")
     def _range(self) -> Textbook:
@@ -270,6 +296,50 @@ class Textbook(_Model):
             raise ValueError("cost_low_usd_per_gpu_hour: must be below "
                              "cost_high_usd_per_gpu_hour")
         return self
+
+
+class Tournament(_Model):
+    """Bid strategies competing in one market (`gpumarket tournament`, population
+    `stratified`): every provider population is drawn as in an ordinary run, then dealt among
+    the strategies by `shares`, stratified by GPU model, GPU count and cost. A population
+    whose own strategy is a competitor keeps its parameters for it, under those given here."""
+
+    strategies: Annotated[list[StrategyRef], Field(min_length=1)] = Field(
+        description="the competitors, each once, with parameters: in a population whose own "
+                    "strategy is the same they override its own, elsewhere they are all it gets")
+    shares: list[PositiveFloat] | None = Field(
+        None, description="each competitor's share of every population (default: equal)")
+
+    @model_validator(mode="after")
+    def _line_up(self) -> Tournament:
+        labels = self.labels()
+        for label in labels:
+            if labels.count(label) > 1:
+                raise ValueError(f"strategies: each strategy once, got {label} twice")
+        if self.shares is not None and len(self.shares) != len(self.strategies):
+            raise ValueError(f"shares: expected {len(self.strategies)} (one per strategy), "
+                             f"got {len(self.shares)}")
+        return self
+
+    def labels(self) -> list[str]:
+        """Each competitor's name in results: its strategy's, followed by the parameters
+        given for it as a TOML inline table (`cost_plus{markup=0.5}`)."""
+        def toml(value: Any) -> str:
+            if isinstance(value, bool):
+                return str(value).lower()
+            if isinstance(value, int | float):
+                return repr(value)
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return [ref.name + ("{" + ", ".join(f"{key}={toml(ref.params[key])}"
+                                           for key in sorted(ref.params)) + "}"
+                            if ref.params else "") for ref in self.strategies]
+
+    def params_for(self, index: int, own: StrategyRef) -> dict[str, Any]:
+        """Parameters of competitor `index` in a population whose own strategy is `own`."""
+        competitor = self.strategies[index]
+        kept = own.params if own.name == competitor.name else {}
+        return {**kept, **competitor.params}
 
 
 class ProviderPopulation(_Model):
@@ -294,6 +364,15 @@ class ProviderPopulation(_Model):
     lifetime_years: PositiveFloat
     capex_factor: PositiveFloat
     idle_power_fraction: Fraction
+    wear_usd_per_gpu_hour: NonNegFloat = Field(
+        0.0, description="wear and tear while a GPU serves a lease, USD per GPU-hour")
+    count_capex: bool = Field(
+        True, description="charge capex amortization in long-run profit (false: the GPU was "
+        "bought anyway, its capex is sunk, e.g. a home gaming rig)")
+    sells_elsewhere_at_list: bool = Field(
+        False, description="capacity not sold here sells elsewhere at the GPU's list price "
+        "(a hyperscaler): serving a lease here costs that list price (its opportunity "
+        "cost), and no idle power, operations or capex are charged to this market")
     cost_basis: Literal["full", "marginal"]
     failure_rate_per_day: NonNegFloat
     repair_hours: PositiveRange
@@ -340,6 +419,7 @@ class Scenario(_Model):
     gpus: dict[str, dict[str, PositiveFloat]] = Field(
         default_factory=dict, description="GPU catalog overrides: id -> field -> value")
     textbook: Textbook | None = None
+    tournament: Tournament | None = None
 
     @field_validator("population")
     @classmethod
@@ -358,6 +438,8 @@ class Scenario(_Model):
         names = [p.name for p in self.providers]
         if len(set(names)) != len(names):
             raise ValueError(f"providers: population names must be unique, got {names}")
+        if self.population == "stratified" and self.tournament is None:
+            raise ValueError("tournament: the stratified population needs a [tournament] table")
         if self.population == "textbook":
             if self.textbook is None:
                 raise ValueError("textbook: the textbook population needs a [textbook] table")

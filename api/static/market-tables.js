@@ -112,6 +112,12 @@ const METRICS = [
   ["leases_active", "Leases running", formatCount],
   ["tenant_spend_usd", "Tenants paid", formatUsd],
   ["platform_revenue_usd", "Platform earned", formatUsd],
+  // Welfare, counted once per job: value to tenants less price, providers' take less their
+  // avoidable cost, and what was lost against the best possible allocation.
+  ["consumer_surplus_usd", "Tenants' surplus", formatUsd],
+  ["producer_surplus_usd", "Providers' surplus", formatUsd],
+  ["deadweight_loss_usd", "Welfare lost", formatUsd],
+  ["allocative_efficiency", "Efficiency", formatPercent],
 ];
 
 export function renderMetrics(root, book) {

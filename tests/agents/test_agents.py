@@ -61,11 +61,13 @@ def test_h100_costs_match_a_hand_computation():
     # H100 SXM: 37,500 USD (an 8-GPU server at ~300k), 700 W board power
     capex_per_hour = 37_500 / (5 * 365.25 * 24)
     power_per_hour = 0.700 * 1.56 * 0.08
-    assert costs["fixed"] == pytest.approx(capex_per_hour + 0.15)
+    assert costs["capex"] == pytest.approx(capex_per_hour)
+    assert costs["fixed"] == pytest.approx(0.15)
     assert costs["idle"] == pytest.approx(0.2 * power_per_hour)
-    assert costs["marginal"] == pytest.approx(0.8 * power_per_hour)
+    assert costs["marginal"] == pytest.approx(0.8 * power_per_hour)  # no wear charge
     assert costs["full"] == pytest.approx(capex_per_hour + 0.15 + power_per_hour)
-    assert costs["full"] == pytest.approx(costs["fixed"] + costs["idle"] + costs["marginal"])
+    assert costs["full"] == pytest.approx(costs["capex"] + costs["fixed"] + costs["idle"]
+                                          + costs["marginal"])
     assert costs["basis"] == costs["full"]  # data centers price on full cost
     assert costs["full"] == pytest.approx(1.0930, abs=1e-4)
     assert HOURS_PER_YEAR == 8766.0
@@ -78,14 +80,35 @@ def test_marginal_cost_excludes_capex_and_operations():
                                                    lifetime_years=2.0), 0.08)
     assert dearer["marginal"] == base["marginal"]
     assert dearer["idle"] == base["idle"]
-    assert dearer["fixed"] > base["fixed"] and dearer["full"] > base["full"]
+    assert dearer["capex"] > base["capex"] and dearer["fixed"] > base["fixed"]
+    assert dearer["full"] > base["full"]
     marginal_basis = gpu_costs(catalog, "h100", population(cost_basis="marginal"), 0.08)
     assert marginal_basis["basis"] == marginal_basis["marginal"] < marginal_basis["full"]
 
 
+def test_wear_is_a_cost_of_serving_and_sunk_capex_is_not_charged():
+    catalog = scenario().catalog()
+    rig = population("home_rig")  # capex sunk, 0.02 USD of wear per busy GPU-hour
+    costs = gpu_costs(catalog, "rtx4090", rig, 0.20)
+    assert costs["capex"] == 0.0
+    assert costs["marginal"] == pytest.approx(0.450 * 1.0 * 0.20 * 0.95 + 0.02)
+    counted = gpu_costs(catalog, "rtx4090", population("home_rig", count_capex=True), 0.20)
+    assert counted["capex"] == pytest.approx(1599 / (3 * HOURS_PER_YEAR))
+    assert counted["full"] == pytest.approx(costs["full"] + counted["capex"])
+    assert counted["marginal"] == costs["marginal"]  # sunk or not, serving costs the same
+
+
+def test_a_hyperscaler_serves_at_its_list_price_and_is_charged_nothing_else():
+    catalog = scenario().catalog()
+    costs = gpu_costs(catalog, "h100", population("hyperscaler"), 0.06)
+    list_price = catalog["h100"].list_usd_per_gpu_hour
+    assert costs == {"marginal": list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
+                     "full": list_price, "basis": list_price}
+
+
 def test_dearer_electricity_raises_marginal_cost_in_proportion():
     catalog = scenario().catalog()
-    rig = population("home_rig")
+    rig = population("home_rig", wear_usd_per_gpu_hour=0.0)
     costs = [gpu_costs(catalog, "rtx4090", rig, price) for price in (0.10, 0.20, 0.40)]
     marginal = [c["marginal"] for c in costs]
     assert marginal[0] < marginal[1] < marginal[2]
@@ -122,8 +145,8 @@ def test_build_rows_follows_gpu_mix_and_sizes():
         assert row.memory_bytes == int(datacenter.memory_gib_per_gpu * GIB) * row.gpus
         assert row.storage_classes == tuple(datacenter.storage_classes)
         assert row.cost_full_usd_per_gpu_hour == pytest.approx(
-            row.cost_fixed_usd_per_gpu_hour + row.cost_idle_usd_per_gpu_hour
-            + row.cost_marginal_usd_per_gpu_hour)
+            row.cost_capex_usd_per_gpu_hour + row.cost_fixed_usd_per_gpu_hour
+            + row.cost_idle_usd_per_gpu_hour + row.cost_marginal_usd_per_gpu_hour)
         assert row.failure_rate_per_s == pytest.approx(0.01 / SECONDS_PER_DAY)
     # electricity drawn in its range: H100 marginal cost between the two ends
     low, high = (gpu_costs(catalog, "h100", datacenter, e)["marginal"]
@@ -166,39 +189,64 @@ def _units(gpus: int, models: tuple[str, ...]):
                      storage_bytes_per_gpu=100 * GIB)
 
 
-def test_cost_plus_bids_cost_basis_times_one_plus_markup():
+def test_cost_plus_bids_cost_basis_times_one_plus_markup_kept_after_the_fee():
+    # The default take rate is 20%: the ask is grossed up by 1 / 0.8 = 1.25.
     market = Market(scenario("market.manifest_failure_prob=0"), populate=False, record=False)
     ids = market.add_providers(_rows(market), CostPlus(markup=0.3))
     basis = market.pool.cost_basis_usd_per_gpu_hour[ids]
-    assert CostPlus(markup=0.3).asks(ids, market.views[0]) == pytest.approx(basis * 1.3)
+    assert CostPlus(markup=0.3).asks(ids, market.views[0]) == pytest.approx(basis * 1.3 * 1.25)
     tenant = market.add_tenant("alice", 1_000_000.0)
     events = record(market)
     market.post_order(tenant, _units(8, market.catalog.ids), 100.0, deposit_usd=1_000.0)
     (placed,) = [e for e in events if isinstance(e, BidsPlaced)]
     assert len(placed.providers) == len(ids)
     for who, price in zip(placed.providers, placed.prices_micro_per_hour, strict=True):
-        expected = market.pool.cost_basis_usd_per_gpu_hour[who] * 1.3 * 8 * MICRO_USD_PER_USD
+        expected = (market.pool.cost_basis_usd_per_gpu_hour[who] * 1.3 * 1.25 * 8
+                    * MICRO_USD_PER_USD)
         # the ask is kept in whole micro-USD per GPU-hour: at most half a micro per GPU off
         assert abs(price - expected) <= 0.5 * 8
+        # what the provider keeps after the 20% fee is its cost plus the markup
+        kept = 0.8 * price / 8 / MICRO_USD_PER_USD
+        assert kept == pytest.approx(market.pool.cost_basis_usd_per_gpu_hour[who] * 1.3,
+                                     abs=1e-6)
 
 
-def test_list_price_bids_the_catalog_list_price_times_factor():
+@pytest.mark.parametrize(("switch", "net_of_fee", "gross_up"), [
+    ("true", None, 1.25), ("false", None, 1.0),     # None follows the scenario
+    ("false", True, 1.25), ("true", False, 1.0),    # an explicit choice wins
+])
+def test_cost_plus_follows_the_scenario_unless_told(switch, net_of_fee, gross_up):
+    market = Market(scenario(f"market.bids_net_of_fee={switch}"), populate=False,
+                    record=False)
+    strategy = CostPlus(markup=0.5, net_of_fee=net_of_fee)
+    ids = market.add_providers(_rows(market), strategy)
+    basis = market.pool.cost_basis_usd_per_gpu_hour[ids]
+    assert strategy.asks(ids, market.views[0]) == pytest.approx(basis * 1.5 * gross_up)
+
+
+def test_list_price_bids_the_catalog_list_price_times_factor_kept_after_the_fee():
+    # Take rate 20%, priced in: the ask is list × factor / 0.8, so list × factor is kept.
     market = Market(scenario(), populate=False, record=False)
     ids = market.add_providers(_rows(market), ListPrice(factor=0.8))
     list_price = market.catalog.array("list_usd_per_gpu_hour")
     asks = ListPrice(factor=0.8).asks(ids, market.views[0])
     for provider, ask in zip(ids, asks, strict=True):
         model = market.catalog.ids[market.pool.model[provider]]
-        assert ask == pytest.approx(0.8 * market.catalog[model].list_usd_per_gpu_hour)
-    assert asks == pytest.approx(list_price[market.pool.model[ids]] * 0.8)
+        assert ask == pytest.approx(0.8 * market.catalog[model].list_usd_per_gpu_hour / 0.8)
+    assert asks == pytest.approx(list_price[market.pool.model[ids]] * 0.8 * 1.25)
     order_units = _units(2, ("h100",))
     tenant = market.add_tenant("alice", 1_000_000.0)
     events = record(market)
-    market.post_order(tenant, order_units, 12.29, deposit_usd=1_000.0)
+    market.post_order(tenant, order_units, 15.0, deposit_usd=1_000.0)
     h100s = [int(p) for p in ids if market.catalog.ids[market.pool.model[p]] == "h100"]
     (placed,) = [e for e in events if isinstance(e, BidsPlaced)]
     assert sorted(placed.providers) == h100s
-    assert set(placed.prices_micro_per_hour) == {round(0.8 * 12.29 * 2 * MICRO_USD_PER_USD)}
+    assert set(placed.prices_micro_per_hour) == {round(12.29 * 2 * MICRO_USD_PER_USD)}
+    # Without fee pricing a hyperscaler posts list × factor itself.
+    plain = Market(scenario("market.bids_net_of_fee=false"), populate=False, record=False)
+    ids = plain.add_providers(_rows(plain), ListPrice(factor=0.8))
+    assert ListPrice(factor=0.8).asks(ids, plain.views[0]) == pytest.approx(
+        list_price[plain.pool.model[ids]] * 0.8)
 
 
 def test_strategies_reject_invalid_parameters():
@@ -206,6 +254,8 @@ def test_strategies_reject_invalid_parameters():
         CostPlus(markup=-0.1)
     with pytest.raises(ValueError):
         ListPrice(factor=0.0)
+    with pytest.raises(ValueError, match="net_of_fee"):
+        CostPlus(net_of_fee="yes")
 
 
 # ----------------------------------------------------------------------------- tenants
@@ -265,15 +315,30 @@ def test_rate_follows_the_daily_cycle_and_growth():
         1.5 * tenants.rate_per_s(15 * hour))
 
 
+def _value_rate_micro(order) -> tuple[float, float]:
+    """The job's value per hour of the order on its fastest acceptable GPU, micro-USD: the
+    anchor of the tenant's max price (exact when durations are estimated without error);
+    and its round-off, from the value's rounding to a micro-USD."""
+    hours = float(order.work_s.min()) / SECONDS_PER_HOUR
+    return order.job_value_micro / hours, 0.5 / hours
+
+
 def test_expired_orders_are_reposted_higher_until_the_tenant_leaves():
     max_reposts = 2
     market, _, events = tenant_market(
         "duration_days=0.5", "tenants.arrivals_per_hour=20", f"tenants.max_reposts={max_reposts}",
         'tenants.policy={ name = "fraction", params = { reprice = 1.5, cap = 0.5 } }',
-        "tenants.max_price_factor=[0.3, 0.45]", "market.bidding_window_s=120")
-    value: dict[int, int] = {}  # order id -> the tenant's value, micro-USD per hour
-    market.subscribe(lambda e: value.__setitem__(e.order_id, market.orders[e.order_id].value),
-                     kinds=[OrderOpened])
+        "tenants.max_price_factor=[0.3, 0.45]", "market.bidding_window_s=120",
+        "tenants.duration_error_sigma=0")
+    value: dict[int, tuple[float, float]] = {}  # order id -> the job's value, micro-USD per
+    # hour of the order, and its round-off
+    worth_outside: dict[int, bool] = {}  # job id -> worth the outside option's list price
+    def opened(event: OrderOpened) -> None:
+        order = market.orders[event.order_id]
+        value[event.order_id] = _value_rate_micro(order)
+        worth_outside[event.job_id] = order.job_value_micro >= order.outside_micro
+
+    market.subscribe(opened, kinds=[OrderOpened])
     market.run()
     by_job: dict[int, list[Event]] = defaultdict(list)
     for event in events:
@@ -289,21 +354,22 @@ def test_expired_orders_are_reposted_higher_until_the_tenant_leaves():
             # re-posted when the previous order expired, at a price raised 1.5x up to the cap
             assert after.time_s == expired[before.attempt].time_s
             assert after.gpus == before.gpus and after.gpu_models == before.gpu_models
-            target = min(1.5 * before.max_price_micro_per_hour, 0.5 * value[before.order_id])
-            assert abs(after.max_price_micro_per_hour - target) <= 2, (job, before, after)
+            rate, round_off = value[before.order_id]
+            target = min(1.5 * before.max_price_micro_per_hour, 0.5 * rate)
+            assert abs(after.max_price_micro_per_hour - target) <= 2 + round_off, (job, after)
             assert after.max_price_micro_per_hour >= before.max_price_micro_per_hour
-            if 0.5 * value[before.order_id] < 1.5 * before.max_price_micro_per_hour:
+            if 0.5 * rate < 1.5 * before.max_price_micro_per_hour:
                 capped += 1
             else:
                 raised += 1
         left = [e for e in story if isinstance(e, TenantLeft)]
-        if len(expired) == max_reposts + 1:
-            (gone,) = left
+        if len(expired) == max_reposts + 1 and worth_outside[job]:
+            (gone,) = left  # to a hyperscaler, at a list price the job is worth
             assert (gone.reason, gone.time_s) == ("expired", expired[-1].time_s)
-            assert gone.list_cost_micro > 0 and gone.gpu_hours > 0
+            assert 0 < gone.list_cost_micro <= gone.value_micro and gone.gpu_hours > 0
             finished += 1
         else:
-            assert not left
+            assert not left  # still trying, or dropped: not worth the list price
     assert finished >= 50 and capped >= 20 and raised >= 20
 
 
@@ -318,6 +384,10 @@ def test_tenants_leave_after_max_failures_provider_faults():
         "providers.1.repair_hours=[0.05, 0.1]", "providers.2.repair_hours=[0.05, 0.1]"),
         seed=4, populate=False, record=False)
     events = record(market)
+    worth_outside: dict[int, bool] = {}  # job id -> worth the outside option's list price
+    market.subscribe(lambda e: worth_outside.setdefault(
+        e.job_id, market.orders[e.order_id].job_value_micro
+        >= market.orders[e.order_id].outside_micro), kinds=(OrderOpened,))
     populate(market)
     summary = market.run().summary
     assert summary["money_conserved"]
@@ -341,7 +411,8 @@ def test_tenants_leave_after_max_failures_provider_faults():
         assert gone.time_s == last_fault[job].time_s
         # what was left of the job goes to the hyperscaler
         assert gone.gpu_hours > 0 and gone.list_cost_micro > 0
+    # the rest is dropped where the job is not worth its list price at a hyperscaler
     for job, count in faults.items():
         if count == max_failures and last_fault[job].work_left > 0:
-            assert job in quitters
+            assert (job in quitters) == worth_outside[job]
     assert summary["tenants_left_by_reason"]["failures"] == len(quitters)

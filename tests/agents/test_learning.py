@@ -1,9 +1,12 @@
 """Learning and theory-based bid strategies (agents.learning), driven by hand and in a market.
 
 Unit tests call `prices` and `observe` directly with hand-made `OrderView`s and `Outcome`s, on
-the real `MarketView` of a bare market whose providers have known costs. Hedge runs in a
-stationary synthetic first-price market: one rival whose bid is U[cost, 2·cost], so that
-markup m wins with probability 1 − m and earns m·(1 − m)·cost per round, best at m = 0.5.
+the real `MarketView` of a bare market whose providers have known costs. Those markets charge
+no fee (take rate 0), so that bids are the textbook's; how every strategy prices a take rate in
+(c / (1 − t) where it priced c) is tested on its own, with a 20% take rate: a gross-up of 1.25.
+Hedge runs in a stationary synthetic first-price market: one rival whose bid is
+U[cost, 2·cost], so that markup m wins with probability 1 − m and earns m·(1 − m)·cost per
+round, best at m = 0.5.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from scipy import integrate, stats
 
 from agents.learning import AdaptiveMargin, Equilibrium, Hedge, Truthful, Undercut
 from agents.providers import build_rows
+from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
 from market.events import BidsPlaced, Event, LeaseCreated, OrderOpened
@@ -45,14 +49,16 @@ def row(market: Market, name: str, cost: float, model: str = "h100", gpus: int =
 
 
 def bare_market(*overrides: str) -> Market:
-    scenario = load_scenario("default", ["market.manifest_failure_prob=0", *overrides])
+    """A market without agents and, unless `overrides` set one, without a take rate."""
+    scenario = load_scenario("default", ["market.manifest_failure_prob=0",
+                                         "market.take_rate=0", *overrides])
     return Market(scenario, seed=0, populate=False, record=False)
 
 
-def market_with(strategy, costs, models=None):
+def market_with(strategy, costs, models=None, overrides=()):
     """A bare market whose providers (costs in USD per GPU-hour) all bid with `strategy`;
     returns the market, their ids and their strategy's view."""
-    market = bare_market()
+    market = bare_market(*overrides)
     models = models or ["h100"] * len(costs)
     rows = [row(market, f"p{i}", c, m) for i, (c, m) in enumerate(zip(costs, models,
                                                                        strict=True))]
@@ -169,12 +175,17 @@ def test_adaptive_margin_counts_an_order_it_prices_out_of_as_a_loss():
 class FakeView:
     """A MarketView stand-in: own costs and models, published prices by model."""
 
-    def __init__(self, costs, models, published: dict[str, list[float]]) -> None:
+    def __init__(self, costs, models, published: dict[str, list[float]],
+                 gross_up: float = 1.0) -> None:
         self._costs = np.asarray(costs, float)
         self.gpu_models = ("h100", "rtx4090")
         self._models = np.array([self.gpu_models.index(m) for m in models])
         self._published = published
+        self._gross_up = gross_up
         self.now_s = 0.0
+
+    def fee_gross_up(self) -> float:
+        return self._gross_up
 
     def costs(self, providers, basis: str = "basis"):
         return self._costs[np.asarray(providers)]
@@ -468,6 +479,89 @@ def test_hedge_forgets_draws_whose_outcome_never_comes(unit_cost_view):
     assert strategy.payoff() == pytest.approx(bids[-1] - 1.0)
 
 
+# ----------------------------------------------------------------------------- the take rate
+
+FEE = ("market.take_rate=0.2",)          # a gross-up of 1 / (1 − 0.2) = 1.25
+NO_FEE_PRICING = ("market.take_rate=0.2", "market.bids_net_of_fee=false")
+
+FEE_STRATEGIES = {
+    "truthful": Truthful,
+    "adaptive_margin": lambda: AdaptiveMargin(initial_margin=0.3),
+    "undercut": Undercut,
+    "equilibrium": lambda: Equilibrium(n=3, high=5.0),
+    "hedge": lambda: Hedge(seed=3),
+    "cost_plus": lambda: CostPlus(markup=0.2),
+    "list_price": lambda: ListPrice(factor=0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(FEE_STRATEGIES))
+def test_every_builtin_strategy_grosses_its_bid_up_by_one_over_one_minus_the_take_rate(name):
+    """Priced net of a 20% fee, each strategy bids 1.25 × what it bids when it ignores the
+    fee; with the switch off it bids what it would without any fee."""
+    costs, models = [0.5, 1.0, 2.0, 0.3], ["h100", "h100", "a100-80gb", "rtx4090"]
+    bids = {}
+    for label, overrides in (("fee", FEE), ("ignored", NO_FEE_PRICING), ("none", ())):
+        market, ids, view = market_with(FEE_STRATEGIES[name](), costs, models, overrides)
+        the_order = order(max_price=100.0, models=("h100", "a100-80gb", "rtx4090"))
+        bids[label] = market.strategies[0].prices(the_order, ids, view)
+    assert bids["fee"] == pytest.approx(1.25 * bids["ignored"])
+    assert bids["ignored"] == pytest.approx(bids["none"])
+
+
+def test_truthful_and_equilibrium_bids_for_two_bidders_at_a_20_percent_fee():
+    """By hand, cost 0.4 of U[0, 1], n = 2, t = 0.2: truthful 0.4 / 0.8 = 0.5; the first-price
+    equilibrium (0.4 + (1 − 0.4)/2) / 0.8 = 0.875; each keeps its cost (or the fee-free
+    equilibrium bid 0.7) after the fee."""
+    _, ids, view = market_with(Truthful(), [0.4], overrides=FEE)
+    assert Truthful().asks(ids, view) == pytest.approx([0.5])
+    _, ids, view = market_with(Equilibrium(n=2), [0.4], overrides=FEE)
+    assert Equilibrium(n=2).asks(ids, view) == pytest.approx([0.875])
+    assert Equilibrium(n=2).bid(0.4) == pytest.approx(0.8 * 0.875)
+
+
+def test_adaptive_margin_counts_a_price_out_only_when_it_could_serve_after_the_fee():
+    """Cost 1, 20% fee: the floor is 1.25. A max price of 1.1 covers the cost but not the
+    fee: the order says nothing about the margin. One of 1.5 could be served: a loss."""
+    strategy = AdaptiveMargin(beta=1e-4, alpha=1e-4, initial_margin=1.0)
+    market, ids, view = market_with(strategy, [1.0], overrides=FEE)
+    strategy.observe(outcome(order(0), ids, [2.5], [True], 2.5, 0.0))  # busy from t=0
+    market.env.run(until=HOUR)
+    assert strategy.prices(order(1, max_price=1.1), ids, view)[0] == pytest.approx(
+        1.25 * (1 + math.exp(1e-4 * HOUR)))
+    assert strategy.margins(ids, 2 * HOUR)[0] == pytest.approx(math.exp(1e-4 * 2 * HOUR))
+    margin = strategy.margins(ids, HOUR)[0]
+    strategy.prices(order(2, max_price=1.5), ids, view)
+    assert strategy.margins(ids, 2 * HOUR)[0] == pytest.approx(margin * math.exp(-1e-4 * HOUR))
+
+
+def test_undercut_never_bids_below_the_fee_grossed_cost():
+    view = FakeView([1.0, 2.0], ["h100", "h100"], {"h100": [2.0]}, gross_up=1.25)
+    bids = Undercut(fraction=0.1).prices(order(), np.arange(2), view)
+    assert bids == pytest.approx([0.9 * 2.0, 2.0 * 1.25])  # the going rate, or the floor
+    empty = FakeView([1.0], ["h100"], {}, gross_up=1.25)
+    assert Undercut(fallback_markup=0.3).prices(order(), np.arange(1), empty) == \
+        pytest.approx([1.0 * 1.3 * 1.25])
+
+
+def test_hedge_bids_on_the_fee_grossed_cost_and_counts_what_it_keeps():
+    """Cost 1, 20% fee: arms bid 1.25 × (1 + markup) = 1.25, 1.875, 2.5. Winning with the
+    lowest at a second price of 2.0 keeps 0.8 × 2.0 − 1 = 0.6; the arm bidding 1.875 would
+    have won as well, and kept as much."""
+    _, ids, view = market_with(Truthful(), [1.0], overrides=FEE)
+    p = int(ids[0])
+    hedge = Hedge(markups=(0.0, 0.5, 1.0), eta=1e-12, bandit=False)
+    hedge._rng = FixedDraw()
+    hedge._rng.u = 0.1
+    bid = hedge.prices(order(0), ids, view)[0]
+    assert bid == pytest.approx(1.25)
+    hedge.observe(outcome(order(0), [p], [bid], [True], 2.0, 0.0))
+    assert hedge.payoff(p) == pytest.approx(0.6)
+    assert hedge.arm_payoffs(p) == pytest.approx([0.6, 0.6, 0.0])
+    # An order whose max price is below the floor (1.2 < 1.25) gets no bid.
+    assert np.isnan(hedge.prices(order(1, max_price=1.2), ids, view)).all()
+
+
 # ----------------------------------------------------------------------------- parameters
 
 @pytest.mark.parametrize("make", [
@@ -526,8 +620,10 @@ def test_strategy_runs_a_market_that_leases_and_conserves_money(name):
     for event in placed:
         per_gpu_hour = (np.array(event.prices_micro_per_hour)
                         / gpus[event.order_id] / MICRO_USD_PER_USD)
-        # Bids are kept in whole micro-USD per order-hour: at most half a micro below cost.
-        assert (per_gpu_hour >= cost[list(event.providers)] - 1e-6).all()
+        # The default take rate (20%) is priced in: no bid keeps less than its cost after the
+        # fee. Bids are kept in whole micro-USD per order-hour: at most half a micro below.
+        kept = (1 - scenario.market.take_rate) * per_gpu_hour
+        assert (kept >= cost[list(event.providers)] - 1e-6).all()
     if name == "hedge":
         assert sum(int(s._rounds.sum()) for s in strategies) > 0
         assert all(s.payoff() >= 0 and np.isfinite(s.regret()) for s in strategies)

@@ -1,9 +1,10 @@
 """Learning bidders in the textbook market move toward the first-price equilibrium.
 
-With i.i.d. U[0, 1] costs and n bidders, the symmetric equilibrium bid is c + (1 − c)/n: each
-bidder asks a share 1/n of the headroom under the reserve. Hedge over shares of the headroom
+With i.i.d. U[0, 1] costs, n bidders and a take rate t priced in, the symmetric equilibrium
+bid is (c + (1 − c)/n) / (1 − t): each bidder asks a share 1/n of the headroom between its
+fee-grossed cost c / (1 − t) and the reserve 1 / (1 − t). Hedge over shares of the headroom
 (form "shade"), playing against copies of itself in the real market, should learn shares near
-1/n, and the price the buyer pays should approach the equilibrium's 2/(n + 1).
+1/n, and the price the buyer pays should approach the equilibrium's 2/(n + 1) / (1 − t).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def test_hedge_self_play_approaches_the_first_price_equilibrium():
     # far from where it started (uniform weights: a mean share of 0.5).
     assert np.all(np.abs(learned - equilibrium_share) < 0.1), learned
     prices = np.asarray(result.leases.column("price_usd_per_gpu_hour").to_pylist())
-    theory = 2 / (BIDDERS + 1)
+    theory = 2 / (BIDDERS + 1) / (1 - scenario.market.take_rate)
     quarter = prices.size // 4
     first, last = prices[:quarter], prices[-quarter:]
     # The buyer's price moves toward the equilibrium's: the gap shrinks by more than the

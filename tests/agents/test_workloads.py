@@ -86,16 +86,49 @@ def test_80gb_gpu_holds_inference_of_a_13b_model():
 
 def test_faster_model_can_take_longer_when_it_needs_fewer_gpus():
     # Why duration is monotone in TFLOPS only at equal GPU count: the tenant adds GPUs to meet
-    # max_wall_hours, so a job just over the deadline on a slow model gets two GPUs there and
+    # its deadline, so a job just over the deadline on a slow model gets two GPUs there and
     # finishes sooner than on a slightly faster model where one GPU just meets the deadline.
     kind = default("batch_inference")
-    max_wall_s = kind.max_wall_hours * 3600
-    kinds, batch = fixed_jobs("batch_inference", params_b=1.0, tokens_b=1.0)
-    one_gpu_rate = batch.flops[0] / max_wall_s / kind.utilization / 1e12  # TFLOPS to just fit
+    deadline_s = 24 * 3600
+    kinds, batch = fixed_jobs("batch_inference", params_b=1.0, tokens_b=1.0,
+                              deadline_h=(24.0, 24.0))
+    one_gpu_rate = batch.flops[0] / deadline_s / kind.utilization / 1e12  # TFLOPS to just fit
     tflops = np.array([one_gpu_rate, one_gpu_rate * 0.99])
     plan = plan_jobs(batch, kinds, tflops, np.full(2, 80 * GIB), np.zeros(2, bool))
     assert plan.gpus[0].tolist() == [1, 2]
     assert plan.duration_s[0, 0] > plan.duration_s[0, 1]
+
+
+RTX3090_TFLOPS, RTX3090_MEMORY = 71.0, 24.0 * GIB
+
+
+@pytest.mark.parametrize(("deadline_h", "gpus"), [(48.0, 1), (12.0, 4)])
+def test_a_slow_gpu_meets_a_long_deadline_alone_and_a_short_one_with_more_gpus(deadline_h,
+                                                                               gpus):
+    # Batch inference of a 7B model over 0.2B tokens: 2 x 7e9 x 2e8 = 2.8e18 FLOPs; an RTX 3090
+    # does 71 TFLOPS x 0.3 = 21.3e12 FLOP/s, so one card takes 131,455 s = 36.5 h. Weights
+    # 7e9 x 2 bytes x 1.2 = 16.8e9 bytes fit one 24 GiB card (90% usable: 23.2e9).
+    kinds, batch = fixed_jobs("batch_inference", params_b=7.0, tokens_b=0.2,
+                              deadline_h=(deadline_h, deadline_h))
+    plan = plan_jobs(batch, kinds, np.array([RTX3090_TFLOPS]), np.array([RTX3090_MEMORY]),
+                     np.array([False]))
+    one_card_h = 2.8e18 / 21.3e12 / 3600
+    assert one_card_h == pytest.approx(36.5, abs=0.05)
+    assert plan.gpus[0, 0] == gpus  # 36.5 h / 12 h: four cards
+    assert plan.duration_s[0, 0] / 3600 == pytest.approx(one_card_h / gpus)
+    assert plan.deadline_s[0] == pytest.approx(deadline_h * 3600)
+
+
+def test_a_deadline_no_model_can_meet_becomes_the_fastest_run():
+    # Training 7e9 x 6 x 1e11 = 4.2e21 FLOPs; 8 H100s do 8 x 989e12 x 0.4 = 3.16e15 FLOP/s:
+    # 1.33e6 s, far beyond a 72 h deadline. The job keeps the H100s' fastest run; slower
+    # models, which would take longer still, cannot run it.
+    kinds, batch = fixed_jobs("training", params_b=7.0, tokens_b=100.0, deadline_h=(72.0, 72.0))
+    plan = plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    fastest_s = 4.2e21 / (8 * 989e12 * 0.4)
+    assert plan.deadline_s[0] == pytest.approx(fastest_s)
+    assert plan.gpus[0].tolist() == [8, 0, 0]
+    assert plan.duration_s[0, H100] == pytest.approx(fastest_s)
 
 
 def test_module_examples_hold():
@@ -169,7 +202,9 @@ def test_kind_shares_of_a_large_sample_match_within_4_sigma(seed):
         ("batch_inference", {"bytes_per_param": 0.0}, "bytes_per_param"),
         ("batch_inference", {"memory_overhead": 0.5}, "memory_overhead"),
         ("batch_inference", {"min_tflops": -1.0}, "min_tflops"),
-        ("batch_inference", {"max_wall_hours": 0.0}, "max_wall_hours"),
+        ("batch_inference", {"deadline_h": None}, "deadline_h"),
+        ("batch_inference", {"deadline_h": (0.0, 24.0)}, "deadline_h"),
+        ("online_inference", {"deadline_h": (1.0, 2.0)}, "deadline_h"),
         ("batch_inference", {"name": "pretraining"}, "name"),
     ],
 )
@@ -235,7 +270,7 @@ def job_kinds(draw) -> JobKind:
         min_tflops=draw(st.one_of(st.just(0.0), st.floats(0.0, 1000.0))),
         needs_interconnect=draw(st.booleans()),
         max_gpus=draw(st.integers(1, 16)),
-        max_wall_hours=draw(st.floats(0.5, 200.0)),
+        deadline_h=None if rented else draw(ranges(0.5, 200.0, 10.0)),
     )
 
 
@@ -305,12 +340,19 @@ def test_online_inference_runs_its_fixed_duration_at_its_throughput(scenario):
 
 
 @given(scenarios())
-def test_finite_jobs_meet_max_wall_hours_unless_at_max_gpus(scenario):
-    kinds, batch, _, plan = scenario
-    capped = plan.gpus == per_job(kinds, batch, "max_gpus")
-    runs = plan.eligible & np.isnan(batch.fixed_duration_s)[:, None] & ~capped
-    max_wall_s = np.broadcast_to(per_job(kinds, batch, "max_wall_hours") * 3600, runs.shape)
-    assert (plan.duration_s[runs] <= max_wall_s[runs] * (1 + ROUNDING)).all()
+def test_finite_jobs_finish_by_their_deadline_extended_only_when_no_model_can(scenario):
+    _, batch, _, plan = scenario
+    finite = np.isnan(batch.fixed_duration_s)
+    deadline = np.broadcast_to(plan.deadline_s[:, None], plan.gpus.shape)
+    runs = plan.eligible & finite[:, None]
+    assert (plan.duration_s[runs] <= deadline[runs] * (1 + ROUNDING)).all()
+    assert np.isnan(plan.deadline_s[~finite]).all()
+    sampled = batch.deadline_s[finite]
+    assert (plan.deadline_s[finite] >= sampled).all()
+    extended = finite & (plan.deadline_s > batch.deadline_s)
+    # An extended deadline is some model's own fastest run: that model meets it exactly.
+    on_time = np.isclose(plan.duration_s, plan.deadline_s[:, None], rtol=ROUNDING, atol=0)
+    assert on_time[extended].any(axis=1).all()
 
 
 @given(scenarios())
@@ -372,6 +414,7 @@ def test_sampled_values_lie_inside_their_ranges(kinds, seed, n):
             batch.memory_bytes,
             batch.fixed_duration_s,
             batch.tokens_per_s,
+            batch.deadline_s,
         )
     )
 
@@ -388,8 +431,10 @@ def test_sampled_values_lie_inside_their_ranges(kinds, seed, n):
             assert inside(batch.tokens_per_s[jobs], [kind.tokens_per_s], 1.0)
             expected_tokens = batch.fixed_duration_s[jobs] * batch.tokens_per_s[jobs]
             np.testing.assert_allclose(batch.tokens[jobs], expected_tokens)
+            assert np.isnan(batch.deadline_s[jobs]).all()
         else:
             assert inside(batch.tokens[jobs], [kind.tokens_b], 1e9)
+            assert inside(batch.deadline_s[jobs], [kind.deadline_h], 3600.0)
             assert np.isnan(batch.fixed_duration_s[jobs]).all()
             assert np.isnan(batch.tokens_per_s[jobs]).all()
         flops = 6.0 if kind.name in ("training", "fine_tuning") else 2.0

@@ -140,7 +140,7 @@ def test_bot_bids_its_strategys_price_wins_and_is_paid(serve) -> None:
     # The bids on the market are the strategy's own price for this provider, as offline.
     cost = bot.view.me.cost_basis_usd_per_gpu_hour
     expected = float(CostPlus(0.25).asks(np.array([bot.provider]), bot.view)[0])
-    assert expected == pytest.approx(cost * 1.25)
+    assert expected == pytest.approx(cost * 1.25 / (1 - bot.view.take_rate))
     events = _events(server.url, market_id)
     bids = [price / 1e6 for e in events if e["kind"] == "bids_placed"
             for provider, price in zip(e["providers"], e["prices_micro_per_hour"], strict=True)

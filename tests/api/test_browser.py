@@ -110,6 +110,11 @@ def watch_it_trade(page: Page) -> None:
         timeout=WAIT_MS)
     expect(page.get_by_test_id("price-chart").locator("polyline, circle").first).to_be_attached(
         timeout=WAIT_MS)
+    # The headline counts welfare once per job, as `gpumarket run` does.
+    metrics = page.get_by_test_id("metrics")
+    for label in ("Tenants' surplus", "Providers' surplus", "Welfare lost"):
+        expect(metrics).to_contain_text(label, timeout=WAIT_MS)
+    expect(metrics).to_contain_text(re.compile(r"Efficiency\s*\d+(\.\d+)?%"))
 
 
 def slow_down(page: Page) -> None:

@@ -25,7 +25,8 @@ from market.scenario import builtin_scenarios, load_scenario
 
 SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a second a run
 SUMMARY_KEYS = ("seed", "orders_posted", "leases_created", "fill_rate", "money_conserved")
-OUT_FILES = {"summary.json", "orders.parquet", "leases.parquet", "prices.parquet"}
+OUT_FILES = {"summary.json", "orders.parquet", "leases.parquet", "jobs.parquet",
+             "providers.parquet", "prices.parquet"}
 # Environment variables that would make rich colour its output or draw a progress bar.
 RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 from typing import Any
@@ -13,6 +14,10 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 from websockets.asyncio.client import connect
+
+from api.live import Limits
+from api.markets import LiveMarkets
+from api.sessionlog import FORMAT, SCHEMA
 
 WAIT_S = 30.0
 
@@ -108,3 +113,25 @@ def test_replay_reports_bad_input_in_one_line(tmp_path):
         timeout=60)
     assert unknown.returncode == 2 and "no market 'm-x'" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_a_log_of_an_earlier_format_is_refused_naming_its_version(tmp_path):
+    """A log written before the economics changed would replay to other numbers: replay
+    refuses it in one line that names both formats, and a server marks its markets failed."""
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as old:  # as an earlier gpumarket left it: no user_version
+        old.executescript(SCHEMA)
+        old.execute("INSERT INTO markets VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    ("m-old", "old", "default", "{}", 1, 60.0, "running", 10.0, "x", 0.0))
+    refused = subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", "replay", str(db),
+         "--market", "m-old"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert "format 1" in refused.stderr and f"format {FORMAT} only" in refused.stderr
+    markets = LiveMarkets(db, Limits())
+    try:
+        assert markets.recover() == []
+        assert markets.log.market("m-old").state == "failed"
+    finally:
+        markets.log.close()

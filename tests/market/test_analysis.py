@@ -23,10 +23,14 @@ from scipy import stats
 
 from market.analysis import (
     ReportError,
+    compare_to_baseline,
+    fee_pass_through,
+    fieller,
     format_estimate,
     group_label,
     load_sweep,
     metric_names,
+    parse_baseline,
     summarize,
     summarize_timeseries,
 )
@@ -355,3 +359,205 @@ def test_report_grouped_by_one_param_says_so(demo: Path) -> None:
     # 2 default metrics × 1 param, and the price figure; the earlier report's PNGs are gone.
     assert len(image_sources(page)) == 3
     assert len(list((demo / "report").glob("*.png"))) == 3
+
+
+# ----------------------------------------------------------------------------- baselines
+
+def paired_interval(values: list[float]) -> tuple[float, float]:
+    """scipy's 95% t interval of the mean of per-seed differences."""
+    return t_interval(values)
+
+
+def test_baseline_differences_are_paired_by_seed(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    baseline = parse_baseline(sweep, ["market.mechanism=first_price", "market.take_rate=0"])
+    assert baseline == {MECHANISM: "first_price", TAKE_RATE: 0.0}
+    comparisons = compare_to_baseline(sweep, baseline, ["fill_rate", "platform_revenue_usd"])
+    assert [c.point for c in comparisons] == [0, 1, 2, 3]
+    assert all(c.baseline_point == 0 for c in comparisons)
+    itself = comparisons[0]
+    assert itself.is_baseline and itself.differences["fill_rate"].mean == 0
+    for c in comparisons[1:]:
+        # Replication r of every point ran on seed 100 + r; point 3 failed on the third.
+        seeds = [r for r in range(3) if FILL_RATE[c.point][r] is not None]
+        diffs = [FILL_RATE[c.point][r] - FILL_RATE[0][r] for r in seeds]
+        e = c.differences["fill_rate"]
+        assert c.pairs == e.n == len(seeds)
+        assert e.mean == pytest.approx(np.mean(diffs))
+        assert (e.low, e.high) == pytest.approx(paired_interval(diffs))
+        # platform revenue is 1000·(point + 1) + replication: the seed's share cancels out
+        revenue = c.differences["platform_revenue_usd"]
+        assert revenue.mean == pytest.approx(1000.0 * c.point) and revenue.sd == 0
+
+
+def test_paired_interval_is_tighter_than_the_unpaired_ones(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    (_, second, *_) = compare_to_baseline(sweep, {MECHANISM: "first_price", TAKE_RATE: 0.0},
+                                          ["platform_revenue_usd"])
+    groups = summarize(sweep, ["platform_revenue_usd"])
+    unpaired = groups[0].metrics["platform_revenue_usd"].half_width
+    assert second.differences["platform_revenue_usd"].half_width == 0 < unpaired
+
+
+def test_baseline_naming_some_params_compares_within_the_others(demo: Path) -> None:
+    sweep = load_sweep(demo)
+    comparisons = compare_to_baseline(sweep, parse_baseline(sweep, [f"{TAKE_RATE}=0.0"]),
+                                      ["fill_rate"])
+    # first_price points are compared with point 0, second_price points with point 2
+    assert [(c.point, c.baseline_point) for c in comparisons] == [(0, 0), (1, 0), (2, 2),
+                                                                  (3, 2)]
+    last = comparisons[3].differences["fill_rate"]
+    assert last.n == 2 and last.mean == pytest.approx(np.mean([0.30 - 0.40, 0.34 - 0.45]))
+
+
+@pytest.mark.parametrize(("assignments", "mentions"), [
+    (["market.take_rate=0.3"], ["not a point of this sweep", "market.take_rate is one of: 0, "
+                                                             "0.1"]),
+    (["market.nope=1"], ["market.nope is not a swept parameter", f"{MECHANISM}, {TAKE_RATE}"]),
+    (["market.take_rate"], ["expected PATH=VALUE"]),
+    (["market.mechanism=dutch"], ["market.mechanism is one of: first_price, second_price"]),
+    ([f"{TAKE_RATE}=0", f"{TAKE_RATE}=0.1"], ["given twice"]),
+])
+def test_bad_baseline_is_one_line_listing_valid_values(demo: Path, assignments: list[str],
+                                                       mentions: list[str]) -> None:
+    with pytest.raises(ReportError) as caught:
+        parse_baseline(load_sweep(demo), assignments)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith("--baseline")
+    for mention in mentions:
+        assert mention in message
+
+
+# ----------------------------------------------------------------------------- pass-through
+
+NET = "market.bids_net_of_fee"
+MODELS = ("h100", "rtx4090")
+
+
+def fee_rows(price: dict[tuple[float, bool], list[float]], rates: list[float],
+             failed: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """A take-rate × net-of-fee sweep whose runs serve 100 GPU-hours (60 on h100, 40 on the
+    rtx4090) at `price[(rate, net)][replication]` USD per GPU-hour paid by tenants, of which
+    the platform keeps the take rate."""
+    rows = []
+    points = [(rate, net) for rate in rates for net in (True, False)]
+    for replication in range(len(next(iter(price.values())))):
+        for point, (rate, net) in enumerate(points):
+            paid = price[(rate, net)][replication] * 100.0
+            metrics = {"tenant_spend_usd": paid, "platform_revenue_usd": paid * rate,
+                       f"price_usd_per_gpu_hour.{MODELS[0]}.gpu_hours": 60.0,
+                       f"price_usd_per_gpu_hour.{MODELS[1]}.gpu_hours": 40.0,
+                       "fill_rate": 0.5}
+            ok = (point, replication) != failed
+            rows.append(run_row(point, replication, {TAKE_RATE: rate, NET: net},
+                                metrics if ok else None))
+    return rows
+
+
+def fee_sweep(folder: Path, rows: list[dict[str, Any]]) -> Path:
+    metrics = {"tenant_spend_usd": pa.float64(), "platform_revenue_usd": pa.float64(),
+               **{f"price_usd_per_gpu_hour.{m}.gpu_hours": pa.float64() for m in MODELS},
+               "fill_rate": pa.float64()}
+    return write_sweep(folder, rows, [TAKE_RATE, NET], metrics,
+                       {TAKE_RATE: pa.float64(), NET: pa.bool_()})
+
+
+def test_pass_through_is_one_when_the_price_rises_by_the_fee_and_zero_when_flat(
+        tmp_path: Path) -> None:
+    # Sellers who price the fee in keep their net price p: tenants pay p / (1 − t), and the
+    # fee per GPU-hour is t · p / (1 − t); the price paid rises by exactly the fee. Sellers
+    # who ignore it keep the price paid where it was: the fee comes out of their revenue.
+    net = [1.0, 1.5, 2.0]
+    price = {}
+    for rate in (0.0, 0.2, 0.5):
+        price[(rate, True)] = [p / (1 - rate) for p in net]
+        price[(rate, False)] = list(net)
+    sweep = load_sweep(fee_sweep(tmp_path, fee_rows(price, [0.0, 0.2, 0.5])))
+    passes = fee_pass_through(sweep)
+    assert [(p.values[NET], p.take_rate_from, p.take_rate_to) for p in passes] == [
+        (True, 0.0, 0.2), (True, 0.2, 0.5), (False, 0.0, 0.2), (False, 0.2, 0.5)]
+    for p in passes:
+        expected = 1.0 if p.values[NET] else 0.0
+        assert (p.ratio, p.low, p.high) == pytest.approx((expected,) * 3, abs=1e-9)
+        fee = [price[(p.take_rate_to, p.values[NET])][r] * p.take_rate_to
+               - price[(p.take_rate_from, p.values[NET])][r] * p.take_rate_from
+               for r in range(3)]
+        assert p.fee_change.mean == pytest.approx(np.mean(fee))
+        assert p.fee_change.n == 3
+    # With a baseline at the take rate: every other rate against it, within each NET value.
+    from_base = fee_pass_through(sweep, parse_baseline(sweep, [f"{TAKE_RATE}=0"]))
+    assert [(p.values[NET], p.take_rate_from, p.take_rate_to) for p in from_base] == [
+        (True, 0.0, 0.2), (False, 0.0, 0.2), (True, 0.0, 0.5), (False, 0.0, 0.5)]
+
+
+def test_pass_through_pairs_seeds_and_leaves_failed_runs_out(tmp_path: Path) -> None:
+    price = {(0.0, True): [2.0, 2.1, 1.9, 2.05], (0.1, True): [2.2, 2.35, 2.1, 9.9],
+             (0.0, False): [1.0] * 4, (0.1, False): [1.0] * 4}
+    # points: (0, True), (0, False), (0.1, True), (0.1, False); replication 3 of point 2
+    # failed (its price would have been way off): three pairs are left
+    sweep = load_sweep(fee_sweep(tmp_path, fee_rows(price, [0.0, 0.1], failed=(2, 3))))
+    first = fee_pass_through(sweep)[0]
+    dp = np.array([0.2, 0.25, 0.2])
+    df = np.array([2.2, 2.35, 2.1]) * 0.1
+    assert first.fee_change.n == 3 and first.ratio == pytest.approx(dp.mean() / df.mean())
+    # Fieller's bounds are the roots of (mean dp − ρ mean df)² = t² var(dp − ρ df) / 3
+    t2 = stats.t.ppf(0.975, 2) ** 2
+    for bound in (first.low, first.high):
+        gap = dp - bound * df
+        assert gap.mean() ** 2 == pytest.approx(t2 * gap.var(ddof=1) / 3)
+    assert first.low < first.ratio < first.high
+
+
+def test_fieller_interval_covers_the_true_pass_through_95_percent_of_the_time() -> None:
+    rng = np.random.default_rng(7)
+    trials, n, truth = 2000, 8, 0.6
+    covered = 0
+    for _ in range(trials):
+        fee = rng.normal(0.2, 0.02, n)
+        price = truth * fee + rng.normal(0.0, 0.03, n)
+        _, low, high = fieller(price, fee)
+        covered += low <= truth <= high
+    # Within 3.5 binomial standard errors of 95%
+    se = math.sqrt(0.95 * 0.05 / trials)
+    assert abs(covered / trials - 0.95) < 3.5 * se
+
+
+def test_fieller_interval_is_unbounded_when_the_fee_change_is_not_clear() -> None:
+    ratio, low, high = fieller([0.1, -0.1, 0.05], [0.01, -0.01, 0.002])
+    assert math.isinf(low) and math.isinf(high) and math.isfinite(ratio)
+    assert all(math.isnan(x) for x in fieller([], []))
+
+
+def test_no_pass_through_without_a_swept_take_rate_or_its_columns(demo: Path,
+                                                                 tmp_path: Path) -> None:
+    assert fee_pass_through(load_sweep(demo)) == []  # no gpu_hours columns
+    rows = [run_row(0, 0, {MECHANISM: "a"}, {"tenant_spend_usd": 1.0,
+                                             "platform_revenue_usd": 0.1})]
+    folder = write_sweep(tmp_path, rows, [MECHANISM], {"tenant_spend_usd": pa.float64(),
+                                                       "platform_revenue_usd": pa.float64()},
+                         DEMO_PARAM_TYPES)
+    assert fee_pass_through(load_sweep(folder)) == []
+
+
+def test_report_shows_baseline_differences_and_pass_through(tmp_path: Path) -> None:
+    price = {(rate, net): [(2.0 + 0.1 * r) / (1 - rate if net else 1) for r in range(3)]
+             for rate in (0.0, 0.2) for net in (True, False)}
+    folder = fee_sweep(tmp_path / "fees", fee_rows(price, [0.0, 0.2]))
+    sweep = load_sweep(folder)
+    page = write_report(sweep, folder, ["tenant_spend_usd"],
+                        baseline={TAKE_RATE: 0.0}).read_text("utf-8")
+    assert "Paired differences from the baseline (market.take_rate=0)" in page
+    assert "Fee pass-through" in page and "[100%, 100%]" in page and "[0%, 0%]" in page
+    sources = image_sources(page)
+    assert any(s.startswith("report/diff_") for s in sources)
+    assert "report/pass_through.png" in sources
+    for source in sources:
+        assert (folder / source).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_difference_shows_float_noise_around_zero_as_zero() -> None:
+    from market.analysis import Estimate, format_difference
+
+    assert format_difference(Estimate(4, -6.9e-18, 0.01, 0.0268)) == "0 ± 0.0268"
+    assert format_difference(Estimate(4, 0.0, 0.0, 0.0)) == "0 ± 0"
+    assert format_difference(Estimate(4, -0.5, 0.1, 0.2)) == "-0.5 ± 0.2 *"

@@ -392,6 +392,17 @@ def test_batch_clear_rejects_bad_arguments():
         batch_clear(micro(1), micro(1), micro(1), micro(1), eligible=np.ones((2, 1), bool))
 
 
+def test_one_order_takes_the_cheapest_ask_it_fits_the_first_of_equal_ones():
+    gpus, bids = micro(2), micro(900)
+    capacity, asks = micro(1, 4, 2, 8), micro(300, 700, 500, 500)  # the 300 one is too small
+    provider, price = batch_clear(gpus, bids, capacity, asks)
+    assert provider.tolist() == [2] and price.tolist() == [500]
+    provider, price = batch_clear(gpus, bids, capacity, asks, "uniform")
+    assert provider.tolist() == [2] and price.tolist() == [(500 + 900) // 2]
+    provider, price = batch_clear(gpus, micro(400), capacity, asks)
+    assert provider.tolist() == [NO_WINNER] and price.tolist() == [0]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.one_of(batch_instances(), batch_instances(unit=True)))
 def test_batch_clear_pay_as_bid_is_feasible_and_optimal(instance):

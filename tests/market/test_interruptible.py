@@ -32,9 +32,11 @@ WINDOW_S = 180.0  # the default bidding window: an auto-selected order leases wh
 def market_with(gpus: int = 1, cost: float = 0.5, mechanism: str = "interruptible",
                 *overrides: str) -> tuple[Market, list[Event], int]:
     """An agent-free market with one H100 provider bidding cost + 20% (its floor for
-    interruptible orders: its marginal cost) and one rich tenant."""
+    interruptible orders: its marginal cost) and one rich tenant. Asks are not grossed up
+    by the take rate: these tests check scheduling, not fee pricing."""
     scenario = load_scenario("default", [f"market.mechanism={mechanism}",
-                                         "market.manifest_failure_prob=0", *overrides])
+                                         "market.manifest_failure_prob=0",
+                                         "market.bids_net_of_fee=false", *overrides])
     market = Market(scenario, seed=1, populate=False, record=True)
     events: list[Event] = []
     market.subscribe(events.append)

@@ -209,6 +209,13 @@ def check_books(market: Market) -> None:
     assert money["money_conserved"], money
     assert market.ledger.total() == 0
     assert not market.ledger.overdrawn()
+    # Welfare adds up to the micro-USD, its fees and payments match the ledger, and no cause
+    # of loss is negative beyond a micro-USD of rounding per lease.
+    welfare = market.welfare.summary()
+    assert welfare["identity_holds"], welfare
+    leases = market._next_lease + 1
+    for cause, usd in welfare["deadweight_loss_by_cause_usd"].items():
+        assert usd >= -leases / 1e6, (cause, usd)
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -112,7 +112,9 @@ def _batch_market(pricing: str):
             cost_idle_usd_per_gpu_hour=0.0, cost_fixed_usd_per_gpu_hour=0.0,
             cost_basis_usd_per_gpu_hour=cost)
 
-    cheap, dear = market.add_providers([row("cheap", 1.0), row("dear", 2.0)], CostPlus(0.0))
+    # Asks at cost, not grossed up for the take rate: each provider's ask is its cost.
+    cheap, dear = market.add_providers([row("cheap", 1.0), row("dear", 2.0)],
+                                       CostPlus(0.0, net_of_fee=False))
     units = gpu_units(1, ("h100",), cpu_millicores_per_gpu=4000,
                       memory_bytes_per_gpu=32 * GIB, storage_bytes_per_gpu=100 * GIB)
     return market, tenant, units, int(cheap), int(dear)

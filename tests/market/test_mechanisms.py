@@ -2,9 +2,10 @@
 
 Checks the reverse-auction rules (lowest acceptable bid wins, the max price is the reserve, ties
 go to the earliest bid, second price pays the second-lowest acceptable bid or the max price
-when alone), properties over random bids, the adapter classes, and auction theory's revenue
+when alone), properties over random bids, the adapter classes, auction theory's revenue
 equivalence: with n i.i.d. U[0,1] costs, truthful second price and equilibrium first price both
-cost the buyer 2/(n+1) on average.
+cost the buyer 2/(n+1) on average; and the adapters' price per job: bids ranked by what the
+whole job costs on the bidder's GPU, none accepted above the tenant's budget for the job.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ from hypothesis import strategies as st
 from market import registry
 from market.mechanisms import (
     NO_WINNER,
+    AscendingClock,
+    AuctionContext,
+    DescendingClock,
     FirstPrice,
     Mechanism,
+    ScoringAuction,
     SecondPrice,
     TenantPick,
     first_arrival,
@@ -222,3 +227,105 @@ def test_revenue_equivalence_for_uniform_costs(n):
     mean, tolerance = mean_and_tolerance(paid)
     assert abs(mean - 1 / (n + 1)) < tolerance
     assert abs(mean - expected) > tolerance
+
+
+# --- price per job --------------------------------------------------------------------------
+# An order may accept several GPU models; the job takes `job_hours` on each bidder's GPU. The
+# adapters rank bids by price per job (bid × hours) and refuse a bid whose job cost is above
+# the tenant's budget for the job.
+
+PER_JOB_ADAPTERS = [TenantPick("cheapest"), TenantPick("first"), TenantPick("score"),
+                    FirstPrice(), SecondPrice(), DescendingClock(step=0.001),
+                    AscendingClock(start=0.0, step=0.001), ScoringAuction("first"),
+                    ScoringAuction("second")]
+
+
+def context(hours, budget=float("inf"), reliability=None, pays_reserve=False):
+    hours = np.asarray(hours, dtype=float)
+    return AuctionContext(hours, np.ones(hours.size) if reliability is None
+                          else np.asarray(reliability, dtype=float), np.zeros(hours.size),
+                          budget_micro=budget, pays_reserve=pays_reserve)
+
+
+def test_the_cheapest_per_job_wins_not_the_cheapest_per_gpu_hour():
+    # An H100 bids 2.00 USD/h for a 1-hour job (2.00 a job); an RTX 3090, 14 times slower,
+    # bids 0.10 USD/h (1.40 a job) and wins; at 0.15 USD/h (2.10 a job) it loses.
+    hours = context([1.0, 14.0])
+    assert TenantPick().allocate(bids(2_000_000, 100_000), 5_000_000, hours) == (1, 100_000)
+    assert TenantPick().allocate(bids(2_000_000, 150_000), 5_000_000, hours) == (0, 2_000_000)
+    # Without a context (one GPU model, an hour each) the rule is the cheapest bid.
+    assert TenantPick().allocate(bids(2_000_000, 150_000), 5_000_000) == (1, 150_000)
+
+
+@pytest.mark.parametrize("mechanism", PER_JOB_ADAPTERS, ids=lambda m: f"{m.name}")
+def test_a_bid_whose_job_cost_exceeds_the_budget_is_refused(mechanism):
+    # Both bids are under the max price per GPU-hour (5.00), but the job is worth 1.80 to the
+    # tenant: the H100 (2.00 a job) and the 3090 (14 h x 0.14 = 1.96) are both refused; at
+    # 0.12 USD/h (1.68 a job) the 3090 is within it and wins.
+    worth = context([1.0, 14.0], budget=1_800_000)
+    assert mechanism.allocate(bids(2_000_000, 140_000), 5_000_000, worth) == (NO_WINNER, 0)
+    winner, price = mechanism.allocate(bids(2_000_000, 120_000), 5_000_000, worth)
+    assert winner == 1 and price >= 120_000 and price * 14.0 <= 1_800_000
+
+
+def test_second_price_per_job_pays_what_makes_the_job_cost_the_runner_ups():
+    # The 3090's job costs 14 x 0.10 = 1.40, the H100's 2.00: the 3090 wins and is paid per
+    # GPU-hour what makes its job cost 2.00, 2.00 / 14 = 0.142857 (rounded down).
+    hours = context([1.0, 14.0])
+    assert SecondPrice().allocate(bids(2_000_000, 100_000), 5_000_000, hours) == (1, 142_857)
+    # Alone, it is paid the tenant's budget for the job: 1.68 / 14 = 0.12.
+    alone = context([14.0], budget=1_680_000)
+    assert SecondPrice().allocate(bids(100_000), 5_000_000, alone) == (0, 120_000)
+
+
+def test_an_interruptible_order_pays_its_bid_so_its_budget_bounds_the_bid_on_each_gpu():
+    # The lease pays the tenant's bid (the max price, 0.20 USD/h): on the 14-hour GPU the job
+    # would cost 2.80, above the 2.00 budget, whatever that provider's floor.
+    spot = context([10.0, 14.0], budget=2_000_000, pays_reserve=True)
+    assert TenantPick().allocate(bids(150_000, 50_000), 200_000, spot) == (0, 150_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bid_lists, prices)
+def test_with_one_gpu_model_and_no_binding_budget_nothing_changes(offers, max_price):
+    # Equal hours and a budget of the max price over them: the per-job rules are the
+    # per-GPU-hour ones, exactly.
+    same = context(np.full(offers.size, 3.0), budget=max_price * 3.0)
+    for mechanism in PER_JOB_ADAPTERS:
+        assert mechanism.allocate(offers, max_price, same) == \
+            mechanism.allocate(offers, max_price, context(np.ones(offers.size)))
+    assert TenantPick().allocate(offers, max_price, same) == first_price(offers, max_price)
+    assert SecondPrice().allocate(offers, max_price, same) == second_price(offers, max_price)
+
+
+hours_lists = st.lists(st.floats(0.1, 100.0), min_size=1, max_size=25)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), hours_lists, st.integers(1, 2_000_000), st.floats(0.0, 1e9))
+def test_a_winner_is_paid_within_its_bid_the_max_price_and_the_budget(data, hours, max_price,
+                                                                      budget):
+    offers = np.array(data.draw(st.lists(prices, min_size=len(hours), max_size=len(hours))),
+                      dtype=np.int64)
+    ctx = context(hours, budget=budget)
+    affordable = ctx.affordable(offers, max_price)
+    for mechanism in PER_JOB_ADAPTERS:
+        winner, price = mechanism.allocate(offers, max_price, ctx)
+        if winner == NO_WINNER:
+            assert price == 0
+            continue
+        assert affordable[winner], mechanism.name
+        assert offers[winner] <= price <= max_price
+        assert price * hours[winner] <= budget * (1 + 1e-9) + 1e-6
+        if getattr(mechanism, "selection", "cheapest") == "cheapest" and \
+                mechanism.name in ("tenant_pick", "first_price"):
+            cost = offers * np.asarray(hours)
+            assert cost[winner] <= cost[affordable].min() * (1 + 1e-9)  # the cheapest per job
+
+
+def test_a_bidder_whose_gpu_cannot_run_the_job_is_refused():
+    # No finite run time: never a winner, whatever its price.
+    hours = context([float("inf"), 2.0])
+    for mechanism in PER_JOB_ADAPTERS:
+        assert mechanism.allocate(bids(1, 900), 1_000, hours)[0] == 1, mechanism.name
+        assert mechanism.allocate(bids(1), 1_000, context([float("inf")])) == (NO_WINNER, 0)

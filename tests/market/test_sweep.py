@@ -134,7 +134,7 @@ def test_builtin_example_sweeps_load():
     mechanisms = load_sweep("mechanisms")
     assert [p["market.mechanism"] for p in mechanisms.points] == [
         "tenant_pick", "first_price", "second_price", "batch_clearing"]
-    assert load_sweep("take_rate").params == ["market.take_rate"]
+    assert load_sweep("take_rate").params == ["market.take_rate", "market.bids_net_of_fee"]
     assert load_sweep("home_rigs").params == ["providers.0.count", "providers.1.count"]
 
 

@@ -1,5 +1,6 @@
-"""The textbook auction run through the real market agrees with auction theory, and the check
-can fail: bidders who do not play the equilibrium are caught."""
+"""The textbook auction run through the real market agrees with auction theory, fee included,
+and the check can fail: bidders who do not play the equilibrium, or who ignore the fee, are
+caught."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 
 from market import load_scenario
 from market.scenario import ScenarioError
-from market.validation import run_textbook, validate
+from market.validation import MARGIN_TOLERANCE_USD, run_textbook, validate
 
 
 def test_first_and_second_price_agree_with_theory():
@@ -19,6 +20,11 @@ def test_first_and_second_price_agree_with_theory():
         assert row.agrees, row
         assert row.efficiency == pytest.approx(1.0)
         assert row.ci_low < row.mean_price < row.ci_high
+        # with the textbook's 20% take rate, theory prices the fee-grossed costs c / 0.8
+        assert row.take_rate == 0.2
+        assert row.theory_mean == pytest.approx(2 / (row.bidders + 1) / 0.8)
+        # no winner keeps less than its cost after the fee (up to the micro-USD rounding)
+        assert row.min_margin_usd_per_gpu_hour >= -MARGIN_TOLERANCE_USD
         # revenue equivalence: both mechanisms, same expected price for the same n
     by_n = {}
     for row in rows:
@@ -36,6 +42,25 @@ def test_the_check_catches_bidders_off_equilibrium():
     assert row.mean_price < row.theory_mean
 
 
+def test_the_check_catches_bidders_who_ignore_the_fee():
+    """Truthful bidders bidding c, not c / 0.8, under second price: the prices are fee-free
+    theory's, but a winner paid less than cost / 0.8 keeps less than its cost."""
+    row = run_textbook("second_price", "truthful", 3, 600, seed=5,
+                       overrides=("market.bids_net_of_fee=false",))
+    assert row.theory_mean == pytest.approx(2 / 4)  # theory of the bids as placed
+    assert row.min_margin_usd_per_gpu_hour < -0.01
+    assert not row.agrees
+
+
+def test_the_reserve_never_binds_at_the_top_of_the_cost_range():
+    """Two bidders, U[0, 1], 20% fee: equilibrium bids (c + (1 − c)/2) / 0.8 are above 1
+    whenever c > 0.6, both bidders' in 16% of auctions, so a reserve at the top of the cost
+    range would leave those unfilled. The tenant's max price is 1 / 0.8 = 1.25, the bid at
+    cost 1: every auction ends in a lease."""
+    row = run_textbook("first_price", "equilibrium", 2, 800, seed=8)
+    assert row.auctions == 800 and row.agrees
+
+
 def test_textbook_scenario_is_validated():
     with pytest.raises(ScenarioError, match=r"textbook\.gpu_model"):
         load_scenario("textbook", ["textbook.gpu_model=nope"])
@@ -43,3 +68,7 @@ def test_textbook_scenario_is_validated():
         load_scenario("textbook", ["textbook.cost_low_usd_per_gpu_hour=2"])
     with pytest.raises(ScenarioError, match="textbook"):
         load_scenario("default", ["population=textbook"])
+    with pytest.raises(ScenarioError, match=r"textbook\.deviator\.shading"):
+        load_scenario("textbook", ["textbook.deviator={ shading = 0 }"])
+    with pytest.raises(ScenarioError, match=r"textbook\.deviator"):
+        load_scenario("textbook", ['textbook.deviator={ strategy = { name = "nope" } }'])
