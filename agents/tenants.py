@@ -93,6 +93,7 @@ class Tenants:
         self.kinds = job_kinds(config)
         self.tflops = catalog.array("tflops_bf16_dense")
         self.memory_bytes = catalog.array("memory_gib") * GIB
+        self.bandwidth_tb_s = catalog.array("memory_bandwidth_tb_s")  # paces inference decode
         self.interconnect = np.array([m.interface in INTERCONNECT for m in catalog])
         self.list_price = catalog.array("list_usd_per_gpu_hour")
         # The outside option is what the scenario's hyperscalers rent; without any, every model.
@@ -189,7 +190,8 @@ class Tenants:
         acceptable models, work per model), its value and outside option, and what the
         tenant's max price is anchored to."""
         batch = sample_jobs(self.job_rng, _CHUNK, self.kinds)
-        plan = plan_jobs(batch, self.kinds, self.tflops, self.memory_bytes, self.interconnect)
+        plan = plan_jobs(batch, self.kinds, self.tflops, self.memory_bytes, self.interconnect,
+                         memory_bandwidth_tb_s=self.bandwidth_tb_s)
         rows = np.arange(_CHUNK)
         runs = plan.eligible  # by the job's deadline
         seconds = np.where(runs, plan.duration_s, 0.0)  # inf where it cannot: zeroed

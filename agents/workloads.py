@@ -2,9 +2,27 @@
 
 A job runs a model of ``params`` parameters over ``tokens`` tokens. Training and fine-tuning
 cost 6·n·p FLOPs (forward and backward pass), inference 2·n·p (forward only); memory is
-``bytes_per_param`` per parameter times ``memory_overhead``. A job that runs to completion
-has a **deadline**: the wall time, from the start of its lease, by which it must be done
-(latency-insensitive batch work waits days, a fine-tune is wanted back the same day).
+``bytes_per_param`` per parameter times ``memory_overhead``.
+
+How fast a GPU does those FLOPs is a roofline, per GPU, in FLOP/s:
+
+    rate = min(TFLOPS · 10^12 · utilization,  2 · B · bandwidth_TB/s · 10^12 / bytes_per_param)
+
+with TFLOPS the peak dense BF16 rate (10^12 FLOP/s), bandwidth the peak memory bandwidth
+(TB/s = 10^12 bytes/s), B = ``decode_batch_tokens`` (tokens) and ``bytes_per_param`` (bytes).
+The first term, the compute bound, is all there is for training and fine-tuning. The second,
+the memory bound, applies to inference kinds that set B: a decode step reads every weight once
+(p · bytes_per_param bytes) and serves B tokens at 2·p FLOPs each, so FLOP/s <=
+2·p·B·bandwidth / (p·bytes_per_param); p cancels, and so does the GPU count (each of g GPUs
+holding 1/g of the weights reads its share per step). Token generation is therefore paced by
+memory bandwidth, not TFLOPS: decoding 16 tokens per weight read, an RTX 3090 (71 TFLOPS,
+0.936 TB/s) runs at 93% of an RTX 4090's speed (165 TFLOPS, 1.008 TB/s), not 43%. Reads of
+the KV cache are left out (they would only add memory traffic), and the bound takes the peak
+bandwidth (serving stacks reach 60-85% of it): B is an effective batch that absorbs both.
+
+A job that runs to completion has a **deadline**: the wall time, from the start of its lease,
+by which it must be done (latency-insensitive batch work waits days, a fine-tune is wanted
+back the same day).
 :func:`sample_jobs` draws a :class:`JobBatch` (struct of arrays); :func:`plan_jobs` says, for
 every job and GPU model, how many GPUs the tenant rents and for how long, and which models
 cannot meet the deadline at all.
@@ -15,13 +33,14 @@ cannot meet the deadline at all.
 ['training', 'fine_tuning', 'online_inference', 'batch_inference']
 >>> plan = plan_jobs(batch, DEFAULT_JOB_KINDS, tflops=np.array([989.0, 165.0]),
 ...                  memory_bytes=np.array([80.0, 24.0]) * 2**30,
-...                  interconnect=np.array([True, False]))  # an H100 SXM and an RTX 4090
+...                  interconnect=np.array([True, False]),
+...                  memory_bandwidth_tb_s=np.array([3.35, 1.008]))  # H100 SXM, RTX 4090
 >>> (batch.deadline_s / 3600).round(1).tolist()  # online inference: rented, no deadline
 [139.8, 11.4, nan, 149.7]
 >>> plan.gpus.tolist()
 [[1, 1], [1, 1], [1, 0], [1, 1]]
 >>> (plan.duration_s / 3600).round(1).tolist()  # a small training run fits a 4090 in time
-[[22.2, 133.4], [1.0, 6.2], [20.9, inf], [0.6, 3.6]]
+[[22.2, 133.4], [1.0, 6.2], [20.9, inf], [0.8, 2.8]]
 """
 
 import math
@@ -36,6 +55,8 @@ JOB_KINDS: tuple[str, ...] = ("training", "fine_tuning", "batch_inference", "onl
 _BACKWARD_KINDS = frozenset({"training", "fine_tuning"})
 # Kinds rented for a chosen duration at a sustained throughput, rather than run to completion.
 _RENTED_KINDS = frozenset({"online_inference"})
+# Kinds that may be memory-bandwidth bound (decode); the others are compute-bound.
+_INFERENCE_KINDS = frozenset({"batch_inference", "online_inference"})
 _SECONDS_PER_HOUR = 3600.0
 
 
@@ -62,6 +83,10 @@ class JobKind:
     mix (normalized when sampling). ``min_tflops`` excludes slower GPU models;
     ``needs_interconnect`` confines jobs that need more than one GPU to models with a fast
     interconnect. The tenant adds GPUs, up to ``max_gpus``, to finish by its deadline.
+    ``utilization`` is the fraction of peak TFLOPS reached when compute-bound (model FLOPs
+    utilization). ``decode_batch_tokens`` (inference kinds only) is the tokens served per read
+    of the weights: the memory bound of the module docstring; None leaves the kind
+    compute-bound only.
     """
 
     name: str
@@ -77,6 +102,7 @@ class JobKind:
     needs_interconnect: bool = False
     max_gpus: int = 8
     deadline_h: tuple[float, float] | None = None  # every kind but online_inference
+    decode_batch_tokens: float | None = None  # inference kinds only; None: compute-bound
 
     def __post_init__(self) -> None:
         def invalid(field: str, valid: str) -> ValueError:
@@ -109,13 +135,22 @@ class JobKind:
             raise invalid("utilization", "in (0, 1]")
         if not (math.isfinite(self.min_tflops) and self.min_tflops >= 0):
             raise invalid("min_tflops", ">= 0")
+        batch = self.decode_batch_tokens
+        if self.name not in _INFERENCE_KINDS and batch is not None:
+            raise invalid("decode_batch_tokens", "None for this kind (it is compute-bound)")
+        if batch is not None and not (
+            isinstance(batch, int | float) and not isinstance(batch, bool)
+            and math.isfinite(batch) and batch > 0
+        ):
+            raise invalid("decode_batch_tokens", "a number > 0, or None")
         whole = isinstance(self.max_gpus, int) and not isinstance(self.max_gpus, bool)
         if not (whole and self.max_gpus >= 1):
             raise invalid("max_gpus", "an integer >= 1")
 
 
-# Sizes are set so that on one H100 (989 TFLOPS, 80 GiB) median durations are: training ~2 days,
-# fine-tuning ~3 h, batch inference ~2 h, online inference ~10 h (tests/agents check the bands).
+# Sizes are set so that on one H100 (989 TFLOPS, 80 GiB, 3.35 TB/s) median durations are: training
+# ~2 days, fine-tuning ~3 h, batch inference ~3 h, online inference ~10 h (tests/agents check the
+# bands).
 DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
     JobKind(
         "training",
@@ -150,10 +185,17 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         tokens_b=(0.05, 0.5),
         bytes_per_param=2.0,  # bf16 weights
         memory_overhead=1.2,  # activations and KV cache on top of the weights
-        utilization=0.30,  # large batches amortize weight reads, but decode stays memory-bound
+        # Compute-bound phases (prefill, large-batch matmuls) reach 30-60% of peak in serving
+        # engines; forward-only with no gradient all-reduce, so a little above training's 0.4.
+        # Memory limits are the decode bound below, not folded in here any more.
+        utilization=0.50,
         # latency-insensitive: overnight to a week is fine (assumption), so slow consumer GPUs
         # can take it when they are cheaper per job
         deadline_h=(12.0, 168.0),
+        # Assumption: offline engines batch as many sequences as the KV cache holds; a 7-8B
+        # model on a 24 GB card has ~8 GB left, about 64 sequences of ~1k tokens. Prompt tokens
+        # are counted as decode: conservative for prompt-heavy work (scoring, embedding).
+        decode_batch_tokens=64.0,
     ),
     JobKind(
         "online_inference",
@@ -163,8 +205,11 @@ DEFAULT_JOB_KINDS: tuple[JobKind, ...] = (
         tokens_per_s=(50.0, 2000.0),  # sustained generated+prompt tokens for the endpoint
         bytes_per_param=2.0,  # bf16 weights
         memory_overhead=1.2,  # KV cache for concurrent requests
-        utilization=0.20,  # small latency-bound batches: memory-bandwidth bound
+        utilization=0.50,  # as batch inference when compute-bound (prefill)
         min_tflops=300.0,  # user-facing latency needs high-end cards (H100/A100/L40S/MI300X)
+        # Assumption: an interactive endpoint keeps per-token latency low with ~16 concurrent
+        # streams per weight read, so it is memory-bound on every card
+        decode_batch_tokens=16.0,
     ),
 )
 
@@ -305,6 +350,22 @@ class JobPlan:
 _ROUND_OFF = 1e-9
 
 
+def decode_flop_rate(
+    memory_bandwidth_tb_s: float | np.ndarray,
+    decode_batch_tokens: float | np.ndarray,
+    bytes_per_param: float | np.ndarray,
+) -> float | np.ndarray:
+    """Memory bound on inference FLOP/s per GPU: 2 · B · bandwidth / bytes_per_param.
+
+    Each decode step reads the weights once and serves ``decode_batch_tokens`` (B) tokens of
+    2·p FLOPs each. An RTX 3090 (0.936 TB/s) decoding bf16 weights 16 tokens at a time:
+
+    >>> f"{decode_flop_rate(0.936, 16, 2.0) / 1e12:.2f} TFLOP/s"
+    '14.98 TFLOP/s'
+    """
+    return 2.0 * decode_batch_tokens * np.asarray(memory_bandwidth_tb_s) * 1e12 / bytes_per_param
+
+
 def plan_jobs(
     batch: JobBatch,
     kinds: Sequence[JobKind],
@@ -312,13 +373,18 @@ def plan_jobs(
     memory_bytes: np.ndarray,
     interconnect: np.ndarray,
     usable_fraction: float = 0.9,
+    *,
+    memory_bandwidth_tb_s: np.ndarray,
 ) -> JobPlan:
     """GPUs needed and wall time for every job on every GPU model (broadcast [n_jobs, n_models]).
 
-    ``kinds`` is the sequence ``batch`` was sampled with; ``tflops``, ``memory_bytes`` (per GPU)
-    and ``interconnect`` (fast GPU-to-GPU links, e.g. SXM/OAM parts) describe the models.
-    GPUs = max(copies of the memory in ``usable_fraction`` of each GPU, GPUs to finish by the
-    job's deadline); wall time = FLOPs / (GPUs x effective FLOP/s). A rented (online
+    ``kinds`` is the sequence ``batch`` was sampled with; ``tflops``, ``memory_bytes`` (per GPU),
+    ``interconnect`` (fast GPU-to-GPU links, e.g. SXM/OAM parts) and ``memory_bandwidth_tb_s``
+    (per GPU, TB/s) describe the models. Effective FLOP/s per GPU is the roofline of the module
+    docstring: TFLOPS x utilization, capped for inference kinds with a ``decode_batch_tokens``
+    by :func:`decode_flop_rate`. GPUs = max(copies of the memory in ``usable_fraction`` of each
+    GPU, GPUs to finish by the job's deadline); wall time = FLOPs / (GPUs x effective FLOP/s).
+    A rented (online
     inference) job instead needs enough GPUs to sustain its FLOP rate, 2·p·tokens_per_s, and
     runs for its fixed duration. A model cannot run a job (0 GPUs, inf duration) when it is
     below ``min_tflops``, or when it would need more than ``max_gpus`` (for the memory, the
@@ -332,13 +398,15 @@ def plan_jobs(
     tflops = np.asarray(tflops, dtype=np.float64)
     gpu_memory_bytes = np.asarray(memory_bytes, dtype=np.float64)
     interconnect = np.asarray(interconnect, dtype=bool)
-    if not (tflops.ndim == 1 and gpu_memory_bytes.shape == tflops.shape == interconnect.shape):
+    bandwidth_tb_s = np.asarray(memory_bandwidth_tb_s, dtype=np.float64)
+    shapes = (gpu_memory_bytes.shape, interconnect.shape, bandwidth_tb_s.shape)
+    if not (tflops.ndim == 1 and all(shape == tflops.shape for shape in shapes)):
         raise ValueError(
-            "tflops, memory_bytes, interconnect: must be 1-D arrays of one length, got shapes "
-            f"{tflops.shape}, {gpu_memory_bytes.shape}, {interconnect.shape}"
+            "tflops, memory_bytes, interconnect, memory_bandwidth_tb_s: must be 1-D arrays of "
+            f"one length, got shapes {tflops.shape}, {', '.join(map(str, shapes))}"
         )
-    if not (np.all(tflops > 0) and np.all(gpu_memory_bytes > 0)):
-        raise ValueError("tflops, memory_bytes: must all be > 0")
+    if not (np.all(tflops > 0) and np.all(gpu_memory_bytes > 0) and np.all(bandwidth_tb_s > 0)):
+        raise ValueError("tflops, memory_bytes, memory_bandwidth_tb_s: must all be > 0")
     if not 0 < usable_fraction <= 1:
         raise ValueError(f"usable_fraction: must be in (0, 1], got {usable_fraction!r}")
     k = batch.kind.astype(np.intp)
@@ -348,7 +416,14 @@ def plan_jobs(
     def column(attr: str) -> np.ndarray:
         return _per_kind(kinds, attr)[k][:, None]
 
-    flop_rate = tflops * 1e12 * column("utilization")  # effective FLOP/s per GPU
+    # Effective FLOP/s per GPU: the lower of the compute and the memory (decode) bound; a kind
+    # without a decode batch has no memory bound (inf tokens per weight read).
+    decode_batch = np.array([np.inf if kind.decode_batch_tokens is None
+                             else kind.decode_batch_tokens for kind in kinds])[k][:, None]
+    flop_rate = np.minimum(
+        tflops * 1e12 * column("utilization"),
+        decode_flop_rate(bandwidth_tb_s, decode_batch, column("bytes_per_param")),
+    )
     flops = batch.flops[:, None]
     rented = ~np.isnan(batch.fixed_duration_s)[:, None]
     # The most GPUs a model can give the job: max_gpus, or one where the job needs a fast

@@ -56,7 +56,9 @@ BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "ela
 """Columns of runs.parquet that describe the run, not the market."""
 
 DEFAULT_METRICS = ("fill_rate", "tenant_savings_vs_list", "allocative_efficiency",
-                   "platform_revenue_usd", "time_to_lease_s.median")
+                   "welfare.consumer_surplus_usd", "welfare.producer_surplus_usd",
+                   "welfare.deadweight_loss_usd", "platform_revenue_usd",
+                   "time_to_lease_s.median")
 """Headline metrics, summarized when the user names none (those the sweep has)."""
 
 _REQUIRED = ("run_id", "point", "replication", "status")

@@ -4,7 +4,8 @@ The built-in catalog lives in ``market/data/gpus.toml`` (one ``[[gpu]]`` table p
 every number with a source string); scenarios replace numbers with
 :meth:`GpuCatalog.with_overrides` or load a whole file with :func:`load_catalog`.
 
-Units used throughout: TFLOP/s (dense BF16), GiB, W, USD, USD per GPU-hour.
+Units used throughout: TFLOP/s (dense BF16), GiB, TB/s (memory bandwidth, decimal), W, USD,
+USD per GPU-hour.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ STRING_FIELDS: tuple[str, ...] = (
 REQUIRED_NUMERIC_FIELDS: tuple[str, ...] = (
     "tflops_bf16_dense",
     "memory_gib",
+    "memory_bandwidth_tb_s",
     "board_power_w",
     "capex_usd",
     "list_usd_per_gpu_hour",
@@ -80,6 +82,8 @@ class GpuModel:
         interface: Physical interface as Akash writes it, e.g. ``"sxm5"``, ``"pcie"``.
         tflops_bf16_dense: Peak dense BF16 tensor throughput, TFLOP/s.
         memory_gib: GPU memory, GiB.
+        memory_bandwidth_tb_s: Peak GPU memory bandwidth, TB/s (decimal, 10^12 bytes/s);
+            bounds how fast inference can read the model's weights.
         board_power_w: Board/module power, W.
         capex_usd: Purchase cost of one GPU, USD (see the data file for what it includes).
         list_usd_per_gpu_hour: Tenants' outside option, USD per GPU-hour (large cloud).
@@ -96,6 +100,7 @@ class GpuModel:
     interface: str
     tflops_bf16_dense: float
     memory_gib: float
+    memory_bandwidth_tb_s: float
     board_power_w: float
     capex_usd: float
     list_usd_per_gpu_hour: float

@@ -1008,6 +1008,14 @@ class Market:
                     for provider in ids:
                         if provider in column:
                             eligible[i, column[provider]] = True
+                # As in every auction, a tenant takes no ask that makes its job cost more
+                # than its budget (its max price over the shortest run, or the work's value).
+                asks = np.array([ask[p] for p in providers], dtype=float)
+                offered = np.array(providers)
+                for i, order in enumerate(orders):
+                    context = self._auction_context(order, offered)
+                    job_cost = asks * order.gpus * context.job_hours
+                    eligible[i] &= job_cost <= context.budget_micro
                 winner, price = batch_clear(
                     np.array([o.gpus for o in orders]),
                     np.array([o.max_price // o.gpus for o in orders]),

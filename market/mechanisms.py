@@ -128,7 +128,8 @@ def per_job(prices_micro: np.ndarray, max_price_micro: int,
     """Bids restated so that a rule over prices per GPU-hour ranks them by price per job.
 
     Each bid becomes what its whole job costs per GPU-hour of the shortest run among the
-    bidders: ``price × hours / shortest``, rounded up to a micro-USD; the reserve becomes the
+    bidders: ``price × hours / shortest``, rounded up to a micro-USD (so bids whose jobs cost
+    within a micro-USD per GPU-hour of that run of each other rank as ties); the reserve becomes the
     tenant's budget in the same terms, never above the max price, so a bid is within the
     reserve exactly when its job is within the budget. A bid on a GPU the job cannot run on
     (no finite hours), and with `pays_reserve` a bid on whose GPU the max price over the job

@@ -183,6 +183,10 @@ class JobKindConfig(_Model):
         None, description="every kind but online inference: hours from the lease's start by "
                           "which a job must be done [min, max], drawn per job; a GPU model that "
                           "cannot finish it in time with max_gpus is not acceptable")
+    decode_batch_tokens: PositiveFloat | None = Field(
+        None, description="inference kinds only: tokens served per read of the weights, so "
+                          "FLOP/s per GPU <= 2 x this x memory bandwidth / bytes_per_param; "
+                          "left out: compute-bound (TFLOPS x utilization) only")
 
 
 class InterruptibleJobs(_Model):
@@ -256,6 +260,10 @@ class Tenants(_Model):
                 if given != wanted:
                     need = "a [min, max] range" if wanted else "left out"
                     raise ValueError(f"{name}.{field}: must be {need} for this kind")
+            # Only inference reads the weights once per batch of generated tokens.
+            if kind.decode_batch_tokens is not None and "inference" not in name:
+                raise ValueError(f"{name}.decode_batch_tokens: must be left out for this kind "
+                                 "(training and fine-tuning are compute-bound)")
         return value
 
 

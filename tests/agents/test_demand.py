@@ -38,22 +38,24 @@ from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_HOUR
 
 Z = 4.0  # standard errors: a false alarm about once in 16,000 checks
 
-# Batch inference of a 7B model over 0.2B tokens: 2 x 7e9 x 2e8 = 2.8e18 FLOPs at 30% of
-# peak. An H100 (989 TFLOPS) takes 2.8e18 / 296.7e12 = 9,437 s = 2.621 h; an RTX 3090
-# (71 TFLOPS) 2.8e18 / 21.3e12 = 131,455 s = 36.52 h. Weights and cache, 7e9 x 2 x 1.2 =
-# 16.8e9 bytes, fit one 24 GiB card (90% usable: 23.2e9).
-H100_H = 2.8e18 / (989e12 * 0.3) / SECONDS_PER_HOUR
-RTX3090_H = 2.8e18 / (71e12 * 0.3) / SECONDS_PER_HOUR
+# Batch inference of a 7B model over 0.2B tokens: 2 x 7e9 x 2e8 = 2.8e18 FLOPs, at the lower of
+# 50% of peak TFLOPS and the decode bound, 64 tokens per read of the bf16 weights: 2 x 64 x
+# bandwidth / 2 bytes. An H100 (989 TFLOPS, 3.35 TB/s) is memory-bound at 214.4e12 FLOP/s:
+# 13,060 s = 3.628 h; an RTX 3090 (71 TFLOPS, 0.936 TB/s) compute-bound at 35.5e12: 78,873 s
+# = 21.91 h. Weights and cache, 7e9 x 2 x 1.2 = 16.8e9 bytes, fit one 24 GiB card (90%
+# usable: 23.2e9).
+H100_H = 2.8e18 / (64 * 3.35e12) / SECONDS_PER_HOUR
+RTX3090_H = 2.8e18 / (71e12 * 0.5) / SECONDS_PER_HOUR
 # Without hyperscalers the outside option is every model at its list price; the cheapest is
-# the RTX 4090 (0.40 USD/h x 2.8e18 / 49.5e12 s = 6.285 USD); the fastest acceptable model,
-# the MI300X (1,307 TFLOPS), takes 1.984 h.
-OUTSIDE_USD = 0.40 * 2.8e18 / (165e12 * 0.3) / SECONDS_PER_HOUR
-MI300X_H = 2.8e18 / (1307e12 * 0.3) / SECONDS_PER_HOUR
+# the RTX 4090, memory-bound at 64 x 1.008e12 FLOP/s (0.40 USD/h x 12.06 h = 4.823 USD); the
+# fastest acceptable model, the MI300X (5.3 TB/s, memory-bound at 339.2e12), takes 2.293 h.
+OUTSIDE_USD = 0.40 * 2.8e18 / (64 * 1.008e12) / SECONDS_PER_HOUR
+MI300X_H = 2.8e18 / (64 * 5.3e12) / SECONDS_PER_HOUR
 
 
 def test_the_hand_computed_numbers():
-    for figure, by_hand, digits in ((H100_H, 2.621, 3), (RTX3090_H, 36.52, 2),
-                                    (OUTSIDE_USD, 6.285, 3), (MI300X_H, 1.984, 3)):
+    for figure, by_hand, digits in ((H100_H, 3.628, 3), (RTX3090_H, 21.91, 2),
+                                    (OUTSIDE_USD, 4.823, 3), (MI300X_H, 2.293, 3)):
         assert round(figure, digits) == by_hand
 
 
@@ -107,15 +109,15 @@ def first_job(market: Market, events: list) -> tuple[OrderOpened, list]:
 
 
 @pytest.mark.parametrize(("deadline_h", "winner", "price"), [
-    (48.0, "rtx3090", 0.10),  # patient: 36.5 h x 0.10 = 3.65 a job beats 2.62 h x 2.00 = 5.24
-    (12.0, "h100", 2.00),     # by tomorrow morning: one 3090 takes 36.5 h, so it may not bid
+    (48.0, "rtx3090", 0.10),  # patient: 21.9 h x 0.10 = 2.19 a job beats 3.63 h x 1.20 = 4.35
+    (16.0, "h100", 1.20),     # by tomorrow morning: one 3090 takes 21.9 h, so it may not bid
 ])
 def test_a_slow_cheap_gpu_wins_patient_batch_work_and_loses_a_deadline(deadline_h, winner,
                                                                        price):
-    market, events = one_job_market(deadline_h, value_to_outside=1.0, h100_usd=2.00,
+    market, events = one_job_market(deadline_h, value_to_outside=1.0, h100_usd=1.20,
                                     rtx3090_usd=0.10)
     order, story = first_job(market, events)
-    assert order.gpus == 1  # the H100 the tenant expects cheapest needs one GPU
+    assert order.gpus == 1  # the RTX 4090 the tenant expects cheapest needs one GPU (12.1 h)
     assert ("rtx3090" in order.gpu_models) == (deadline_h == 48.0)
     # the max price is the job's value per GPU-hour on its fastest acceptable GPU (MI300X)
     assert order.max_price_micro_per_hour == pytest.approx(
@@ -126,24 +128,24 @@ def test_a_slow_cheap_gpu_wins_patient_batch_work_and_loses_a_deadline(deadline_
 
 
 def test_a_bid_under_the_max_price_whose_job_costs_more_than_its_value_is_refused():
-    # The job is worth 0.8 x 6.285 = 5.03 USD. The H100's 2.00 USD/h is under the max price
-    # (5.03 / 1.984 h = 2.53 USD/h) but the job there costs 5.24; the 3090's 0.15 USD/h costs
-    # 5.48 a job. Both are refused and the order expires with two bids.
+    # The job is worth 0.8 x 4.823 = 3.858 USD. The H100's 1.20 USD/h is under the max price
+    # (3.858 / 2.293 h = 1.683 USD/h) but the job there costs 4.35; the 3090's 0.20 USD/h costs
+    # 4.38 a job. Both are refused and the order expires with two bids.
     value = 0.8 * OUTSIDE_USD
-    market, events = one_job_market(48.0, value_to_outside=0.8, h100_usd=2.00,
-                                     rtx3090_usd=0.15)
+    market, events = one_job_market(48.0, value_to_outside=0.8, h100_usd=1.20,
+                                     rtx3090_usd=0.20)
     order, story = first_job(market, events)
-    assert order.max_price_micro_per_hour >= 2.0 * MICRO_USD_PER_USD
-    assert value < 2.00 * H100_H and value < 0.15 * RTX3090_H
+    assert order.max_price_micro_per_hour >= 1.2 * MICRO_USD_PER_USD
+    assert value < 1.20 * H100_H and value < 0.20 * RTX3090_H
     (placed,) = [e for e in story if isinstance(e, BidsPlaced)]
     assert len(placed.bid_ids) == 2
     assert [type(e) for e in story if isinstance(e, LeaseCreated | OrderExpired)] == \
         [OrderExpired]
-    # worth less than the outside option (6.285 USD at list price): dropped, not taken there
+    # worth less than the outside option (4.823 USD at list price): dropped, not taken there
     assert not [e for e in events if isinstance(e, TenantLeft) and e.job_id == order.job_id]
-    # The same job at 0.13 USD/h on the 3090 (4.75 a job) is served there.
-    market, events = one_job_market(48.0, value_to_outside=0.8, h100_usd=2.00,
-                                    rtx3090_usd=0.13)
+    # The same job at 0.15 USD/h on the 3090 (3.29 a job) is served there.
+    market, events = one_job_market(48.0, value_to_outside=0.8, h100_usd=1.20,
+                                    rtx3090_usd=0.15)
     _, story = first_job(market, events)
     (lease,) = [e for e in story if isinstance(e, LeaseCreated)]
     assert lease.gpu_model == "rtx3090"
@@ -199,13 +201,13 @@ def test_the_first_max_price_is_the_factor_times_the_value_per_gpu_hour_on_the_f
 
 # ----------------------------------------------------------------------------- the property
 
-# Mechanisms whose selection bounds every lease by the tenant's budget for the job (batch
-# clearing matches on max prices per GPU-hour alone: see the README).
+# Every mechanism bounds each lease by the tenant's budget for the job (batch clearing: with
+# its default pay-as-bid pricing; a uniform clearing price may land above an ask).
 MECHANISMS = [
     ("tenant_pick", "cheapest"), ("tenant_pick", "first"), ("tenant_pick", "score"),
     ("interruptible", "cheapest"), ("first_price", "cheapest"),
     ("second_price", "cheapest"), ("reverse_english", "cheapest"), ("dutch", "cheapest"),
-    ("scoring", "cheapest"), ("posted_price", "cheapest"),
+    ("scoring", "cheapest"), ("posted_price", "cheapest"), ("batch_clearing", "cheapest"),
 ]
 
 

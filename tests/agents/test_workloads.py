@@ -8,26 +8,37 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from agents import workloads
+from agents.tenants import job_kinds as scenario_job_kinds
 from agents.workloads import (
     DEFAULT_JOB_KINDS,
     JOB_KINDS,
     JobKind,
+    decode_flop_rate,
     gpu_hours,
     inference_flops,
     plan_jobs,
     sample_jobs,
     training_flops,
 )
+from market.scenario import JobKindConfig, load_scenario
 
 GIB = 2.0**30
 # H100 SXM, A100 80GB SXM, RTX 4090: plain arrays, not market.catalog.
 TFLOPS = np.array([989.0, 312.0, 165.0])
 MEMORY_BYTES = np.array([80.0, 80.0, 24.0]) * GIB
 INTERCONNECT = np.array([True, True, False])
+BANDWIDTH_TB_S = np.array([3.35, 2.039, 1.008])
 H100, A100, RTX4090 = 0, 1, 2
 ROUNDING = 1e-9  # relative slack for exp/log and ceil round-off
+
+
+def plan_three(batch, kinds, interconnect=INTERCONNECT):
+    """Plan on the H100, A100 and RTX 4090 above."""
+    return plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, interconnect,
+                     memory_bandwidth_tb_s=BANDWIDTH_TB_S)
 
 
 def default(name: str) -> JobKind:
@@ -70,16 +81,16 @@ def test_gpu_hours_scales_with_utilization():
 def test_24gb_gpu_cannot_train_a_7b_model_on_one_gpu():
     kinds, batch = fixed_jobs("training", params_b=7.0, tokens_b=1.0)
     assert batch.memory_bytes[0] > MEMORY_BYTES[RTX4090]
-    plan = plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, kinds)
     assert not plan.eligible[0, RTX4090]  # would need several GPUs, and it has no NVLink
-    everywhere_linked = plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, np.ones(3, bool))
+    everywhere_linked = plan_three(batch, kinds, interconnect=np.ones(3, bool))
     assert everywhere_linked.gpus[0, RTX4090] > 1
     assert plan.eligible[0, H100]
 
 
 def test_80gb_gpu_holds_inference_of_a_13b_model():
     kinds, batch = fixed_jobs("batch_inference", params_b=13.0, tokens_b=0.001)
-    plan = plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, kinds)
     assert plan.gpus[0, H100] == 1
     assert plan.gpus[0, A100] == 1
 
@@ -91,32 +102,106 @@ def test_faster_model_can_take_longer_when_it_needs_fewer_gpus():
     kind = default("batch_inference")
     deadline_s = 24 * 3600
     kinds, batch = fixed_jobs("batch_inference", params_b=1.0, tokens_b=1.0,
-                              deadline_h=(24.0, 24.0))
+                              deadline_h=(24.0, 24.0), decode_batch_tokens=None)  # compute-bound
     one_gpu_rate = batch.flops[0] / deadline_s / kind.utilization / 1e12  # TFLOPS to just fit
     tflops = np.array([one_gpu_rate, one_gpu_rate * 0.99])
-    plan = plan_jobs(batch, kinds, tflops, np.full(2, 80 * GIB), np.zeros(2, bool))
+    plan = plan_jobs(batch, kinds, tflops, np.full(2, 80 * GIB), np.zeros(2, bool),
+                     memory_bandwidth_tb_s=np.full(2, 1.0))
     assert plan.gpus[0].tolist() == [1, 2]
     assert plan.duration_s[0, 0] > plan.duration_s[0, 1]
 
 
-RTX3090_TFLOPS, RTX3090_MEMORY = 71.0, 24.0 * GIB
+RTX3090_TFLOPS, RTX3090_MEMORY, RTX3090_TB_S = 71.0, 24.0 * GIB, 0.936
 
 
-@pytest.mark.parametrize(("deadline_h", "gpus"), [(48.0, 1), (12.0, 4)])
+@pytest.mark.parametrize(("deadline_h", "gpus"), [(48.0, 1), (12.0, 2)])
 def test_a_slow_gpu_meets_a_long_deadline_alone_and_a_short_one_with_more_gpus(deadline_h,
                                                                                gpus):
-    # Batch inference of a 7B model over 0.2B tokens: 2 x 7e9 x 2e8 = 2.8e18 FLOPs; an RTX 3090
-    # does 71 TFLOPS x 0.3 = 21.3e12 FLOP/s, so one card takes 131,455 s = 36.5 h. Weights
+    # Batch inference of a 7B model over 0.2B tokens: 2 x 7e9 x 2e8 = 2.8e18 FLOPs. An RTX 3090
+    # computes 71 TFLOPS x 0.5 = 35.5e12 FLOP/s and decodes 64 tokens per weight read at
+    # 2 x 64 x 0.936e12 / 2 = 59.9e12: compute-bound, one card takes 78,873 s = 21.9 h. Weights
     # 7e9 x 2 bytes x 1.2 = 16.8e9 bytes fit one 24 GiB card (90% usable: 23.2e9).
     kinds, batch = fixed_jobs("batch_inference", params_b=7.0, tokens_b=0.2,
                               deadline_h=(deadline_h, deadline_h))
     plan = plan_jobs(batch, kinds, np.array([RTX3090_TFLOPS]), np.array([RTX3090_MEMORY]),
-                     np.array([False]))
-    one_card_h = 2.8e18 / 21.3e12 / 3600
-    assert one_card_h == pytest.approx(36.5, abs=0.05)
-    assert plan.gpus[0, 0] == gpus  # 36.5 h / 12 h: four cards
+                     np.array([False]), memory_bandwidth_tb_s=np.array([RTX3090_TB_S]))
+    one_card_h = 2.8e18 / 35.5e12 / 3600
+    assert one_card_h == pytest.approx(21.9, abs=0.05)
+    assert plan.gpus[0, 0] == gpus  # 21.9 h / 12 h: two cards
     assert plan.duration_s[0, 0] / 3600 == pytest.approx(one_card_h / gpus)
     assert plan.deadline_s[0] == pytest.approx(deadline_h * 3600)
+
+
+# --- the roofline: inference is bound by memory bandwidth, training by compute ------------
+
+
+def test_decode_flop_rate_is_two_tokens_times_bandwidth_per_byte_of_weight():
+    # 16 tokens per read of bf16 weights at 1 TB/s: 16 x 2 FLOPs per param per 2 bytes read.
+    assert decode_flop_rate(1.0, 16, 2.0) == pytest.approx(16e12)
+    assert decode_flop_rate(3.35, 64, 2.0) == pytest.approx(214.4e12)
+
+
+def test_batch_inference_is_memory_bound_on_h100_and_compute_bound_on_rtx3090():
+    # The 2.8e18-FLOP job above with the default 64 tokens per weight read and utilization 0.5.
+    # H100: compute 989e12 x 0.5 = 494.5e12, memory 2 x 64 x 3.35e12 / 2 = 214.4e12 FLOP/s:
+    # memory-bound, 13,060 s = 3.63 h. RTX 3090: compute 35.5e12 < memory 59.9e12: 21.9 h.
+    kinds, batch = fixed_jobs("batch_inference", params_b=7.0, tokens_b=0.2,
+                              deadline_h=(48.0, 48.0))
+    assert (kinds[0].utilization, kinds[0].decode_batch_tokens) == (0.5, 64.0)
+    plan = plan_jobs(batch, kinds, np.array([989.0, RTX3090_TFLOPS]),
+                     np.array([80 * GIB, RTX3090_MEMORY]), np.array([True, False]),
+                     memory_bandwidth_tb_s=np.array([3.35, RTX3090_TB_S]))
+    assert plan.gpus[0].tolist() == [1, 1]
+    h100_h, rtx3090_h = plan.duration_s[0] / 3600
+    assert h100_h == pytest.approx(2.8e18 / 214.4e12 / 3600)
+    assert h100_h == pytest.approx(3.63, abs=0.005)
+    assert rtx3090_h == pytest.approx(2.8e18 / 35.5e12 / 3600)
+    # TFLOPS alone would make the H100 take 494.5 / 35.5 = 13.9x less time; the roofline 6.0x.
+    assert rtx3090_h / h100_h == pytest.approx(214.4 / 35.5)
+
+
+def test_decode_bound_wall_time_follows_bandwidth_not_tflops_rtx3090_vs_rtx4090():
+    # 16 tokens per weight read: RTX 3090 memory bound 2 x 16 x 0.936e12 / 2 = 14.98e12 FLOP/s
+    # (compute 35.5e12), RTX 4090 16.13e12 (compute 82.5e12): both memory-bound, so the 3090
+    # takes 1.008 / 0.936 = 1.077x as long, not 165 / 71 = 2.32x.
+    kinds, batch = fixed_jobs("batch_inference", params_b=7.0, tokens_b=0.2,
+                              deadline_h=(168.0, 168.0), decode_batch_tokens=16.0)
+    plan = plan_jobs(batch, kinds, np.array([RTX3090_TFLOPS, 165.0]),
+                     np.full(2, 24 * GIB), np.zeros(2, bool),
+                     memory_bandwidth_tb_s=np.array([RTX3090_TB_S, 1.008]))
+    assert plan.gpus[0].tolist() == [1, 1]
+    rtx3090_s, rtx4090_s = plan.duration_s[0]
+    assert rtx3090_s == pytest.approx(2.8e18 / 14.976e12)
+    assert rtx3090_s / rtx4090_s == pytest.approx(1.008 / 0.936)
+    assert rtx3090_s / rtx4090_s < 0.5 * 165.0 / 71.0
+
+
+def test_an_endpoints_gpu_count_follows_memory_bandwidth():
+    # A 70B endpoint at 2,000 tokens/s needs 2 x 70e9 x 2000 = 2.8e14 FLOP/s. At 16 tokens per
+    # weight read an H100 gives 2 x 16 x 3.35e12 / 2 = 53.6e12: 5.2, so 6 GPUs (memory alone:
+    # 168e9 bytes in 77.3e9 per GPU, 3). An A100 80GB gives 32.6e12: 8.6 GPUs, over max_gpus 8.
+    kind = replace(default("online_inference"), share=1.0, params_b=(70.0, 70.0),
+                   duration_h=(10.0, 10.0), tokens_per_s=(2000.0, 2000.0))
+    batch = sample_jobs(np.random.default_rng(0), 1, (kind,))
+    plan = plan_three(batch, (kind,))
+    assert kind.decode_batch_tokens == 16.0
+    assert plan.gpus[0].tolist() == [6, 0, 0]
+    assert plan.duration_s[0, H100] == pytest.approx(10 * 3600)
+
+
+@pytest.mark.parametrize("name", ["training", "fine_tuning"])
+def test_training_and_fine_tuning_stay_compute_bound(name):
+    # 1B params over 1B tokens: 6e18 FLOPs at 989e12 x 0.4 FLOP/s on one H100 = 15,167 s,
+    # however slow the memory.
+    kinds, batch = fixed_jobs(name, params_b=1.0, tokens_b=1.0, deadline_h=(72.0, 72.0))
+    assert kinds[0].decode_batch_tokens is None
+    plans = [plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, INTERCONNECT,
+                       memory_bandwidth_tb_s=np.full(3, tb_s)) for tb_s in (1e-6, 1.0, 1e6)]
+    for plan in plans[1:]:
+        np.testing.assert_array_equal(plan.gpus, plans[0].gpus)
+        np.testing.assert_array_equal(plan.duration_s, plans[0].duration_s)
+    assert plans[0].gpus[0, H100] == 1
+    assert plans[0].duration_s[0, H100] == pytest.approx(6e18 / (989e12 * 0.4))
 
 
 def test_a_deadline_no_model_can_meet_becomes_the_fastest_run():
@@ -124,7 +209,7 @@ def test_a_deadline_no_model_can_meet_becomes_the_fastest_run():
     # 1.33e6 s, far beyond a 72 h deadline. The job keeps the H100s' fastest run; slower
     # models, which would take longer still, cannot run it.
     kinds, batch = fixed_jobs("training", params_b=7.0, tokens_b=100.0, deadline_h=(72.0, 72.0))
-    plan = plan_jobs(batch, kinds, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, kinds)
     fastest_s = 4.2e21 / (8 * 989e12 * 0.4)
     assert plan.deadline_s[0] == pytest.approx(fastest_s)
     assert plan.gpus[0].tolist() == [8, 0, 0]
@@ -147,12 +232,27 @@ BANDS_H = {  # typical (median) duration on one H100 model, hours
 
 def test_defaults_give_typical_durations_on_h100():
     batch = sample_jobs(np.random.default_rng(1), 20_000)
-    plan = plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, DEFAULT_JOB_KINDS)
     for code, name in enumerate(JOB_KINDS):
         on_h100 = plan.duration_s[batch.kind == code, H100]
         assert np.isfinite(on_h100).all(), name  # every default job runs on H100s
         low, high = BANDS_H[name]
         assert low <= np.median(on_h100) / 3600 <= high, name
+
+
+def test_default_scenario_job_tables_equal_the_default_kinds():
+    # market/scenarios/default.toml repeats DEFAULT_JOB_KINDS: the two must not drift apart.
+    assert scenario_job_kinds(load_scenario("default").tenants) == DEFAULT_JOB_KINDS
+
+
+def test_a_job_table_without_decode_batch_tokens_loads_and_is_compute_bound():
+    table = {"share": 1.0, "params_b": [7.0, 7.0], "tokens_b": [0.2, 0.2],
+             "bytes_per_param": 2.0, "memory_overhead": 1.2, "utilization": 0.3,
+             "min_tflops": 0.0, "needs_interconnect": False, "max_gpus": 8,
+             "deadline_h": [48.0, 48.0]}  # a scenario file written before the field existed
+    assert JobKindConfig(**table).decode_batch_tokens is None
+    with pytest.raises(ValidationError, match="decode_batch_tokens"):
+        JobKindConfig(**table, decode_batch_tokens=0.0)
 
 
 def test_defaults_kinds_order_and_shares():
@@ -164,7 +264,7 @@ def test_online_inference_needs_high_end_cards():
     kind = default("online_inference")
     assert 165.0 < kind.min_tflops <= 312.0  # A100 qualifies, RTX 4090 does not
     batch = sample_jobs(np.random.default_rng(2), 2_000)
-    plan = plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, DEFAULT_JOB_KINDS)
     online = batch.kind == JOB_KINDS.index("online_inference")
     assert not plan.eligible[online, RTX4090].any()
     batch_inference = batch.kind == JOB_KINDS.index("batch_inference")
@@ -206,6 +306,12 @@ def test_kind_shares_of_a_large_sample_match_within_4_sigma(seed):
         ("batch_inference", {"deadline_h": (0.0, 24.0)}, "deadline_h"),
         ("online_inference", {"deadline_h": (1.0, 2.0)}, "deadline_h"),
         ("batch_inference", {"name": "pretraining"}, "name"),
+        ("batch_inference", {"decode_batch_tokens": 0.0}, "decode_batch_tokens"),
+        ("online_inference", {"decode_batch_tokens": -16.0}, "decode_batch_tokens"),
+        ("online_inference", {"decode_batch_tokens": math.inf}, "decode_batch_tokens"),
+        ("online_inference", {"decode_batch_tokens": True}, "decode_batch_tokens"),
+        ("training", {"decode_batch_tokens": 64.0}, "decode_batch_tokens"),
+        ("fine_tuning", {"decode_batch_tokens": 8.0}, "decode_batch_tokens"),
     ],
 )
 def test_invalid_job_kind_is_one_line_naming_kind_and_field(name, changes, field):
@@ -229,17 +335,24 @@ def test_sample_jobs_rejects_bad_arguments():
 
 def test_plan_jobs_rejects_bad_arguments():
     batch = sample_jobs(np.random.default_rng(0), 10)
+    models = {"memory_bandwidth_tb_s": BANDWIDTH_TB_S}
     with pytest.raises(ValueError, match="shapes"):
-        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES[:2], INTERCONNECT)
+        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES[:2], INTERCONNECT, **models)
+    with pytest.raises(ValueError, match="shapes"):
+        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT,
+                  memory_bandwidth_tb_s=BANDWIDTH_TB_S[:2])
+    with pytest.raises(ValueError, match="memory_bandwidth_tb_s"):
+        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT,
+                  memory_bandwidth_tb_s=np.array([3.35, 0.0, 1.0]))
     with pytest.raises(ValueError, match="usable_fraction"):
-        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT, 0.0)
+        plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT, 0.0, **models)
     with pytest.raises(ValueError, match=r"batch\.kind"):
-        plan_jobs(batch, DEFAULT_JOB_KINDS[:1], TFLOPS, MEMORY_BYTES, INTERCONNECT)
+        plan_jobs(batch, DEFAULT_JOB_KINDS[:1], TFLOPS, MEMORY_BYTES, INTERCONNECT, **models)
 
 
 def test_empty_batch_plans_to_empty_arrays():
     batch = sample_jobs(np.random.default_rng(0), 0)
-    plan = plan_jobs(batch, DEFAULT_JOB_KINDS, TFLOPS, MEMORY_BYTES, INTERCONNECT)
+    plan = plan_three(batch, DEFAULT_JOB_KINDS)
     assert len(batch) == 0
     assert plan.gpus.shape == plan.duration_s.shape == (0, 3)
 
@@ -271,32 +384,54 @@ def job_kinds(draw) -> JobKind:
         needs_interconnect=draw(st.booleans()),
         max_gpus=draw(st.integers(1, 16)),
         deadline_h=None if rented else draw(ranges(0.5, 200.0, 10.0)),
+        decode_batch_tokens=draw(st.one_of(st.none(), st.floats(1.0, 512.0)))
+        if name in ("batch_inference", "online_inference") else None,
     )
 
 
 @st.composite
 def gpu_models(draw, n_models: int | None = None):
+    """(tflops, memory_bytes, interconnect, memory_bandwidth_tb_s) of 1-6 models."""
     n = n_models or draw(st.integers(1, 6))
     tflops = draw(st.lists(st.floats(10.0, 2000.0), min_size=n, max_size=n))
     memory_gib = draw(st.lists(st.floats(8.0, 256.0), min_size=n, max_size=n))
     interconnect = draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    return np.array(tflops), np.array(memory_gib) * GIB, np.array(interconnect)
+    bandwidth_tb_s = draw(st.lists(st.floats(0.1, 10.0), min_size=n, max_size=n))
+    return (np.array(tflops), np.array(memory_gib) * GIB, np.array(interconnect),
+            np.array(bandwidth_tb_s))
+
+
+def plan_on(batch, kinds, models):
+    tflops, memory_bytes, interconnect, bandwidth_tb_s = models
+    return plan_jobs(batch, kinds, tflops, memory_bytes, interconnect,
+                     memory_bandwidth_tb_s=bandwidth_tb_s)
 
 
 @st.composite
 def scenarios(draw):
-    """(kinds, batch, (tflops, memory_bytes, interconnect), plan)."""
+    """(kinds, batch, (tflops, memory_bytes, interconnect, bandwidth_tb_s), plan)."""
     kinds = tuple(draw(st.lists(job_kinds(), min_size=1, max_size=5)))
     batch = sample_jobs(
         np.random.default_rng(draw(st.integers(0, 2**32))), draw(st.integers(0, 40)), kinds
     )
     models = draw(gpu_models())
-    return kinds, batch, models, plan_jobs(batch, kinds, *models)
+    return kinds, batch, models, plan_on(batch, kinds, models)
 
 
 def per_job(kinds, batch, attr: str) -> np.ndarray:
     """[n_jobs, 1] kind attribute, to broadcast against [n_jobs, n_models]."""
     return np.array([getattr(k, attr) for k in kinds])[batch.kind.astype(int)][:, None]
+
+
+def roofline_flop_rate(kinds, batch, models) -> np.ndarray:
+    """[n_jobs, n_models] FLOP/s per GPU: min(TFLOPS x utilization, 2 x B x bandwidth / bytes
+    per param), B the kind's decode batch (no memory bound without one)."""
+    tflops, _, _, bandwidth_tb_s = models
+    compute = tflops * 1e12 * per_job(kinds, batch, "utilization")
+    tokens = np.array([np.inf if k.decode_batch_tokens is None else k.decode_batch_tokens
+                       for k in kinds])[batch.kind.astype(int)][:, None]
+    memory = 2 * tokens * bandwidth_tb_s * 1e12 / per_job(kinds, batch, "bytes_per_param")
+    return np.minimum(compute, memory)
 
 
 @given(scenarios())
@@ -317,7 +452,7 @@ def test_gpus_never_exceed_max_gpus(scenario):
 
 @given(scenarios())
 def test_eligible_plans_hold_the_model_in_memory(scenario):
-    _, batch, (_, memory_bytes, _), plan = scenario
+    _, batch, (_, memory_bytes, _, _), plan = scenario
     capacity = plan.gpus * memory_bytes * 0.9
     need = np.broadcast_to(batch.memory_bytes[:, None], capacity.shape)
     assert (capacity[plan.eligible] >= need[plan.eligible] * (1 - ROUNDING)).all()
@@ -325,7 +460,7 @@ def test_eligible_plans_hold_the_model_in_memory(scenario):
 
 @given(scenarios())
 def test_online_inference_runs_its_fixed_duration_at_its_throughput(scenario):
-    kinds, batch, (tflops, _, _), plan = scenario
+    kinds, batch, models, plan = scenario
     rented = ~np.isnan(batch.fixed_duration_s)
     assert np.array_equal(
         rented,
@@ -334,7 +469,7 @@ def test_online_inference_runs_its_fixed_duration_at_its_throughput(scenario):
     fixed = np.broadcast_to(batch.fixed_duration_s[:, None], plan.duration_s.shape)
     on = plan.eligible & rented[:, None]
     assert np.array_equal(plan.duration_s[on], fixed[on])
-    flop_rate = plan.gpus * tflops * 1e12 * per_job(kinds, batch, "utilization")
+    flop_rate = plan.gpus * roofline_flop_rate(kinds, batch, models)
     need = 2 * batch.params * batch.tokens_per_s
     assert (flop_rate[on] >= np.broadcast_to(need[:, None], on.shape)[on] * (1 - ROUNDING)).all()
 
@@ -357,15 +492,36 @@ def test_finite_jobs_finish_by_their_deadline_extended_only_when_no_model_can(sc
 
 @given(scenarios())
 def test_multi_gpu_interconnect_jobs_never_land_on_models_without_it(scenario):
-    kinds, batch, (_, _, interconnect), plan = scenario
+    kinds, batch, (_, _, interconnect, _), plan = scenario
     needs = per_job(kinds, batch, "needs_interconnect")
     assert not (needs & (plan.gpus > 1) & ~interconnect).any()
 
 
 @given(scenarios())
 def test_min_tflops_respected(scenario):
-    kinds, batch, (tflops, _, _), plan = scenario
+    kinds, batch, (tflops, _, _, _), plan = scenario
     assert not (plan.eligible & (tflops < per_job(kinds, batch, "min_tflops"))).any()
+
+
+@given(scenarios())
+def test_finite_jobs_run_at_the_roofline_rate(scenario):
+    # FLOPs / (GPUs x wall time) is the lower of the compute and the memory bound, per GPU.
+    kinds, batch, models, plan = scenario
+    runs = plan.eligible & np.isnan(batch.fixed_duration_s)[:, None]
+    flops = np.broadcast_to(batch.flops[:, None], runs.shape)[runs]
+    achieved = flops / (plan.gpus[runs] * plan.duration_s[runs])
+    np.testing.assert_allclose(achieved, roofline_flop_rate(kinds, batch, models)[runs],
+                               rtol=1e-9)
+
+
+@given(scenarios(), st.floats(0.01, 100.0))
+def test_bandwidth_changes_nothing_for_compute_bound_kinds(scenario, factor):
+    kinds, batch, models, plan = scenario
+    tflops, memory_bytes, interconnect, bandwidth_tb_s = models
+    other = plan_on(batch, kinds, (tflops, memory_bytes, interconnect, bandwidth_tb_s * factor))
+    unbound = np.array([k.decode_batch_tokens is None for k in kinds])[batch.kind.astype(int)]
+    np.testing.assert_array_equal(other.gpus[unbound], plan.gpus[unbound])
+    np.testing.assert_array_equal(other.duration_s[unbound], plan.duration_s[unbound])
 
 
 @given(
@@ -373,12 +529,15 @@ def test_min_tflops_respected(scenario):
     gpu_models(),
     st.integers(0, 2**32),
     st.floats(1.0, 10.0),
+    st.floats(1.0, 10.0),
 )
-def test_more_tflops_never_costs_more_gpu_time(kinds, models, seed, speedup):
-    # Same models, `speedup` times faster: each job stays eligible, its GPU-hours do not grow
-    # and, at an equal GPU count, neither does its wall time.
+def test_more_tflops_or_bandwidth_never_costs_more_gpu_time(kinds, models, seed, speedup,
+                                                            bandwidth_gain):
+    # Same models, `speedup` times the TFLOPS and `bandwidth_gain` times the memory bandwidth:
+    # each job stays eligible, its GPU-hours do not grow and, at an equal GPU count, neither
+    # does its wall time.
     kinds = tuple(kinds)
-    tflops, memory_bytes, interconnect = models
+    tflops, memory_bytes, interconnect, bandwidth_tb_s = models
     batch = sample_jobs(np.random.default_rng(seed), 30, kinds)
     both = plan_jobs(
         batch,
@@ -386,6 +545,7 @@ def test_more_tflops_never_costs_more_gpu_time(kinds, models, seed, speedup):
         np.concatenate([tflops, tflops * speedup]),
         np.tile(memory_bytes, 2),
         np.tile(interconnect, 2),
+        memory_bandwidth_tb_s=np.concatenate([bandwidth_tb_s, bandwidth_tb_s * bandwidth_gain]),
     )
     m = len(tflops)
     slow = both.gpus[:, :m], both.duration_s[:, :m]

@@ -52,6 +52,7 @@ _VALID_GPU: dict[str, object] = {
     "interface": "pcie",
     "tflops_bf16_dense": 100.0,
     "memory_gib": 24.0,
+    "memory_bandwidth_tb_s": 0.9,
     "board_power_w": 300.0,
     "capex_usd": 2000.0,
     "list_usd_per_gpu_hour": 1.0,
@@ -112,6 +113,24 @@ def test_domain_key_numbers(catalog: GpuCatalog) -> None:
     assert catalog["a100-40gb"].tflops_bf16_dense == 312
     assert catalog["a100-80gb"].list_usd_per_gpu_hour == pytest.approx(5.12)
     assert catalog["a100-40gb"].list_usd_per_gpu_hour == pytest.approx(4.10)
+
+
+def test_memory_bandwidth_is_the_datasheet_figure_in_decimal_tb_s(catalog: GpuCatalog) -> None:
+    datasheet_tb_s = {
+        "h100": 3.35,
+        "a100-80gb": 2.039,
+        "a100-40gb": 1.555,
+        "l40s": 0.864,
+        "a10": 0.600,
+        "rtx4090": 1.008,
+        "rtx3090": 0.936,
+        "mi300x": 5.3,
+        "trainium2": 2.9,
+    }
+    assert {m.id: m.memory_bandwidth_tb_s for m in catalog} == datasheet_tb_s
+    # GDDR6X on a 384-bit bus: bytes per transfer x Gbps per pin (RTX 3090 19.5, RTX 4090 21).
+    assert catalog["rtx3090"].memory_bandwidth_tb_s == pytest.approx(384 / 8 * 19.5 / 1000)
+    assert catalog["rtx4090"].memory_bandwidth_tb_s == pytest.approx(384 / 8 * 21 / 1000)
 
 
 def test_builtin_models_are_internally_consistent(catalog: GpuCatalog) -> None:
@@ -247,6 +266,8 @@ def test_catalog_constructor_validates() -> None:
         GpuCatalog([model, model])
     with pytest.raises(CatalogError, match=r"testgpu.*'capex_usd'"):
         GpuCatalog([dataclasses.replace(model, capex_usd=0.0)])
+    with pytest.raises(CatalogError, match=r"testgpu.*'memory_bandwidth_tb_s'"):
+        GpuCatalog([dataclasses.replace(model, memory_bandwidth_tb_s=0.0)])
     with pytest.raises(CatalogError):
         GpuCatalog([])
 
@@ -271,6 +292,9 @@ def test_loads_a_valid_file(tmp_path: Path) -> None:
         (_gpu_toml(_without("name")), "'name' is missing"),
         (_gpu_toml({**_VALID_GPU, "board_power_w": -700.0}), "'board_power_w'"),
         (_gpu_toml({**_VALID_GPU, "memory_gib": 0}), "'memory_gib'"),
+        (_gpu_toml(_without("memory_bandwidth_tb_s")), "'memory_bandwidth_tb_s' is missing"),
+        (_gpu_toml({**_VALID_GPU, "memory_bandwidth_tb_s": 0.0}), "'memory_bandwidth_tb_s'"),
+        (_gpu_toml({**_VALID_GPU, "memory_bandwidth_tb_s": -1.0}), "'memory_bandwidth_tb_s'"),
         (_gpu_toml({**_VALID_GPU, "capex_usd": "2000"}), "'capex_usd'"),
         (_gpu_toml({**_VALID_GPU, "specialty_usd_per_gpu_hour": -1.0}), "'specialty_usd"),
         (_gpu_toml({**_VALID_GPU, "vendor": ""}), "'vendor'"),

@@ -145,6 +145,23 @@ def test_batch_clearing_matches_a_batch_by_welfare(pricing):
     assert market.money()["money_conserved"]
 
 
+def test_batch_clearing_refuses_an_ask_that_costs_the_job_more_than_it_is_worth():
+    market, tenant, units, cheap, _ = _batch_market("pay_as_bid")
+    leases, expired = [], []
+    market.subscribe(leases.append, kinds=(LeaseCreated,))
+    market.subscribe(expired.append, kinds=(OrderExpired,))
+    work_s = np.full(len(market.catalog), np.inf)
+    work_s[market.catalog.index("h100")] = 2 * 3600.0
+    # 2 hours at the cheapest ask (1.0) cost 2.00: under the max price per GPU-hour (5.0),
+    # but above what the job is worth (1.50), so nothing trades.
+    market.post_order(tenant, units, 5.0, deposit_usd=50.0, job_value_usd=1.5, work_s=work_s)
+    worth = market.post_order(tenant, units, 5.0, deposit_usd=50.0, job_value_usd=2.5,
+                              work_s=work_s)
+    market.run(until=601)
+    assert [e.order_id for e in leases] == [worth]
+    assert leases[0].provider == cheap and len(expired) == 1
+
+
 def test_batch_clearing_rejects_bad_params():
     with pytest.raises(ScenarioError, match="pricing"):
         load_scenario("default", ["market.mechanism=batch_clearing",

@@ -344,3 +344,10 @@ def test_scenario_schema_is_json_with_the_top_level_tables():
     assert {"market", "tenants", "providers"} <= set(schema["properties"])
     # Descriptions written on the fields reach the schema (they document the file format).
     assert "take_rate" in json.dumps(schema)
+
+
+def test_decode_batch_is_only_for_inference_kinds():
+    with pytest.raises(ScenarioError, match=r"training\.decode_batch_tokens`: must be left out"):
+        load_scenario("default", ["tenants.jobs.training.decode_batch_tokens=8"])
+    assert load_scenario("default", ["tenants.jobs.batch_inference.decode_batch_tokens=32"]) \
+        .tenants.jobs["batch_inference"].decode_batch_tokens == 32

@@ -87,7 +87,8 @@ def markups(market: Market) -> dict[str, float | None]:
 
 
 def test_populations_keep_their_own_parameters_under_those_given():
-    scenario = load_scenario("default", SHORT)
+    scenario = load_scenario("default", [
+        *SHORT, 'providers.0.strategy={ name = "cost_plus", params = { markup = 0.5 } }'])
     own = {p.name: p.strategy for p in scenario.providers}
     assert own["datacenter"].params["markup"] != own["home_rig"].params["markup"]
     bare = Market(tournament_scenario(scenario, ["cost_plus", "truthful"]), seed=1,
@@ -270,7 +271,9 @@ def test_learning_strategies_report_regret():
 
 def test_evolution_moves_shares_on_significant_gaps_only():
     scenario = load_scenario("default", SHORT)
-    lineup = ["truthful", "list_price{factor=50.0}"]  # the second never wins a lease
+    # The first keeps a margin on what it serves; the second never wins a lease. (Truthful
+    # bidders keep only their cost: no better than never leasing.)
+    lineup = ["cost_plus{markup=1.0}", "list_price{factor=50.0}"]
     history = evolve(scenario, lineup, generations=2, seeds=3, seed=2, workers=1)
     assert len(history) == 2 and history[0].lineup == lineup
     first, second = history
@@ -280,8 +283,8 @@ def test_evolution_moves_shares_on_significant_gaps_only():
     expected = replicate([0.5, 0.5], [first[k].profit_vs_mean_usd for k in lineup], scale)
     assert [second[k].share for k in lineup] == pytest.approx(expected)
     # the gap between a strategy that leases and one that never does is significant
-    assert significant(first["truthful"].profit_vs_mean_usd)
-    assert second["truthful"].share > 0.5
+    assert significant(first[lineup[0]].profit_vs_mean_usd)
+    assert second[lineup[0]].share > 0.5
 
 
 def test_a_tournament_needs_the_default_population_and_stratified_needs_a_line_up():
