@@ -59,9 +59,7 @@ def active_leases(market: Market, tenant: int | None = None,
 
 def leaderboard(market: Market, top: int = 10) -> list[dict[str, Any]]:
     """The providers that earned most so far (payouts net of the platform's fee)."""
-    earned = np.zeros(market.pool.n)
-    revenue = market.metrics.revenue_usd
-    earned[:len(revenue)] = revenue
+    earned = market.metrics.revenue_by_provider()
     pool = market.pool
     rows = []
     for provider in np.argsort(-earned, kind="stable")[:top].tolist():

@@ -259,6 +259,8 @@ class Metrics:
                 "savings_vs_list": 1 - paid[model] / list_cost if list_cost else 0.0,
             }
         welfare = market.welfare.summary()
+        accounts = self.provider_accounts()  # once: by archetype, population, market power
+        providers = self._providers(accounts)
         total_list = sum(served[m] * self.list_price[m] for m in served)
         total_paid = sum(paid.values())
         return {
@@ -284,11 +286,11 @@ class Metrics:
             "tenant_savings_vs_list": 1 - total_paid / total_list if total_list else 0.0,
             "platform_revenue_usd": self.platform_usd,
             "provider_participation": self._participation(),
-            "providers": self._providers(),
-            "populations": self._populations(),
+            "providers": providers,
+            "populations": self._populations(accounts),
             "allocative_efficiency": welfare["allocative_efficiency"],
             "welfare": welfare,
-            "market_power": self._market_power(),
+            "market_power": self._market_power(providers, accounts),
             "interruptible": self._interruptible(now),
         }
 
@@ -324,7 +326,7 @@ class Metrics:
         accounts = {
             "busy_gpu_hours": busy_h,
             "on_market_hours": present_h,
-            "revenue_usd": self._revenue_by_provider(),
+            "revenue_usd": self.revenue_by_provider(),
             "serving_cost_usd": pool.cost_marginal_usd_per_gpu_hour * busy_h,
             "idle_power_cost_usd": pool.cost_idle_usd_per_gpu_hour * gpus * present_h,
             "operations_cost_usd": pool.cost_fixed_usd_per_gpu_hour * gpus * present_h,
@@ -351,12 +353,12 @@ class Metrics:
                  int(pool.capacity[p, 0]), *(column[p] for column in values))
                 for p in range(pool.n)]
 
-    def _by_group(self, labels: np.ndarray) -> dict[str, dict[str, Any]]:
-        """The providers' figures (see `provider_accounts`) summed over the groups that
-        `labels` (one per provider) make, with utilization, participation and the Lerner
-        index."""
+    def _by_group(self, labels: np.ndarray,
+                  accounts: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+        """The providers' figures (`accounts`, from `provider_accounts`) summed over the
+        groups that `labels` (one per provider) make, with utilization, participation and the
+        Lerner index."""
         pool = self.market.pool
-        accounts = self.provider_accounts()
         busy_h = accounts["busy_gpu_hours"]
         gpus = pool.capacity[:, 0].astype(float)
         hours = self.market.now / SECONDS_PER_HOUR
@@ -383,18 +385,19 @@ class Metrics:
             }
         return result
 
-    def _revenue_by_provider(self) -> np.ndarray:
+    def revenue_by_provider(self) -> np.ndarray:
         """What each provider has been paid so far, net of fees, USD."""
         revenue = np.zeros(self.market.pool.n)
         revenue[: len(self.revenue_usd)] = self.revenue_usd
         return revenue
 
-    def _market_power(self) -> dict[str, Any]:
+    @staticmethod
+    def _market_power(providers: dict[str, dict[str, Any]],
+                      accounts: dict[str, np.ndarray]) -> dict[str, Any]:
         """Concentration of provider revenue (HHI, 0-10,000) and the Lerner index by
         archetype (also in `providers`)."""
-        providers = self._providers()
         return {
-            "hhi_provider_revenue": hhi(self._revenue_by_provider()),
+            "hhi_provider_revenue": hhi(accounts["revenue_usd"]),
             "lerner_index_by_archetype": {name: row["lerner_index"]
                                           for name, row in providers.items()},
         }
@@ -411,17 +414,17 @@ class Metrics:
         busy = self._busy_gpu_s()
         return float((busy > 0).mean()) if busy.size else 0.0
 
-    def _providers(self) -> dict[str, dict[str, float | int]]:
+    def _providers(self, accounts: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
         """The provider figures by archetype."""
         pool = self.market.pool
         labels = np.array(pool.population_archetypes, dtype=object)[pool.population]
-        return self._by_group(labels)
+        return self._by_group(labels, accounts)
 
-    def _populations(self) -> dict[str, dict[str, float | int]]:
+    def _populations(self, accounts: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
         """The provider figures by population (name), with each one's archetype."""
         pool = self.market.pool
         labels = np.array(pool.population_names, dtype=object)[pool.population]
-        groups = self._by_group(labels)
+        groups = self._by_group(labels, accounts)
         for index, name in enumerate(pool.population_names):
             if name in groups:
                 groups[name] = {"archetype": pool.population_archetypes[index], **groups[name]}

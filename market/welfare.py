@@ -128,7 +128,7 @@ class Welfare:
         self.leases: dict[int, _Lease] = {}
         self._order_job: dict[int, int] = {}
         self.totals = dict.fromkeys((*PARTS, "potential", *LOSSES, "pending_potential",
-                                     "paid", "value", "best_cost"), 0)
+                                     "paid"), 0)
         self.statuses: dict[str, int] = {}
         self.sink: Callable[[tuple[Any, ...]], None] | None = None
         self._never_posted = -1  # job ids for jobs the market never saw (-1, -2, ...)
@@ -217,7 +217,7 @@ class Welfare:
         job = self.jobs.get(event.job_id)
         if job is None:  # never posted here: the outside option is the only way it was served
             job_id = event.job_id
-            if job_id < 0 or job_id in self.jobs:
+            if job_id < 0:  # each gets an id of its own in the jobs table
                 job_id, self._never_posted = self._never_posted, self._never_posted - 1
             # Its best cost is the outside option's: the market never learned who else
             # could have served it.
@@ -272,7 +272,6 @@ class Welfare:
         consumer = val_done - job.paid
         producer = job.paid - job.fees - cost_done
         outside = val_out - job.list_out
-        realized = consumer + producer + job.fees + outside
         unserved = misallocated = wasted = 0
         if value >= best:
             potential = (value - val_pending) - (best - best_pending)
@@ -301,7 +300,6 @@ class Welfare:
             "deadweight_loss": unserved + misallocated + wasted,
             "unserved": unserved, "misallocated": misallocated, "wasted": wasted,
             "pending_potential": (val_pending - best_pending) if value >= best else 0,
-            "realized": realized,
         }
 
     def open_accounts(self) -> list[dict[str, Any]]:
