@@ -114,10 +114,12 @@ class AdaptiveMargin:
         providers = np.asarray(providers, dtype=np.int64)
         if providers.size:
             self._grow(int(providers.max()) + 1)
-        elapsed = np.nan_to_num(now_s - self._since_s[providers], nan=0.0)
+        elapsed = now_s - self._since_s[providers]
+        # Not seen yet (NaN) counts no time; np.where, not nan_to_num: this runs per order.
+        elapsed = np.where(elapsed > 0.0, elapsed, 0.0)
         rate = np.where(self._busy[providers], self.beta, -self.alpha)
         # In logs, so that a long spell neither overflows nor rounds the margin to zero.
-        log_margin = np.log(self._margin[providers]) + rate * np.maximum(elapsed, 0.0)
+        log_margin = np.log(self._margin[providers]) + rate * elapsed
         return np.exp(np.clip(log_margin, self._log_low, self._log_high))
 
     def _commit(self, providers: np.ndarray, now_s: float, busy: np.ndarray | bool) -> None:
