@@ -9,9 +9,10 @@ Cost model, per GPU-hour, split by what a provider can avoid:
   only in long-run profit, and not at all where `count_capex` is false (a home rig's card was
   bought for gaming anyway).
 A provider that `sells_elsewhere_at_list` (a hyperscaler) has one cost: what a GPU-hour would
-earn in its own cloud, the list price (its opportunity cost); its idle capacity is sold there, so
-no idle power, operations or capex are charged to this market. A population bids from its
-`full` cost (all of the above) or its `marginal` cost (`cost_basis`).
+earn in its own cloud, `elsewhere_fraction_of_list` × list price (its opportunity cost: list
+where it would sell on demand, less where spare capacity would sell as spot); its idle capacity
+is sold there, so no idle power, operations or capex are charged to this market. A population
+bids from its `full` cost (all of the above) or its `marginal` cost (`cost_basis`).
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def gpu_costs(catalog: GpuCatalog, gpu_id: str, population: ProviderPopulation,
     the `basis` this population bids from."""
     gpu = catalog[gpu_id]
     if population.sells_elsewhere_at_list:
-        list_price = gpu.list_usd_per_gpu_hour
-        return {"marginal": list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
-                "full": list_price, "basis": list_price}
+        elsewhere = gpu.list_usd_per_gpu_hour * population.elsewhere_fraction_of_list
+        return {"marginal": elsewhere, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
+                "full": elsewhere, "basis": elsewhere}
     capex = gpu.capex_usd * population.capex_factor / (population.lifetime_years * HOURS_PER_YEAR)
     if not population.count_capex:
         capex = 0.0
@@ -56,6 +57,28 @@ def gpu_costs(catalog: GpuCatalog, gpu_id: str, population: ProviderPopulation,
             "basis": full if population.cost_basis == "full" else marginal}
 
 
+def model_quota(shares: np.ndarray, count: int) -> np.ndarray:
+    """How many of `count` providers own each GPU model of a mix with these `shares`: in
+    proportion to the shares (largest remainder), and at least one of every model with a
+    positive share when there are enough providers, so that no model of the mix is missing
+    by the luck of a draw."""
+    shares = shares / shares.sum()
+    present = shares > 0
+    floor = np.zeros(len(shares), dtype=int)
+    if count >= present.sum():
+        floor[present] = 1
+    # The rest go by largest remainder, in proportion to what each model still lacks.
+    rest = count - int(floor.sum())
+    lack = np.maximum(shares * count - floor, 0.0)
+    ideal = lack / lack.sum() * rest if rest > 0 and lack.sum() > 0 else np.zeros(len(shares))
+    quota = floor + np.floor(ideal).astype(int)
+    left = count - int(quota.sum())
+    if left > 0:
+        order = np.argsort(-(ideal - np.floor(ideal)), kind="stable")
+        quota[order[:left]] += 1
+    return quota
+
+
 def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
                rng: np.random.Generator) -> list[ProviderRow]:
     """Draw `population.count` providers: GPU model by `gpu_mix`, GPU count uniformly in
@@ -65,7 +88,7 @@ def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
         return []
     gpu_ids = list(population.gpu_mix)
     shares = np.array([population.gpu_mix[g] for g in gpu_ids], dtype=float)
-    models = rng.choice(len(gpu_ids), size=count, p=shares / shares.sum())
+    models = rng.permutation(np.repeat(np.arange(len(gpu_ids)), model_quota(shares, count)))
     low, high = population.gpus_per_provider
     step = population.gpu_step
     choices = np.arange(math.ceil(low / step) * step, high + 1, step)

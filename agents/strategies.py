@@ -61,9 +61,10 @@ class ListPrice(_PerGpuHour):
     """A posted price: the GPU's hyperscaler list price per GPU-hour times `factor`, kept
     after the platform's fee: ``list × factor × view.fee_gross_up()``.
 
-    A hyperscaler's opportunity cost is what it sells the GPU for elsewhere, its list price:
-    one posting `factor = 1` here keeps list after the fee when bids are priced net of it
-    (the scenario's `market.bids_net_of_fee`), and asks list itself when they are not.
+    A hyperscaler whose capacity would sell on demand elsewhere has list price as its
+    opportunity cost: posting `factor = 1` here it keeps list after the fee when bids are
+    priced net of it (the scenario's `market.bids_net_of_fee`), and asks list itself when
+    they are not. It never undercuts the tenants' outside option, which is that list price.
     """
 
     def __init__(self, factor: float = 1.0) -> None:

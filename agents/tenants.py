@@ -41,6 +41,7 @@ import numpy as np
 from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
 from market.events import Event, LeaseClosed, LeaseCreated, LeasePaused, OrderExpired
+from market.outside import outside_cost_fraction, outside_models
 from market.records import PROVIDER_FAULTS
 from market.resources import gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -74,9 +75,9 @@ class _Job:
     """What a tenant remembers about one of its jobs between orders."""
 
     __slots__ = ("attempts", "expiries", "failures", "fast_hours", "gpus", "kind",
-                 "max_price", "model", "outside_gpu_h", "outside_usd", "pref_hours",
-                 "spot_bid", "spot_units", "tenant", "units", "value", "value_rate",
-                 "work_left", "work_s")
+                 "max_price", "model", "outside_cost_usd", "outside_gpu_h",
+                 "outside_served_usd", "outside_usd", "pref_hours", "spot_bid", "spot_units",
+                 "tenant", "units", "value", "value_rate", "work_left", "work_s")
 
     def __init__(self, **values: Any) -> None:
         for key, value in values.items():
@@ -96,11 +97,10 @@ class Tenants:
         self.bandwidth_tb_s = catalog.array("memory_bandwidth_tb_s")  # paces inference decode
         self.interconnect = np.array([m.interface in INTERCONNECT for m in catalog])
         self.list_price = catalog.array("list_usd_per_gpu_hour")
-        # The outside option is what the scenario's hyperscalers rent; without any, every model.
-        offered = {gpu for population in market.scenario.providers
-                   if population.archetype == "hyperscaler" and population.count
-                   for gpu, share in population.gpu_mix.items() if share > 0}
-        self.outside = np.array([m.id in offered or not offered for m in catalog])
+        # The outside option is what the scenario's hyperscalers rent (without any, every
+        # model), at list price; serving it costs them a fraction of that.
+        self.outside = outside_models(market.scenario, catalog)
+        self.outside_cost_fraction = outside_cost_fraction(market.scenario, catalog)
         # What a tenant expects to pay on this market: the marketplace price where one is
         # known, else a specialty cloud's, else the list price.
         self.belief = np.array([m.marketplace_usd_per_gpu_hour or m.specialty_usd_per_gpu_hour
@@ -203,6 +203,10 @@ class Tenants:
         outside = np.argmin(outside_cost, axis=1)
         outside_usd = outside_cost[rows, outside] / SECONDS_PER_HOUR
         outside_gpu_h = gpu_s[rows, outside] / SECONDS_PER_HOUR
+        # What it costs the hyperscaler: on the model the tenant rents there, and at best.
+        served_cost = outside_cost * self.outside_cost_fraction
+        outside_served_usd = served_cost[rows, outside] / SECONDS_PER_HOUR
+        outside_best_usd = served_cost.min(axis=1) / SECONDS_PER_HOUR
         # The order: the GPUs of the model the tenant expects to be cheapest per job here.
         preferred = np.argmin(np.where(runs, gpu_s * self.belief, np.inf), axis=1)
         n = np.maximum(plan.gpus[rows, preferred], 1)
@@ -242,6 +246,8 @@ class Tenants:
             "model": preferred.tolist(),
             "factor": factor.tolist(),
             "outside_usd": outside_usd.tolist(),
+            "outside_served_usd": outside_served_usd.tolist(),
+            "outside_cost_usd": outside_best_usd.tolist(),
             "outside_gpu_h": outside_gpu_h.tolist(),
             # The tenant's estimates (whole job): its budget is its max price over the
             # fastest run, its escrow covers that budget (see `_post`).
@@ -287,6 +293,8 @@ class Tenants:
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
                    max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
                    outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
+                   outside_served_usd=chunk["outside_served_usd"][i],
+                   outside_cost_usd=chunk["outside_cost_usd"][i],
                    fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
                    expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
                    spot_units=None)
@@ -322,7 +330,8 @@ class Tenants:
             return
         order_id = market.post_order(
             job.tenant, job.spot_units if interruptible else job.units, price, deposit_usd=deposit,
-            job_value_usd=job.value, outside_usd=job.outside_usd, job_id=job_id,
+            job_value_usd=job.value, outside_usd=job.outside_usd,
+            outside_cost_usd=job.outside_cost_usd, job_id=job_id,
             job_kind=job.kind,
             work_s=job.work_s * work_left, work_left=work_left, attempt=job.attempts,
             interruptible=interruptible)
@@ -336,7 +345,8 @@ class Tenants:
         if job.value < job.outside_usd:
             return
         self.market.tenant_left(job.tenant, job_id, reason, job.outside_gpu_h * work_left,
-                                job.outside_usd * work_left, value_usd=job.value * work_left)
+                                job.outside_usd * work_left, value_usd=job.value * work_left,
+                                cost_usd=job.outside_served_usd * work_left)
 
     # ------------------------------------------------------------------ reactions
 

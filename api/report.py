@@ -138,6 +138,9 @@ def _welfare_table(welfare: dict[str, Any]) -> Table:
         ("  providers' surplus", _usd(welfare["producer_surplus_usd"])),
         ("  platform fees", _usd(welfare["platform_fees_usd"])),
         ("  outside option's surplus", _usd(welfare["outside_surplus_usd"])),
+        ("    tenants', hyperscalers'", ", ".join(
+            _usd(welfare["outside_surplus_by_side_usd"][side])
+            for side in ("tenants", "hyperscalers"))),
         ("  deadweight loss", _usd(welfare["deadweight_loss_usd"])),
         ("    unserved, misallocated, wasted",
          ", ".join(_usd(causes[cause]) for cause in ("unserved", "misallocated", "wasted"))),

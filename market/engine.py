@@ -43,6 +43,7 @@ from market.events import (
 from market.ledger import InsufficientFunds, Ledger
 from market.matching import Matcher
 from market.mechanisms import NO_WINNER, AuctionContext, Mechanism
+from market.outside import outside_cost_fraction
 from market.pool import ProviderPool, ProviderRow
 from market.records import (
     PROVIDER_FAULTS,
@@ -114,6 +115,8 @@ class Market:
         self._leases_ended = np.zeros(0)
         self._leases_failed = np.zeros(0)
         self.matcher = Matcher(self.pool, self.catalog)
+        # What serving at list costs a hyperscaler, per GPU model (a fraction of list).
+        self._outside_fraction = outside_cost_fraction(scenario, self.catalog)
         self._normals = np.zeros(0)
         self._normal_at = 0
         self.tenant_names: list[str] = []
@@ -266,7 +269,7 @@ class Market:
     def post_order(self, tenant: int, units: tuple[ResourceUnit, ...],
                    max_price_usd_per_gpu_hour: float, *, deposit_usd: float,
                    job_value_usd: float | None = None, outside_usd: float | None = None,
-                   job_id: int | None = None,
+                   outside_cost_usd: float | None = None, job_id: int | None = None,
                    job_kind: str = "", work_s: np.ndarray | None = None, work_left: float = 1.0,
                    attempt: int = 0, auto_select: bool = True, audited_only: bool = False,
                    interruptible: bool = False, tag: object = None) -> int:
@@ -291,6 +294,8 @@ class Market:
             raise MarketError("job_value_usd must be a finite number >= 0")
         if outside_usd is not None and not 0 <= outside_usd < math.inf:
             raise MarketError("outside_usd must be a finite number >= 0")
+        if outside_cost_usd is not None and not 0 <= outside_cost_usd < math.inf:
+            raise MarketError("outside_cost_usd must be a finite number >= 0")
         if not 0 < work_left <= 1:
             raise MarketError(f"work_left must be in (0, 1], got {work_left}")
         if interruptible and not self._interruptible:
@@ -317,15 +322,21 @@ class Market:
         # Whole-job figures (a re-post carries the same ones with less work left). Without a
         # stated value, the tenant's reserve is the value it reveals: its max price over the
         # shortest run of the whole job; without a stated outside option, the cheapest
-        # acceptable model at its list price.
+        # acceptable model at its list price, which costs the hyperscaler its opportunity cost
+        # (market/outside.py); a stated outside price with no stated cost has no known margin.
         if job_value_usd is None:
             job_value_usd = max_price_usd_per_gpu_hour * gpus * shortest_s / SECONDS_PER_HOUR \
                 / (work_left if work_s is not None else 1.0)
         if outside_usd is None:
-            outside_usd = self._list_cost_usd(gpus, model_mask, work_s, work_left)
+            outside_usd, default_cost = self._outside_usd(gpus, model_mask, work_s, work_left)
+            if outside_cost_usd is None:
+                outside_cost_usd = default_cost
+        if outside_cost_usd is None:
+            outside_cost_usd = outside_usd
         order = Order(self._next_order, tenant, units, req, model_mask, smask, max_price,
                       usd_to_micro(job_value_usd), self.env.now)
         order.outside_micro = usd_to_micro(outside_usd)
+        order.outside_cost_micro = usd_to_micro(outside_cost_usd)
         self._next_order += 1
         order.job_id = order.id if job_id is None else job_id
         order.job_kind = job_kind
@@ -351,16 +362,19 @@ class Market:
         self._open_auction(order, eligible)
         return order.id
 
-    def _list_cost_usd(self, gpus: int, model_mask: np.ndarray, work_s: np.ndarray | None,
-                       work_left: float) -> float:
-        """The whole job at the outside option: its cheapest acceptable GPU model at list
-        price, for the job's run on that model (an open-ended lease: one hour), USD."""
+    def _outside_usd(self, gpus: int, model_mask: np.ndarray, work_s: np.ndarray | None,
+                     work_left: float) -> tuple[float, float]:
+        """The whole job at the outside option (an open-ended lease: one hour of it), USD:
+        what its cheapest acceptable GPU model costs the tenant at list price, and the
+        lowest cost to a hyperscaler of serving it on any acceptable model."""
         list_price = self.catalog.array("list_usd_per_gpu_hour")
         hours = np.ones(len(list_price)) if work_s is None \
             else work_s / work_left / SECONDS_PER_HOUR
-        cost = np.where(model_mask, list_price * hours * gpus, np.inf)
-        cheapest = float(cost.min())
-        return cheapest if cheapest < math.inf else 0.0
+        price = np.where(model_mask, list_price * hours * gpus, np.inf)
+        cheapest = float(price.min())
+        if not cheapest < math.inf:
+            return 0.0, 0.0
+        return cheapest, float((price * self._outside_fraction).min())
 
     def _standard_normals(self, count: int) -> np.ndarray:
         """`count` standard normal draws, taken from blocks drawn ahead."""
@@ -522,7 +536,7 @@ class Market:
     def _best_cost_micro(self, order: Order, ids: np.ndarray) -> int:
         """The lowest cost of serving the whole job: the cheapest provider that could take
         it now (eligible, with the capacity free) or the outside option, micro-USD."""
-        best = order.outside_micro
+        best = order.outside_cost_micro
         if ids.size:
             best = min(best, round(float(self.serving_cost_micro(order, ids).min())))
         return best
@@ -883,6 +897,7 @@ class Market:
             deposit_usd=escrow_left / MICRO_USD_PER_USD,
             job_value_usd=order.job_value_micro / MICRO_USD_PER_USD,
             outside_usd=order.outside_micro / MICRO_USD_PER_USD,
+            outside_cost_usd=order.outside_cost_micro / MICRO_USD_PER_USD,
             job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
             attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
             tag=order.tag)
@@ -963,18 +978,22 @@ class Market:
         self._reschedule(event.provider)
 
     def tenant_left(self, tenant: int, job_id: int, reason: str, gpu_hours: float,
-                    list_cost_usd: float, value_usd: float | None = None) -> None:
+                    list_cost_usd: float, value_usd: float | None = None,
+                    cost_usd: float | None = None) -> None:
         """Record that a tenant took a job's remaining work to a hyperscaler (the outside
-        option): `gpu_hours` of it there cost `list_cost_usd` and are worth `value_usd` to the
-        tenant (default: the list cost, a tenant who is indifferent). `job_id` -1 is a job
-        never posted here."""
-        if not 0 <= list_cost_usd < math.inf:
-            raise MarketError("list_cost_usd must be a finite number >= 0")
-        if value_usd is not None and not 0 <= value_usd < math.inf:
-            raise MarketError("value_usd must be a finite number >= 0")
+        option): `gpu_hours` of it there cost the tenant `list_cost_usd`, are worth
+        `value_usd` to it (default: the list cost, a tenant who is indifferent) and cost the
+        hyperscaler `cost_usd` (its opportunity cost; default: the list cost, no margin).
+        `job_id` -1 is a job never posted here."""
+        for name, amount in (("list_cost_usd", list_cost_usd), ("value_usd", value_usd),
+                             ("cost_usd", cost_usd)):
+            if amount is not None and not 0 <= amount < math.inf:
+                raise MarketError(f"{name} must be a finite number >= 0")
         value = list_cost_usd if value_usd is None else value_usd
+        cost = list_cost_usd if cost_usd is None else cost_usd
         self.emit(TenantLeft(self.env.now, tenant, job_id, reason, gpu_hours,
-                             usd_to_micro(list_cost_usd), usd_to_micro(value)))
+                             usd_to_micro(list_cost_usd), usd_to_micro(value),
+                             usd_to_micro(cost)))
 
     # ------------------------------------------------------------------ running
 

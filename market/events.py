@@ -182,6 +182,7 @@ class TenantLeft(Event):
     gpu_hours: float
     list_cost_micro: int       # what the work taken there costs at list price
     value_micro: int = 0       # what that work is worth to the tenant
+    cost_micro: int | None = None  # what it costs the hyperscaler (None: the list cost)
 
 
 

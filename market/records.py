@@ -72,6 +72,7 @@ class Order:
         "max_price",
         "model_mask",
         "need",
+        "outside_cost_micro",
         "outside_micro",
         "priority",
         "requirement",
@@ -99,10 +100,12 @@ class Order:
         self.need = requirement.capacity
         self.max_price = max_price          # micro-USD per hour, whole order
         # The whole job, micro-USD (an open-ended order: one hour of it): what serving it is
-        # worth to the tenant, what the outside option charges, and the cheapest way to serve
-        # it when it was posted (a provider free to take it, or the outside option).
+        # worth to the tenant, what the outside option charges, what serving it there costs
+        # the hyperscaler (market/outside.py), and the cheapest way to serve it when it was
+        # posted (a provider free to take it, or the outside option).
         self.job_value_micro = job_value_micro
         self.outside_micro = 0
+        self.outside_cost_micro = 0
         self.best_cost_micro = 0
         self.created_s = created_s
         self.state = OrderState.OPEN

@@ -378,9 +378,14 @@ class ProviderPopulation(_Model):
         True, description="charge capex amortization in long-run profit (false: the GPU was "
         "bought anyway, its capex is sunk, e.g. a home gaming rig)")
     sells_elsewhere_at_list: bool = Field(
-        False, description="capacity not sold here sells elsewhere at the GPU's list price "
-        "(a hyperscaler): serving a lease here costs that list price (its opportunity "
-        "cost), and no idle power, operations or capex are charged to this market")
+        False, description="capacity not sold here sells elsewhere at a share of the GPU's "
+        "list price (a hyperscaler; the share is elsewhere_fraction_of_list): serving a "
+        "lease here costs that (its opportunity cost), and no idle power, operations or "
+        "capex are charged to this market")
+    elsewhere_fraction_of_list: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="with sells_elsewhere_at_list: what a GPU-hour not sold here fetches "
+        "elsewhere, as a fraction of list (1: sold on demand at list; spare capacity sold as "
+        "spot fetches less), so its opportunity cost is this fraction of list")
     cost_basis: Literal["full", "marginal"]
     failure_rate_per_day: NonNegFloat
     repair_hours: PositiveRange

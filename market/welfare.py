@@ -3,19 +3,20 @@
 A job has a value V (what serving all of it is worth to its tenant), fixed when the job is
 created, and a best cost C*: the lowest avoidable cost of serving all of it by anyone who could
 have served it in time — the cheapest provider free to take it when it was first posted, the
-outside option at list price, or a provider that did serve part of it later (it was there in
-time), whichever is cheapest.
+outside option (a hyperscaler, at its opportunity cost: market/outside.py), or a provider that
+did serve part of it later (it was there in time), whichever is cheapest.
 Re-posts after an expiry or a failed lease are the same job: they add no potential welfare.
 Its work is served in shares: by leases in the market (each at its provider's avoidable cost
-of serving), by the outside option (a hyperscaler at list price, after the tenant gives up),
-or not at all. Every share s of the job realizes s·V of value at a cost, and the job splits
+of serving), by the outside option (a hyperscaler, after the tenant gives up), or not at
+all. Every share s of the job realizes s·V of value at a cost, and the job splits
 into (integer micro-USD, so the identity below holds exactly):
 
 - consumer surplus   value of the work done here − what the tenant paid for it
 - producer surplus   what providers kept (paid − fees) − their avoidable cost of serving
 - platform fees      the take rate's share of every payment
-- outside surplus    value of the work taken outside − its list price (the hyperscaler's price
-                     is its opportunity cost: capacity it sells to others at list)
+- outside surplus    value of the work taken outside − the hyperscaler's cost of serving it:
+                     the tenant's share (value − the list price it paid) plus the
+                     hyperscaler's (list price − its opportunity cost), given apart
 - deadweight loss    potential − realized, by cause: `unserved` (work never done that was worth
                      doing), `misallocated` (work done at a higher cost than C*), `wasted`
                      (work done that was worth less than its cost)
@@ -58,9 +59,9 @@ LOSSES = ("unserved", "misallocated", "wasted")
 
 
 class _Job:
-    __slots__ = ("attempts", "best", "cost_done", "created_s", "fees", "job_id", "kind",
-                 "leases", "left", "list_out", "open_ended", "orders", "paid", "remaining",
-                 "running", "tenant", "value", "work_done", "work_out")
+    __slots__ = ("attempts", "best", "cost_done", "cost_out", "created_s", "fees", "job_id",
+                 "kind", "leases", "left", "list_out", "open_ended", "orders", "paid",
+                 "remaining", "running", "tenant", "value", "work_done", "work_out")
 
     def __init__(self, job_id: int, tenant: int, kind: str, created_s: float, value: int,
                  best: int, open_ended: bool) -> None:
@@ -83,7 +84,8 @@ class _Job:
         self.paid = 0
         self.fees = 0
         self.work_out = 0.0
-        self.list_out = 0
+        self.list_out = 0               # what the tenant paid the hyperscaler
+        self.cost_out = 0               # what serving that cost the hyperscaler
 
 
 class _Lease:
@@ -115,6 +117,11 @@ def _part(micro: int, share: float) -> int:
     return round(micro * share)
 
 
+def _outside_cost(event: TenantLeft) -> int:
+    """What the work a tenant took outside cost the hyperscaler, micro-USD."""
+    return event.list_cost_micro if event.cost_micro is None else event.cost_micro
+
+
 class Welfare:
     """Subscribes to a market and keeps each job's welfare account until the job is over.
 
@@ -128,7 +135,7 @@ class Welfare:
         self.leases: dict[int, _Lease] = {}
         self._order_job: dict[int, int] = {}
         self.totals = dict.fromkeys((*PARTS, "potential", *LOSSES, "pending_potential",
-                                     "paid"), 0)
+                                     "paid", "outside_margin"), 0)
         self.statuses: dict[str, int] = {}
         self.sink: Callable[[tuple[Any, ...]], None] | None = None
         self._never_posted = -1  # job ids for jobs the market never saw (-1, -2, ...)
@@ -222,12 +229,13 @@ class Welfare:
             # Its best cost is the outside option's: the market never learned who else
             # could have served it.
             job = _Job(job_id, event.tenant, "", event.time_s, event.value_micro,
-                       event.list_cost_micro, open_ended=False)
+                       _outside_cost(event), open_ended=False)
             share = 1.0
         else:
             share = job.remaining
         job.work_out += share
         job.list_out += event.list_cost_micro
+        job.cost_out += _outside_cost(event)
         job.remaining = 0.0
         job.left = True
         if not job.orders and not job.running:
@@ -271,16 +279,16 @@ class Welfare:
             _part(job.best, pending_share)
         consumer = val_done - job.paid
         producer = job.paid - job.fees - cost_done
-        outside = val_out - job.list_out
+        outside = val_out - job.cost_out
         unserved = misallocated = wasted = 0
         if value >= best:
             potential = (value - val_pending) - (best - best_pending)
             unserved = ((value - val_pending - val_done - val_out)
                         - (best - best_pending - best_done - best_out))
-            misallocated = (cost_done - best_done) + (job.list_out - best_out)
+            misallocated = (cost_done - best_done) + (job.cost_out - best_out)
         else:
             potential = 0
-            wasted = (cost_done - val_done) + (job.list_out - val_out)
+            wasted = (cost_done - val_done) + (job.cost_out - val_out)
         if pending:
             status = "pending"
         elif left > 1e-9 and not job.open_ended:
@@ -297,6 +305,7 @@ class Welfare:
             "paid": job.paid, "potential": potential,
             "consumer_surplus": consumer, "producer_surplus": producer,
             "platform_fees": job.fees, "outside_surplus": outside,
+            "outside_paid": job.list_out, "outside_margin": job.list_out - job.cost_out,
             "deadweight_loss": unserved + misallocated + wasted,
             "unserved": unserved, "misallocated": misallocated, "wasted": wasted,
             "pending_potential": (val_pending - best_pending) if value >= best else 0,
@@ -339,6 +348,9 @@ class Welfare:
             "potential_usd": potential / usd,
             "realized_usd": realized / usd,
             **{f"{part}_usd": totals[part] / usd for part in PARTS},
+            "outside_surplus_by_side_usd": {
+                "tenants": (totals["outside_surplus"] - totals["outside_margin"]) / usd,
+                "hyperscalers": totals["outside_margin"] / usd},
             "deadweight_loss_by_cause_usd": {cause: totals[cause] / usd for cause in LOSSES},
             "pending_potential_usd": totals["pending_potential"] / usd,
             "allocative_efficiency": realized / potential if potential > 0 else 1.0,
@@ -354,7 +366,8 @@ JOBS_COLUMNS = (
     ("work_outside", "float64"), ("value_usd", "float64"), ("best_cost_usd", "float64"),
     ("paid_usd", "float64"), ("potential_usd", "float64"), ("consumer_surplus_usd", "float64"),
     ("producer_surplus_usd", "float64"), ("platform_fees_usd", "float64"),
-    ("outside_surplus_usd", "float64"), ("deadweight_loss_usd", "float64"),
+    ("outside_surplus_usd", "float64"), ("outside_paid_usd", "float64"),
+    ("deadweight_loss_usd", "float64"),
     ("unserved_usd", "float64"), ("misallocated_usd", "float64"), ("wasted_usd", "float64"),
     ("pending_potential_usd", "float64"),
 )

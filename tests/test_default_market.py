@@ -23,13 +23,22 @@ def test_every_archetype_covers_its_avoidable_costs(week):
         assert row["short_run_profit_usd"] >= 0, archetype
 
 
-def test_every_model_the_marketplace_providers_sell_trades(week):
+def test_every_gpu_model_trades(week):
     scenario, summary = week
-    sold = {gpu for population in scenario.providers if population.archetype != "hyperscaler"
+    sold = {gpu for population in scenario.providers
             for gpu, share in population.gpu_mix.items() if share > 0}
-    assert sold == set(scenario.catalog().ids) - {"trainium2"}
+    assert sold == set(scenario.catalog().ids)  # Trainium2 only from the hyperscalers
     for gpu in sold:
         assert summary["price_usd_per_gpu_hour"][gpu]["count"] > 0, gpu
+
+
+def test_the_hyperscalers_sell_spare_capacity_here_at_a_profit(week):
+    _, summary = week
+    hyperscalers = summary["providers"]["hyperscaler"]
+    assert hyperscalers["short_run_profit_usd"] > 0
+    sides = summary["welfare"]["outside_surplus_by_side_usd"]
+    assert sides["tenants"] > 0 and sides["hyperscalers"] > 0
+    assert sum(sides.values()) == pytest.approx(summary["welfare"]["outside_surplus_usd"])
 
 
 def test_prices_fall_in_the_observed_ranges_and_disperse(week):

@@ -13,9 +13,11 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.populate import populate
-from agents.providers import HOURS_PER_YEAR, build_rows, gpu_costs
+from agents.providers import HOURS_PER_YEAR, build_rows, gpu_costs, model_quota
 from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
@@ -98,12 +100,19 @@ def test_wear_is_a_cost_of_serving_and_sunk_capex_is_not_charged():
     assert counted["marginal"] == costs["marginal"]  # sunk or not, serving costs the same
 
 
-def test_a_hyperscaler_serves_at_its_list_price_and_is_charged_nothing_else():
+def test_a_hyperscaler_is_charged_what_its_capacity_fetches_elsewhere_and_nothing_else():
     catalog = scenario().catalog()
-    costs = gpu_costs(catalog, "h100", population("hyperscaler"), 0.06)
     list_price = catalog["h100"].list_usd_per_gpu_hour
-    assert costs == {"marginal": list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
-                     "full": list_price, "basis": list_price}
+    # Sold on demand elsewhere (fraction 1): a GPU-hour served here costs it the list price.
+    on_demand = gpu_costs(catalog, "h100", population("hyperscaler",
+                                                      elsewhere_fraction_of_list=1.0), 0.06)
+    assert on_demand == {"marginal": list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
+                         "full": list_price, "basis": list_price}
+    # Spare capacity sold as spot at 40% of list: that is its opportunity cost.
+    spot = gpu_costs(catalog, "h100", population("hyperscaler",
+                                                 elsewhere_fraction_of_list=0.4), 0.06)
+    assert spot == {"marginal": 0.4 * list_price, "idle": 0.0, "fixed": 0.0, "capex": 0.0,
+                    "full": 0.4 * list_price, "basis": 0.4 * list_price}
 
 
 def test_dearer_electricity_raises_marginal_cost_in_proportion():
@@ -133,8 +142,8 @@ def test_build_rows_follows_gpu_mix_and_sizes():
     shares = {g: s / sum(datacenter.gpu_mix.values()) for g, s in datacenter.gpu_mix.items()}
     counts = Counter(catalog.ids[row.model] for row in rows)
     assert set(counts) == set(shares)
-    for gpu, share in shares.items():
-        assert _binomial_ok(counts[gpu], n, share), (gpu, counts[gpu], n * share)
+    for gpu, share in shares.items():  # allotted by quota: within one of its share
+        assert abs(counts[gpu] - n * share) < 1, (gpu, counts[gpu], n * share)
     # 8 to 64 GPUs in whole servers of 8, every size about equally often
     sizes = Counter(row.gpus for row in rows)
     assert sorted(sizes) == list(range(8, 65, 8))
@@ -153,6 +162,42 @@ def test_build_rows_follows_gpu_mix_and_sizes():
                  for e in datacenter.electricity_usd_per_kwh)
     h100 = [r.cost_marginal_usd_per_gpu_hour for r in rows if catalog.ids[r.model] == "h100"]
     assert low <= min(h100) < max(h100) <= high
+
+
+@pytest.mark.parametrize("shares, count, expected", [
+    # in proportion where the shares divide evenly
+    ([0.5, 0.25, 0.25], 8, [4, 2, 2]),
+    # one of each model first, the other four by largest remainder of what each still lacks
+    # (ideal 3.5, 1.75, 1.75 less the one each has: 2.5, 0.75, 0.75 -> 4 x 2.5/4, ...)
+    ([0.5, 0.25, 0.25], 7, [3, 2, 2]),
+    # the hyperscaler's mix with one provider per model: a 5% model is not left out
+    ([0.35, 0.25, 0.10, 0.10, 0.10, 0.05, 0.05], 7, [1, 1, 1, 1, 1, 1, 1]),
+    # fewer providers than models: by share alone, the largest first
+    ([0.6, 0.3, 0.1], 2, [1, 1, 0]),
+    # a model with no share gets no provider
+    ([0.5, 0.0, 0.5], 5, [3, 0, 2]),
+])
+def test_model_quota_gives_shares_by_largest_remainder_and_every_model_one(shares, count,
+                                                                            expected):
+    assert model_quota(np.array(shares), count).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 100), min_size=1, max_size=9).filter(any), st.integers(0, 400))
+def test_model_quota_adds_up_and_leaves_no_model_out(weights, count):
+    shares = np.array(weights, dtype=float)
+    quota = model_quota(shares, count)
+    assert quota.sum() == count and (quota >= 0).all()
+    assert (quota[shares == 0] == 0).all()
+    present = shares > 0
+    if count >= present.sum():
+        assert (quota[present] >= 1).all()
+    else:  # too few for one each: by share alone, within one of the proportional share
+        assert (np.abs(quota - shares / shares.sum() * count) < 1).all()
+    # A larger share never gets fewer providers.
+    for i, j in itertools.permutations(range(len(shares)), 2):
+        if shares[i] < shares[j]:
+            assert quota[i] <= quota[j], (i, j)
 
 
 @pytest.mark.parametrize("gpus_per_provider, step, expected", [

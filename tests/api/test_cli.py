@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from api.cli import main
+from api.report import _usd
 from market import registry
 from market.recorder import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 from market.scenario import builtin_scenarios, load_scenario
@@ -222,6 +223,10 @@ def test_human_report_names_scenario_seed_money_and_gpu_rows(cli) -> None:
     lines = text.splitlines()
     for model, row in summary["price_usd_per_gpu_hour"].items():
         assert any(model in line and f"{row['count']:,}" in line for line in lines), model
+    # the outside option's surplus, split between the tenants and the hyperscalers
+    sides = summary["welfare"]["outside_surplus_by_side_usd"]
+    split = next(line for line in lines if "tenants', hyperscalers'" in line)
+    assert _usd(sides["tenants"]) in split and _usd(sides["hyperscalers"]) in split
 
 
 # ------------------------------------------------------------------------- bad input

@@ -55,7 +55,7 @@ def test_tournament_takes_parameters_and_a_reference(cli) -> None:
     vs = standings["cost_plus{markup=0.9}"]["vs_reference"]
     assert set(vs) == {"profit_per_provider_usd", "win_rate", "utilization"}
     assert all(row["reference"] == "truthful" for row in standings.values())
-    # 3 hyperscalers do not split in two: said on stderr, stdout stays one JSON document
+    # 7 hyperscalers do not split in two: said on stderr, stdout stays one JSON document
     assert "warning: population 'hyperscaler' cannot be split evenly" in err
 
 
@@ -65,7 +65,7 @@ def test_tournament_table_shows_paired_differences_and_warnings(cli) -> None:
     assert code == 0, err
     assert "Δ profit vs cost_plus" in out and "reference" in out
     assert "paired difference from cost_plus on the same 2 seeds" in out
-    assert ("warning: population 'hyperscaler' cannot be split evenly: 3 providers among 4 "
+    assert ("warning: population 'hyperscaler' cannot be split evenly: 7 providers among 4 "
             "strategies") in " ".join(out.split())
 
 

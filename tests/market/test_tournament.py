@@ -174,20 +174,25 @@ def test_tournament_market_has_the_providers_of_an_ordinary_run():
 
 
 def test_uneven_populations_are_named_in_a_warning():
-    scenario = load_scenario("default")
+    scenario = load_scenario("default")  # 40 data centers, 300 home rigs, 7 hyperscalers
     (warning,) = split_warnings(tournament_scenario(
         scenario, ["cost_plus", "undercut", "truthful", "hedge"]))
+    assert warning == ("population 'hyperscaler' cannot be split evenly: 7 providers among 4 "
+                       "strategies: cost_plus 2, undercut 2, truthful 2, hedge 1")
+    few = load_scenario("default", ["providers.2.count=3"])
+    (warning,) = split_warnings(tournament_scenario(
+        few, ["cost_plus", "undercut", "truthful", "hedge"]))
     assert warning == ("population 'hyperscaler' cannot be split evenly: 3 providers among 4 "
                        "strategies (fewer providers than strategies): cost_plus 1, undercut 1, "
                        "truthful 1, hedge 0")
     even = load_scenario("default", ["providers.2.count=4"])
     assert split_warnings(tournament_scenario(
         even, ["cost_plus", "undercut", "truthful", "hedge"])) == []
-    # unequal shares: 40 and 300 split exactly at 50/25/25%, 3 hyperscalers do not
+    # unequal shares: 40 and 300 split exactly at 50/25/25%, 7 hyperscalers do not
     (odd,) = split_warnings(tournament_scenario(scenario, ["cost_plus", "hedge", "truthful"],
                                                 shares=[2, 1, 1]))
-    assert odd == ("population 'hyperscaler' cannot be split evenly: 3 providers among 3 "
-                   "strategies at shares 50.0%/25.0%/25.0%: cost_plus 1, hedge 1, truthful 1")
+    assert odd == ("population 'hyperscaler' cannot be split evenly: 7 providers among 3 "
+                   "strategies at shares 50.0%/25.0%/25.0%: cost_plus 3, hedge 2, truthful 2")
 
 
 # ----------------------------------------------------------------------------- paired seeds

@@ -106,6 +106,35 @@ def test_a_job_taken_to_a_hyperscaler_adds_outside_surplus_not_loss():
     assert w["jobs"] == {"outside": 1}
 
 
+def test_outside_surplus_splits_between_the_tenant_and_a_hyperscaler_selling_spare_capacity():
+    # As above, but the hyperscaler's GPU-hour would otherwise sell as spot at 40% of list:
+    # serving the job at list earns it list - spot, the tenant keeps value - list.
+    market = bare_market(record=True)
+    tenant = market.add_tenant("alice", 1_000.0)
+    market.add_providers([provider(market, "a100", model="a100-80gb")], CostPlus(markup=0.0))
+    list_usd = market.catalog["h100"].list_usd_per_gpu_hour * 2
+    spot_usd = 0.4 * list_usd
+    order = market.post_order(tenant, units(1), 5.0, deposit_usd=50.0, job_value_usd=30.0,
+                              outside_usd=list_usd, outside_cost_usd=spot_usd,
+                              work_s=work(market, 2.0))
+    market.run(until=200.0)
+    market.tenant_left(tenant, order, "expired", 2.0, list_usd, value_usd=30.0,
+                       cost_usd=spot_usd)
+    result = market.run()
+    w = result.summary["welfare"]
+    list_micro, spot_micro = round(list_usd * MICRO), round(spot_usd * MICRO)
+    assert micro(w, "outside_surplus_usd") == 30_000_000 - spot_micro
+    assert micro(w["outside_surplus_by_side_usd"], "tenants") == 30_000_000 - list_micro
+    assert micro(w["outside_surplus_by_side_usd"], "hyperscalers") == list_micro - spot_micro
+    # the best way to serve it was the hyperscaler, at its spot price: nothing lost
+    assert micro(w, "potential_usd") == 30_000_000 - spot_micro
+    assert micro(w, "deadweight_loss_usd") == 0 and w["allocative_efficiency"] == 1.0
+    assert w["identity_holds"]
+    (job,) = result.jobs.to_pylist()
+    assert job["outside_paid_usd"] == list_micro / MICRO
+    assert job["outside_surplus_usd"] == (30_000_000 - spot_micro) / MICRO
+
+
 def test_leaving_when_the_market_could_serve_cheaper_loses_the_difference():
     market, tenant, order = one_job_market(max_price=1.0, value_usd=30.0)  # every ask above
     market.run(until=200.0)
@@ -166,6 +195,7 @@ def test_jobs_table_rows_add_up_to_the_summary():
     for cause in LOSSES:
         assert jobs[f"{cause}_usd"].sum() == pytest.approx(
             w["deadweight_loss_by_cause_usd"][cause], abs=1e-6)
+    assert (jobs["outside_paid_usd"] == 0).all()  # nobody left for a hyperscaler
 
 
 def test_an_open_ended_lease_is_valued_by_the_hour():
