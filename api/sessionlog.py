@@ -18,8 +18,9 @@ from typing import Any
 #: What replaying a log means: the engine's economics at the time it was written. A log keeps
 #: the resolved scenario and the commands, and replay re-runs them through today's engine, so a
 #: log of another format would give other numbers. 1: before welfare per job, costs split into
-#: avoidable and sunk, and strategies pricing the take rate in; 2: since.
-FORMAT = 2
+#: avoidable and sunk, and strategies pricing the take rate in; 2: since; 3: GPU models allotted
+#: to providers by quota rather than drawn, hyperscalers' opportunity cost a share of list.
+FORMAT = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS markets (
