@@ -34,12 +34,14 @@ demand.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
+from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, LeasePaused, OrderExpired
 from market.outside import outside_cost_fraction, outside_models
 from market.records import PROVIDER_FAULTS
@@ -54,6 +56,11 @@ if TYPE_CHECKING:
 INTERCONNECT = frozenset({"sxm4", "sxm5", "oam", "neuronlink"})
 
 _CHUNK = 1024  # jobs sampled and planned per numpy call
+
+#: Thinning draws candidate arrivals at the peak rate over the whole horizon, however few it
+#: keeps: more than this many (a few minutes of numpy) and the run is refused rather than
+#: left to spin between arrivals (huge weekly growth, spikes or rates).
+MAX_THINNING_CANDIDATES = 1e10
 
 
 def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
@@ -141,6 +148,19 @@ class Tenants:
         self.market.subscribe(self.on_event, kinds=kinds)
         if self.spot is not None:
             self.market.subscribe(self._paused, kinds=(LeasePaused,))
+        candidates = self.peak_rate_per_s() * self.market.horizon_s
+        if not candidates <= MAX_THINNING_CANDIDATES:  # inf and NaN too
+            config = self.config
+            weeks = self.market.horizon_s / (7 * SECONDS_PER_DAY)
+            field = ("tenants.weekly_growth" if math.log1p(config.weekly_growth) * weeks
+                     > math.log(config.spikes.multiplier) else "tenants.spikes.multiplier"
+                     if config.spikes.multiplier > 10 else "tenants.arrivals_per_hour")
+            raise MarketError(
+                f"{field}: arrivals peak at {self.peak_rate_per_s():.3g} jobs per "
+                f"second (arrivals_per_hour x daily cycle x growth over the run x spike "
+                f"multiplier), so thinning would draw about {candidates:.2g} candidate arrivals "
+                f"(limit {MAX_THINNING_CANDIDATES:.0e}); lower the growth, the spike "
+                f"multiplier or the rate, or shorten duration_days")
         self.market.env.process(self._arrivals())
 
     # ------------------------------------------------------------------ arrivals
@@ -166,12 +186,20 @@ class Tenants:
         return (config.arrivals_per_hour / SECONDS_PER_HOUR * daily * growth
                 * np.where(spiking, config.spikes.multiplier, 1.0))
 
-    def _arrivals(self):
+    def peak_rate_per_s(self) -> float:
+        """The highest arrival rate of the run, per simulated second (thinning's bound)."""
         config = self.config
-        env = self.market.env
         weeks = self.market.horizon_s / (7 * SECONDS_PER_DAY)
-        peak = (config.arrivals_per_hour / SECONDS_PER_HOUR * (1 + config.daily_amplitude)
-                * max(1.0, (1 + config.weekly_growth) ** weeks) * config.spikes.multiplier)
+        try:
+            growth = max(1.0, (1 + config.weekly_growth) ** weeks)
+        except OverflowError:
+            growth = float("inf")
+        return (config.arrivals_per_hour / SECONDS_PER_HOUR * (1 + config.daily_amplitude)
+                * growth * config.spikes.multiplier)
+
+    def _arrivals(self):
+        env = self.market.env
+        peak = self.peak_rate_per_s()
         rng = self.arrival_rng
         t = env.now
         while True:

@@ -249,8 +249,10 @@ class Bot:
                  gpu_model: str = "h100", gpus: int = 8, archetype: str = "datacenter",
                  wallet_usd: float = 1000.0, token: str | None = None,
                  max_orders: int | None = None, stop_after_s: float | None = None,
-                 log: Callable[[str], Any] = print, timeout_s: float = 10.0) -> None:
+                 log: Callable[[str], Any] = print, timeout_s: float = 10.0,
+                 invite_code: str | None = None) -> None:
         self.url = url
+        self.invite_code = invite_code
         self.market_id = market_id
         self.strategy = strategy
         self.name = name
@@ -332,7 +334,8 @@ class Bot:
         if self.token is None:
             joined = await client.join_provider(self.market_id, self.name, self.gpu_model,
                                                 self.gpus, self.archetype,
-                                                wallet_usd=self.wallet_usd)
+                                                wallet_usd=self.wallet_usd,
+                                                invite_code=self.invite_code)
             self.token = joined["token"]
         me = await client.me(self.market_id, self.token)
         self._take_facts(snapshot, me)
@@ -587,36 +590,39 @@ def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] |
             name: str = "bot", gpu_model: str = "h100", gpus: int = 8,
             archetype: str = "datacenter", wallet_usd: float = 1000.0,
             token: str | None = None, max_orders: int | None = None,
-            stop_after_s: float | None = None, log: Callable[[str], Any] = print
-            ) -> dict[str, Any]:
+            stop_after_s: float | None = None, log: Callable[[str], Any] = print,
+            invite_code: str | None = None) -> dict[str, Any]:
     """Run a provider bot in market `market_id` of the server at `url` until the market
     stops or finishes, `stop_after_s` wall seconds pass, `max_orders` orders have been
     priced, or Ctrl-C.
 
     `strategy` is a strategy instance, or a registered strategy name built with `params`.
     The bot joins as provider `name` with `gpus` × `gpu_model` costed as `archetype` and a
-    wallet of `wallet_usd` USD, unless `token` is given: then it acts as that provider.
-    Prints one line per bid, refusal and win through `log`, and a summary at the end, which
-    it returns: {"provider", "orders_priced", "bids_placed", "bids_refused", "leases_won",
-    "earned_usd" (the wallet's change), "stopped_by"}.
+    wallet of `wallet_usd` USD (with the market's `invite_code`, if it has one), unless
+    `token` is given: then it acts as that provider. Prints one line per bid, refusal and
+    win through `log`, and a summary at the end, which it returns: {"provider",
+    "orders_priced", "bids_placed", "bids_refused", "leases_won", "earned_usd" (the wallet's
+    change), "stopped_by"}.
     """
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, params)
     return Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
                archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
-               stop_after_s=stop_after_s, log=log).run_blocking()
+               stop_after_s=stop_after_s, log=log, invite_code=invite_code).run_blocking()
 
 
 #: Bot options by the server's field names, as the command line spells them.
 _OPTIONS = {"name": "--name", "gpu_model": "--gpu-model", "gpus": "--gpus",
-            "archetype": "--archetype", "wallet_usd": "--wallet-usd"}
+            "archetype": "--archetype", "wallet_usd": "--wallet-usd",
+            "invite_code": "--invite-code"}
 
 
 def bot_command(url: str, market_id: str, strategy_name: str, params: list[str], *,
                 name: str = "bot", gpu_model: str = "h100", gpus: int = 8,
                 archetype: str = "datacenter", wallet_usd: float = 1000.0,
                 token: str | None = None, stop_after: float | None = None,
-                max_orders: int | None = None, log: Callable[[str], Any] = print) -> int:
+                max_orders: int | None = None, log: Callable[[str], Any] = print,
+                invite_code: str | None = None) -> int:
     """`gpumarket bot`: run strategy `strategy_name` with `params` (``NAME=VALUE``, values
     TOML-typed) as a provider bot. Returns the exit code (0; 130 after Ctrl-C; 1 when the
     server failed mid-run). Bad input (unknown strategy, bad parameter, unreachable server,
@@ -629,7 +635,7 @@ def bot_command(url: str, market_id: str, strategy_name: str, params: list[str],
         raise ValueError(f"--max-orders: expected a count > 0, got {max_orders}")
     bot = Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
               archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
-              stop_after_s=stop_after, log=log)
+              stop_after_s=stop_after, log=log, invite_code=invite_code)
     try:
         summary = bot.run_blocking()
     except ApiError as error:
@@ -646,6 +652,8 @@ def _argument_error(error: ApiError, url: str, market_id: str, token: str | None
         return f"--url: cannot reach a gpumarket server at {url} ({error.message})"
     if error.code == "not_found":
         return f"--market: no market {market_id!r} on {url}"
+    if error.code == "gone":
+        return f"--market: {error.message}"
     if error.field in _OPTIONS:
         message = error.message.removeprefix(f"{error.field}: ")
         return f"{_OPTIONS[error.field]}: {message}"

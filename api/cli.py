@@ -18,7 +18,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
-from market.scenario import ScenarioError, builtin_scenarios, load_scenario, scenario_schema
+from market.scenario import (
+    Scenario,
+    ScenarioError,
+    builtin_scenarios,
+    load_scenario,
+    scenario_schema,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simulate a decentralized GPU compute marketplace.")
@@ -33,6 +39,23 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(BAD_INPUT)
 
 
+ALLOW_LARGE_HELP = ("run even if the scenario's cost estimate (engine events, memory) is above "
+                    "the limits of market.budget")
+
+
+def _budgeted(scenario: str, overrides: list[str], allow_large: bool) -> Scenario:
+    """Load a scenario and check what running it would cost, before anything is built; bad
+    input and a refused estimate exit 2 with one line."""
+    from market.budget import check_budget
+
+    try:
+        loaded = load_scenario(scenario, overrides)
+        check_budget(loaded, allow_large=allow_large)
+    except ScenarioError as error:
+        raise fail(str(error)) from None
+    return loaded
+
+
 @app.command()
 def run(
     scenario: Annotated[str, typer.Option(
@@ -45,21 +68,22 @@ def run(
         help="write summary.json and orders/leases/prices Parquet files here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP)] = False,
 ) -> None:
     """Run one simulated market and report who paid what and who earned what."""
     from market.engine import Market  # imported here so that `--help` stays fast
 
-    try:
-        loaded = load_scenario(scenario, overrides or [])
-    except ScenarioError as error:
-        raise fail(str(error)) from None
+    loaded = _budgeted(scenario, overrides or [], allow_large)
     if out is not None:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise fail(f"--out: cannot create directory {str(out)!r}: "
                        f"{error.strerror or error}") from None
-    market = Market(loaded, seed=seed, out=out)
+    try:
+        market = Market(loaded, seed=seed, out=out)
+    except ValueError as error:  # MarketError included: the engine's and agents' own checks
+        raise fail(f"scenario {scenario!r}: {error}") from None
     console = Console(stderr=True)
     if console.is_terminal and not as_json:
         with Progress(TextColumn("[bold]simulating"), BarColumn(),
@@ -88,23 +112,23 @@ def run(
 
 def _bidders(text: str) -> tuple[int, ...]:
     try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+        values = tuple(int(part) for part in text.split(",")[:101] if part.strip())
+    except ValueError:  # not an integer, or beyond Python's int-string conversion limit
         values = ()
-    if not values or min(values) < 2:
-        raise typer.BadParameter(f"expected a comma-separated list of integers >= 2, got "
-                                 f"{text!r}", param_hint="'--bidders'")
+    if not values or min(values) < 2 or max(values) > 1_000 or len(values) > 100:
+        raise typer.BadParameter(f"expected a comma-separated list of at most 100 integers "
+                                 f"from 2 to 1000, got {text[:100]!r}", param_hint="'--bidders'")
     return values
 
 
 def _shadings(text: str) -> tuple[float, ...]:
     try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
+        values = tuple(float(part) for part in text.split(",")[:101] if part.strip())
     except ValueError:
         values = ()
-    if not values or not all(0 < value < float("inf") for value in values):
-        raise typer.BadParameter(f"expected a comma-separated list of numbers > 0, got "
-                                 f"{text!r}", param_hint="'--shadings'")
+    if not values or len(values) > 100 or not all(0 < value <= 100 for value in values):
+        raise typer.BadParameter(f"expected a comma-separated list of at most 100 numbers "
+                                 f"in (0, 100], got {text[:100]!r}", param_hint="'--shadings'")
     return values
 
 
@@ -114,8 +138,8 @@ def validate(
         help="numbers of bidders, comma-separated (each >= 2); default 2,3,5,10, or 3 with "
              "--deviations")] = None,
     auctions: Annotated[int | None, typer.Option(
-        help="auctions per run (>= 10); default 2000, or 3000 with --deviations",
-        min=10)] = None,
+        help="auctions per run (10 to 1,000,000); default 2000, or 3000 with --deviations",
+        min=10, max=1_000_000)] = None,
     seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
     deviations: Annotated[bool, typer.Option(
         "--deviations", help="incentive checks instead: the gain of one bidder's best "
@@ -174,8 +198,8 @@ def tournament(
              "inline table: 'cost_plus{markup=0.5},hedge'")],
     scenario: Annotated[str, typer.Option(
         "--scenario", "-s", help="built-in scenario name or path to a TOML file")] = "default",
-    seeds: Annotated[int, typer.Option(help="markets run, the same for every strategy (>= 2)",
-                                       min=2)] = 8,
+    seeds: Annotated[int, typer.Option(
+        help="markets run, the same for every strategy (2 to 10,000)", min=2, max=10_000)] = 8,
     seed: Annotated[int, typer.Option(help="root seed (>= 0)", min=0)] = 1,
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="override a scenario field: PATH=VALUE (repeatable)",
@@ -183,12 +207,14 @@ def tournament(
     workers: Annotated[int | None, typer.Option(
         help="processes to run seeds on (default: one per core)", min=1)] = None,
     evolve_generations: Annotated[int, typer.Option(
-        "--evolve", help="generations of replicator dynamics (0: a single tournament)",
-        min=0)] = 0,
+        "--evolve", help="generations of replicator dynamics (0: a single tournament; at "
+        "most 1,000)", min=0, max=1_000)] = 0,
     reference: Annotated[str | None, typer.Option(
         help="the strategy paired differences are taken from (default: the first named)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP + " (per "
+                                              "market)")] = False,
 ) -> None:
     """Pit bid strategies against each other in the same markets: a leaderboard with 95% CIs
     and each strategy's paired difference from a reference."""
@@ -196,7 +222,10 @@ def tournament(
 
     try:
         lineup = parse_lineup(strategies)
-        loaded = load_scenario(scenario, overrides or [])
+    except ScenarioError as error:
+        raise fail(str(error)) from None
+    loaded = _budgeted(scenario, overrides or [], allow_large)
+    try:
         if evolve_generations:
             history = evolve(loaded, lineup, evolve_generations, seeds, seed, workers,
                              reference=reference)
@@ -240,14 +269,16 @@ def sweep(
     event_logs: Annotated[bool | None, typer.Option(
         "--event-logs/--no-event-logs", help="write each run's orders, leases and events "
         "under OUT/events/ (default: as the sweep file says)")] = None,
+    allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP + " (per "
+                                              "point)")] = False,
 ) -> None:
     """Run a parameter sweep: every point times every replication, in parallel, streamed to
     runs.parquet and timeseries.parquet. Exit code 3 if any run failed."""
     from market.experiment import run_sweep
     from market.sweep import SweepError, load_sweep
 
-    try:
-        loaded = load_sweep(file)
+    try:  # every point is validated and its run budget checked before anything runs
+        loaded = load_sweep(file, allow_large=allow_large)
     except SweepError as error:
         raise fail(str(error)) from None
     if dask is not None and dask != "local" and "://" not in dask:
@@ -332,6 +363,18 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
     db: Annotated[Path, typer.Option(help="session log (SQLite); live markets in it resume "
                                      "where they were")] = Path("gpumarket-sessions.db"),
+    operator_token: Annotated[str | None, typer.Option(
+        envvar="GPUMARKET_OPERATOR_TOKEN", show_envvar=True,
+        help="the token that creates and controls markets (16+ printable characters); "
+             "prefer the environment variable, which `ps` does not show; default: a new "
+             "one, printed at start")] = None,
+    allowed_hosts: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="a Host name the server answers to, besides the bind "
+        "address and, bound to loopback, localhost and 127.0.0.1 (repeatable; *.example.org "
+        "for subdomains)")] = None,
+    trusted_proxies: Annotated[list[str] | None, typer.Option(
+        "--trusted-proxy", help="the address of a reverse proxy whose X-Forwarded-For names "
+        "the client (repeatable)")] = None,
     max_markets: Annotated[int, typer.Option(help="live markets per server", min=1)] = 16,
     max_connections: Annotated[int, typer.Option(
         help="websocket connections per market", min=1)] = 2000,
@@ -339,8 +382,37 @@ def serve(
         help="participants per market", min=1)] = 200,
     max_message_bytes: Annotated[int, typer.Option(
         help="largest HTTP body or websocket message", min=256)] = 16_384,
-    rate: Annotated[float, typer.Option(help="requests per second per token", min=0.01)] = 20.0,
-    burst: Annotated[int, typer.Option(help="requests per token in a burst", min=1)] = 40,
+    rate: Annotated[float, typer.Option(
+        help="requests per second per token or websocket", min=0.01)] = 20.0,
+    burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 40,
+    address_rate: Annotated[float, typer.Option(
+        help="requests per second per client address, all its tokens and sockets together",
+        min=0.01)] = 50.0,
+    address_burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 100,
+    anonymous_rate: Annotated[float, typer.Option(
+        help="requests without a token (lists, snapshots, events, websocket handshakes) "
+             "per second per client address", min=0.01)] = 10.0,
+    anonymous_burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 100,
+    join_rate: Annotated[float, typer.Option(
+        help="joins per second per client address", min=0.001)] = 0.5,
+    join_burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 20,
+    market_join_rate: Annotated[float, typer.Option(
+        help="joins per second per market, from everyone", min=0.001)] = 2.0,
+    market_join_burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 50,
+    creates_per_minute: Annotated[float, typer.Option(
+        help="market creations per minute per client address", min=0.001)] = 6.0,
+    create_burst: Annotated[int, typer.Option(help="... in a burst", min=1)] = 20,
+    evict_after: Annotated[float, typer.Option(
+        help="wall seconds a stopped or finished market stays in memory (its log stays)",
+        min=0.0)] = 600.0,
+    body_timeout: Annotated[float, typer.Option(
+        help="wall seconds a request body may take to arrive", min=0.1)] = 10.0,
+    keep_alive_timeout: Annotated[int, typer.Option(
+        help="wall seconds an idle HTTP connection is kept open", min=1)] = 5,
+    max_concurrency: Annotated[int, typer.Option(
+        help="connections and requests at once, websockets included; then 503", min=1)] = 10_000,
+    max_header_bytes: Annotated[int, typer.Option(
+        help="largest request line and headers", min=1024)] = 16_384,
     queue_frames: Annotated[int, typer.Option(
         help="frames a websocket client may fall behind before it is cut off", min=1)] = 256,
     history_events: Annotated[int, typer.Option(
@@ -352,11 +424,30 @@ def serve(
         help="compress websocket frames (per client: less bandwidth, much more CPU)")] = False,
 ) -> None:
     """Serve live markets: the browser page at /, the API under /api, docs at /docs."""
+    import ipaddress
+    import re
+    import secrets
+    import sqlite3
+
     import uvicorn
 
+    from api.exposure import default_hosts, is_loopback
     from api.live import Limits
+    from api.markets import LiveMarkets
     from api.server import create_app
+    from api.sessionlog import SessionLogError
 
+    if operator_token is not None and not re.fullmatch(r"[\x21-\x7e]{16,256}", operator_token):
+        raise fail("--operator-token: expected 16 to 256 printable characters without spaces")
+    for proxy in trusted_proxies or []:
+        try:
+            ipaddress.ip_address(proxy)
+        except ValueError:
+            raise fail(f"--trusted-proxy: expected an IP address, got {proxy!r}") from None
+    for name in allowed_hosts or []:
+        if not re.fullmatch(r"(\*|(\*\.)?[A-Za-z0-9.:\[\]-]{1,253})", name):
+            raise fail(f"--allowed-host: expected a host name, an address, *.domain or *; "
+                       f"got {name!r}")
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         with db.open("ab"):
@@ -366,13 +457,52 @@ def serve(
     limits = Limits(max_markets=max_markets, max_connections_per_market=max_connections,
                     max_participants_per_market=max_participants,
                     max_message_bytes=max_message_bytes, rate_per_s=rate, rate_burst=burst,
+                    address_rate_per_s=address_rate, address_burst=address_burst,
+                    anonymous_rate_per_s=anonymous_rate, anonymous_burst=anonymous_burst,
+                    join_rate_per_s=join_rate, join_burst=join_burst,
+                    market_join_rate_per_s=market_join_rate,
+                    market_join_burst=market_join_burst,
+                    create_rate_per_s=creates_per_minute / 60, create_burst=create_burst,
+                    evict_after_s=evict_after, body_timeout_s=body_timeout,
                     queue_frames=queue_frames, history_events=history_events, tick_s=tick)
+    hosts = [*default_hosts(host), *(allowed_hosts or [])]
+    if not allowed_hosts and not is_loopback(host):
+        Console(stderr=True, highlight=False).print(
+            f"[bold yellow]warning:[/] only requests for {', '.join(hosts)} are answered; "
+            "name the host clients use with --allowed-host")
+    # Open the log before serving: a log another server holds, or one that is not a
+    # session log, is refused here in one line rather than inside uvicorn's start-up.
+    try:
+        markets = LiveMarkets(db, limits)
+    except (SessionLogError, sqlite3.DatabaseError) as error:
+        raise fail(f"--db: {error}") from None
+    generated = operator_token is None
+    token = operator_token or f"gmo_{secrets.token_urlsafe(32)}"
+    served = create_app(db, limits, operator_token=token, allowed_hosts=hosts,
+                        trusted_proxies=trusted_proxies or (), markets=markets)
     # The websocket layer's own cap sits above ours: an oversized message gets an error frame
     # from the app and the connection stays open. Compression is per connection, so a frame
     # sent to 1,000 watchers would be deflated 1,000 times: off unless asked for.
-    uvicorn.run(create_app(db, limits), host=host, port=port, log_level="info",
-                ws_max_size=max(4 * max_message_bytes, 1 << 20), ws_ping_interval=20.0,
-                ws_per_message_deflate=ws_deflate)
+    config = uvicorn.Config(
+        served, host=host, port=port, log_level="info",
+        ws_max_size=max(4 * max_message_bytes, 1 << 20), ws_ping_interval=20.0,
+        ws_per_message_deflate=ws_deflate, timeout_keep_alive=keep_alive_timeout,
+        limit_concurrency=max_concurrency, h11_max_incomplete_event_size=max_header_bytes)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            await super().startup(sockets)
+            if not (generated and self.started and self.servers):
+                return
+            # Once listening, the real port is known (--port 0). The token goes to stdout
+            # once, in the page's address (its fragment never reaches a server or a log).
+            bound = self.servers[0].sockets[0].getsockname()
+            name = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+            name = f"[{name}]" if ":" in name else name
+            sys.stdout.write(f"operator page: http://{name}:{bound[1]}/#operator={token}\n")
+            sys.stdout.flush()
+
+    Server(config).run()
 
 
 @app.command()
@@ -384,14 +514,25 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
 ) -> None:
-    """Replay a recorded live market to where it was, into the outputs of `gpumarket run`."""
+    """Replay a recorded live market to where it was, into the outputs of `gpumarket run`.
+
+    Reads the log without locking it (a server may be writing it) and replays only what its
+    checksums verify: a damaged or mixed log is refused naming the market and the command."""
     from api.replay import ReplayError, replay_market
+    from api.sessionlog import SessionLogError
 
     if not db.is_file():
         raise fail(f"DB: {str(db)!r} is not a file")
+
+    def note(message: str) -> None:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[yellow]note:[/] {escape(message)}")
+
     try:
-        result = replay_market(db, market, out)
-    except (ReplayError, LookupError) as error:
+        result = replay_market(db, market, out, note)
+    except SessionLogError as error:
+        raise fail(f"DB: {error}") from None
+    except (ReplayError, LookupError, ScenarioError) as error:
         raise fail(str(error.args[0] if isinstance(error, LookupError) else error)) from None
     if as_json:
         sys.stdout.write(result.to_json() + "\n")
@@ -425,6 +566,8 @@ def bot(
         help="stop after this many wall seconds")] = None,
     max_orders: Annotated[int | None, typer.Option(
         help="stop after pricing this many orders")] = None,
+    invite_code: Annotated[str | None, typer.Option(
+        help="the market's invite code, if it has one")] = None,
 ) -> None:
     """Run a bid strategy as a remote provider in a live market (the same strategy classes
     as offline runs and tournaments)."""
@@ -434,7 +577,7 @@ def bot(
         code = bot_command(url, market, strategy, params or [], name=name, gpu_model=gpu_model,
                            gpus=gpus, archetype=archetype, wallet_usd=wallet_usd, token=token,
                            stop_after=stop_after, max_orders=max_orders,
-                           log=lambda line: typer.echo(line))
+                           invite_code=invite_code, log=lambda line: typer.echo(line))
     except ValueError as error:
         raise fail(str(error)) from None
     raise typer.Exit(code)
@@ -468,6 +611,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors print one line and exit 2."""
     try:
         code = app(args=argv, standalone_mode=False, prog_name="gpumarket")
+    except RecursionError:  # input nested beyond what any loader walks: still one line
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            "[bold red]error:[/] input nested too deeply (tables, arrays or paths)")
+        code = BAD_INPUT
     except TyperException as error:  # click's usage errors (typer vendors click)
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         hint = getattr(getattr(error, "ctx", None), "command_path", "gpumarket")

@@ -11,7 +11,7 @@ Units follow the server: times in simulated seconds (`*_s`), money in USD (`*_us
 USD per GPU-hour (`*_usd_per_gpu_hour`); events keep the engine's integer micro-USD (`*_micro`,
 `*_micro_per_hour` for a whole order). Every refusal is an `ApiError`.
 
-    async with Client("http://127.0.0.1:8000") as client:
+    async with Client("http://127.0.0.1:8000", operator_token=OPERATOR_TOKEN) as client:
         created = await client.create_market(speed=600)
         market_id = created["market_id"]
         tenant = await client.join_tenant(market_id, "alice")
@@ -53,7 +53,8 @@ class ApiError(Exception):
 
     `status` is the HTTP status (0 when there was no HTTP answer: unreachable, timeout, a
     websocket-only condition); `code` names the kind (`invalid`, `unauthorized`, `forbidden`,
-    `not_found`, `conflict`, `rate_limited`, ...; `unreachable`, `timeout`, `disconnected`,
+    `not_found`, `conflict`, `gone` (410: the market ended and left the server's memory),
+    `rate_limited`, ...; `unreachable`, `timeout`, `disconnected`,
     `history_gone` on the client side); `field` is the offending input field if known;
     `retry_after_s` is how long to wait before retrying a rate-limited request, wall seconds.
     """
@@ -153,13 +154,17 @@ def _path(*parts: object) -> str:
 class Client:
     """The live-market API over HTTP (`httpx`) and websockets, as an async context manager.
 
-    `url` is the server's base, e.g. ``http://127.0.0.1:8000``; `timeout_s` bounds every
-    HTTP request, websocket handshake and command reply (wall seconds).
+    `url` is the server's base, e.g. ``http://127.0.0.1:8000``; `operator_token` is the
+    server's operator token, which creating markets needs and which controls any market (the
+    one `gpumarket serve` printed or was given; None: this client only joins, trades and
+    watches); `timeout_s` bounds every HTTP request, websocket handshake and command reply
+    (wall seconds).
     """
 
-    def __init__(self, url: str, *, timeout_s: float = 10.0,
+    def __init__(self, url: str, *, operator_token: str | None = None, timeout_s: float = 10.0,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
+        self.operator_token = operator_token
         self.timeout_s = timeout_s
         self._http = httpx.AsyncClient(base_url=self.url, timeout=timeout_s,
                                        transport=transport)
@@ -211,12 +216,17 @@ class Client:
     async def create_market(self, scenario: str = "default", *, seed: int = 1,
                             speed: float = 60.0, name: str | None = None,
                             scenario_toml: str | None = None,
-                            overrides: Iterable[str] = ()) -> dict[str, Any]:
-        """Start a live market running at `speed` simulated seconds per wall second.
-        Returns {"market_id", "control_token" (shown once), "market": MarketSummary}."""
+                            overrides: Iterable[str] = (),
+                            invite_code: str | None = None) -> dict[str, Any]:
+        """Start a live market running at `speed` simulated seconds per wall second (needs
+        the operator token); with `invite_code`, joining it needs that code. Returns
+        {"market_id", "control_token" (shown once), "market": MarketSummary}."""
         body = {"scenario": scenario, "scenario_toml": scenario_toml,
                 "overrides": list(overrides), "seed": seed, "speed": speed, "name": name}
-        return await self._request("POST", _path("markets"), body=body)
+        if invite_code is not None:
+            body["invite_code"] = invite_code
+        return await self._request("POST", _path("markets"), body=body,
+                                   token=self.operator_token)
 
     async def markets(self) -> list[dict[str, Any]]:
         """Every market on the server, as MarketSummary dicts."""
@@ -227,25 +237,31 @@ class Client:
         GPU-hour), metrics, leaderboard and participants."""
         return await self._request("GET", _path("markets", market_id))
 
-    async def pause(self, market_id: str, control_token: str) -> dict[str, Any]:
+    # Control takes the market's control token, or else the client's operator token.
+
+    async def pause(self, market_id: str, control_token: str | None = None
+                    ) -> dict[str, Any]:
         """Pause the simulated clock (commands still apply); returns the MarketSummary."""
         return await self._request("POST", _path("markets", market_id, "pause"),
-                                   token=control_token)
+                                   token=control_token or self.operator_token)
 
-    async def resume(self, market_id: str, control_token: str) -> dict[str, Any]:
+    async def resume(self, market_id: str, control_token: str | None = None
+                     ) -> dict[str, Any]:
         return await self._request("POST", _path("markets", market_id, "resume"),
-                                   token=control_token)
+                                   token=control_token or self.operator_token)
 
-    async def stop(self, market_id: str, control_token: str) -> dict[str, Any]:
-        """End the market: active leases are settled; it takes no more commands."""
+    async def stop(self, market_id: str, control_token: str | None = None) -> dict[str, Any]:
+        """End the market: active leases are settled; it takes no more commands, and its
+        tokens no longer act."""
         return await self._request("POST", _path("markets", market_id, "stop"),
-                                   token=control_token)
+                                   token=control_token or self.operator_token)
 
-    async def set_speed(self, market_id: str, control_token: str, speed: float
+    async def set_speed(self, market_id: str, control_token: str | None, speed: float
                         ) -> dict[str, Any]:
         """Run at `speed` simulated seconds per wall second; returns the MarketSummary."""
         return await self._request("PUT", _path("markets", market_id, "speed"),
-                                   token=control_token, body={"speed": speed})
+                                   token=control_token or self.operator_token,
+                                   body={"speed": speed})
 
     async def events(self, market_id: str, since: int = 0, limit: int = 1000
                      ) -> dict[str, Any]:
@@ -256,21 +272,27 @@ class Client:
 
     # ------------------------------------------------------------------ participants
 
-    async def join_tenant(self, market_id: str, name: str, *, wallet_usd: float = 10_000.0
-                          ) -> dict[str, Any]:
-        """Join as a tenant with `wallet_usd`. Returns {"participant_id", "role", "name",
-        "token" (shown once), "tenant", "provider"}."""
+    async def join_tenant(self, market_id: str, name: str, *, wallet_usd: float = 10_000.0,
+                          invite_code: str | None = None) -> dict[str, Any]:
+        """Join as a tenant with `wallet_usd` (and the market's `invite_code`, if it has
+        one). Returns {"participant_id", "role", "name", "token" (shown once), "tenant",
+        "provider"}."""
         body = {"role": "tenant", "name": name, "wallet_usd": wallet_usd}
+        if invite_code is not None:
+            body["invite_code"] = invite_code
         return await self._request("POST", _path("markets", market_id, "participants"),
                                    body=body, tag="tenant")
 
     async def join_provider(self, market_id: str, name: str, gpu_model: str, gpus: int = 8,
-                            archetype: str = "datacenter", *, wallet_usd: float = 1_000.0
-                            ) -> dict[str, Any]:
+                            archetype: str = "datacenter", *, wallet_usd: float = 1_000.0,
+                            invite_code: str | None = None) -> dict[str, Any]:
         """Join as a provider with one machine of `gpus` × `gpu_model` (a catalog id), costed
-        as `archetype`. Returns the join reply, with the token (shown once)."""
+        as `archetype` (with the market's `invite_code`, if it has one). Returns the join
+        reply, with the token (shown once)."""
         body = {"role": "provider", "name": name, "gpu_model": gpu_model, "gpus": gpus,
                 "archetype": archetype, "wallet_usd": wallet_usd}
+        if invite_code is not None:
+            body["invite_code"] = invite_code
         return await self._request("POST", _path("markets", market_id, "participants"),
                                    body=body, tag="provider")
 
@@ -566,7 +588,9 @@ class Stream:
                 await socket.close()
                 error = ApiError.from_frame(hello)
                 self._failures += 1
-                if error.code != "unavailable" or self._failures > self.max_retries:
+                # Full or over the handshake rate: worth another try after the backoff.
+                if error.code not in ("unavailable", "rate_limited") or \
+                        self._failures > self.max_retries:
                     raise error
                 continue
             if self.hello is not None:

@@ -4,6 +4,12 @@ These pydantic models are the one edge where input from HTTP bodies and websocke
 checked (types, ranges, sizes); the market itself then checks what depends on its state (is the
 order still open? is the bid under its max price?). A body that passes is logged as it was
 accepted, so a replay applies exactly the same command.
+
+Types are strict: a string is never read as a number, nor a boolean as one, nor a number as a
+string (`"gpus": "1"` and `"max_price_usd_per_gpu_hour": true` are refused, where a lax reader
+would post an order the client did not mean). An integer is a valid float, as JSON has one type
+of number; a float is not a valid integer, even `1.0`. What no command can hold (NaN, infinity,
+huge integers, deep nesting) is refused before, by the JSON reader in `api.edge`.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ Id = Annotated[int, Field(ge=0, lt=2**53)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class CreateMarket(_Body):

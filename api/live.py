@@ -32,23 +32,42 @@ log = logging.getLogger("gpumarket.live")
 #: States a market can be in; the first two are live (they have a driver task).
 LIVE_STATES = ("running", "paused")
 CONTROLS = ("pause", "resume", "stop", "speed")
-STATES = (*LIVE_STATES, "stopped", "finished", "failed")
+STATES = (*LIVE_STATES, "stopped", "finished", "failed", "damaged")
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one server allows; every limit is configurable (`gpumarket serve --help`)."""
+    """What one server allows; every limit is configurable (`gpumarket serve --help`).
+
+    Rates are token buckets: `*_per_s` sustained, `*_burst` at once; over them a request gets
+    429 with `Retry-After`. A "client address" is the peer's IP address, or behind a trusted
+    proxy the one it forwards (`--trusted-proxy`)."""
 
     max_markets: int = 16                  # live (running or paused) markets per server
     max_connections_per_market: int = 2000
     max_participants_per_market: int = 200
     max_message_bytes: int = 16_384        # HTTP bodies and websocket messages
-    rate_per_s: float = 20.0               # requests per second per token (sustained)
+    rate_per_s: float = 20.0               # requests per second per token or websocket
     rate_burst: int = 40                   # ... and in a burst
+    # Every token and socket of one client address together: joining more participants buys
+    # no more requests.
+    address_rate_per_s: float = 50.0
+    address_burst: int = 100
+    # Requests without a token (lists, snapshots, events, websocket handshakes), per address.
+    anonymous_rate_per_s: float = 10.0
+    anonymous_burst: int = 100
+    join_rate_per_s: float = 0.5           # joins per client address
+    join_burst: int = 20
+    market_join_rate_per_s: float = 2.0    # joins per market, whoever asks
+    market_join_burst: int = 50
+    create_rate_per_s: float = 0.1         # market creations per client address
+    create_burst: int = 20
     queue_frames: int = 256                # frames a connection may fall behind before it is cut
     history_events: int = 200_000          # events kept per market for resuming clients
     max_speed: float = 1_000_000.0         # simulated seconds per wall second
     tick_s: float = 0.1                    # wall seconds between tick boundaries
+    evict_after_s: float = 600.0           # wall seconds an ended market stays in memory
+    body_timeout_s: float = 10.0           # wall seconds a request body may take to arrive
 
 
 def dumps(data: Any) -> str:
@@ -56,28 +75,74 @@ def dumps(data: Any) -> str:
 
 
 class RateLimiter:
-    """Token buckets by key: `rate_per_s` sustained, `burst` at once."""
+    """Token buckets by key: `rate_per_s` sustained, `burst` at once; `what` names what is
+    counted, for the refusal's message ("requests per token")."""
 
-    def __init__(self, rate_per_s: float, burst: int) -> None:
+    def __init__(self, rate_per_s: float, burst: int, what: str = "requests") -> None:
         self.rate = rate_per_s
         self.burst = float(burst)
+        self.what = what
         self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _level(self, key: str, now: float) -> float:
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
 
     def check(self, key: str) -> None:
         """Take one token for `key`, or raise CommandError rate_limited."""
-        now = time.monotonic()
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            wait_s = (1.0 - tokens) / self.rate
-            raise CommandError("rate_limited", f"rate limit: {self.rate:g} requests per second "
-                               f"(burst {self.burst:g}); retry in {wait_s:.2f} s",
-                               retry_after_s=wait_s)
-        self._buckets[key] = (tokens - 1.0, now)
+        take((self, key))
+
+    def refusal(self, level: float) -> CommandError:
+        wait_s = (1.0 - level) / self.rate
+        return CommandError("rate_limited", f"rate limit: {self.rate:g} {self.what} per second "
+                            f"(burst {self.burst:g}); retry in {wait_s:.2f} s",
+                            retry_after_s=wait_s)
+
+    def _set(self, key: str, level: float, now: float) -> None:
+        self._buckets[key] = (level, now)
         if len(self._buckets) > 100_000:  # forget idle keys: a full bucket is no state
             self._buckets = {k: v for k, v in self._buckets.items()
                              if v[0] + (now - v[1]) * self.rate < self.burst}
+
+
+def take(*buckets: tuple[RateLimiter, str]) -> None:
+    """Take one token from each (limiter, key), or from none: raises CommandError
+    rate_limited (with the longest wait) when any of them is empty."""
+    now = time.monotonic()
+    levels = [limiter._level(key, now) for limiter, key in buckets]
+    refused = [limiter.refusal(level) for (limiter, _), level in zip(buckets, levels,
+                                                                      strict=True)
+               if level < 1.0]
+    if refused:
+        raise max(refused, key=lambda error: error.retry_after_s or 0.0)
+    for (limiter, key), level in zip(buckets, levels, strict=True):
+        limiter._set(key, level - 1.0, now)
+
+
+class Budgets:
+    """Every rate limit of one server (see `Limits`), by what they count."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.token = RateLimiter(limits.rate_per_s, limits.rate_burst,
+                                 "requests per token or websocket")
+        self.address = RateLimiter(limits.address_rate_per_s, limits.address_burst,
+                                   "requests per client address (all its tokens together)")
+        self.anonymous = RateLimiter(limits.anonymous_rate_per_s, limits.anonymous_burst,
+                                     "requests without a token per client address")
+        self.joins = RateLimiter(limits.join_rate_per_s, limits.join_burst,
+                                 "joins per client address")
+        self.market_joins = RateLimiter(limits.market_join_rate_per_s,
+                                        limits.market_join_burst, "joins per market")
+        self.creates = RateLimiter(limits.create_rate_per_s, limits.create_burst,
+                                   "market creations per client address")
+
+    def acting(self, token_key: str, address: str) -> None:
+        """A request or socket message acting as `token_key` (a token's hash, a socket's id)
+        from `address`: its own budget and its address's."""
+        take((self.token, token_key), (self.address, address))
+
+    def anonymous_request(self, address: str) -> None:
+        take((self.anonymous, address))
 
 
 class Connection:
@@ -102,6 +167,7 @@ class Connection:
         self.participant: Participant | None = None
         self.token_hash: str | None = None
         self.task: asyncio.Task[None] | None = None   # the pump, once started
+        self._closer: asyncio.Task[None] | None = None
 
     def offer(self, text: str, frame: dict[str, Any] | None = None) -> None:
         """Queue one frame (`frame`: its data, for an events frame)."""
@@ -121,6 +187,18 @@ class Connection:
     def _abort(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+    def cut(self, code: int = 1001, reason: str = "the market has ended and left memory"
+            ) -> None:
+        """End the connection now (its market is going away): stop sending, and close the
+        socket with `code` and `reason`."""
+        self.closing = True
+        self._abort()
+        self._closer = asyncio.get_running_loop().create_task(self._close_quietly(code, reason))
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._close(code, reason)
 
     async def pump(self, history: list[dict[str, Any]], chunk: int = 1000) -> None:
         """Send the missed `history` first, then the live frames, until closed."""
@@ -181,6 +259,7 @@ class LiveMarket:
     state: str
     control_hash: str
     on_token: Callable[[str, str, int], None]   # (token hash, market id, participant id)
+    invite_hash: str | None = None   # SHA-256 of the invite code joins need; None: open
     connections: set[Connection] = field(default_factory=set)
     published_seq: int = 0
     error: str | None = None
@@ -210,7 +289,7 @@ class LiveMarket:
                 "horizon_s": self.horizon_s, "speed": self.speed, "seq": self.published_seq,
                 "participants": len(self.session.participants),
                 "connections": len(self.connections), "lagging": self.lagging,
-                "error": self.error}
+                "error": self.error, "invite_required": self.invite_hash is not None}
 
     # ------------------------------------------------------------------ control
 
@@ -356,7 +435,7 @@ class LiveMarket:
             self.error = f"{type(error).__name__}: {error}"
             self.state = "failed"
             with contextlib.suppress(Exception):
-                self.log.update(self.market_id, state="failed")
+                self.log.update(self.market_id, state="failed", failure=self.error)
             self._broadcast(dumps({"type": "clock", "seq": self.published_seq,
                                    **self.clock()}))
         finally:

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "BOUNDS",
     "NUMERIC_FIELDS",
     "OPTIONAL_NUMERIC_FIELDS",
     "REQUIRED_NUMERIC_FIELDS",
@@ -57,6 +58,21 @@ OPTIONAL_NUMERIC_FIELDS: tuple[str, ...] = (
     "marketplace_usd_per_gpu_hour",
 )
 NUMERIC_FIELDS: tuple[str, ...] = REQUIRED_NUMERIC_FIELDS + OPTIONAL_NUMERIC_FIELDS
+
+#: Valid range [low, high] of every numeric field, in its units: generous for any GPU real
+#: or imagined, finite so that prices, bytes and power stay within the engine's integer
+#: micro-USD and byte counts (a price of 1e15 USD per GPU-hour would overflow them; one of
+#: 1e-300 would round every max price to zero).
+BOUNDS: Mapping[str, tuple[float, float]] = types.MappingProxyType({
+    "tflops_bf16_dense": (0.01, 1e6),
+    "memory_gib": (0.01, 4_096.0),
+    "memory_bandwidth_tb_s": (0.001, 1_000.0),
+    "board_power_w": (1.0, 100_000.0),
+    "capex_usd": (1.0, 1e8),
+    "list_usd_per_gpu_hour": (0.001, 1_000.0),
+    "specialty_usd_per_gpu_hour": (0.001, 1_000.0),
+    "marketplace_usd_per_gpu_hour": (0.001, 1_000.0),
+})
 
 # Where the built-in file sits inside the installed package (see [tool.setuptools.package-data]).
 _DATA_PACKAGE = "market"
@@ -223,16 +239,16 @@ class GpuCatalog:
                         f"gpu {gpu_id!r}: field {name!r} cannot be overridden; numeric fields: "
                         f"{', '.join(NUMERIC_FIELDS)}"
                     )
-                if _positive_float(value) is None:
+                if _bounded(name, value) is None:
                     raise ValueError(
-                        f"gpu {gpu_id!r}: field {name!r} override must be a positive number,"
-                        f" got {value!r}"
+                        f"gpu {gpu_id!r}: field {name!r} override must be a number "
+                        f"{_range_text(name)}, got {_short(value)}"
                     )
         models = []
         for model in self._models:
             changes = overrides.get(model.id, {})
             if changes:
-                new_values = {name: _positive_float(value) for name, value in changes.items()}
+                new_values = {name: _bounded(name, value) for name, value in changes.items()}
                 new_sources = {**model.sources, **dict.fromkeys(changes, _OVERRIDE_SOURCE)}
                 model = replace(model, **new_values, sources=new_sources)
             models.append(model)
@@ -311,9 +327,9 @@ def _model_from_table(table: dict[str, Any], position: int, origin: str) -> GpuM
             if name in REQUIRED_NUMERIC_FIELDS:
                 raise fail(name, "is missing")
             continue
-        number = _positive_float(table[name])
+        number = _bounded(name, table[name])
         if number is None:
-            raise fail(name, f"must be a positive number, got {table[name]!r}")
+            raise fail(name, f"must be a number {_range_text(name)}, got {_short(table[name])}")
         values[name] = number
     sources = table.get("sources")
     if not isinstance(sources, dict):
@@ -339,16 +355,34 @@ def _check_model(model: GpuModel) -> None:
         value = getattr(model, name)
         if value is None and name in OPTIONAL_NUMERIC_FIELDS:
             continue
-        if _positive_float(value) is None:
+        if _bounded(name, value) is None:
             raise CatalogError(
-                f"gpu {model.id!r}: field {name!r} must be a positive number, got {value!r}"
+                f"gpu {model.id!r}: field {name!r} must be a number {_range_text(name)}, "
+                f"got {_short(value)}"
             )
 
 
-def _positive_float(value: object) -> float | None:
-    """``value`` as a float if it is a finite real number > 0, else None."""
+def _bounded(name: str, value: object) -> float | None:
+    """``value`` as a float if it is a finite real number within BOUNDS[name], else None."""
     # bool is an int subclass; True must not pass as 1.0.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    number = float(value)
-    return number if math.isfinite(number) and number > 0 else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    low, high = BOUNDS[name]
+    return number if math.isfinite(number) and low <= number <= high else None
+
+
+def _range_text(name: str) -> str:
+    low, high = BOUNDS[name]
+    return f"from {low:g} to {high:g}"
+
+
+def _short(value: object) -> str:
+    """`value` for an error message, cut short (a 5,000-digit integer has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -68,6 +68,10 @@ from market.units import (
 
 Subscriber = Callable[[Event], None]
 
+#: A periodic process (withdrawals, price index ticks, batch clearings) ticks at most this
+#: many times over a run: finer intervals are refused when the market is built.
+MAX_PERIODIC_TICKS = 10_000_000
+
 
 class Market:
     """A simulated GPU marketplace for one scenario and seed.
@@ -92,6 +96,7 @@ class Market:
         self.streams = Streams(seed)
         self.catalog = scenario.catalog()
         self.mechanism: Mechanism = scenario.market.build_mechanism()
+        self._check_periods()  # before anything is built or written
         # Read once: the auction close asks it for every order.
         self._mechanism_context = bool(getattr(self.mechanism, "uses_context", False))
         self.ledger = Ledger()
@@ -229,6 +234,7 @@ class Market:
                       wallet_usd: float = 1_000.0) -> np.ndarray:
         """Add providers that bid with `strategy` (None: they bid only through `submit_bid`);
         each gets `wallet_usd` to fund bid deposits. Returns their ids."""
+        self.reliability.check(rows)  # a clock too fast is refused before anything changes
         accounts = []
         for row in rows:
             account = self.ledger.open(f"provider:{row.name}")
@@ -1059,6 +1065,21 @@ class Market:
                     self._tell_outcome(order, -1, 0)
                 self.emit(OrderExpired(self.env.now, order.id, order.tenant, order.job_id,
                                        len(order.bid_ids)))
+
+    def _check_periods(self) -> None:
+        """Refuse a periodic process that would tick more than MAX_PERIODIC_TICKS times in the
+        horizon: each tick is an event, so a tiny interval would spin in place of the run."""
+        periods = [("market.withdraw_interval_s", self.rules.withdraw_interval_s),
+                   ("market.price_index_interval_s", self.rules.price_index_interval_s)]
+        if getattr(self.mechanism, "batch", False):
+            periods.append(("market.mechanism_params.interval_s",
+                            float(getattr(self.mechanism, "interval_s", 0.0))))
+        for name, interval_s in periods:
+            if not interval_s * MAX_PERIODIC_TICKS >= self.horizon_s:  # NaN and 0 too
+                raise MarketError(
+                    f"{name}: every {interval_s:g} s over {self.horizon_s:g} s is more than "
+                    f"{MAX_PERIODIC_TICKS:.0e} ticks; expected at least "
+                    f"{self.horizon_s / MAX_PERIODIC_TICKS:.3g} s")
 
     def _withdrawals(self):
         """Providers withdraw their earnings every `withdraw_interval_s` (Akash: 24 h)."""

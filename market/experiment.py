@@ -13,6 +13,7 @@ a local Dask cluster and a remote one give identical files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
@@ -20,6 +21,7 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,6 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,9 @@ TIMESERIES_SCHEMA = pa.schema([
 
 #: Attempts at a run whose worker process died before it finished.
 ATTEMPTS = 2
+
+#: Exit status of a worker whose sweep process ended before it (see `_watch_lifeline`).
+_LIFELINE_CUT = 75
 
 _DEPENDENCIES = ("simpy", "numpy", "pydantic", "pyarrow", "scipy", "rich", "typer",
                  "distributed", "matplotlib")
@@ -160,10 +166,16 @@ class Output:
                 raise SweepError(f"--out {self.dir}: already holds this sweep; pass --resume "
                                  "to finish it, or choose another directory")
             return manifest
-        if self.dir.exists() and any(self.dir.iterdir()):
-            raise SweepError(f"--out {self.dir}: not empty and holds no sweep; choose an empty "
-                             "or new directory")
-        self.parts.mkdir(parents=True, exist_ok=True)
+        try:
+            if self.dir.exists() and not self.dir.is_dir():
+                raise SweepError(f"--out {self.dir}: is a file; choose a new or empty directory")
+            if self.dir.exists() and any(self.dir.iterdir()):
+                raise SweepError(f"--out {self.dir}: not empty and holds no sweep; choose an "
+                                 "empty or new directory")
+            self.parts.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # not a directory on the way, no permission, name too long
+            raise SweepError(f"--out {self.dir}: cannot be made a sweep's directory: "
+                             f"{error.strerror or error}") from None
         return self._new_manifest()
 
     def _new_manifest(self) -> dict[str, Any]:
@@ -337,37 +349,65 @@ def _local(specs: list[RunSpec], workers: int, events_dir: str | None
     inherit none of the caller's state or threads. (As with any multiprocessing, a script
     that runs a sweep guards it with ``if __name__ == "__main__":``.) A worker that dies
     takes down the pool: the runs in flight go to a new pool, each at most `ATTEMPTS` times,
-    then count as failed."""
+    then count as failed.
+
+    Workers end with this process, however it ends (`kill -9` included), through a lifeline
+    (see `_watch_lifeline`); the fork server and the resource tracker then stop by themselves,
+    as they do once no process holds their pipes. Interrupted, this process cuts the lifeline
+    rather than wait for runs whose results it would not keep."""
     pending = list(reversed(specs))
     attempts: dict[str, int] = {}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["market.experiment", "market.engine", "agents.populate"])
-    while pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            running: dict[Any, RunSpec] = {}
-            try:
-                while pending or running:
-                    while pending and len(running) < 2 * workers:
-                        spec = pending[-1]
-                        future = pool.submit(execute, spec, events_dir)  # raises if broken
-                        pending.pop()
-                        attempts[spec.run_id] = attempts.get(spec.run_id, 0) + 1
-                        running[future] = spec
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        result = future.result()  # raises if the pool broke: still running
-                        yield running.pop(future), result
-            except BrokenProcessPool:
-                for future, spec in running.items():
-                    if attempts[spec.run_id] >= ATTEMPTS:
-                        yield spec, _died(spec)
-                    elif future.done() and future.exception() is None:
-                        yield spec, future.result()
-                    else:
-                        pending.append(spec)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+    lifeline, held = context.Pipe(duplex=False)  # only this process ever holds `held`
+    try:
+        while pending:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                     initializer=_watch_lifeline,
+                                     initargs=(lifeline,)) as pool:
+                running: dict[Any, RunSpec] = {}
+                try:
+                    while pending or running:
+                        while pending and len(running) < 2 * workers:
+                            spec = pending[-1]
+                            future = pool.submit(execute, spec, events_dir)  # raises if broken
+                            pending.pop()
+                            attempts[spec.run_id] = attempts.get(spec.run_id, 0) + 1
+                            running[future] = spec
+                        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                        for future in finished:
+                            result = future.result()  # raises if the pool broke: still running
+                            yield running.pop(future), result
+                except BrokenProcessPool:
+                    for future, spec in running.items():
+                        if attempts[spec.run_id] >= ATTEMPTS:
+                            yield spec, _died(spec)
+                        elif future.done() and future.exception() is None:
+                            yield spec, future.result()
+                        else:
+                            pending.append(spec)
+                except BaseException:
+                    held.close()  # the workers exit now: nothing will collect their runs
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+    finally:
+        held.close()
+        lifeline.close()
+
+
+def _watch_lifeline(lifeline: Connection) -> None:
+    """A worker's initializer: a daemon thread that ends the worker when the sweep process
+    ends. Nothing is ever written to the lifeline; the sweep process alone holds its other
+    end, so reading it returns exactly when that process has closed it or died, whatever
+    killed it. (The worker's parent is the fork server, not the sweep process, so watching
+    the parent's pid would not do; and this works wherever `forkserver` does.)"""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()
+        os._exit(_LIFELINE_CUT)  # at once: a run in flight has no one to report to
+
+    threading.Thread(target=watch, name="gpumarket-lifeline", daemon=True).start()
 
 
 def _died(spec: RunSpec) -> dict[str, Any]:

@@ -9,14 +9,17 @@ that fails while its owner has it offline comes back only when both are over.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from market.errors import MarketError
 from market.events import ProviderFailed, ProviderLeft, ProviderRecovered
 
 if TYPE_CHECKING:
     from market.engine import Market
+    from market.pool import ProviderRow
 
 
 class _Absence(NamedTuple):
@@ -31,6 +34,13 @@ class _Absence(NamedTuple):
 FAILURE = _Absence("failure_rate_per_s", "next_failure_s", "repair_s", ProviderFailed)
 CHURN = _Absence("churn_rate_per_s", "next_leave_s", "offline_s", ProviderLeft)
 
+#: A provider's failure (or departure) cycle, the mean time to the next one plus the shortest
+#: time away, lasts at least a simulated minute: shorter cycles would fill the run with
+#: outages between two events of anything else. (A clock that fires at once and keeps the
+#: provider down for days is fine: it is one outage. The scenario's `failure_rate_per_day`
+#: and `churn_per_day` are bounded by 1,440 a day, which always passes.)
+MIN_CYCLE_S = 60.0
+
 
 class Reliability:
     """Schedules every provider's failures and absences on the market's clock."""
@@ -42,8 +52,27 @@ class Reliability:
         self.rng = market.streams.get("providers.reliability")
         self._down = np.zeros(0, np.int32)  # reasons each provider is down
 
+    @staticmethod
+    def check(rows: Sequence[ProviderRow]) -> None:
+        """Raise MarketError (before anything is added) if a provider's failure or churn
+        clock is not a number >= 0, or its cycle is shorter than MIN_CYCLE_S."""
+        for row in rows:
+            for rate, away, field in (
+                    ("failure_rate_per_s", "repair_s", "failure_rate_per_day"),
+                    ("churn_rate_per_s", "offline_s", "churn_per_day")):
+                value, shortest = getattr(row, rate), min(getattr(row, away))
+                if value == 0:
+                    continue
+                cycle_s = 1 / value + shortest if value > 0 else math.nan
+                if not cycle_s >= MIN_CYCLE_S:  # NaN fails too
+                    raise MarketError(
+                        f"providers.{row.population}.{field}: {value * 86_400:g} a day with "
+                        f"at least {shortest:g} s away is an outage every {cycle_s:.3g} s "
+                        f"(provider {row.name!r}); expected at least {MIN_CYCLE_S:g} s "
+                        "between outages")
+
     def add(self, providers: np.ndarray) -> None:
-        """Start the failure and churn clocks of newly added `providers`."""
+        """Start the failure and churn clocks of newly added `providers` (see `check`)."""
         self._down = np.concatenate([self._down, np.zeros(len(providers), np.int32)])
         for provider in providers.tolist():
             self._schedule(provider, FAILURE)

@@ -8,8 +8,10 @@ Every error a user can cause comes out as one `ScenarioError` line naming the fi
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from importlib import resources
@@ -27,14 +29,55 @@ from pydantic import (
 )
 
 from market import registry
+from market.catalog import BOUNDS as CATALOG_BOUNDS
 from market.catalog import GpuCatalog, load_catalog
 from market.resources import STORAGE_CLASSES
 
 JOB_KINDS = ("training", "fine_tuning", "batch_inference", "online_inference")
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+# Bounds. Every number a scenario holds is finite and bounded, generously for real experiments
+# (a year-long market, tens of thousands of providers, spikes of 100x, growth of 10x a week,
+# prices up to 1,000 USD per GPU-hour), so that no value can overflow the engine's integer
+# micro-USD and byte counts or make a loop spin without advancing simulated time. What a run
+# costs within these bounds is for `market.budget` to judge, before anything is built.
+SECONDS_PER_YEAR = 365 * 86_400
+MAX_DAYS = 365.0
+MAX_PROVIDERS = 100_000          # per population
+MAX_TENANTS = 1_000_000
+MAX_GPUS_PER_PROVIDER = 4_096
+MAX_USD_PER_GPU_HOUR = 1_000.0
+#: Periodic processes (withdrawals, price index ticks) run at most once a simulated minute.
+MIN_PERIOD_S = 60.0
+#: Providers fail or leave at most once a simulated minute each (see market.reliability).
+MAX_EVENTS_PER_DAY = 1_440.0
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 10_000
+
+
+def _span(high: float, least: float | None = None) -> Any:
+    """A [min, max] pair, each in (0, high] (or [least, high]), min <= max."""
+    bound = Annotated[float, Field(gt=0, le=high) if least is None else Field(ge=least, le=high)]
+    return Annotated[tuple[bound, bound], AfterValidator(_ordered)]
+
+
+def _ordered(value: tuple[Any, Any]) -> tuple[Any, Any]:
+    low, high = value
+    if low > high:
+        raise ValueError(f"min {low} is above max {high}")
+    return value
+
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Usd = Annotated[float, Field(ge=0, le=1e9)]
+UsdPerGpuHour = Annotated[float, Field(ge=0, le=MAX_USD_PER_GPU_HOUR)]
+#: Plug-in parameters: numbers as bounded as any other field, strings short.
+Param = Annotated[float, Field(ge=-1e12, le=1e12)] | Annotated[int, Field(ge=-10**12, le=10**12)] \
+    | Name | bool
+Hours = _span(SECONDS_PER_YEAR / 3600)
+CATALOG_MAX = max(high for _low, high in CATALOG_BOUNDS.values())
 
 
 class ScenarioError(ValueError):
@@ -45,45 +88,44 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-def _ordered(value: tuple[Any, Any]) -> tuple[Any, Any]:
-    low, high = value
-    if low > high:
-        raise ValueError(f"min {low} is above max {high}")
-    return value
-
-
-#: [min, max], both > 0, min <= max.
-PositiveRange = Annotated[tuple[PositiveFloat, PositiveFloat], AfterValidator(_ordered)]
-
-
 class MarketRules(_Model):
     """Platform rules: the auction and escrow (Akash's defaults unless stated)."""
 
-    mechanism: str = Field(description="allocation mechanism by name: tenant_pick, "
+    mechanism: Name = Field(description="allocation mechanism by name: tenant_pick, "
                            "first_price, second_price, or a registered plug-in")
     selection: Literal["cheapest", "first", "score"] = Field(
         description="tenant_pick: accept the cheapest bid when the window ends, the first to "
                     "arrive, or the lowest price per job given GPU speed and reliability")
-    bidding_window_s: PositiveFloat = Field(description="how long an order collects bids")
-    order_max_bids: Annotated[int, Field(ge=1)] = Field(description="bids kept per order, "
-                                                       "in arrival order (Akash: 20)")
-    bid_deposit_usd: NonNegFloat = Field(description="locked per bid, refunded when it ends")
-    bid_timeout_s: PositiveFloat = Field(description="a provider drops a bid without a lease")
-    manifest_timeout_s: PositiveFloat = Field(description="a lease without a manifest closes")
+    bidding_window_s: Annotated[float, Field(ge=0.001, le=86_400)] = Field(
+        description="how long an order collects bids, seconds")
+    # Bids placed are bounded by the providers anyway; a live market may want them all.
+    order_max_bids: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        description="bids kept per order, in arrival order (Akash: 20)")
+    bid_deposit_usd: Annotated[float, Field(ge=0, le=1e6)] = Field(
+        description="locked per bid, refunded when it ends")
+    # At least a second: a hand-picked order re-checks its bids once per timeout.
+    bid_timeout_s: Annotated[float, Field(ge=1, le=SECONDS_PER_YEAR)] = Field(
+        description="a provider drops a bid held this many seconds without a lease")
+    manifest_timeout_s: Annotated[float, Field(ge=1, le=SECONDS_PER_YEAR)] = Field(
+        description="a lease without a manifest closes after this many seconds")
     manifest_failure_prob: Fraction = Field(description="chance a tenant never sends it")
     take_rate: Annotated[float, Field(ge=0, lt=1)] = Field(description="platform's share of "
                                                            "every payout")
-    withdraw_interval_s: PositiveFloat = Field(description="providers withdraw this often")
-    health_check_failures: Annotated[int, Field(ge=1)] = Field(
+    # Periodic processes: every run pays for each of their ticks, so no finer than a minute.
+    withdraw_interval_s: Annotated[float, Field(ge=MIN_PERIOD_S, le=SECONDS_PER_YEAR)] = Field(
+        description="providers withdraw this often, seconds")
+    health_check_failures: Annotated[int, Field(ge=1, le=10_000)] = Field(
         description="failed health checks before a provider closes a lease as unstable")
-    health_check_interval_s: PositiveRange = Field(description="[min, max] between checks")
-    price_index_interval_s: PositiveFloat = Field(description="bucket of the price series")
+    health_check_interval_s: _span(86_400) = Field(
+        description="[min, max] seconds between checks")
+    price_index_interval_s: Annotated[float, Field(ge=MIN_PERIOD_S, le=SECONDS_PER_YEAR)] = \
+        Field(description="bucket of the price series, seconds")
     bids_net_of_fee: bool = Field(
         True, description="built-in bid strategies price net of the take rate: an ask that "
         "must cover cost c is at least c / (1 - take_rate); false makes them ignore the fee "
         "(to study who bears it)")
 
-    mechanism_params: dict[str, float | int | str | bool] = Field(
+    mechanism_params: Annotated[dict[Name, Param], Field(max_length=100)] = Field(
         default_factory=dict, description="the mechanism's parameters, e.g. { step = 0.01 }")
 
     @field_validator("mechanism")
@@ -113,8 +155,8 @@ class _PluginRef(_Model):
     """A plug-in by registered name, with the keyword arguments it is built with."""
 
     group: ClassVar[str] = ""
-    name: str
-    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    name: Name
+    params: Annotated[dict[Name, Param], Field(max_length=100)] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -160,30 +202,33 @@ class PolicyRef(_PluginRef):
 class Spikes(_Model):
     """Occasional demand spikes: arrivals multiply for a while (a Poisson number per week)."""
 
-    per_week: NonNegFloat
-    multiplier: Annotated[float, Field(ge=1)]
-    duration_h: PositiveFloat
+    per_week: Annotated[float, Field(ge=0, le=1_000)] = Field(description="spikes a week")
+    multiplier: Annotated[float, Field(ge=1, le=100)] = Field(
+        description="arrivals multiply by this during a spike")
+    duration_h: Annotated[float, Field(gt=0, le=SECONDS_PER_YEAR / 3600)] = Field(
+        description="hours a spike lasts")
 
 
 class JobKindConfig(_Model):
     """One kind of job in the tenants' mix, sized with the transformer rule of thumb."""
 
-    share: NonNegFloat
-    params_b: PositiveRange = Field(description="model size, billions of parameters [min, max]")
-    tokens_b: PositiveRange | None = Field(None, description="billions of tokens [min, max]")
-    duration_h: PositiveRange | None = Field(None, description="online inference: hours rented")
-    tokens_per_s: PositiveRange | None = Field(None, description="online inference: throughput")
-    bytes_per_param: PositiveFloat
-    memory_overhead: Annotated[float, Field(ge=1)]
+    share: Annotated[float, Field(ge=0, le=1e6)] = Field(
+        description="relative weight in the job mix")
+    params_b: _span(100_000) = Field(description="model size, billions of parameters [min, max]")
+    tokens_b: _span(1e7) | None = Field(None, description="billions of tokens [min, max]")
+    duration_h: Hours | None = Field(None, description="online inference: hours rented")
+    tokens_per_s: _span(1e9) | None = Field(None, description="online inference: throughput")
+    bytes_per_param: Annotated[float, Field(gt=0, le=1_000)]
+    memory_overhead: Annotated[float, Field(ge=1, le=1_000)]
     utilization: Annotated[float, Field(gt=0, le=1)]
-    min_tflops: NonNegFloat
+    min_tflops: Annotated[float, Field(ge=0, le=1e7)]
     needs_interconnect: bool
-    max_gpus: Annotated[int, Field(ge=1)]
-    deadline_h: PositiveRange | None = Field(
+    max_gpus: Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)]
+    deadline_h: Hours | None = Field(
         None, description="every kind but online inference: hours from the lease's start by "
                           "which a job must be done [min, max], drawn per job; a GPU model that "
                           "cannot finish it in time with max_gpus is not acceptable")
-    decode_batch_tokens: PositiveFloat | None = Field(
+    decode_batch_tokens: Annotated[float, Field(gt=0, le=1e9)] | None = Field(
         None, description="inference kinds only: tokens served per read of the weights, so "
                           "FLOP/s per GPU <= 2 x this x memory bandwidth / bytes_per_param; "
                           "left out: compute-bound (TFLOPS x utilization) only")
@@ -193,11 +238,12 @@ class InterruptibleJobs(_Model):
     """How tenants use interruptible orders where the market's mechanism offers them."""
 
     share: Fraction = Field(description="chance a new job is posted interruptible")
-    bid_fraction: PositiveRange = Field(
+    bid_fraction: _span(1.0) = Field(
         description="the interruptible bid as a fraction of the marketplace price the tenant "
                     "expects for its GPU [min, max] (never above its max price)")
-    patience_s: PositiveFloat = Field(description="a lease paused this long is closed and "
-                                      "its rest re-posted on demand")
+    patience_s: Annotated[float, Field(ge=1, le=SECONDS_PER_YEAR)] = Field(
+        description="a lease paused this many seconds is closed and its rest re-posted on "
+                    "demand")
 
     @field_validator("bid_fraction")
     @classmethod
@@ -210,36 +256,38 @@ class InterruptibleJobs(_Model):
 class ResourcesPerGpu(_Model):
     """What a job asks for besides GPUs, per GPU unit."""
 
-    cpu_millicores: Annotated[int, Field(ge=0)]
-    memory_gib: NonNegFloat
-    storage_gib: NonNegFloat
+    cpu_millicores: Annotated[int, Field(ge=0, le=1_000_000)]
+    memory_gib: Annotated[float, Field(ge=0, le=4_096)]
+    storage_gib: Annotated[float, Field(ge=0, le=100_000)]
     storage_class: Literal["ephemeral", "beta1", "beta2", "beta3"]
 
 
 class Tenants(_Model):
     """Tenants post jobs as a Poisson process with a daily cycle, spikes and growth."""
 
-    count: Annotated[int, Field(ge=1)]
-    arrivals_per_hour: PositiveFloat = Field(description="mean new jobs per hour")
+    count: Annotated[int, Field(ge=1, le=MAX_TENANTS)]
+    arrivals_per_hour: Annotated[float, Field(gt=0, le=100_000)] = Field(
+        description="mean new jobs per hour")
     daily_amplitude: Fraction = Field(description="relative swing of the daily cycle")
     peak_hour: Annotated[float, Field(ge=0, lt=24)]
-    weekly_growth: Annotated[float, Field(gt=-1)] = Field(description="0.5 = +50% a week")
+    weekly_growth: Annotated[float, Field(gt=-1, le=10)] = Field(
+        description="0.5 = +50% a week; at most 10 (11x a week)")
     spikes: Spikes
-    value_to_outside: PositiveRange = Field(
+    value_to_outside: _span(1_000, least=0.001) = Field(
         description="a job's value as a multiple of its outside option (the cheapest way to "
                     "run it at a hyperscaler's list prices) [min, max], drawn log-uniformly")
-    max_price_factor: PositiveRange = Field(
+    max_price_factor: _span(100, least=0.001) = Field(
         description="first max price as a fraction of the job's value per GPU-hour on its "
                     "fastest acceptable GPU model [min, max]")
     policy: PolicyRef = Field(description="how tenants set and revise max prices")
-    max_reposts: Annotated[int, Field(ge=0)]
-    max_failures: Annotated[int, Field(ge=1)] = Field(
+    max_reposts: Annotated[int, Field(ge=0, le=100)]
+    max_failures: Annotated[int, Field(ge=1, le=100)] = Field(
         description="failed leases after which a tenant leaves for a hyperscaler")
-    deposit_factor: PositiveFloat = Field(description="escrow deposit = max price × "
-                                          "estimated duration × this")
-    duration_error_sigma: NonNegFloat = Field(description="lognormal error of the tenant's "
-                                              "duration estimate")
-    wallet_usd: PositiveFloat
+    deposit_factor: Annotated[float, Field(gt=0, le=100)] = Field(
+        description="escrow deposit = max price × estimated duration × this")
+    duration_error_sigma: Annotated[float, Field(ge=0, le=5)] = Field(
+        description="lognormal error of the tenant's duration estimate")
+    wallet_usd: Annotated[float, Field(gt=0, le=1e12)]
     interruptible: InterruptibleJobs
     resources_per_gpu: ResourcesPerGpu
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
@@ -270,8 +318,8 @@ class Tenants(_Model):
 class Latency(_Model):
     """Lognormal bid latency: median seconds and sigma of log."""
 
-    median_s: PositiveFloat
-    sigma: NonNegFloat
+    median_s: Annotated[float, Field(gt=0, le=86_400)]
+    sigma: Annotated[float, Field(ge=0, le=5)]
 
 
 class Deviator(_Model):
@@ -280,7 +328,7 @@ class Deviator(_Model):
 
     strategy: StrategyRef | None = Field(
         None, description="its strategy (default: the textbook's `strategy`)")
-    shading: PositiveFloat = Field(
+    shading: Annotated[float, Field(gt=0, le=100)] = Field(
         1.0, description="multiplies every bid of its strategy (1: no deviation)")
 
 
@@ -288,12 +336,14 @@ class Textbook(_Model):
     """The textbook procurement auction: `bidders` providers with i.i.d. costs, drawn afresh
     for every auction, bid for one-unit orders posted one at a time (see `population`)."""
 
-    bidders: Annotated[int, Field(ge=1)] = Field(description="providers in every auction")
-    auctions: Annotated[int, Field(ge=1)] = Field(description="orders, auctioned one by one")
+    bidders: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        description="providers in every auction")
+    auctions: Annotated[int, Field(ge=1, le=10_000_000)] = Field(
+        description="orders, auctioned one by one")
     cost_distribution: Literal["uniform"] = Field(description="distribution F of the costs")
-    cost_low_usd_per_gpu_hour: NonNegFloat
-    cost_high_usd_per_gpu_hour: PositiveFloat
-    gpu_model: str = Field(description="the one GPU every order asks for")
+    cost_low_usd_per_gpu_hour: UsdPerGpuHour
+    cost_high_usd_per_gpu_hour: Annotated[float, Field(gt=0, le=MAX_USD_PER_GPU_HOUR)]
+    gpu_model: Name = Field(description="the one GPU every order asks for")
     strategy: StrategyRef = Field(description="how every bidder bids")
     deviator: Deviator | None = Field(
         None, description="one bidder that deviates from `strategy` (incentive checks)")
@@ -312,10 +362,10 @@ class Tournament(_Model):
     the strategies by `shares`, stratified by GPU model, GPU count and cost. A population
     whose own strategy is a competitor keeps its parameters for it, under those given here."""
 
-    strategies: Annotated[list[StrategyRef], Field(min_length=1)] = Field(
+    strategies: Annotated[list[StrategyRef], Field(min_length=1, max_length=100)] = Field(
         description="the competitors, each once, with parameters: in a population whose own "
                     "strategy is the same they override its own, elsewhere they are all it gets")
-    shares: list[PositiveFloat] | None = Field(
+    shares: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
         None, description="each competitor's share of every population (default: equal)")
 
     @model_validator(mode="after")
@@ -353,26 +403,31 @@ class Tournament(_Model):
 class ProviderPopulation(_Model):
     """A population of providers of one archetype (fields not given come from its preset)."""
 
-    name: str
+    name: Name
     archetype: Literal["datacenter", "home_rig", "hyperscaler"]
-    count: Annotated[int, Field(ge=0)]
-    gpu_mix: dict[str, NonNegFloat] = Field(description="GPU id -> share of providers")
-    gpus_per_provider: Annotated[tuple[Annotated[int, Field(ge=1)], Annotated[int, Field(ge=1)]],
-                                 AfterValidator(_ordered)]
-    gpu_step: Annotated[int, Field(ge=1)] = Field(description="GPUs come in multiples of this")
-    cpu_millicores_per_gpu: Annotated[int, Field(ge=0)]
-    memory_gib_per_gpu: NonNegFloat
-    storage_gib_per_gpu: NonNegFloat
-    storage_classes: list[Literal["ephemeral", "beta1", "beta2", "beta3"]]
-    ip_leases: Annotated[int, Field(ge=0)]
+    count: Annotated[int, Field(ge=0, le=MAX_PROVIDERS)]
+    gpu_mix: Annotated[dict[Name, Annotated[float, Field(ge=0, le=1e6)]],
+                       Field(max_length=1_000)] = Field(description="GPU id -> share of providers")
+    gpus_per_provider: Annotated[
+        tuple[Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)],
+              Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)]],
+        AfterValidator(_ordered)] = Field(description="[min, max] GPUs of one provider")
+    gpu_step: Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)] = Field(
+        description="GPUs come in multiples of this")
+    cpu_millicores_per_gpu: Annotated[int, Field(ge=0, le=1_000_000)]
+    memory_gib_per_gpu: Annotated[float, Field(ge=0, le=4_096)]
+    storage_gib_per_gpu: Annotated[float, Field(ge=0, le=100_000)]
+    storage_classes: Annotated[list[Literal["ephemeral", "beta1", "beta2", "beta3"]],
+                               Field(max_length=16)]
+    ip_leases: Annotated[int, Field(ge=0, le=1_000_000)]
     audited: bool
-    pue: Annotated[float, Field(ge=1)]
-    electricity_usd_per_kwh: PositiveRange
-    ops_usd_per_gpu_hour: NonNegFloat
-    lifetime_years: PositiveFloat
-    capex_factor: PositiveFloat
+    pue: Annotated[float, Field(ge=1, le=10)]
+    electricity_usd_per_kwh: _span(100)
+    ops_usd_per_gpu_hour: UsdPerGpuHour
+    lifetime_years: Annotated[float, Field(ge=0.01, le=100)]
+    capex_factor: Annotated[float, Field(gt=0, le=100)]
     idle_power_fraction: Fraction
-    wear_usd_per_gpu_hour: NonNegFloat = Field(
+    wear_usd_per_gpu_hour: UsdPerGpuHour = Field(
         0.0, description="wear and tear while a GPU serves a lease, USD per GPU-hour")
     count_capex: bool = Field(
         True, description="charge capex amortization in long-run profit (false: the GPU was "
@@ -387,10 +442,12 @@ class ProviderPopulation(_Model):
         "elsewhere, as a fraction of list (1: sold on demand at list; spare capacity sold as "
         "spot fetches less), so its opportunity cost is this fraction of list")
     cost_basis: Literal["full", "marginal"]
-    failure_rate_per_day: NonNegFloat
-    repair_hours: PositiveRange
-    churn_per_day: NonNegFloat
-    offline_days: PositiveRange
+    failure_rate_per_day: Annotated[float, Field(ge=0, le=MAX_EVENTS_PER_DAY)] = Field(
+        description="failures per provider per day (at most one a minute)")
+    repair_hours: Hours = Field(description="[min, max] hours a failure lasts")
+    churn_per_day: Annotated[float, Field(ge=0, le=MAX_EVENTS_PER_DAY)] = Field(
+        description="departures per provider per day (at most one a minute)")
+    offline_days: _span(MAX_DAYS) = Field(description="[min, max] days a departure lasts")
     bid_latency: Latency
     strategy: StrategyRef
 
@@ -401,9 +458,9 @@ class ProviderPopulation(_Model):
             return data
         archetype = data.get("archetype")
         presets = _archetypes()
-        if archetype not in presets:
+        if not isinstance(archetype, str) or archetype not in presets:
             raise ValueError(f"archetype: expected one of {', '.join(sorted(presets))}, "
-                             f"got {archetype!r}")
+                             f"got {_short(archetype)}")
         # Field by field: a population's own gpu_mix or strategy replaces the preset's whole.
         merged = {**presets[archetype], **data}
         merged.setdefault("name", archetype)
@@ -420,19 +477,43 @@ class ProviderPopulation(_Model):
 class Scenario(_Model):
     """Everything a run simulates; with a seed, everything it does."""
 
-    name: str
-    description: str = ""
-    population: str = Field("default", description="who takes part: `default` (the "
+    name: Name
+    description: Text = ""
+    population: Name = Field("default", description="who takes part: `default` (the "
                             "scenario's tenants and provider populations), `textbook` (the "
                             "textbook auction), or a registered plug-in")
-    duration_days: PositiveFloat
+    duration_days: Annotated[float, Field(gt=0, le=MAX_DAYS)] = Field(
+        description="simulated days")
     market: MarketRules
     tenants: Tenants
-    providers: Annotated[list[ProviderPopulation], Field(min_length=1)]
-    gpus: dict[str, dict[str, PositiveFloat]] = Field(
-        default_factory=dict, description="GPU catalog overrides: id -> field -> value")
+    providers: Annotated[list[ProviderPopulation], Field(min_length=1, max_length=100)]
+    gpus: Annotated[dict[Name, dict[Name, Annotated[float, Field(gt=0, le=CATALOG_MAX)]]],
+                    Field(max_length=1_000)] = Field(
+        default_factory=dict, description="GPU catalog overrides: id -> field -> value, each "
+        "within its catalog range (market.catalog.BOUNDS; prices at most 1,000 USD per "
+        "GPU-hour)")
     textbook: Textbook | None = None
     tournament: Tournament | None = None
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _catalog_ranges(cls, value: Any) -> Any:
+        # Each catalog field has its own range: say which, before the loose common bound.
+        if not isinstance(value, Mapping):
+            return value
+        for gpu, changes in value.items():
+            if not isinstance(changes, Mapping):
+                continue
+            for name, number in changes.items():
+                bounds = CATALOG_BOUNDS.get(name)
+                if bounds is None or isinstance(number, bool) \
+                        or not isinstance(number, int | float):
+                    continue
+                low, high = bounds
+                if not (low <= number <= high):  # NaN fails too
+                    raise ValueError(f"{gpu}.{name}: expected a number from {low:g} to "
+                                     f"{high:g}, got {_short(number)}")
+        return value
 
     @field_validator("population")
     @classmethod
@@ -480,11 +561,45 @@ def _merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any
     return merged
 
 
+#: Tables and arrays nest at most this deep in a scenario (the deepest field is 5 levels down):
+#: deeper input is refused before anything recurses through it.
+MAX_NESTING = 16
+
+
 def _read_toml(text: str, where: str) -> dict[str, Any]:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ScenarioError(f"{where}: not valid TOML: {error}") from None
+    except ValueError as error:  # an integer beyond Python's int-string conversion limit
+        raise ScenarioError(f"{where}: {_too_long(error)}") from None
+    except RecursionError:
+        raise ScenarioError(f"{where}: tables or arrays nested too deeply (at most "
+                            f"{MAX_NESTING} levels)") from None
+    _check_nesting(data, where)
+    return data
+
+
+def _too_long(error: ValueError) -> str:
+    """The int-string conversion limit's error in one line of the scenario's words."""
+    if "digits" in str(error):
+        return (f"an integer has too many digits (at most {sys.get_int_max_str_digits()}; "
+                "no field takes more than 13)")
+    return f"not valid TOML: {error}"
+
+
+def _check_nesting(value: Any, where: str) -> None:
+    """Refuse tables and arrays nested deeper than MAX_NESTING (iteratively: no recursion)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, Mapping | list | tuple):
+            if len(path) > MAX_NESTING:
+                field = ".".join(path[:4])
+                raise ScenarioError(f"{where}: field `{field}`: tables or arrays nested too "
+                                    f"deeply (at most {MAX_NESTING} levels)")
+            items = node.items() if isinstance(node, Mapping) else enumerate(node)
+            stack.extend((child, (*path, str(key)[:40])) for key, child in items)
 
 
 def _archetypes() -> dict[str, Any]:
@@ -547,11 +662,22 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
     if not sep or not path.strip():
         raise ScenarioError(f"--set {assignment!r}: expected PATH=VALUE, e.g. "
                             "market.take_rate=0.1")
+    label = f"--set {path.strip()[:100]}"
+    keys = path.strip().split(".")
+    if len(keys) > MAX_NESTING:
+        raise ScenarioError(f"{label}: the path is {len(keys)} levels deep (at most "
+                            f"{MAX_NESTING})")
     try:
         value = tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         value = text
-    return path.strip().split("."), value
+    except ValueError as error:  # an integer beyond Python's int-string conversion limit
+        raise ScenarioError(f"{label}: {_too_long(error)}") from None
+    except RecursionError:
+        raise ScenarioError(f"{label}: the value nests tables or arrays too deeply (at most "
+                            f"{MAX_NESTING} levels)") from None
+    _check_nesting(value, label)
+    return keys, value
 
 
 def apply_override(data: dict[str, Any], keys: list[str], value: Any,
@@ -562,10 +688,10 @@ def apply_override(data: dict[str, Any], keys: list[str], value: Any,
     node: Any = data
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
-        where = ".".join(keys[: depth + 1])
+        where = _cut(".".join(keys[: depth + 1]))
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
-                raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}`: expected an index "
+                raise ScenarioError(f"{label} {_cut('.'.join(keys))}: `{where}`: expected an index "
                                     f"from 0 to {len(node) - 1}")
             if last:
                 node[int(key)] = value
@@ -585,19 +711,89 @@ def apply_override(data: dict[str, Any], keys: list[str], value: Any,
                 elif isinstance(child, list):
                     child = list(child)
                 else:
-                    raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}` is a value, "
+                    raise ScenarioError(f"{label} {_cut('.'.join(keys))}: `{where}` is a value, "
                                         "not a table")
                 node[key] = child
                 node = child
         else:
-            raise ScenarioError(f"{label} {'.'.join(keys)}: `{where}` is a value, not a table")
+            raise ScenarioError(f"{label} {_cut('.'.join(keys))}: `{where}` is a value, "
+                                "not a table")
+
+
+_BOUND_ERRORS = frozenset(("greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                           "finite_number"))
+
+
+@functools.cache
+def _schema_defs() -> tuple[dict[str, Any], dict[str, Any]]:
+    schema = Scenario.model_json_schema()
+    return schema, schema.get("$defs", {})
+
+
+def _valid_range(loc: tuple[Any, ...]) -> str | None:
+    """Both bounds of the number at `loc`, from the schema (pydantic names only the one
+    broken): "a number > 0 and <= 100"; None where the schema does not say."""
+    node, defs = _schema_defs()
+
+    def plain(node: dict[str, Any]) -> dict[str, Any]:
+        while True:
+            if "$ref" in node:
+                node = defs[node["$ref"].rsplit("/", 1)[-1]]
+            elif "anyOf" in node:  # optional: the branch that is not null
+                options = [option for option in node["anyOf"] if option.get("type") != "null"]
+                if len(options) != 1:
+                    return node
+                node = options[0]
+            else:
+                return node
+
+    for part in loc:
+        node = plain(node)
+        if isinstance(part, str) and part in node.get("properties", {}):
+            node = node["properties"][part]
+        elif isinstance(part, int) and "prefixItems" in node:
+            items = node["prefixItems"]
+            node = items[part] if part < len(items) else {}
+        elif isinstance(part, int) and isinstance(node.get("items"), dict):
+            node = node["items"]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
+        else:
+            return None
+    node = plain(node)
+    kind = {"integer": "an integer", "number": "a number"}.get(node.get("type", ""))
+    sides = [f"{sign} {_number(node[key])}" for key, sign in (
+        ("exclusiveMinimum", ">"), ("minimum", ">="), ("exclusiveMaximum", "<"),
+        ("maximum", "<=")) if key in node]
+    return f"{kind} {' and '.join(sides)}" if kind and sides else None
+
+
+def _number(value: float) -> str:
+    """A bound as people write it: 100,000 rather than 1e+05."""
+    if float(value).is_integer() and abs(value) < 1e13:
+        return f"{int(value):,}"
+    return f"{value:g}"
+
+
+#: Tags pydantic puts in an error's path for the member of a union that failed.
+_UNION_TAGS = frozenset(("constrained-float", "constrained-int", "constrained-str", "bool",
+                         "float", "int", "str", "tuple[...]", "list[...]", "dict[...]"))
+_PARAM_VALUE = ("a number >= -1e12 and <= 1e12, text of 1 to 200 characters, or true/false")
 
 
 def _first_error(error: ValidationError, where: str) -> ScenarioError:
     count = error.error_count()
     detail = error.errors(include_url=False)[0]
-    field = ".".join(str(part) for part in detail["loc"])
+    loc = tuple(part for part in detail["loc"] if part not in _UNION_TAGS)
+    field = _cut(".".join(_cut(str(part), 60) for part in loc), 200)
     message = detail["msg"].removeprefix("Value error, ")
+    if len(loc) != len(detail["loc"]) and len(loc) >= 2 \
+            and loc[-2] in ("params", "mechanism_params"):
+        message, count = f"expected {_PARAM_VALUE}", 1  # one error per member of the union
+    elif detail["type"] in _BOUND_ERRORS:
+        valid = _valid_range(loc)
+        if valid:
+            message = f"expected {valid}"
     # Validators name the field they check first ("gpu_mix: ..."): make it part of the path.
     named = re.match(r"([A-Za-z_][\w.]*): (.*)", message)
     if named:
@@ -605,20 +801,36 @@ def _first_error(error: ValidationError, where: str) -> ScenarioError:
             field = f"{field}.{named[1]}" if field else named[1]
         message = named[2]
     got = detail.get("input")
-    shown = "" if isinstance(got, Mapping | list) or got is None else f" (got {got!r})"
+    shown = "" if isinstance(got, Mapping | list) or got is None else f" (got {_short(got)})"
     more = f" (and {count - 1} more)" if count > 1 else ""
     prefix = f"field `{field}`: " if field else ""
     return ScenarioError(f"{where}: {prefix}{message}{shown}{more}")
 
 
+def _cut(text: str, limit: int = 120) -> str:
+    """A path or name from outside, cut to fit in a one-line message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(value: Any) -> str:
+    """`value` for an error message: one line, cut short (a 5,000-digit integer has no repr)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scenario:
     """Validate raw fields into a Scenario, or raise a one-line ScenarioError."""
+    _check_nesting(data, where)
     try:
         return Scenario.model_validate(dict(data))
     except ValidationError as error:
         raise _first_error(error, where) from None
     except registry.UnknownName as error:
         raise ScenarioError(f"{where}: {error}") from None
+    except RecursionError:  # belt and braces: _check_nesting bounds what validation walks
+        raise ScenarioError(f"{where}: tables or arrays nested too deeply") from None
 
 
 def load_scenario(name_or_path: str | Path = "default",
@@ -664,7 +876,8 @@ def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
     if isinstance(data.get("providers"), list):
         data["providers"] = [
             {**presets[p["archetype"]], **p}
-            if isinstance(p, Mapping) and p.get("archetype") in presets else p
+            if isinstance(p, Mapping) and isinstance(p.get("archetype"), str)
+            and p["archetype"] in presets else p
             for p in data["providers"]]
     for assignment in overrides:
         keys, value = parse_override(assignment)

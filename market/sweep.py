@@ -24,6 +24,11 @@ seed, the r-th child of `numpy.random.SeedSequence(seed).spawn(replications)`: r
 are independent, points are compared on common random numbers, and the whole sweep is
 reproducible. A run's id is a hash of its fully resolved scenario and its seed, so it is the
 same wherever and whenever the run is made.
+
+Two points that resolve to the same scenario (a value listed twice, `0.1` and `0.10`, a value
+equal to the base's) would be the same runs under the same ids: the file is refused, naming
+both. A sweep's size is checked from the lengths of its lists before it is expanded, so a
+file of a few lines cannot ask for 10^10 runs or gigabytes of points.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -41,6 +47,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from market.budget import check_budget
 from market.scenario import (
     Scenario,
     ScenarioError,
@@ -48,6 +55,15 @@ from market.scenario import (
     builtin_scenarios,
     load_scenario,
 )
+
+#: Most runs (points x replications) one sweep may hold. Every point is validated and every
+#: run listed before anything runs, so the bound is checked from the lengths first.
+MAX_RUNS = 100_000
+#: Largest sweep file read, in bytes: ample for any sweep written by hand or by a script.
+MAX_FILE_BYTES = 1_000_000
+#: Most bytes of values (as JSON) a sweep may carry in total: every run's point values (they
+#: are columns of runs.parquet) and the `set` once per point (each point is validated with it).
+MAX_POINT_BYTES = 64_000_000
 
 
 class SweepError(ValueError):
@@ -72,6 +88,16 @@ class SweepFile(BaseModel):
     runs: list[dict[str, Any]] = Field(default_factory=list, description="explicit points: "
                                        "dotted path -> value")
     event_logs: bool = Field(False, description="write each run's orders, leases and events")
+
+    @field_validator("name")
+    @classmethod
+    def _name_a_folder(cls, name: str) -> str:
+        # The default output directory is sweeps/NAME: the name must be one folder's name.
+        if (len(name) > 100 or name.startswith(".") or any(c in name for c in "/\\")
+                or not name.isprintable()):
+            raise ValueError("expected at most 100 printable characters, without / or \\, "
+                             "not starting with '.' (it names the output folder)")
+        return name
 
     @field_validator("set")
     @classmethod
@@ -185,9 +211,12 @@ def builtin_sweeps() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def load_sweep(name_or_path: str | Path) -> Sweep:
-    """Read, validate and expand a sweep file (or a built-in sweep by name). Every point's
-    scenario is validated here, before anything runs. Raises SweepError, one line."""
+def load_sweep(name_or_path: str | Path, *, allow_large: bool = False) -> Sweep:
+    """Read, validate and expand a sweep file (or a built-in sweep by name). Its size is
+    bounded from its lengths before it is expanded (`MAX_RUNS`, `MAX_POINT_BYTES`); every
+    point's scenario is validated here, before anything runs, and checked against the run
+    budget (`market.budget.check_budget`, skipped with `allow_large`); two points that
+    resolve to the same scenario are refused. Raises SweepError, one line."""
     text_name = str(name_or_path)
     if text_name in builtin_sweeps() and not Path(text_name).suffix:
         where = f"sweep {text_name!r}"
@@ -200,15 +229,14 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
         if not path.is_file():
             raise SweepError(f"sweep: {text_name!r} is neither a file nor a built-in sweep "
                              f"({', '.join(builtin_sweeps())})")
-        try:
-            text = path.read_text("utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise SweepError(f"{where}: cannot be read as UTF-8 text: {error}") from None
+        text = _read(path, where)
         folder, stem = path.resolve().parent, path.stem
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SweepError(f"{where}: not valid TOML: {error}") from None
+    except RecursionError:
+        raise SweepError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer of over 4300 digits
+        raise SweepError(f"{where}: not valid TOML: {str(error).split(';')[0]}") from None
     try:
         spec = SweepFile.model_validate(data)
     except ValidationError as error:
@@ -218,20 +246,79 @@ def load_sweep(name_or_path: str | Path) -> Sweep:
         base = str(folder / base)  # relative to the sweep file
     elif Path(base).suffix:
         base = str(Path(base).resolve())
-    points, params = _points(spec, where)
-    ids = []
+    _check_size(spec, where)
+    points, origins, params = _points(spec, where)
+    ids: list[str] = []
+    first: dict[str, int] = {}  # scenario hash -> the first point that resolves to it
     for index, point in enumerate(points):
         try:
-            ids.append(_scenario_hash(load_scenario(base, values={**spec.set, **point},
-                                                    label="sweep")))
+            scenario = load_scenario(base, values={**spec.set, **point}, label="sweep")
+            check_budget(scenario, allow_large=allow_large)  # replications cost the same
         except ScenarioError as error:
             raise SweepError(f"{where}: point {index} ({_label(point)}): {error}") from None
+        scenario_hash = _scenario_hash(scenario)
+        if scenario_hash in first:
+            raise SweepError(_same_scenario(where, spec, points, origins, first[scenario_hash],
+                                            index))
+        first[scenario_hash] = index
+        ids.append(scenario_hash)
     return Sweep(spec.name or stem, spec.description, base, spec.seed, spec.replications,
                  params, points, spec.event_logs, dict(spec.set), text, text_name, ids)
 
 
-def _points(spec: SweepFile, where: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """The list entries crossed with the grid's combinations, and the swept paths."""
+def _read(path: Path, where: str) -> str:
+    """The file's text, refused unread past `MAX_FILE_BYTES`."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise SweepError(f"{where}: larger than {MAX_FILE_BYTES:,} bytes; a sweep file "
+                             "lists values, not data")
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SweepError(f"{where}: cannot be read as UTF-8 text: {error}") from None
+
+
+def _check_size(spec: SweepFile, where: str) -> None:
+    """Refuse a sweep too large to expand, from its lengths alone: points over `MAX_RUNS`
+    (field `grid`, or `runs` without a grid), runs over it (`replications`), or values that
+    add up past `MAX_POINT_BYTES`."""
+    entries = max(len(spec.runs), 1)
+    combinations = math.prod(len(values) for values in spec.grid.values())
+    points = entries * combinations
+    if points > MAX_RUNS:
+        shape = " x ".join([f"{combinations:,} grid combinations"] * bool(spec.grid)
+                           + [f"{len(spec.runs):,} runs entries"] * bool(spec.runs))
+        raise SweepError(f"{where}: field `{'grid' if spec.grid else 'runs'}`: {points:,} "
+                         f"points ({shape}), over the limit of {MAX_RUNS:,} runs per sweep; "
+                         "split it into several sweeps")
+    if points * spec.replications > MAX_RUNS:
+        raise SweepError(f"{where}: field `replications`: {spec.replications:,} replications "
+                         f"x {points:,} points = {points * spec.replications:,} runs, over the "
+                         f"limit of {MAX_RUNS:,} runs per sweep; lower it or split the sweep")
+    # Each run carries its point's values (columns of runs.parquet, held while they are
+    # gathered) and each point is validated with the `set`: sum their sizes from the lengths.
+    fixed = points * _size(spec.set)
+    carried = combinations * sum(_size(entry) for entry in spec.runs)
+    for values in spec.grid.values():
+        carried += entries * (combinations // len(values)) * sum(_size(v) for v in values)
+    total = fixed + carried * spec.replications
+    if total > MAX_POINT_BYTES:
+        field = "set" if fixed > total // 2 else "grid" if spec.grid else "runs"
+        raise SweepError(f"{where}: field `{field}`: the {points * spec.replications:,} runs "
+                         f"hold about {total:,} bytes of values, over the limit of "
+                         f"{MAX_POINT_BYTES:,}; use fewer points or smaller values")
+
+
+def _size(value: Any) -> int:
+    """Bytes of `value` as JSON (TOML dates as text)."""
+    return len(json.dumps(value, default=str))
+
+
+def _points(spec: SweepFile, where: str
+            ) -> tuple[list[dict[str, Any]], list[tuple[int, tuple[int, ...]]], list[str]]:
+    """The list entries crossed with the grid's combinations; where each point comes from
+    (its entry's index, its value's index on each grid path); and the swept paths."""
     swept = set(spec.grid) | {path for entry in spec.runs for path in entry}
     fixed = sorted(swept & set(spec.set))
     if fixed:
@@ -242,15 +329,41 @@ def _points(spec: SweepFile, where: str) -> tuple[list[dict[str, Any]], list[str
             raise SweepError(f"{where}: field `runs.{index}`: {shared[0]} is in the grid too; "
                              "set it in one place")
     paths = list(spec.grid)
-    combos = [dict(zip(paths, values, strict=True))
-              for values in itertools.product(*spec.grid.values())]
-    points = [{**entry, **combo} for entry in (spec.runs or [{}]) for combo in combos]
+    combos = list(itertools.product(*(range(len(values)) for values in spec.grid.values())))
+    points, origins = [], []
+    for number, entry in enumerate(spec.runs or [{}]):
+        for combo in combos:
+            points.append({**entry, **{path: spec.grid[path][i]
+                                       for path, i in zip(paths, combo, strict=True)}})
+            origins.append((number, combo))
     params = list(dict.fromkeys([path for entry in spec.runs for path in entry] + paths))
-    return points, params
+    return points, origins, params
+
+
+def _same_scenario(where: str, spec: SweepFile, points: list[dict[str, Any]],
+                   origins: list[tuple[int, tuple[int, ...]]], first: int, second: int) -> str:
+    """The error for two points that resolve to the same scenario, naming both and the
+    entries of the file they come from (where their origins differ)."""
+    (entry_a, combo_a), (entry_b, combo_b) = origins[first], origins[second]
+    sources: list[list[str]] = [[], []]
+    if entry_a != entry_b:
+        sources[0].append(f"runs.{entry_a}")
+        sources[1].append(f"runs.{entry_b}")
+    for path, a, b in zip(spec.grid, combo_a, combo_b, strict=True):
+        if a != b:
+            sources[0].append(f"grid.{path}[{a}]")
+            sources[1].append(f"grid.{path}[{b}]")
+    return (f"{where}: points {first} ({_label(points[first])}) and {second} "
+            f"({_label(points[second])}) resolve to the same scenario (from "
+            f"{' x '.join(sources[0])} and {' x '.join(sources[1])}); remove one "
+            "(replications repeat a point on new seeds)")
 
 
 def _label(point: dict[str, Any]) -> str:
-    return ", ".join(f"{path}={value!r}" for path, value in point.items()) or "the base"
+    """A point as its values, cut at 200 characters (a value may be a long table)."""
+    label = ", ".join(f"{path}={value!r}" for path, value in point.items()) or "the base"
+    return label if len(label) <= 200 else f"{label[:197]}..."
 
 
-__all__ = ["RunSpec", "Sweep", "SweepError", "SweepFile", "builtin_sweeps", "load_sweep"]
+__all__ = ["MAX_FILE_BYTES", "MAX_POINT_BYTES", "MAX_RUNS", "RunSpec", "Sweep", "SweepError",
+           "SweepFile", "builtin_sweeps", "load_sweep"]

@@ -1,11 +1,12 @@
 """Test-suite settings (in CI, property tests replay the same examples on every run) and
 shared fixtures: a plug-in strategy installed by entry point, and real live-market servers
 (`gpumarket serve` in a child process on 127.0.0.1, on a port the OS picks, with a fresh
-session log, stopped after the test)."""
+session log and its own operator token, stopped after the test)."""
 
 import os
 import queue
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -50,11 +51,18 @@ _RUNNING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 @dataclass
 class Server:
-    """One `gpumarket serve` process and the lines it wrote to stderr."""
+    """One `gpumarket serve` process, the operator token it was given (it creates and
+    controls markets) and the lines it wrote to stderr."""
 
     process: subprocess.Popen[str]
+    operator_token: str = ""
     url: str = ""
     lines: list[str] = field(default_factory=list)
+
+    @property
+    def operator(self) -> dict[str, str]:
+        """The operator's Authorization header."""
+        return {"Authorization": f"Bearer {self.operator_token}"}
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         """Send `sig` and wait for the end; a server that does not stop in 10 s is killed."""
@@ -75,9 +83,11 @@ def start_server(db: Path, *args: str) -> Server:
     """Start a server on `db` and return once it answers /api/health (bounded wait)."""
     command = [sys.executable, "-c", "from api.cli import main; main()", "serve",
                "--host", "127.0.0.1", "--port", "0", "--db", str(db), *args]
+    token = f"gmo_test_{secrets.token_urlsafe(24)}"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    server = Server(process)
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                               "GPUMARKET_OPERATOR_TOKEN": token})
+    server = Server(process, token)
     lines: queue.Queue[str] = queue.Queue()
 
     def drain() -> None:  # keep reading, or a chatty server would block on a full pipe

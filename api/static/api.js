@@ -63,7 +63,8 @@ const marketPath = (marketId) => `/api/markets/${encodeURIComponent(marketId)}`;
 export const api = {
   scenarios: () => request("GET", "/api/scenarios"),
   markets: () => request("GET", "/api/markets"),
-  createMarket: (body) => request("POST", "/api/markets", { body }),
+  createMarket: (body, operatorToken) =>
+    request("POST", "/api/markets", { body, token: operatorToken }),
   snapshot: (marketId) => request("GET", marketPath(marketId)),
   control: (marketId, action, token) =>
     request("POST", `${marketPath(marketId)}/${action}`, { token }),

@@ -4,6 +4,7 @@
 import { wireCopyButtons } from "./dom.js";
 import { mountHome } from "./home.js";
 import { mountMarket } from "./market.js";
+import { takeOperatorTokenFromAddress } from "./tokens.js";
 
 let leaveView = null;
 
@@ -33,5 +34,9 @@ function show() {
 }
 
 wireCopyButtons(document.getElementById("home-view"));
-window.addEventListener("hashchange", show);
+takeOperatorTokenFromAddress();
+window.addEventListener("hashchange", () => {
+  takeOperatorTokenFromAddress(); // pasted into the address bar of an open page
+  show();
+});
 show();

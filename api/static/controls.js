@@ -1,8 +1,11 @@
-// Pause, resume, speed and stop: only for whoever holds the market's control token.
+// Pause, resume, speed and stop: only for whoever holds the market's control token, or the
+// operator token (the presenter's, good for every market).
 
 import { api } from "./api.js";
 import { byTestId, setNotice, whileBusy } from "./dom.js";
-import { controlToken, saveControlToken } from "./tokens.js";
+import {
+  controlToken, operatorToken, saveControlToken, saveOperatorToken,
+} from "./tokens.js";
 
 const LIVE_STATES = new Set(["running", "paused"]);
 
@@ -12,7 +15,7 @@ export class MarketControls {
     this.root = root;
     this.marketId = marketId;
     this.onSummary = onSummary;
-    this.token = controlToken(marketId);
+    this.token = controlToken(marketId) ?? operatorToken();
     this.wire();
   }
 
@@ -100,9 +103,11 @@ export class MarketControls {
 
   refused(error) {
     if (error.status === 401 || error.status === 403) {
-      // A wrong or foreign token: forget it, so the paste field comes back.
+      // A wrong or foreign token (or an operator token from before the server restarted
+      // with another): forget it, so the paste field comes back.
+      if (this.token === operatorToken()) saveOperatorToken(null);
+      else saveControlToken(this.marketId, null);
       this.token = null;
-      saveControlToken(this.marketId, null);
       setNotice(this.el("control-error"), `The control token was refused: ${error.message}`);
     } else {
       setNotice(this.el("control-error"), error.message);

@@ -1,10 +1,10 @@
-// The home view: every market on the server, refreshed every few seconds, and the form that
-// starts a new one.
+// The home view: every market on the server, refreshed every few seconds, and, for the
+// presenter who holds the operator token, the form that starts a new one.
 
 import { api } from "./api.js";
 import { byTestId, h, setNotice, setText, syncChildren, whileBusy } from "./dom.js";
 import { describeSpeed, formatClock, formatDuration, formatSpeed } from "./format.js";
-import { saveControlToken } from "./tokens.js";
+import { operatorToken, saveControlToken, saveOperatorToken } from "./tokens.js";
 
 const REFRESH_MS = 3000;
 
@@ -48,7 +48,7 @@ async function refreshMarkets() {
   try {
     const markets = await api.markets();
     // Live markets first: the ones a visitor most likely wants.
-    const order = { running: 0, paused: 1, finished: 2, stopped: 3, failed: 4 };
+    const order = { running: 0, paused: 1, finished: 2, stopped: 3, failed: 4, damaged: 5 };
     markets.sort((a, b) => (order[a.state] ?? 5) - (order[b.state] ?? 5));
     syncChildren(byTestId("markets-table", root).tBodies[0], markets, (m) => m.market_id,
       marketRow, updateMarketRow);
@@ -90,8 +90,44 @@ function createBody(form) {
   const overrides = String(data.get("overrides") || "")
     .split("\n").map((line) => line.trim()).filter(Boolean);
   const name = String(data.get("name") || "").trim();
-  return { scenario: data.get("scenario") || "default", seed, speed, overrides,
+  const body = { scenario: data.get("scenario") || "default", seed, speed, overrides,
     name: name || null };
+  const invite = String(data.get("invite_code") || "").trim();
+  if (invite) {
+    if (!/^[\x21-\x7e]{4,128}$/.test(invite)) {
+      throw new Error("invite code: 4 to 128 letters, digits or signs, no spaces");
+    }
+    body.invite_code = invite;
+  }
+  return body;
+}
+
+/** Show the create form to whoever holds the operator token, the token field to others. */
+function showOperator(root) {
+  const operator = Boolean(operatorToken());
+  byTestId("create-form", root).hidden = !operator;
+  byTestId("operator-form", root).hidden = operator;
+}
+
+function wireOperatorForm(root) {
+  byTestId("operator-form", root).addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = byTestId("operator-token-input", root);
+    const token = input.value.trim();
+    if (!token) {
+      setNotice(byTestId("operator-error", root), "Paste the operator token the server " +
+        "printed when it started.");
+      return;
+    }
+    input.value = "";
+    saveOperatorToken(token);
+    setNotice(byTestId("operator-error", root), "");
+    showOperator(root);
+  });
+  byTestId("operator-forget", root).addEventListener("click", () => {
+    saveOperatorToken(null);
+    showOperator(root);
+  });
 }
 
 function showCreated(root, created) {
@@ -125,10 +161,18 @@ function wireCreateForm(root) {
     }
     await whileBusy(byTestId("create-submit", root), async () => {
       try {
-        showCreated(root, await api.createMarket(body));
+        showCreated(root, await api.createMarket(body, operatorToken()));
         refreshMarkets();
       } catch (error) {
-        setNotice(errorBox, error.message);
+        if (error.status === 401 || error.status === 403) {
+          // Not (or no longer) the operator's token: forget it and ask again.
+          saveOperatorToken(null);
+          showOperator(root);
+          setNotice(byTestId("operator-error", root),
+            `The operator token was refused: ${error.message}`);
+        } else {
+          setNotice(errorBox, error.message);
+        }
       }
     });
   });
@@ -144,8 +188,10 @@ export function mountHome() {
   if (!wired) {
     wired = true;
     wireCreateForm(root);
+    wireOperatorForm(root);
     loadScenarios(byTestId("create-scenario", root));
   }
+  showOperator(root);
   refreshMarkets();
   const timer = setInterval(refreshMarkets, REFRESH_MS);
   return () => {

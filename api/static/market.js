@@ -18,7 +18,7 @@ const RENDER_EVERY_MS = 200;
 const CHART_EVERY_MS = 1000;
 const CLOCK_EVERY_MS = 250;
 const SNAPSHOT_EVERY_MS = 5000;
-const ENDED_STATES = new Set(["stopped", "finished", "failed"]);
+const ENDED_STATES = new Set(["stopped", "finished", "failed", "damaged"]);
 
 class MarketSession {
   constructor(root, marketId) {
@@ -78,17 +78,20 @@ class MarketSession {
   }
 
   showLoadError(error) {
+    const gone = error.status === 404 || error.status === 410;
     const message = error.status === 404
       ? `There is no market ${this.marketId} on this server.`
-      : `Could not load market ${this.marketId}: ${error.message}. Trying again in 5 s.`;
+      : error.status === 410
+        ? `Market ${this.marketId} has ended and is no longer shown live.`
+        : `Could not load market ${this.marketId}: ${error.message}. Trying again in 5 s.`;
     setNotice(this.el("market-error"), message);
     this.el("market-error").append(" ", h("a", { href: "#/" }, "See all markets"));
     setText(this.el("connection-status"), "");
     for (const part of this.root.querySelectorAll(".market-grid, .market-facts, .controls")) {
       part.hidden = true;
     }
-    // A temporary failure is worth a retry; an unknown market is not.
-    if (error.status !== 404 && !this.stopped) {
+    // A temporary failure is worth a retry; an unknown or ended market is not.
+    if (!gone && !this.stopped) {
       this.timers.retry = setTimeout(() => this.restartFromScratch(), 5000);
     }
   }

@@ -17,7 +17,7 @@ const DEFAULT_MAX_PRICE_OF_LIST = 0.4;
 // A provider's first bid: its cost plus a margin, so a bid taken as it stands earns money.
 const DEFAULT_BID_MARKUP = 1.3;
 const SHOWN_MATCHING = 30;
-const ENDED_STATES = new Set(["stopped", "finished", "failed"]);
+const ENDED_STATES = new Set(["stopped", "finished", "failed", "damaged"]);
 
 const roundTo = (value, decimals) => Number(value.toFixed(decimals));
 
@@ -148,6 +148,11 @@ export class ParticipantPanel {
     const name = String(data.get("name") || "").trim();
     if (!name) throw new Error("name: 1 to 40 characters");
     const body = { role, name };
+    if (this.book.market.invite_required) {
+      const invite = this.el("join-invite").value.trim();
+      if (!invite) throw new Error("invite code: this market needs the code its presenter gave");
+      body.invite_code = invite;
+    }
     const wallet = String(data.get("wallet_usd") || "").trim();
     if (wallet) body.wallet_usd = Number(wallet);
     if (role === "provider") {
@@ -477,6 +482,7 @@ export class ParticipantPanel {
     const identity = this.identity;
     const ended = ENDED_STATES.has(this.book.market.state);
     this.el("join-panel").hidden = Boolean(identity);
+    this.el("invite-field").hidden = !this.book.market.invite_required;
     this.el("me-panel").hidden = !identity;
     this.root.querySelector(".you").classList.toggle("ended", ended);
     setText(this.root.querySelector("#you-title"), identity ? "You" : "Take part");

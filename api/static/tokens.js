@@ -1,6 +1,8 @@
 // Tokens live in sessionStorage, per market: they survive a reload of this tab but not its
-// closing, and another tab starts as a spectator unless it is given a token.
+// closing, and another tab starts as a spectator unless it is given a token. The operator
+// token (the presenter's: it creates and controls every market) is kept the same way.
 
+const operatorKey = "gpumarket:operator";
 const controlKey = (marketId) => `gpumarket:control:${marketId}`;
 const participantKey = (marketId) => `gpumarket:participant:${marketId}`;
 
@@ -19,6 +21,33 @@ function write(key, value) {
   } catch {
     // Storage full or disabled: keeping the token in memory for this page is enough.
   }
+}
+
+export function operatorToken() {
+  return read(operatorKey);
+}
+
+export function saveOperatorToken(token) {
+  write(operatorKey, token);
+}
+
+/**
+ * A presenter opens the page at the address the server printed, `/#operator=TOKEN`: keep the
+ * token in this tab and take it out of the address and the history at once, so it is neither
+ * shown on a projected screen nor bookmarked. True if the address carried one.
+ */
+export function takeOperatorTokenFromAddress() {
+  const found = location.hash.match(/^#operator=([^&]+)/);
+  if (!found) return false;
+  let token = found[1];
+  try {
+    token = decodeURIComponent(token);
+  } catch {
+    // Not percent-encoded: take it as it is.
+  }
+  saveOperatorToken(token);
+  history.replaceState(null, "", `${location.pathname}${location.search}#/`);
+  return true;
 }
 
 export function controlToken(marketId) {

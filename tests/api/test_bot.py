@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -21,6 +21,9 @@ import pytest
 from agents.strategies import CostPlus
 from api.bot import Bot, RemoteView, make_strategy, parse_params
 from market.strategy import ProviderView
+
+if TYPE_CHECKING:
+    from tests.conftest import Server
 
 WAIT_S = 60.0
 #: No simulated provider of the default market has this GPU: a bot that offers it is the only
@@ -35,9 +38,9 @@ def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -
     return response.json()
 
 
-def _market(url: str, speed: float = 60.0, *overrides: str) -> tuple[str, str]:
-    created = _post(url, "/api/markets", {"overrides": ["duration_days=1", *overrides],
-                                          "speed": speed})
+def _market(server: Server, speed: float = 60.0, *overrides: str) -> tuple[str, str]:
+    created = _post(server.url, "/api/markets", {"overrides": ["duration_days=1", *overrides],
+                                                 "speed": speed}, server.operator_token)
     return created["market_id"], created["control_token"]
 
 
@@ -85,8 +88,9 @@ class Lone:
     bot: Bot
 
     @classmethod
-    def open(cls, url: str) -> Lone:
-        market_id, control = _market(url, 60.0, "tenants.arrivals_per_hour=1e-6",
+    def open(cls, server: Server) -> Lone:
+        url = server.url
+        market_id, control = _market(server, 60.0, "tenants.arrivals_per_hour=1e-6",
                                      "providers.1.gpu_mix={ rtx4090 = 1.0 }")
         tenant = _post(url, f"/api/markets/{market_id}/participants",
                        {"role": "tenant", "name": "carol"})
@@ -98,7 +102,7 @@ class Lone:
 
 def test_bot_bids_its_strategys_price_wins_and_is_paid(serve) -> None:
     server = serve()
-    lone = Lone.open(server.url)
+    lone = Lone.open(server)
     market_id, control, tenant = lone.market_id, lone.control, lone.tenant
     strategy, lines, bot = lone.strategy, lone.lines, lone.bot
     orders = f"/api/markets/{market_id}/orders"
@@ -212,7 +216,7 @@ def _gpumarket(*args: str, timeout_s: float = WAIT_S) -> subprocess.CompletedPro
 
 def test_bot_command_names_the_argument_at_fault(serve) -> None:
     server = serve()
-    market_id, control = _market(server.url)
+    market_id, control = _market(server)
     base = ["bot", "--url", server.url, "--market", market_id]
     closed_url = _nothing_listens()
     cases = [
@@ -259,7 +263,7 @@ def _nothing_listens() -> str:
 
 def test_bot_command_trades_until_max_orders(serve) -> None:
     server = serve()
-    market_id, _ = _market(server.url, speed=600.0)
+    market_id, _ = _market(server, speed=600.0)
     done = _gpumarket("bot", "--url", server.url, "--market", market_id, "--strategy",
                       "cost_plus", "--param", "markup=0.1", "--gpu-model", "h100",
                       "--max-orders", "3", "--stop-after", "45")
@@ -279,7 +283,7 @@ def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:
     db = tmp_path / "sessions.db"
     first = serve(db)
     port = first.url.rsplit(":", 1)[1]
-    lone = Lone.open(first.url)
+    lone = Lone.open(first)
     market_id, control, tenant = lone.market_id, lone.control, lone.tenant
     strategy, lines, bot = lone.strategy, lone.lines, lone.bot
     job = {"gpus": 1, "gpu_models": [LONE_GPU], "hours": 0.05, "auto_select": True,

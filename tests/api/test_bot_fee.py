@@ -42,7 +42,8 @@ def test_remote_view_grosses_up_like_the_market_view(net_of_fee, gross_up):
 def test_the_snapshot_carries_the_switch_to_the_bot(tmp_path, switch):
     with TestClient(create_app(tmp_path / "sessions.db", Limits())) as client:
         created = client.post("/api/markets", json={
-            "speed": 1, "overrides": [f"market.bids_net_of_fee={str(switch).lower()}"]}).json()
+            "speed": 1, "overrides": [f"market.bids_net_of_fee={str(switch).lower()}"]},
+            headers={"Authorization": f"Bearer {client.app.state.operator_token}"}).json()
         market_id = created["market_id"]
         joined = client.post(f"/api/markets/{market_id}/participants", json={
             "role": "provider", "name": "bob", "gpu_model": "h100", "gpus": 8}).json()

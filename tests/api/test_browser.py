@@ -1,9 +1,11 @@
 """The browser page as a first-time visitor meets it, in a real Chromium against a real server.
 
-The visitor creates a market, watches it trade, joins as a tenant, posts a job, accepts a
-provider's bid by hand and sees the lease under "My leases"; a reload keeps the market and the
-identity; a second visitor, without the control token, is asked for it. Throughout, the page
-must ask nothing of any host but the server and log no error.
+The presenter opens the address the server printed (the operator token in its fragment),
+creates a market, watches it trade, joins as a tenant, posts a job, accepts a provider's bid by
+hand and sees the lease under "My leases"; a reload keeps the market and the identity; a second
+visitor, without the operator or the control token, may not create markets and is asked for the
+control token before any control shows. Throughout, the page must ask nothing of any host but
+the server, satisfy its Content-Security-Policy and log no error.
 
 The browser is Debian's Chromium, never one Playwright downloads. Waits are Playwright's own
 bounded waits.
@@ -152,9 +154,14 @@ def post_job_and_accept_a_bid(page: Page) -> None:
     expect(page.get_by_test_id("my-orders-empty")).to_be_visible(timeout=WAIT_MS)
 
 
-def test_visitor_creates_a_market_joins_and_leases_gpus(browser: Browser, live_url: str):
+def test_visitor_creates_a_market_joins_and_leases_gpus(browser: Browser, serve):
+    server = serve()
+    live_url = server.url
     page, watched = open_page(browser, live_url)
-    page.goto(live_url)
+    page.goto(f"{live_url}/#operator={server.operator_token}")
+    # The token leaves the address at once: not on a projected screen, not in the history.
+    expect(page).to_have_url(f"{live_url}/#/", timeout=WAIT_MS)
+    expect(page.get_by_test_id("operator-form")).to_be_hidden()
     create_market(page, "Browser test")
     watch_it_trade(page)
     slow_down(page)
@@ -176,6 +183,10 @@ def test_visitor_creates_a_market_joins_and_leases_gpus(browser: Browser, live_u
     expect(other.get_by_test_id("control-token-form")).to_be_visible()
     expect(other.get_by_test_id("control-buttons")).to_be_hidden()
     expect(other.get_by_test_id("join-panel")).to_be_visible()
+    # ... and on the home page it is offered the operator token's field, not the create form.
+    other.goto(live_url)
+    expect(other.get_by_test_id("operator-form")).to_be_visible(timeout=WAIT_MS)
+    expect(other.get_by_test_id("create-form")).to_be_hidden()
 
     for seen in (watched, other_watched):
         assert seen.foreign == [], f"requests to other hosts: {seen.foreign}"

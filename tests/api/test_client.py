@@ -92,10 +92,11 @@ async def _published(client: Client, market_id: str, seq: int) -> bool:
 
 
 def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
-    url = serve().url
+    server = serve()
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             created = await client.create_market(
                 speed=SPEED, name="flow",
                 # No lease may end by chance (a tenant's lost manifest) before the tenant
@@ -192,10 +193,11 @@ def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
 
 
 def test_refusals_are_api_errors_with_status_code_and_field(serve):
-    url = serve(None, "--rate", "1", "--burst", "2").url
+    server = serve(None, "--rate", "1", "--burst", "2")
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
             alice = await client.join_tenant(market_id, "alice")
             bob = await client.join_provider(market_id, "bob", "h100")
@@ -281,10 +283,11 @@ def test_an_unreachable_server_is_an_api_error():
 
 
 def test_stream_delivers_every_event_once_in_order(serve):
-    url = serve().url
+    server = serve()
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
             async with client.stream(market_id, since=0) as stream:
                 assert stream.hello is not None and stream.hello["market_id"] == market_id
@@ -310,10 +313,11 @@ def test_stream_delivers_every_event_once_in_order(serve):
 
 
 def test_stream_resumes_after_its_socket_drops(serve):
-    url = serve().url
+    server = serve()
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
             async with client.stream(market_id, since=0) as stream:
                 events = await take(stream, 10)
@@ -338,10 +342,11 @@ def test_stream_cut_off_as_too_slow_resumes_and_loses_no_command(serve):
     # A queue of one frame: a command's reply, offered right after the frame with the
     # command's own events in the same tick, overflows it, and the server cuts the socket off
     # as too slow (dropping that frame: the client must resume from before it).
-    url = serve(None, "--queue-frames", "1").url
+    server = serve(None, "--queue-frames", "1")
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
             alice = await client.join_tenant(market_id, "alice")
             async with client.stream(market_id, since=0, token=alice["token"]) as stream:
@@ -369,10 +374,11 @@ def test_stream_cut_off_as_too_slow_resumes_and_loses_no_command(serve):
 
 
 def test_stream_ends_once_a_stopped_market_delivered_everything(serve):
-    url = serve().url
+    server = serve()
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, control = await new_market(client)
             async with client.stream(market_id, since=0) as live:
                 head = await take(live, 10)
@@ -393,10 +399,11 @@ def test_stream_ends_once_a_stopped_market_delivered_everything(serve):
 
 
 def test_commands_over_the_stream(serve):
-    url = serve().url
+    server = serve()
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
             alice = await client.join_tenant(market_id, "alice")
             async with client.stream(market_id, since=0, token=alice["token"]) as stream:
@@ -467,10 +474,11 @@ def test_commands_over_the_stream(serve):
 
 
 def test_stream_past_the_kept_history_raises_or_counts_the_gap(serve):
-    url = serve(None, "--history-events", "20").url
+    server = serve(None, "--history-events", "20")
+    url = server.url
 
     async def scenario() -> None:
-        async with Client(url) as client:
+        async with Client(url, operator_token=server.operator_token) as client:
             market_id, _ = await new_market(client)
 
             async def history_overflowed() -> bool:

@@ -25,8 +25,9 @@ def _run(block: str) -> dict[str, Any]:
     return namespace
 
 
-def test_client_example_leases_a_job(serve, capsys) -> None:
+def test_client_example_leases_a_job(serve, capsys, monkeypatch) -> None:
     server = serve()
+    monkeypatch.setenv("GPUMARKET_OPERATOR_TOKEN", server.operator_token)
     block = _block("from api.client import Client").replace("http://127.0.0.1:8000",
                                                              server.url)
     # Bounded: a lease that never came would fail the test instead of hanging it.
@@ -44,7 +45,8 @@ def test_custom_bot_example_runs_in_ten_lines(serve) -> None:
     assert len([line for line in block.splitlines() if line.strip()]) <= 10
     server = serve()
     created = httpx.post(f"{server.url}/api/markets", json={
-        "overrides": ["duration_days=1"], "speed": 600}, timeout=30).json()
+        "overrides": ["duration_days=1"], "speed": 600}, headers=server.operator,
+        timeout=30).json()
     block = block.replace("http://127.0.0.1:8000", server.url)
     block = block.replace("m-ab12cd34", created["market_id"])
     block = block.replace("stop_after_s=600", "stop_after_s=8")

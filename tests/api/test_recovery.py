@@ -13,13 +13,15 @@ from typing import Any
 
 import httpx
 import pyarrow.parquet as pq
+import pytest
 from websockets.asyncio.client import connect
 
 from api.live import Limits
 from api.markets import LiveMarkets
-from api.sessionlog import FORMAT, SCHEMA
+from api.sessionlog import REPLAYABLE, SCHEMA, SessionLogUnreadable
 
 WAIT_S = 30.0
+OPERATOR = "recovery-operator-token-0123456789"
 
 
 def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -> dict:
@@ -43,8 +45,8 @@ async def _events_through(ws_url: str, market_id: str, since: int, last: int) ->
 
 def test_sigkill_mid_market_loses_no_acknowledged_command(serve, tmp_path):
     db = tmp_path / "sessions.db"
-    first = serve(db)
-    created = _post(first.url, "/api/markets", {"speed": 2000, "seed": 11})
+    first = serve(db, "--operator-token", OPERATOR)
+    created = _post(first.url, "/api/markets", {"speed": 2000, "seed": 11}, OPERATOR)
     market_id = created["market_id"]
     participants = f"/api/markets/{market_id}/participants"
     alice = _post(first.url, participants, {"role": "tenant", "name": "alice"})
@@ -64,7 +66,7 @@ def test_sigkill_mid_market_loses_no_acknowledged_command(serve, tmp_path):
     first.kill()  # SIGKILL: no shutdown code runs
     assert first.process.returncode == -9
 
-    second = serve(db)
+    second = serve(db, "--operator-token", OPERATOR)
     (listed,) = httpx.get(f"{second.url}/api/markets", timeout=WAIT_S).json()
     assert listed["market_id"] == market_id and listed["state"] == "running"
     assert listed["seq"] >= seen_seq  # it came back at least where the client had been
@@ -117,21 +119,24 @@ def test_replay_reports_bad_input_in_one_line(tmp_path):
 
 def test_a_log_of_an_earlier_format_is_refused_naming_its_version(tmp_path):
     """A log written before the economics changed would replay to other numbers: replay
-    refuses it in one line that names both formats, and a server marks its markets failed."""
+    refuses it in one line that names both formats, and a server refuses to open it (in one
+    line, leaving it as it was, for the version that wrote it)."""
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as old:  # as an earlier gpumarket left it: no user_version
         old.executescript(SCHEMA)
-        old.execute("INSERT INTO markets VALUES (?,?,?,?,?,?,?,?,?,?)",
+        old.execute("INSERT INTO markets (market_id, name, scenario_name, scenario_json, "
+                    "seed, speed, state, clock_s, control_hash, created_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     ("m-old", "old", "default", "{}", 1, 60.0, "running", 10.0, "x", 0.0))
     refused = subprocess.run(
         [sys.executable, "-c", "from api.cli import main; main()", "replay", str(db),
          "--market", "m-old"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1
-    assert "format 1" in refused.stderr and f"format {FORMAT} only" in refused.stderr
-    markets = LiveMarkets(db, Limits())
-    try:
-        assert markets.recover() == []
-        assert markets.log.market("m-old").state == "failed"
-    finally:
-        markets.log.close()
+    assert "format 1" in refused.stderr
+    assert f"format {REPLAYABLE[0]} to {REPLAYABLE[-1]} only" in refused.stderr
+    before = db.read_bytes()
+    with pytest.raises(SessionLogUnreadable, match="format 1, written by an earlier") as error:
+        LiveMarkets(db, Limits())
+    assert "\n" not in str(error.value)
+    assert db.read_bytes() == before

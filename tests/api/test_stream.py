@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -17,11 +17,15 @@ from websockets.exceptions import ConnectionClosed
 
 from api.live import Connection, dumps
 
+if TYPE_CHECKING:
+    from tests.conftest import Server
+
 WAIT_S = 30.0
 
 
-def _create(url: str, **body: Any) -> dict[str, Any]:
-    response = httpx.post(f"{url}/api/markets", json={"speed": 3000, **body}, timeout=30)
+def _create(server: Server, **body: Any) -> dict[str, Any]:
+    response = httpx.post(f"{server.url}/api/markets", json={"speed": 3000, **body},
+                          headers=server.operator, timeout=30)
     assert response.status_code == 201, response.text
     return response.json()
 
@@ -55,7 +59,7 @@ def _last_seq(frames: list[dict[str, Any]]) -> int:
 
 def test_events_are_numbered_and_resume_without_gap_or_duplicate(serve):
     server = serve()
-    market_id = _create(server.url)["market_id"]
+    market_id = _create(server)["market_id"]
     stream = f"{server.ws_url}/api/markets/{market_id}/stream"
 
     async def scenario() -> None:
@@ -82,7 +86,7 @@ def test_events_are_numbered_and_resume_without_gap_or_duplicate(serve):
 
 def test_commands_over_the_socket_get_typed_replies_and_errors(serve):
     server = serve(None, "--max-message-bytes", "1024")
-    market_id = _create(server.url, speed=600)["market_id"]
+    market_id = _create(server, speed=600)["market_id"]
     alice = _join(server.url, market_id, role="tenant", name="alice")
     stream = f"{server.ws_url}/api/markets/{market_id}/stream"
 
@@ -151,7 +155,7 @@ def test_unknown_market_and_bad_since_get_an_error_frame(serve):
 def test_a_client_that_reads_nothing_is_cut_off_and_resumes(serve):
     server = serve(None, "--queue-frames", "3", "--tick", "0.02")
     # Two months at high speed: more data than the socket buffers on both sides hold.
-    market_id = _create(server.url, speed=500_000, overrides=["duration_days=60"])["market_id"]
+    market_id = _create(server, speed=500_000, overrides=["duration_days=60"])["market_id"]
     stream = f"{server.ws_url}/api/markets/{market_id}/stream"
     snapshot_url = f"{server.url}/api/markets/{market_id}"
 

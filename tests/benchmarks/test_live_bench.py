@@ -416,11 +416,11 @@ class BenchMarket:
     start_s: float
 
     @classmethod
-    def create(cls, url: str) -> BenchMarket:
+    def create(cls, url: str, operator: dict[str, str]) -> BenchMarket:
         rest = httpx.Client(base_url=url, timeout=REST_S)
         created = rest.post("/api/markets", json={
             "scenario": SCENARIO, "overrides": OVERRIDES, "seed": SEED,
-            "speed": WARM_UP_SPEED}).json()
+            "speed": WARM_UP_SPEED}, headers=operator).json()
         market_id = created["market_id"]
         control = {"Authorization": f"Bearer {created['control_token']}"}
         deadline = time.monotonic() + REST_S
@@ -450,7 +450,7 @@ class BenchMarket:
 
 def measure_live(ctx: Any, server: Any, calibration: Calibration | None = None,
                  **options: Any) -> tuple[Run, Calibration, BenchMarket]:
-    market = BenchMarket.create(server.url)
+    market = BenchMarket.create(server.url, server.operator)
     calibration = calibration or Calibration.of(EVENTS_PER_S, market.start_s, MEASURE_S)
     market.set_speed(calibration.speed)
     run = measure(ctx, f"{server.ws_url}/api/markets/{market.market_id}/stream", market.since,
@@ -483,8 +483,11 @@ def measure_baseline(ctx: Any, calibration: Calibration, since: int,
 
 def test_thousand_clients_against_bare_websockets(serve, tmp_path) -> None:
     ctx = multiprocessing.get_context("spawn")
+    # The thousand clients all come from this machine's one address: its budgets opened up.
     server = serve(tmp_path / "bench.db", "--max-connections", str(CLIENTS + 200),
-                   "--queue-frames", "1000", "--tick", str(TICK_S))
+                   "--queue-frames", "1000", "--tick", str(TICK_S),
+                   "--anonymous-rate", "10000", "--anonymous-burst", "10000",
+                   "--address-rate", "10000", "--address-burst", "10000")
     live, calibration, market = measure_live(ctx, server)
     server.kill(signal.SIGTERM)  # the baseline gets the machine to itself, like the server
     baseline = measure_baseline(ctx, calibration, market.since)

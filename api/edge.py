@@ -1,0 +1,279 @@
+"""The JSON reader at the edge: HTTP bodies and websocket messages, refused whole when they hold
+what no command can mean.
+
+Python's `json` reads more than JSON: `NaN`, `Infinity` and `-Infinity`, numbers that overflow
+to infinity (`1e309`), integers of any length (and fails past 4,300 digits with a ValueError),
+nesting as deep as the stack allows, lone UTF-16 surrogates, and a key given twice (the last
+one wins, where another parser keeps the first). None of these is a value a market command
+takes, and each one reaching pydantic or the session log is a 500, an error body that cannot be
+serialized, or a command read differently on replay. `read_json` refuses them with one line
+that names where (a dotted path, as pydantic names fields) and what would be valid.
+
+>>> read_json('{"order_id": 3, "price_usd_per_gpu_hour": 2.5}', "body")
+{'order_id': 3, 'price_usd_per_gpu_hour': 2.5}
+>>> read_json('{"gpu_models": ["h100", NaN]}', "body")
+Traceback (most recent call last):
+...
+api.commands.CommandError: gpu_models.1: expected a finite number, got NaN
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Coroutine
+from itertools import accumulate
+from typing import Any
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
+
+from api.commands import CommandError
+
+#: The most digits an integer may have: ids are below 2**53 (16 digits), seeds below 2**63
+#: (19); 30 leaves room and keeps int() of a hostile number cheap.
+MAX_INT_DIGITS = 30
+#: The deepest nesting of arrays and objects (a command nests 2: a body and its lists).
+MAX_DEPTH = 32
+#: How much of a refused number a message quotes, and of each part of a field's name.
+_QUOTE_CHARS = 24
+_NAME_CHARS = 64
+#: The most field errors one 422 lists (a body of unknown keys has one for each).
+MAX_FIELD_ERRORS = 20
+
+# Only an escape can make a lone surrogate (text that arrived as UTF-8 holds none), and only a
+# text with that many brackets outside its strings can nest too deep: a document with neither,
+# and nothing refused, skips the walk.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+class _Refused:
+    """A value the reader refused, left in place so the walk can say where it was."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def read_json(raw: str | bytes, where: str) -> Any:
+    """The JSON document `raw` (UTF-8 if bytes) as Python values, or CommandError "invalid"
+    naming the field (`where`, e.g. "body" or "message", for the document as a whole).
+
+    Refused: text that is not JSON or not UTF-8; `NaN`, `Infinity`, `-Infinity`; numbers
+    beyond the largest float (about 1.8e308); integers of more than MAX_INT_DIGITS digits;
+    arrays and objects nested deeper than MAX_DEPTH; a key twice in one object; strings with
+    a lone UTF-16 surrogate escape."""
+    if isinstance(raw, bytes | bytearray):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CommandError("invalid", f"{where}: expected JSON text in UTF-8",
+                               where) from None
+    else:
+        text = raw
+    refused: list[_Refused] = []
+
+    def refuse(why: str) -> _Refused:
+        mark = _Refused(why)
+        refused.append(mark)
+        return mark
+
+    def number(text: str) -> float | _Refused:
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        return refuse(f"expected a finite number, got {_quote(text)} (beyond the largest "
+                      f"float)")
+
+    def integer(text: str) -> int | _Refused:
+        digits = len(text) - text.startswith("-")
+        if digits > MAX_INT_DIGITS:
+            return refuse(f"expected an integer of at most {MAX_INT_DIGITS} digits, got "
+                          f"{digits} digits")
+        return int(text)
+
+    def constant(name: str) -> _Refused:
+        return refuse(f"expected a finite number, got {name}")
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Refused:
+        members = dict(pairs)
+        if len(members) == len(pairs):
+            return members
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                return refuse(f"key {_quote(key, _NAME_CHARS)!r} appears twice; give each "
+                              "field once")
+            seen.add(key)
+        raise AssertionError("unreachable: fewer members than pairs means a key twice")
+
+    try:
+        document = json.loads(text, parse_float=number, parse_int=integer,
+                              parse_constant=constant, object_pairs_hook=members)
+    except json.JSONDecodeError as error:
+        raise CommandError("invalid", f"{where}: not JSON: {error.msg} at line "
+                           f"{error.lineno} column {error.colno}", where) from None
+    except RecursionError:
+        raise CommandError("invalid", f"{where}: arrays and objects nested deeper than "
+                           f"{MAX_DEPTH} levels", where) from None
+    if refused or _SURROGATE_ESCAPE.search(text) or _deeper_than(text, MAX_DEPTH):
+        _walk(document, where)  # finds what is wrong, and where
+    return document
+
+
+def _deeper_than(text: str, depth: int) -> bool:
+    """Whether JSON `text` nests arrays and objects deeper than `depth` (brackets in strings
+    do not count); quicker than walking the document, which only a refusal needs."""
+    if text.count("[") + text.count("{") <= depth:
+        return False
+    brackets = _BRACKETS.findall(_STRINGS.sub("", text))
+    return max(accumulate(1 if b in "[{" else -1 for b in brackets), default=0) > depth
+
+
+def _walk(document: Any, where: str) -> None:
+    """Raise CommandError for the first refused value in document order, the first container
+    nested too deep, or the first string or key with a lone surrogate."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _Refused):
+            _raise(path, where, value.why)
+        elif isinstance(value, str):
+            _check_text(value, path, where, "string")
+        elif isinstance(value, dict | list):
+            if len(path) >= MAX_DEPTH:
+                _raise(path, where, f"arrays and objects nested deeper than {MAX_DEPTH} levels")
+            if isinstance(value, dict):
+                for key in value:
+                    _check_text(key, (*path, key), where, "key")
+                children = list(value.items())
+            else:
+                children = list(enumerate(value))
+            stack.extend(((child, (*path, name)) for name, child in reversed(children)))
+
+
+def _check_text(text: str, path: tuple[str | int, ...], where: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        _raise(path, where, f"{what} with a lone UTF-16 surrogate escape: not text")
+
+
+def _raise(path: tuple[str | int, ...], where: str, why: str) -> None:
+    field = field_name(path) or where
+    raise CommandError("invalid", f"{field}: {why}", field)
+
+
+def field_name(path: tuple[Any, ...] | list[Any]) -> str:
+    """A location as the dotted field name error messages use (`gpu_models.1`), each part
+    cut short if long: keys come from the client and may be anything, this name goes in one
+    line."""
+    parts = [_quote(str(part).encode("utf-8", "backslashreplace").decode("utf-8"), _NAME_CHARS)
+             for part in path]
+    name = ".".join(parts)
+    if len(parts) > 8:  # a deep path: its start and its end say where
+        name = ".".join([*parts[:3], "…", *parts[-3:]])
+    return name
+
+
+def _quote(text: str, limit: int = _QUOTE_CHARS) -> str:
+    """`text` cut to `limit` characters a one-line message can quote, without line breaks."""
+    text = " ".join(text.split()) if any(c in text for c in "\r\n\t\v\f") else text
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class EdgeRequest(Request):
+    """A request whose JSON body is read by `read_json`: FastAPI calls `json()` for every body
+    it validates, and turns what it raises into a 400 whose cause is our CommandError (the
+    server's handler answers that cause, a 422 naming the field)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = read_json(await self.body(), "body")
+        return self._json
+
+
+class EdgeRoute(APIRoute):
+    """A route that reads its body with `read_json` and, if it declares a 422, reads its path and
+    query as strictly: integers in decimal digits only (no `1_000`, `+5`, ` 5` or `1.0`, which
+    a lax reader takes), of at most MAX_INT_DIGITS digits, and no query parameter it does not
+    declare or gets twice (a misspelt `?snce=5` is an error, not every event again). Install
+    with `app.router.route_class = EdgeRoute` before the routes are added."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+        # Only routes whose document says they may answer 422 refuse: the page (a link may carry
+        # tracking parameters) and the routes without input keep the web's leniency.
+        strict = self.include_in_schema and any(str(status) == "422" for status in self.responses)
+        parameters = _Parameters(self.dependant) if strict else None
+
+        async def edge_handler(request: Request) -> Response:
+            if parameters is not None:
+                parameters.check(request)
+            return await handle(EdgeRequest(request.scope, request.receive))
+
+        return edge_handler
+
+
+_DECIMAL = re.compile(r"-?[0-9]+")
+
+
+class _Parameters:
+    """What a route declares in its path and query (its dependencies' too)."""
+
+    def __init__(self, dependant: Any) -> None:
+        query: set[str] = set()
+        self.integers: list[tuple[str, str]] = []  # (path or query, name)
+        stack = [dependant]
+        while stack:
+            node = stack.pop()
+            query.update(field.alias for field in node.query_params)
+            for where, fields in (("path", node.path_params), ("query", node.query_params)):
+                self.integers += [(where, field.alias) for field in fields
+                                  if field.field_info.annotation is int]
+            stack.extend(node.dependencies)
+        self.query = frozenset(query)
+
+    def check(self, request: Request) -> None:
+        """Raise CommandError for the first parameter out of place or not a plain integer."""
+        seen: set[str] = set()
+        for name, _ in request.query_params.multi_items():
+            if name not in self.query:
+                expected = ", ".join(sorted(self.query)) or "none"
+                field = field_name([name])
+                raise CommandError("invalid", f"{field}: not a query parameter of this route "
+                                   f"(expected: {expected})", field)
+            if name in seen:
+                raise CommandError("invalid", f"{name}: given more than once", name)
+            seen.add(name)
+        for where, name in self.integers:
+            text = (request.path_params if where == "path" else request.query_params).get(name)
+            if text is None:
+                continue
+            if not _DECIMAL.fullmatch(text):
+                raise CommandError("invalid", f"{name}: expected an integer in decimal digits, "
+                                   f"got {_quote(text)!r}", name)
+            digits = len(text) - text.startswith("-")
+            if digits > MAX_INT_DIGITS:
+                raise CommandError("invalid", f"{name}: expected an integer of at most "
+                                   f"{MAX_INT_DIGITS} digits, got {digits} digits", name)
+
+
+def field_errors(errors: Any) -> list[dict[str, Any]]:
+    """FastAPI's request-validation errors as a 422 body may hold them: `loc`, `msg` and `type`
+    of the first MAX_FIELD_ERRORS, without the `input` and `ctx` pydantic adds (an input may be
+    a number JSON cannot write, or the whole body again), locations cut short and messages on
+    one line."""
+    listed = []
+    for error in list(errors)[:MAX_FIELD_ERRORS]:
+        loc = [part if isinstance(part, int) and not isinstance(part, bool)
+               else field_name([part]) for part in error.get("loc", ())]
+        message = " ".join(str(error.get("msg", "invalid")).split())
+        if len(message) > 200:
+            message = message[:199] + "…"
+        listed.append({"loc": loc, "msg": message, "type": str(error.get("type", ""))})
+    return listed
