@@ -3,12 +3,17 @@ TOML, through loading, the run budget and a short run where accepted.
 
 Whatever comes in, the only way out is a one-line ScenarioError or a run that ends: no other
 exception, no hang (each example runs under an alarm), no memory blow-up (an accepted scenario
-has passed `check_budget`, and the run is cut to a few simulated minutes)."""
+has passed `check_budget`, and the run is cut to a few simulated minutes). The last test runs
+the real CLI in a child process under a memory cap (RLIMIT_AS) and a timeout."""
 
 from __future__ import annotations
 
+import json
 import math
+import resource
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -189,3 +194,31 @@ def test_scaled_defaults(alarm, path: str, factor: float) -> None:
 def test_several_overrides_at_once(alarm, picks: list[tuple[str, str]]) -> None:
     alarm()
     _exercise(lambda: load_scenario("default", [f"{path}={text}" for path, text in picks]))
+
+
+#: Address space the CLI may take in the capped runs below (the run budget allows 2 GB).
+MEMORY_CAP_BYTES = 4 * 2**30
+
+
+def _capped() -> None:  # runs in the child, before the CLI starts
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP_BYTES, MEMORY_CAP_BYTES))
+
+
+@settings(max_examples=6, deadline=None, derandomize=True)
+@given(picks=st.lists(st.builds(lambda path, factor: (path, _scaled(path, factor)),
+                                st.sampled_from(NUMERIC), st.sampled_from(FACTORS)),
+                      min_size=1, max_size=3))
+def test_the_cli_under_a_memory_and_time_cap(picks: list[tuple[str, str]]) -> None:
+    """The real `gpumarket run`, in a child process capped in memory and time: it answers
+    with one line and exit 2, or runs (cut to a few simulated minutes) and exits 0."""
+    sets = [arg for path, text in picks for arg in ("--set", f"{path}={text}")]
+    done = subprocess.run(
+        [sys.executable, "-c", "from api.cli import main; main()", "run", "--json", *sets,
+         "--set", f"duration_days={RUN_DAYS}"],
+        capture_output=True, text=True, timeout=3 * EXAMPLE_S, preexec_fn=_capped)
+    assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr
+    if done.returncode == 2:
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["money_conserved"] is True
