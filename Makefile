@@ -1,4 +1,5 @@
-# gpumarket: `make run` and `make test` set everything up on a fresh machine (Python >= 3.11).
+# gpumarket: `make run` and `make test` set everything up on a fresh machine (Python >= 3.11):
+# the package with its analysis extra (pandas, DuckDB: the README's examples) and the dev tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,8 @@ $(STAMP): pyproject.toml .constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	@echo "installing gpumarket and its pinned dependencies into $(VENV) (log: $(VENV)/install.log)"
 	@$(BIN)/python -m pip install --upgrade pip > $(VENV)/install.log 2>&1 \
-		&& $(BIN)/python -m pip install -c .constraints.txt -e '.[dev]' >> $(VENV)/install.log 2>&1 \
+		&& $(BIN)/python -m pip install -c .constraints.txt -e '.[analysis,dev]' \
+			>> $(VENV)/install.log 2>&1 \
 		|| (cat $(VENV)/install.log; exit 1)
 	@touch $(STAMP)
 

@@ -12,16 +12,26 @@ prices, and its own provider's facts, never a rival's.
 
     run_bot("http://127.0.0.1:8000", "m-ab12cd34", "cost_plus", params={"markup": 0.2})
 
+The bot races for a place in each order's cap of `order_max_bids` bids: it bids the moment
+an `order_opened` event arrives, over the stream's own websocket, without waiting for the
+replies, and passes over orders whose cap will be full when its bid lands. It counts what
+became of its bids (accepted into the cap, refused by reason) and says so as it runs.
+
 `bot_command` is the body of `gpumarket bot` (strategy by name, `k=v` parameters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import inspect
 import math
-from collections import OrderedDict, deque
+import re
+import time
+import types
+import typing
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +43,7 @@ from market import registry
 from market.resources import GpuRequest, ResourceUnit, Storage
 from market.scenario import ScenarioError, parse_override
 from market.strategy import OrderView, Outcome, ProviderView
-from market.units import micro_to_usd
+from market.units import SECONDS_PER_HOUR, micro_to_usd
 
 #: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
 PRICES_KEPT = 256
@@ -49,6 +59,22 @@ FINAL_READ_S = 3.0
 #: the stream's backoff (doubling to 2 s) about two minutes, long enough for a restart, which
 #: brings the market back where it was.
 RECONNECTS = 60
+#: Wall seconds between status lines (bids sent, accepted, refused by reason, leases, revenue).
+STATUS_EVERY_S = 10.0
+#: Bids an order keeps when the server does not say (Akash's `order_max_bids`); a refusal
+#: that names the market's own figure corrects it.
+ORDER_MAX_BIDS = 20
+#: Why the server refused a bid, from its message or code, as the status lines count it.
+#: A "conflict" carries the market's own words; the first phrase found names the reason.
+REFUSAL_PHRASES = (("already has order_max_bids", "order full"),
+                   ("is not open", "order closed"),
+                   ("above the order's max price", "above max price"),
+                   ("already bid", "already bid"),
+                   ("does not match", "no free capacity"),
+                   ("bid deposit", "deposit unpaid"))
+REFUSAL_CODES = {"not_found": "order closed", "rate_limited": "rate limited",
+                 "disconnected": "no reply", "timeout": "no reply"}
+_MAX_BIDS_SAID = re.compile(r"order_max_bids \((\d+)\)")
 _COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
                  "marginal": "cost_marginal_usd_per_gpu_hour"}
 
@@ -193,6 +219,7 @@ def make_strategy(name: str, params: dict[str, Any] | None = None) -> Any:
         known = ", ".join(registry.names("strategies"))
         raise ValueError(f"--strategy: unknown strategy {name!r} (known: {known})") from None
     params = params or {}
+    _check_types(name, factory, params)
     try:
         return factory(**params)
     except TypeError as error:
@@ -205,6 +232,59 @@ def make_strategy(name: str, params: dict[str, Any] | None = None) -> Any:
         raise ValueError(f"--param: strategy {name!r}: {error}") from None
     except ValueError as error:
         raise ValueError(f"--param: strategy {name!r}: {error}") from None
+
+
+def _check_types(name: str, factory: Any, params: dict[str, Any]) -> None:
+    """Refuse a parameter whose value is not of the type the strategy's constructor declares
+    (`markup=abc` for a float), before anything is built or connected. Parameters without a
+    readable annotation are left to the constructor."""
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # annotations that do not resolve: nothing to check against
+        return
+    for key, value in params.items():
+        hint = hints.get(key)
+        if hint is not None and not _fits(hint, value):
+            noun, example = _describe(hint)
+            raise ValueError(f"--param {key}: strategy {name!r} takes {noun} (e.g. "
+                             f"{key}={example}), got {value!r}")
+
+
+def _fits(hint: Any, value: Any) -> bool:
+    """Whether a TOML-read `value` is of type `hint` (an int is a float; a bool is neither)."""
+    if hint is Any:
+        return True
+    if hint is None or hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(member, value) for member in typing.get_args(hint))
+    if origin in (tuple, list, set, frozenset):
+        return isinstance(value, list | tuple)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True  # a type this check does not know: the constructor decides
+
+
+def _describe(hint: Any) -> tuple[str, str]:
+    """A type as a parameter's author would say it, and an example value in TOML: ("a
+    number", "0.2")."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        described = [_describe(member) for member in typing.get_args(hint)
+                     if member is not type(None)]
+        nouns = dict.fromkeys(noun for noun, _ in described)
+        return " or ".join(nouns), described[0][1]
+    if origin in (tuple, list, set, frozenset):
+        return "a list", "[0.1, 0.2]"
+    names = {float: ("a number", "0.2"), int: ("a whole number", "3"),
+             bool: ("true or false", "true"), str: ("text", '"x"')}
+    return names.get(hint, (getattr(hint, "__name__", str(hint)), "..."))
 
 
 def _parameters(factory: Any) -> list[str] | None:
@@ -230,6 +310,7 @@ class _Order:
 
     event: dict[str, Any]                    # its order_opened event
     public_bids_usd_per_gpu_hour: list[float] = field(default_factory=list)
+    public_arrivals_s: list[float] = field(default_factory=list)  # when each reaches the chain
     priced: bool = False                     # the strategy priced it (this run)
     my_bid_usd_per_gpu_hour: float = math.nan
 
@@ -250,7 +331,8 @@ class Bot:
                  wallet_usd: float = 1000.0, token: str | None = None,
                  max_orders: int | None = None, stop_after_s: float | None = None,
                  log: Callable[[str], Any] = print, timeout_s: float = 10.0,
-                 invite_code: str | None = None) -> None:
+                 invite_code: str | None = None,
+                 status_every_s: float | None = STATUS_EVERY_S) -> None:
         self.url = url
         self.invite_code = invite_code
         self.market_id = market_id
@@ -269,10 +351,21 @@ class Bot:
         self.view: RemoteView | None = None
         self.started = False          # joined, read its facts and streaming
         self.stopped_by = ""
+        self.status_every_s = status_every_s
         self.orders_priced = 0
-        self.bids_placed = 0
+        self.bids_sent = 0
+        self.bids_placed = 0          # accepted into the order's cap
         self.bids_refused = 0
+        self.refused: Counter[str] = Counter()    # refusals by reason (REFUSAL_PHRASES)
+        self.passed_over: Counter[str] = Counter()  # servable orders not bid on, by reason
         self.leases_won = 0
+        self.revenue_usd = 0.0        # payouts settled to the bot in this run, net of fee
+        # Leases won in this run: lease id -> [start, end (inf: active)] in simulated seconds
+        # and the rate the bot keeps after the fee, USD per hour (what `booked_usd` sums).
+        self._won: dict[int, list[float]] = {}
+        self.max_bids = ORDER_MAX_BIDS
+        self._bidding: set[asyncio.Task[None]] = set()
+        self._started_at = math.nan   # wall clock (monotonic) when trading began
         self.wallet_start_usd = math.nan
         self.wallet_end_usd = math.nan
         self._orders: OrderedDict[int, _Order] = OrderedDict()
@@ -300,32 +393,83 @@ class Bot:
         """Join (or take over `token`'s provider), then trade until the market ends, the
         wall-clock limit, `max_orders` orders priced, or cancellation."""
         async with Client(self.url, timeout_s=self.timeout_s) as client:
+            status = asyncio.create_task(self._report_status())
             try:
                 await self._trade(client)
             except asyncio.CancelledError:
                 self.stopped_by = self.stopped_by or "interrupted"
+                for task in self._bidding:
+                    task.cancel()
                 raise
             finally:
+                status.cancel()
                 if self.started:
                     await self._read_final_wallet(client)
                     self.log(self._summary_line())
         return self.summary()
 
+    async def _report_status(self) -> None:
+        """A status line every `status_every_s` wall seconds while trading."""
+        if not self.status_every_s:
+            return
+        while True:
+            await asyncio.sleep(self.status_every_s)
+            if self.started:
+                elapsed_s = time.monotonic() - self._started_at
+                self.log(f"{self.name}: after {elapsed_s:.0f} s: {self._counts_line()}")
+
+    @property
+    def booked_usd(self) -> float:
+        """What the leases won in this run have earned so far at their prices, net of the
+        platform's fee, USD: revenue as it accrues (payments settle later, at withdrawals)."""
+        now_s = self.view.now_s if self.view is not None else 0.0
+        return sum(rate * max(min(end_s, now_s) - start_s, 0.0) / SECONDS_PER_HOUR
+                   for start_s, end_s, rate in self._won.values())
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Bids accepted into their order's cap / bids answered (NaN before any answer)."""
+        answered = self.bids_placed + self.bids_refused
+        return self.bids_placed / answered if answered else math.nan
+
     def summary(self) -> dict[str, Any]:
-        """Counts of this run; `earned_usd` is the wallet's change (payouts net of the
-        platform's fee, less bid deposits still locked), USD."""
+        """Counts of this run: bids sent, placed (accepted into the order's cap of
+        `order_max_bids`), refused (in all, and by reason: "order full", "order closed",
+        "above max price", "rate limited", ...), `acceptance_rate` (placed / answered; NaN
+        before any answer), servable orders `passed_over` without a bid (by reason: "order
+        full" when the cap had filled before the bid could land), `revenue_usd` (payouts
+        settled in this run, net of the platform's fee), `booked_usd` (what the leases won
+        have earned so far, net of the fee, settled or not) and `earned_usd`, the wallet's
+        change (settled revenue less bid deposits still locked), USD."""
         return {"provider": self.provider, "orders_priced": self.orders_priced,
-                "bids_placed": self.bids_placed, "bids_refused": self.bids_refused,
-                "leases_won": self.leases_won,
+                "bids_sent": self.bids_sent, "bids_placed": self.bids_placed,
+                "bids_refused": self.bids_refused, "acceptance_rate": self.acceptance_rate,
+                "refused_by_reason": dict(self.refused.most_common()),
+                "passed_over": dict(self.passed_over.most_common()),
+                "leases_won": self.leases_won, "booked_usd": self.booked_usd,
+                "revenue_usd": self.revenue_usd,
                 "earned_usd": self.wallet_end_usd - self.wallet_start_usd,
                 "stopped_by": self.stopped_by}
 
+    def _counts_line(self) -> str:
+        """Bids sent, accepted, refused by reason, orders passed over, leases and revenue."""
+        rate = self.acceptance_rate
+        accepted = f"{self.bids_placed} accepted into the cap" + (
+            "" if math.isnan(rate) else f" ({rate:.0%})")
+        refused = ", ".join(f"{count} {reason}" for reason, count in self.refused.most_common())
+        passed = ", ".join(f"{count} {reason}"
+                           for reason, count in self.passed_over.most_common())
+        return (f"{self.orders_priced} orders priced, {self.bids_sent} bids sent, "
+                f"{accepted}, {self.bids_refused} refused" + (f" ({refused})" if refused else "")
+                + (f", passed over {passed}" if passed else "")
+                + f", {self.leases_won} leases won, booked {self.booked_usd:.2f} USD "
+                f"(paid {self.revenue_usd:.2f})")
+
     def _summary_line(self) -> str:
-        s = self.summary()
-        earned = "unknown" if math.isnan(s["earned_usd"]) else f"{s['earned_usd']:+.2f} USD"
-        return (f"{self.name}: stopped ({s['stopped_by'] or 'error'}): "
-                f"{s['orders_priced']} orders priced, {s['bids_placed']} bids placed, "
-                f"{s['bids_refused']} refused, {s['leases_won']} leases won, earned {earned}")
+        earned = self.wallet_end_usd - self.wallet_start_usd
+        earned_text = "unknown" if math.isnan(earned) else f"{earned:+.2f} USD"
+        return (f"{self.name}: stopped ({self.stopped_by or 'error'}): "
+                f"{self._counts_line()}, earned {earned_text}")
 
     async def _trade(self, client: Client) -> None:
         loop = asyncio.get_running_loop()
@@ -345,30 +489,39 @@ class Bot:
         async with stream:
             self._catch_up_seq = int((stream.hello or {}).get("seq", 0))
             self.started = True
+            self._started_at = time.monotonic()
             self.log(self._start_line())
-            while True:
-                remaining_s = deadline - loop.time()
-                if remaining_s <= 0:
-                    self.stopped_by = "stop_after_s"
+            try:
+                await self._follow(stream, deadline)
+            finally:
+                await self._settle_bids()
+
+    async def _follow(self, stream: Stream, deadline: float) -> None:
+        """Take each frame's events as it comes and bid at once on the orders it opened."""
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining_s = deadline - loop.time()
+            if remaining_s <= 0:
+                self.stopped_by = "stop_after_s"
+                return
+            try:
+                events = await asyncio.wait_for(
+                    stream.next_batch(), None if math.isinf(remaining_s) else remaining_s)
+            except TimeoutError:
+                self.stopped_by = "stop_after_s"
+                return
+            if not events:
+                self.stopped_by = f"market {stream.state}"
+                return
+            for event in events:
+                self._on_event(event)
+            if self.view is not None and not math.isnan(stream.clock_s):
+                self.view.heard_clock(stream.clock_s)
+            if (stream.last_seq or 0) >= self._catch_up_seq:
+                self._bid_on_open_orders(stream)
+                if self.max_orders is not None and self.orders_priced >= self.max_orders:
+                    self.stopped_by = "max_orders"
                     return
-                try:
-                    events = await asyncio.wait_for(
-                        stream.next_batch(), None if math.isinf(remaining_s) else remaining_s)
-                except TimeoutError:
-                    self.stopped_by = "stop_after_s"
-                    return
-                if not events:
-                    self.stopped_by = f"market {stream.state}"
-                    return
-                for event in events:
-                    self._on_event(event)
-                if self.view is not None and not math.isnan(stream.clock_s):
-                    self.view.heard_clock(stream.clock_s)
-                if (stream.last_seq or 0) >= self._catch_up_seq:
-                    await self._bid_on_open_orders(stream)
-                    if self.max_orders is not None and self.orders_priced >= self.max_orders:
-                        self.stopped_by = "max_orders"
-                        return
 
     def _take_facts(self, snapshot: dict[str, Any], me: dict[str, Any]) -> None:
         """Build the strategy's view from the snapshot (public rules, prices) and `/me`
@@ -395,6 +548,7 @@ class Bot:
         self._seeded_lease_id = max((int(lease["lease_id"])
                                      for lease in snapshot.get("recent_leases", ())), default=-1)
         self._bid_timeout_s = float(snapshot.get("bid_timeout_s", math.inf))
+        self.max_bids = int(snapshot.get("order_max_bids", self.max_bids))
         for lease in me.get("active_leases", ()):
             self._lease_holds[int(lease["lease_id"])] = int(lease["gpus"])
         self.wallet_start_usd = float(me["wallet_usd"])
@@ -457,6 +611,11 @@ class Bot:
                 self._tell(order, won=False, clearing=math.nan, time_s=float(event["time_s"]))
         elif kind == "lease_closed" and event["provider"] == self.provider:
             self._lease_holds.pop(int(event["lease_id"]), None)
+            if int(event["lease_id"]) in self._won:
+                self._won[int(event["lease_id"])][1] = float(event["time_s"])
+        elif kind == "payment_settled" and event["provider"] == self.provider \
+                and int(event["seq"]) > self._catch_up_seq:
+            self.revenue_usd += micro_to_usd(int(event["amount_micro"]) - int(event["fee_micro"]))
 
     def _on_bids(self, event: dict[str, Any]) -> None:
         order = self._orders.get(int(event["order_id"]))
@@ -467,6 +626,7 @@ class Bot:
                                               event["arrivals_s"], strict=False):
             usd = per_gpu_hour_usd(price, order.gpus)
             order.public_bids_usd_per_gpu_hour.append(usd)
+            order.public_arrivals_s.append(float(arrival_s))
             if provider == self.provider:
                 order.my_bid_usd_per_gpu_hour = usd
                 # A bid on an order the tenant picks by hand lapses after bid_timeout_s.
@@ -487,6 +647,10 @@ class Bot:
             self._lease_holds[int(event["lease_id"])] = int(event["gpus"])
             if int(event["seq"]) > self._catch_up_seq:
                 self.leases_won += 1
+                kept = 1.0 - (self.view.take_rate if self.view is not None else 0.0)
+                self._won[int(event["lease_id"])] = [
+                    float(event["time_s"]), math.inf,
+                    micro_to_usd(int(event["price_micro_per_hour"])) * kept]
                 self.log(f"{self.name}: won order {order_id}: lease {event['lease_id']} at "
                          f"{price:.4f} USD/GPU-h for {event['gpus']} GPU")
         if order is not None:
@@ -537,16 +701,23 @@ class Bot:
         return float(np.asarray(self.strategy.prices(order_view(order.event), providers,
                                                      view), float)[0])
 
-    async def _bid_on_open_orders(self, stream: Stream) -> None:
-        """Price every order opened since the last call that is still open and servable;
-        send the bids together (their replies come at the next tick)."""
-        bids: list[tuple[_Order, float]] = []
+    def _bid_on_open_orders(self, stream: Stream) -> None:
+        """Price every order opened since the last frame that is still open, servable and
+        not already full, and send each bid at once over the stream's socket without waiting
+        for the replies (they come at the market's next tick; waiting would make the bot a
+        tick late for the orders of the next frame)."""
         while self._to_price:
             if self.max_orders is not None and self.orders_priced >= self.max_orders:
                 self._to_price.clear()
                 break
             order = self._orders.get(self._to_price.popleft())
             if order is None or not self._can_serve(order):
+                continue
+            if self._full_on_landing(order):
+                # Orders the bot found open when it joined were mostly full already: the
+                # race it lost is told apart from the one it never ran.
+                late = int(order.event["seq"]) <= self._catch_up_seq
+                self.passed_over["full before the bot joined" if late else "order full"] += 1
                 continue
             price = self._price(order)
             order.priced = True
@@ -555,9 +726,30 @@ class Bot:
             if 0 < price <= cap * (1 + 1e-12) and math.isfinite(price):
                 price = min(price, cap)  # float noise at the cap is not a higher bid
                 self._bid_holds[order.order_id] = (order.gpus, math.inf)  # held at once
-                bids.append((order, price))
-        if bids:
-            await asyncio.gather(*(self._bid(stream, order, price) for order, price in bids))
+                self.bids_sent += 1
+                task = asyncio.create_task(self._bid(stream, order, price))
+                self._bidding.add(task)
+                task.add_done_callback(self._bidding.discard)
+
+    def _full_on_landing(self, order: _Order) -> bool:
+        """Whether `order_max_bids` public bids will have arrived by the time a bid sent now
+        lands. It lands at the market's next tick, at the clock of the frame just read (the
+        server applies commands before it advances): a bid the cap has no room for then is
+        refused, so it is not worth a request."""
+        landing_s = self.view.now_s if self.view is not None else 0.0
+        arrived = sum(1 for arrival_s in order.public_arrivals_s if arrival_s <= landing_s)
+        return arrived >= self.max_bids
+
+    async def _settle_bids(self) -> None:
+        """Wait (a bounded while) for the replies to bids still in flight, so that the
+        summary counts them; any left then are cancelled."""
+        if not self._bidding:
+            return
+        _done, pending = await asyncio.wait(set(self._bidding), timeout=self.timeout_s)
+        for task in pending:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _bid(self, stream: Stream, order: _Order, price: float) -> None:
         for attempt in range(2):
@@ -570,18 +762,35 @@ class Bot:
                     continue
                 if error.code not in ("conflict", "not_found", "rate_limited", "disconnected",
                                       "timeout"):
-                    raise
-                self.bids_refused += 1
-                if math.isnan(order.my_bid_usd_per_gpu_hour):  # no event says it was placed
-                    self._bid_holds.pop(order.order_id, None)
-                self.log(f"{self.name}: bid on order {order.order_id} refused: "
-                         f"{error.message}")
+                    self.bids_refused += 1
+                    self.refused[error.code] += 1
+                    self.log(f"{self.name}: bid on order {order.order_id} refused: {error}")
+                    return
+                self._refused(order, error)
                 return
             self.bids_placed += 1
             self.log(f"{self.name}: bid {price:.4f} USD/GPU-h on order {order.order_id} "
                      f"({order.gpus} GPU, max "
                      f"{float(order.event['max_price_usd_per_gpu_hour']):.4f})")
             return
+
+    def _refused(self, order: _Order, error: ApiError) -> None:
+        """Count a refused bid by its reason, release the GPUs it held, and learn the
+        market's cap from a refusal that states it."""
+        reason = REFUSAL_CODES.get(error.code, "")
+        for phrase, named in REFUSAL_PHRASES:
+            if phrase in error.message:
+                reason = named
+                break
+        said = _MAX_BIDS_SAID.search(error.message)
+        if said:
+            self.max_bids = int(said.group(1))
+        self.bids_refused += 1
+        self.refused[reason or error.code] += 1
+        if math.isnan(order.my_bid_usd_per_gpu_hour):  # no event says it was placed
+            self._bid_holds.pop(order.order_id, None)
+        self.log(f"{self.name}: bid on order {order.order_id} refused "
+                 f"({reason or error.code}): {error.message}")
 
 
 # ---------------------------------------------------------------------------- entry points
@@ -591,7 +800,8 @@ def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] |
             archetype: str = "datacenter", wallet_usd: float = 1000.0,
             token: str | None = None, max_orders: int | None = None,
             stop_after_s: float | None = None, log: Callable[[str], Any] = print,
-            invite_code: str | None = None) -> dict[str, Any]:
+            invite_code: str | None = None,
+            status_every_s: float | None = STATUS_EVERY_S) -> dict[str, Any]:
     """Run a provider bot in market `market_id` of the server at `url` until the market
     stops or finishes, `stop_after_s` wall seconds pass, `max_orders` orders have been
     priced, or Ctrl-C.
@@ -599,16 +809,19 @@ def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] |
     `strategy` is a strategy instance, or a registered strategy name built with `params`.
     The bot joins as provider `name` with `gpus` × `gpu_model` costed as `archetype` and a
     wallet of `wallet_usd` USD (with the market's `invite_code`, if it has one), unless
-    `token` is given: then it acts as that provider. Prints one line per bid, refusal and
-    win through `log`, and a summary at the end, which it returns: {"provider",
-    "orders_priced", "bids_placed", "bids_refused", "leases_won", "earned_usd" (the wallet's
-    change), "stopped_by"}.
+    `token` is given: then it acts as that provider. Prints one line per bid, refusal (with
+    its reason) and win through `log`, a status line every `status_every_s` wall seconds
+    (None: none), and a summary at the end, which it returns (see `Bot.summary`):
+    {"provider", "orders_priced", "bids_sent", "bids_placed" (accepted into the cap),
+    "bids_refused", "acceptance_rate", "refused_by_reason", "passed_over", "leases_won",
+    "booked_usd", "revenue_usd", "earned_usd" (the wallet's change), "stopped_by"}.
     """
     if isinstance(strategy, str):
         strategy = make_strategy(strategy, params)
     return Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
                archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
-               stop_after_s=stop_after_s, log=log, invite_code=invite_code).run_blocking()
+               stop_after_s=stop_after_s, log=log, invite_code=invite_code,
+               status_every_s=status_every_s).run_blocking()
 
 
 #: Bot options by the server's field names, as the command line spells them.
@@ -622,7 +835,8 @@ def bot_command(url: str, market_id: str, strategy_name: str, params: list[str],
                 archetype: str = "datacenter", wallet_usd: float = 1000.0,
                 token: str | None = None, stop_after: float | None = None,
                 max_orders: int | None = None, log: Callable[[str], Any] = print,
-                invite_code: str | None = None) -> int:
+                invite_code: str | None = None,
+                status_every_s: float | None = STATUS_EVERY_S) -> int:
     """`gpumarket bot`: run strategy `strategy_name` with `params` (``NAME=VALUE``, values
     TOML-typed) as a provider bot. Returns the exit code (0; 130 after Ctrl-C; 1 when the
     server failed mid-run). Bad input (unknown strategy, bad parameter, unreachable server,
@@ -635,7 +849,8 @@ def bot_command(url: str, market_id: str, strategy_name: str, params: list[str],
         raise ValueError(f"--max-orders: expected a count > 0, got {max_orders}")
     bot = Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
               archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
-              stop_after_s=stop_after, log=log, invite_code=invite_code)
+              stop_after_s=stop_after, log=log, invite_code=invite_code,
+              status_every_s=status_every_s)
     try:
         summary = bot.run_blocking()
     except ApiError as error:

@@ -8,6 +8,7 @@ Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
+from api.output import (
+    FORMAT_HELP,
+    FormatError,
+    Output,
+    ProgressLines,
+    choose_format,
+    configure_help,
+    duration,
+    eta,
+)
 from market.scenario import (
     Scenario,
     ScenarioError,
@@ -37,6 +48,33 @@ def fail(message: str) -> typer.Exit:
     Console(stderr=True, highlight=False, soft_wrap=True).print(
         f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(BAD_INPUT)
+
+
+FormatOption = Annotated[str | None, typer.Option(
+    "--format", help=FORMAT_HELP, metavar="table|plain|markdown|json", show_default=False)]
+
+
+def _format(requested: str | None, as_json: bool) -> str:
+    """The output format (`api.output.choose_format`); an unknown one exits 2."""
+    try:
+        return choose_format(requested, as_json)
+    except FormatError as error:
+        raise fail(str(error)) from None
+
+
+def _json(payload: object) -> None:
+    """One JSON document on stdout, NaN and infinity (not JSON) as null."""
+    sys.stdout.write(json.dumps(_finite(payload), allow_nan=False) + "\n")
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 ALLOW_LARGE_HELP = ("run even if the scenario's cost estimate (engine events, memory) is above "
@@ -69,10 +107,12 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP)] = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Run one simulated market and report who paid what and who earned what."""
     from market.engine import Market  # imported here so that `--help` stays fast
 
+    shape = _format(fmt, as_json)
     loaded = _budgeted(scenario, overrides or [], allow_large)
     if out is not None:
         try:
@@ -85,7 +125,7 @@ def run(
     except ValueError as error:  # MarketError included: the engine's and agents' own checks
         raise fail(f"scenario {scenario!r}: {error}") from None
     console = Console(stderr=True)
-    if console.is_terminal and not as_json:
+    if console.is_terminal and shape != "json":
         with Progress(TextColumn("[bold]simulating"), BarColumn(),
                       TextColumn("{task.fields[day]}"), TimeRemainingColumn(),
                       console=console, transient=True) as progress:
@@ -95,19 +135,34 @@ def run(
                 progress.update(task, completed=now_s, day=f"day {now_s / 86_400:.1f}")
 
             result = market.run(progress=show)
+    elif not console.is_terminal:  # a log: a plain line every few seconds on long runs
+        def line(now_s: float, horizon_s: float, elapsed_s: float, _: dict) -> str:
+            return (f"run {loaded.name} seed {seed}: day {now_s / 86_400:.1f} of "
+                    f"{horizon_s / 86_400:.1f} simulated, {duration(elapsed_s)} elapsed"
+                    f"{eta(now_s, horizon_s, elapsed_s)}")
+
+        with ProgressLines(line) as lines:
+            result = market.run(progress=lambda now_s, horizon_s: lines.update(now_s,
+                                                                               horizon_s))
     else:
         result = market.run()
     if out is not None:
         result.write(out)
-    if as_json:
+    if shape == "json":
         sys.stdout.write(result.to_json() + "\n")
     else:
-        from api.report import render
+        _show_run(result.summary, shape, out)
 
-        render(result.summary, Console())
-        if out is not None:
-            Console().print(f"wrote summary.json, orders, leases, jobs, providers and prices "
-                            f"(.parquet) to {out}")
+
+def _show_run(summary: dict, shape: str, out: Path | None) -> None:
+    """The run report (`run`, `replay`) and where its files went."""
+    from api.report import render
+
+    output = Output(shape)
+    render(summary, output)
+    if out is not None:
+        output.show(f"wrote summary.json, orders, leases, jobs, providers and prices "
+                    f"(.parquet) to {escape(str(out))}")
 
 
 def _bidders(text: str) -> tuple[int, ...]:
@@ -151,40 +206,42 @@ def validate(
         help="with --deviations: processes to run on (default: one per CPU)", min=1)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the rows as a JSON list")]
     = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Run the textbook auction through the market and compare it with auction theory."""
+    shape = _format(fmt, as_json)
     if deviations:
         _validate_deviations(bidders or "3", auctions or 3000, seed, _shadings(shadings),
-                             workers, as_json)
+                             workers, shape)
         return
     from market.validation import validate as run_validation
 
     counts = _bidders(bidders or "2,3,5,10")
     rows = run_validation(counts, auctions or 2000, seed)
-    if as_json:
-        sys.stdout.write(json.dumps([row.to_dict() for row in rows]) + "\n")
+    if shape == "json":
+        _json([row.to_dict() for row in rows])
     else:
         from api.report import render_validation
 
-        render_validation(rows, Console())
+        render_validation(rows, Output(shape))
     if not all(row.agrees for row in rows):
         Console(stderr=True).print("[bold red]the market disagrees with auction theory[/]")
         raise typer.Exit(1)
 
 
 def _validate_deviations(bidders: str, auctions: int, seed: int, shadings: tuple[float, ...],
-                         workers: int | None, as_json: bool) -> None:
+                         workers: int | None, shape: str) -> None:
     """`validate --deviations`: the incentive checks for each number of bidders."""
     from market.validation import deviations as run_deviations
 
     rows = [row for n in _bidders(bidders)
             for row in run_deviations(n, auctions, shadings, seed, workers)]
-    if as_json:
-        sys.stdout.write(json.dumps([row.to_dict() for row in rows]) + "\n")
+    if shape == "json":
+        _json([row.to_dict() for row in rows])
     else:
         from api.report import render_deviations
 
-        render_deviations(rows, Console())
+        render_deviations(rows, Output(shape))
     if not all(row.holds for row in rows):
         Console(stderr=True).print("[bold red]a deviation pays where auction theory says "
                                    "none does[/]")
@@ -215,11 +272,13 @@ def tournament(
     as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP + " (per "
                                               "market)")] = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Pit bid strategies against each other in the same markets: a leaderboard with 95% CIs
     and each strategy's paired difference from a reference."""
     from market.tournament import evolve, parse_lineup, play
 
+    shape = _format(fmt, as_json)
     try:
         lineup = parse_lineup(strategies)
     except ScenarioError as error:
@@ -233,19 +292,19 @@ def tournament(
             history = [play(loaded, lineup, seeds, seed, workers, reference=reference)]
     except ScenarioError as error:
         raise fail(str(error)) from None
-    if as_json:
+    if shape == "json":
         for warning in history[-1].warnings:  # stdout stays one JSON document
             Console(stderr=True, highlight=False, soft_wrap=True).print(
                 f"[yellow]warning:[/] {escape(warning)}")
-        payload: object = [[s.to_dict() for s in board.standings] for board in history]
-        sys.stdout.write(json.dumps(payload if evolve_generations else payload[0]) + "\n")
+        boards = [board.to_dict() for board in history]
+        _json({"generations": boards} if evolve_generations else boards[0])
         return
     from api.report import render_evolution, render_standings
 
-    console = Console()
+    output = Output(shape)
     if evolve_generations:
-        render_evolution(history, history[0].lineup, console)
-    render_standings(history[-1], console)
+        render_evolution(history, history[0].lineup, output)
+    render_standings(history[-1], output)
 
 
 SOME_RUNS_FAILED = 3
@@ -271,6 +330,9 @@ def sweep(
         "under OUT/events/ (default: as the sweep file says)")] = None,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP + " (per "
                                               "point)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome (runs done, "
+                                          "failed, files) as one JSON object on stdout")]
+    = False,
 ) -> None:
     """Run a parameter sweep: every point times every replication, in parallel, streamed to
     runs.parquet and timeseries.parquet. Exit code 3 if any run failed."""
@@ -292,11 +354,22 @@ def sweep(
                    console=console, disable=not console.is_terminal, transient=True)
     task = bar.add_task(loaded.name, total=len(loaded.runs()), failed=0)
 
+    def line(done: float, total: float, elapsed_s: float, detail: dict) -> str:
+        # The pace counts only runs done in this invocation (not those --resume skipped).
+        left = eta(done - detail["skipped"], total - detail["skipped"], elapsed_s)
+        return (f"sweep {loaded.name}: {done:.0f}/{total:.0f} runs done, {detail['failed']} "
+                f"failed, {duration(elapsed_s)} elapsed{left}")
+
+    lines = ProgressLines(line)
+
     def show(progress) -> None:
         bar.update(task, completed=progress.done, failed=progress.failed)
+        if not console.is_terminal:
+            lines.update(progress.done, progress.total, failed=progress.failed,
+                         skipped=progress.skipped)
 
     try:
-        with bar:
+        with bar, lines:
             progress = run_sweep(loaded, target, workers=workers, dask=dask, resume=resume,
                                  event_logs=event_logs, on_progress=show)
     except SweepError as error:
@@ -306,6 +379,11 @@ def sweep(
                       "--resume to finish the sweep")
         raise typer.Exit(INTERRUPTED) from None
     done_now = progress.done - progress.skipped
+    if as_json:
+        _json({"sweep": loaded.name, "runs": progress.total, "done": progress.done,
+               "done_now": done_now, "skipped": progress.skipped, "failed": progress.failed,
+               "out": str(target), "runs_file": str(target / "runs.parquet"),
+               "timeseries_file": str(target / "timeseries.parquet")})
     console.print(f"{loaded.name}: {progress.done}/{progress.total} runs done"
                   f" ({done_now} now, {progress.skipped} before), {progress.failed} failed;"
                   f" results in {target}/runs.parquet and {target}/timeseries.parquet")
@@ -328,6 +406,9 @@ def report(
         "--baseline", help="a point of the sweep to compare every other point with, paired "
         "by seed: PATH=VALUE of a swept parameter (repeatable)", metavar="PATH=VALUE")
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the tables as one JSON "
+                                          "object on stdout")] = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Summarize a sweep: means with 95% confidence intervals per parameter combination,
     paired differences from a --baseline point, the fee pass-through where the take rate is
@@ -335,6 +416,7 @@ def report(
     from market import analysis
     from market.report_html import write_report
 
+    shape = _format(fmt, as_json)
     try:
         swept = analysis.load_sweep(directory)
         groups = analysis.summarize(swept, metrics or None, by or None)
@@ -346,15 +428,21 @@ def report(
         page = write_report(swept, directory, metrics or None, by or None, chosen)
     except analysis.ReportError as error:
         raise fail(str(error)) from None
+    if shape == "json":
+        from api.report import sweep_report_json
+
+        _json(sweep_report_json(swept, groups, params, names, chosen, comparisons, passes,
+                                page))
+        return
     from api.report import render_baseline, render_pass_through, render_sweep
 
-    console = Console()
-    render_sweep(swept, groups, params, names, console)
+    output = Output(shape)
+    render_sweep(swept, groups, params, names, output)
     if chosen:
-        render_baseline(swept, comparisons, names, chosen, console)
+        render_baseline(swept, comparisons, names, chosen, output)
     if passes:
-        render_pass_through(passes, analysis.TAKE_RATE in (chosen or {}), console)
-    console.print(f"report: {page}")
+        render_pass_through(passes, analysis.TAKE_RATE in (chosen or {}), output)
+    output.show(f"report: {escape(str(page))}")
 
 
 @app.command()
@@ -422,6 +510,16 @@ def serve(
     ws_deflate: Annotated[bool, typer.Option(
         "--ws-deflate/--no-ws-deflate",
         help="compress websocket frames (per client: less bandwidth, much more CPU)")] = False,
+    hold_s: Annotated[float, typer.Option(
+        "--hold-s", help="wall seconds the bids on a hand-picked order stay open for its "
+        "tenant to choose, at any speed (0: bids expire after the scenario's bid_timeout_s "
+        "of simulated time)", min=0.0, max=3600.0)] = 60.0,
+    demo: Annotated[bool, typer.Option(
+        "--demo", help="open a guided demo market at start: the default week from a seed "
+        "whose demand spike comes within hours, with captions saying what happens")] = False,
+    demo_speed: Annotated[float, typer.Option(
+        help="the demo market's speed, simulated seconds per wall second", min=1.0,
+        max=100_000.0)] = 300.0,
 ) -> None:
     """Serve live markets: the browser page at /, the API under /api, docs at /docs."""
     import ipaddress
@@ -464,12 +562,18 @@ def serve(
                     market_join_burst=market_join_burst,
                     create_rate_per_s=creates_per_minute / 60, create_burst=create_burst,
                     evict_after_s=evict_after, body_timeout_s=body_timeout,
-                    queue_frames=queue_frames, history_events=history_events, tick_s=tick)
+                    queue_frames=queue_frames, history_events=history_events, tick_s=tick,
+                    hold_s=hold_s)
     hosts = [*default_hosts(host), *(allowed_hosts or [])]
     if not allowed_hosts and not is_loopback(host):
         Console(stderr=True, highlight=False).print(
             f"[bold yellow]warning:[/] only requests for {', '.join(hosts)} are answered; "
             "name the host clients use with --allowed-host")
+    # A busy port is the commonest start-up failure: one line, before uvicorn logs anything.
+    if port:
+        problem = _check_port_free(host, port)
+        if problem:
+            raise fail(f"--port: {problem}")
     # Open the log before serving: a log another server holds, or one that is not a
     # session log, is refused here in one line rather than inside uvicorn's start-up.
     try:
@@ -502,7 +606,47 @@ def serve(
             sys.stdout.write(f"operator page: http://{name}:{bound[1]}/#operator={token}\n")
             sys.stdout.flush()
 
-    Server(config).run()
+    async def open_demo(server: uvicorn.Server) -> None:
+        from api.commands import CreateMarket
+        from api.narration import demo_seed
+        from market.scenario import load_scenario
+
+        seed = demo_seed(load_scenario("default"))
+        live, control = await markets.create(CreateMarket(
+            scenario="default", seed=seed, speed=demo_speed, name="Guided demo"))
+        bound = server.servers[0].sockets[0].getsockname()
+        name = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        name = f"[{name}]" if ":" in name else name
+        sys.stdout.write(f"demo market: http://{name}:{bound[1]}/#/m/{live.market_id} "
+                         f"(control token {control})\n")
+        sys.stdout.flush()
+
+    class DemoServer(Server):
+        async def startup(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            await super().startup(sockets)
+            if self.started and self.servers:
+                await open_demo(self)
+
+    (DemoServer if demo else Server)(config).run()
+
+
+def _check_port_free(host: str, port: int) -> str | None:
+    """Why (host, port) cannot be listened on, in one line, or None if it can."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a server just stopped is free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return (f"{host}:{port} is already in use (another server?); stop it or "
+                        "choose another --port")
+            return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    return None
 
 
 @app.command()
@@ -513,6 +657,7 @@ def replay(
         help="write summary.json and orders/leases/prices Parquet files here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
+    fmt: FormatOption = None,
 ) -> None:
     """Replay a recorded live market to where it was, into the outputs of `gpumarket run`.
 
@@ -521,6 +666,7 @@ def replay(
     from api.replay import ReplayError, replay_market
     from api.sessionlog import SessionLogError
 
+    shape = _format(fmt, as_json)
     if not db.is_file():
         raise fail(f"DB: {str(db)!r} is not a file")
 
@@ -534,15 +680,10 @@ def replay(
         raise fail(f"DB: {error}") from None
     except (ReplayError, LookupError, ScenarioError) as error:
         raise fail(str(error.args[0] if isinstance(error, LookupError) else error)) from None
-    if as_json:
+    if shape == "json":
         sys.stdout.write(result.to_json() + "\n")
     else:
-        from api.report import render
-
-        render(result.summary, Console())
-        if out is not None:
-            Console().print(f"wrote summary.json, orders, leases, jobs, providers and prices "
-                            f"(.parquet) to {out}")
+        _show_run(result.summary, shape, out)
 
 
 @app.command()
@@ -568,6 +709,9 @@ def bot(
         help="stop after pricing this many orders")] = None,
     invite_code: Annotated[str | None, typer.Option(
         help="the market's invite code, if it has one")] = None,
+    status_every: Annotated[float, typer.Option(
+        help="wall seconds between status lines (bids sent, accepted, refused by reason, "
+             "leases, revenue); 0: none", min=0)] = 10.0,
 ) -> None:
     """Run a bid strategy as a remote provider in a live market (the same strategy classes
     as offline runs and tournaments)."""
@@ -577,28 +721,49 @@ def bot(
         code = bot_command(url, market, strategy, params or [], name=name, gpu_model=gpu_model,
                            gpus=gpus, archetype=archetype, wallet_usd=wallet_usd, token=token,
                            stop_after=stop_after, max_orders=max_orders,
-                           invite_code=invite_code, log=lambda line: typer.echo(line))
+                           invite_code=invite_code, status_every_s=status_every or None,
+                           log=lambda line: typer.echo(line))
     except ValueError as error:
         raise fail(str(error)) from None
     raise typer.Exit(code)
 
 
 @app.command()
-def sweeps() -> None:
+def sweeps(
+    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
+    fmt: FormatOption = None,
+) -> None:
     """List the built-in example sweeps."""
     from market.sweep import builtin_sweeps, load_sweep
 
+    shape = _format(fmt, as_json)
+    rows = []
     for name in builtin_sweeps():
         loaded = load_sweep(name)
-        typer.echo(f"{name:<12} {len(loaded.runs()):>4} runs  {loaded.description}")
+        rows.append({"name": name, "runs": len(loaded.runs()),
+                     "description": loaded.description})
+    _listing("Built-in sweeps (gpumarket sweep NAME)", rows, shape)
 
 
 @app.command()
-def scenarios() -> None:
+def scenarios(
+    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON")] = False,
+    fmt: FormatOption = None,
+) -> None:
     """List the built-in scenarios."""
-    for name in builtin_scenarios():
-        scenario = load_scenario(name)
-        typer.echo(f"{name:<12} {scenario.description}")
+    shape = _format(fmt, as_json)
+    rows = [{"name": name, "description": load_scenario(name).description}
+            for name in builtin_scenarios()]
+    _listing("Built-in scenarios (--scenario NAME)", rows, shape)
+
+
+def _listing(title: str, rows: list[dict], shape: str) -> None:
+    if shape == "json":
+        _json(rows)
+        return
+    from api.report import render_listing
+
+    render_listing(title, rows, Output(shape))
 
 
 @app.command()
@@ -609,6 +774,7 @@ def schema() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: usage errors print one line and exit 2."""
+    configure_help()
     try:
         code = app(args=argv, standalone_mode=False, prog_name="gpumarket")
     except RecursionError:  # input nested beyond what any loader walks: still one line

@@ -321,6 +321,17 @@ class Client:
         return await self._command("DELETE", _path("markets", market_id, "orders", order_id),
                                    token)
 
+    async def hold(self, market_id: str, token: str, order_id: int) -> CommandResult:
+        """Keep the bids on an own hand-picked order open while choosing, for the server's
+        `--hold-s` wall seconds; returns the server's reply."""
+        return await self._command("POST", _path("markets", market_id, "orders", order_id,
+                                                 "hold"), token)
+
+    async def release(self, market_id: str, token: str, order_id: int) -> CommandResult:
+        """End the hold on an own order: bids older than the bid timeout are dropped now."""
+        return await self._command("POST", _path("markets", market_id, "orders", order_id,
+                                                 "release"), token)
+
     async def bid(self, market_id: str, token: str, order_id: int,
                   price_usd_per_gpu_hour: float) -> CommandResult:
         """Bid on an open order (providers); returns {"bid_id"}."""

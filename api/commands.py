@@ -101,6 +101,19 @@ class CloseLease(_Body):
     reopen: bool = Field(False, description="Akash keeps the group open: re-auction the rest")
 
 
+class HoldOrder(_Body):
+    """Keep the bids on a hand-picked order open while its tenant chooses (a live market
+    releases the hold after `gpumarket serve --hold-s` wall seconds)."""
+
+    order_id: Id
+
+
+class ReleaseOrder(_Body):
+    """End a hold: bids older than the market's bid timeout are dropped now."""
+
+    order_id: Id
+
+
 class BidBody(_Body):
     price_usd_per_gpu_hour: PositiveUsd
 
@@ -120,6 +133,8 @@ COMMANDS: dict[str, type[_Body]] = {
     "bid": Bid,
     "accept": Accept,
     "close_lease": CloseLease,
+    "hold_order": HoldOrder,
+    "release_order": ReleaseOrder,
 }
 #: The commands that join a participant (logged and replayed like the others).
 JOINS: dict[str, type[_Body]] = {"join_tenant": JoinTenant, "join_provider": JoinProvider}

@@ -23,6 +23,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from itertools import accumulate
 from typing import Any
 
@@ -39,7 +40,8 @@ MAX_DEPTH = 32
 #: How much of a refused number a message quotes, and of each part of a field's name.
 _QUOTE_CHARS = 24
 _NAME_CHARS = 64
-#: The most field errors one 422 lists (a body of unknown keys has one for each).
+#: The most of FastAPI's field errors a 422 looks at to name the fields after the first (a body
+#: of unknown keys has one error for each).
 MAX_FIELD_ERRORS = 20
 
 # Only an escape can make a lone surrogate (text that arrived as UTF-8 holds none), and only a
@@ -263,17 +265,113 @@ class _Parameters:
                                    f"{MAX_INT_DIGITS} digits, got {digits} digits", name)
 
 
-def field_errors(errors: Any) -> list[dict[str, Any]]:
-    """FastAPI's request-validation errors as a 422 body may hold them: `loc`, `msg` and `type`
-    of the first MAX_FIELD_ERRORS, without the `input` and `ctx` pydantic adds (an input may be
-    a number JSON cannot write, or the whole body again), locations cut short and messages on
-    one line."""
-    listed = []
-    for error in list(errors)[:MAX_FIELD_ERRORS]:
-        loc = [part if isinstance(part, int) and not isinstance(part, bool)
-               else field_name([part]) for part in error.get("loc", ())]
-        message = " ".join(str(error.get("msg", "invalid")).split())
-        if len(message) > 200:
-            message = message[:199] + "…"
-        listed.append({"loc": loc, "msg": message, "type": str(error.get("type", ""))})
-    return listed
+#: Where FastAPI says a bad input was: the first part of each location, not a field's name.
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+#: What a 4xx answer that no handler of ours made is called (`code`), by status; a status not
+#: listed is `http_STATUS`. The codes of CommandError come first.
+_HTTP_CODES = {**{status: code for code, status in CommandError.STATUS.items()},
+               400: "bad_request", 405: "method_not_allowed", 406: "not_acceptable",
+               408: "timeout", 410: "gone", 415: "unsupported_media_type"}
+#: Field names listed after the first in a 422's one line.
+_MORE_NAMED = 3
+
+
+def validation_refusal(errors: Any, body: Any = None, *,
+                       json_body: bool = True) -> CommandError:
+    """FastAPI's request-validation errors (pydantic's list) as one CommandError "invalid": the
+    first error as `field: message`, and how many more there are and where. `body` is the body
+    as read, to leave a tagged union's tag out of field names (a join's `role` puts "tenant" in
+    the location of a tenant's bad `name`: the field is `name`); `json_body` False says the
+    request did not declare a JSON body, which is then what the message asks for.
+
+    Nothing of the input is echoed: an input may be a number JSON cannot write, a body again,
+    or a 5,000-digit id."""
+    errors = list(errors)
+    if not errors:
+        return CommandError("invalid", "body: invalid", "body")
+    fields = []
+    for error in errors[:MAX_FIELD_ERRORS]:
+        fields.append(_field(error.get("loc", ()), body))
+    first = errors[0]
+    field = fields[0]
+    context = first.get("ctx") or {}
+    if first.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        # A tagged union's tag missing or not one of its values: the tag's field is at fault
+        # (pydantic's words would quote the refused tag, of any length).
+        tag = str(context.get("discriminator", "")).strip("'\"")
+        field = ".".join(part for part in (field if field != "body" else "", tag) if part) \
+            or field
+        expected = context.get("expected_tags")
+        message = f"expected one of {expected}" if expected else "required"
+    elif field == "body" and first.get("type") in ("model_attributes_type", "dict_type",
+                                                   "model_type"):
+        message = "expected a JSON object" + (
+            "" if json_body else ", sent with 'Content-Type: application/json'")
+    else:
+        message = _message(first)
+    others = list(dict.fromkeys(name for name in fields[1:] if name != field))
+    more = len(errors) - 1
+    tail = ""
+    if more:
+        named = ", ".join(others[:_MORE_NAMED]) + (", …" if len(others) > _MORE_NAMED else "")
+        tail = f" (and {more} more{': ' + named if named else ''})"
+    return CommandError("invalid", f"{field}: {message}{tail}", field)
+
+
+def _field(loc: Any, body: Any) -> str:
+    """The dotted field name of a location: without where it was (`body`, `query`, ...) and
+    without the names pydantic gives a union's members (a tagged union's tag: a join's `role`
+    puts "tenant" before a tenant's bad `name`; a plain union's type names after a field: the
+    field is `name`), each part cut short (`gpu_models.1`, `since`)."""
+    parts = list(loc)
+    where = parts.pop(0) if parts and parts[0] in _LOCATIONS else None
+    value = body if where == "body" and body is not None else _UNKNOWN
+    kept: list[Any] = []
+    for index, part in enumerate(parts):
+        if value is not _UNKNOWN and not isinstance(value, dict | list):
+            break  # inside a value that has no fields: the rest names union members
+        if (isinstance(value, dict) and isinstance(part, str) and part not in value
+                and index < len(parts) - 1 and part in value.values()):
+            continue  # a tag: the value of the union's discriminator, not a field
+        kept.append(part)
+        value = _child(value, part)
+    return field_name(kept) or (where if where in ("body", None) else str(where)) or "body"
+
+
+_UNKNOWN = object()
+
+
+def _child(value: Any, part: Any) -> Any:
+    """The value at `part` of `value`, or _UNKNOWN (not there: a missing field)."""
+    if isinstance(value, dict):
+        return value.get(part, _UNKNOWN)
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return _UNKNOWN
+
+
+def _message(error: Any) -> str:
+    """pydantic's message for one error, on one line and not too long."""
+    message = " ".join(str(error.get("msg", "invalid")).split()).removeprefix("Value error, ")
+    return message if len(message) <= 200 else message[:199] + "…"
+
+
+def http_problem(status: int, detail: Any) -> tuple[str, str]:
+    """(code, one line) for a 4xx that Starlette or FastAPI raised (an unknown route, a method a
+    route does not take), rather than one of ours: its own words if it gave any, else what
+    the status means here."""
+    code = _HTTP_CODES.get(status, f"http_{status}")
+    default = _DEFAULT_LINES.get(status)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = f"HTTP {status}"
+    if isinstance(detail, str) and detail and detail != phrase:
+        return code, _quote(detail, 200)
+    return code, default or phrase.lower()
+
+
+_DEFAULT_LINES = {
+    404: "no such route or file: the API is under /api, its documentation at /docs",
+    405: "this route does not take that method (the Allow header lists those it takes)",
+}

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.commands import CommandError
+from api.commands import CommandError, HoldOrder, ReleaseOrder
 from api.session import Participant, Session
 from api.sessionlog import SessionLog
 
@@ -68,6 +68,9 @@ class Limits:
     tick_s: float = 0.1                    # wall seconds between tick boundaries
     evict_after_s: float = 600.0           # wall seconds an ended market stays in memory
     body_timeout_s: float = 10.0           # wall seconds a request body may take to arrive
+    # Wall seconds a hand-picked order's bids stay open for its tenant to choose (0: no holds):
+    # at 600x, 300 simulated seconds of bid timeout would be half a wall second.
+    hold_s: float = 60.0
 
 
 def dumps(data: Any) -> str:
@@ -268,9 +271,16 @@ class LiveMarket:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _state_changed: bool = False
+    # Held orders (see `Market.hold_order`) -> the wall time (time.monotonic) their hold ends.
+    hold_deadlines: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.published_seq = self.session.seq
+        # A market rebuilt from its log (a restart) may hold orders whose wall-clock time
+        # went with the old process: each gets a full hold again, then ends as usual.
+        restart = time.monotonic() + self.limits.hold_s
+        for order_id in self.session.market.held_orders():
+            self.hold_deadlines[order_id] = restart
 
     # ------------------------------------------------------------------ views
 
@@ -281,6 +291,15 @@ class LiveMarket:
     def clock(self) -> dict[str, Any]:
         return {"clock_s": self.session.market.now, "state": self.state, "speed": self.speed,
                 "sent_at": time.time()}
+
+    def live_view(self) -> dict[str, Any]:
+        """What every frame carries besides events, as of its last event: the headline
+        figures, the newest chart buckets, the newest caption and the holds' countdowns."""
+        from api.views import figures, holds
+
+        market = self.session.market
+        return {"figures": figures(market), "series": self.session.series.tail(market.now),
+                "caption": self.session.narrator.latest, "holds": holds(self)}
 
     def summary(self) -> dict[str, Any]:
         return {"market_id": self.market_id, "name": self.name,
@@ -369,11 +388,14 @@ class LiveMarket:
                 item.future.set_result(self.summary())
                 continue
             try:
-                result = session.apply(item.kind, item.body, item.actor)
+                result = self._apply_one(item)
             except CommandError as error:
                 item.future.set_exception(error)
                 continue
             accepted.append((item, result))
+            hold = self._hold_for(item, result)
+            if hold is not None:
+                accepted.append(hold)
         if not accepted:
             return
         rows = [(now, None if item.actor is None else item.actor.participant_id, item.kind,
@@ -389,8 +411,58 @@ class LiveMarket:
         for item, result in accepted:
             if item.token_hash is not None:
                 self.on_token(item.token_hash, self.market_id, result["participant_id"])
-            item.future.set_result({"ok": True, "seq": session.seq, "clock_s": now,
-                                    "result": result})
+            if not item.future.done():
+                item.future.set_result({"ok": True, "seq": session.seq, "clock_s": now,
+                                        "result": result})
+
+    # ------------------------------------------------------------------ holds
+
+    def _apply_one(self, item: _Queued) -> dict[str, Any]:
+        if item.kind == "hold_order":
+            if self.limits.hold_s <= 0:
+                raise CommandError("conflict", "this server keeps no holds (serve --hold-s 0)")
+            result = self.session.apply(item.kind, item.body, item.actor)
+            self.hold_deadlines.setdefault(item.body.order_id,
+                                           time.monotonic() + self.limits.hold_s)
+            return result
+        result = self.session.apply(item.kind, item.body, item.actor)
+        if item.kind == "release_order":
+            self.hold_deadlines.pop(item.body.order_id, None)
+        return result
+
+    def _hold_for(self, item: _Queued, result: dict[str, Any]
+                  ) -> tuple[_Queued, dict[str, Any]] | None:
+        """A person or bot that posts a hand-picked order gets `hold_s` wall seconds to pick
+        a bid, whatever the speed: the hold is a command of its own, logged with the post, so
+        a replay holds the order at the same simulated time."""
+        if item.kind != "post_order" or item.body.auto_select or self.limits.hold_s <= 0:
+            return None
+        hold = _Queued("hold_order", HoldOrder(order_id=result["order_id"]), item.actor, None,
+                       asyncio.get_running_loop().create_future())
+        try:
+            return hold, self._apply_one(hold)
+        except CommandError:  # not holdable (closed at once): its bids expire as usual
+            return None
+
+    def _release_expired_holds(self, paused_s: float) -> None:
+        """Queue the release of every hold whose wall time is up (a paused market's holds
+        wait: their deadlines move on by the pause). The release is the market's own
+        command, logged like any other."""
+        if not self.hold_deadlines:
+            return
+        market = self.session.market
+        now = time.monotonic()
+        for order_id, deadline in list(self.hold_deadlines.items()):
+            if not market.held(order_id):  # leased, cancelled or closed meanwhile
+                del self.hold_deadlines[order_id]
+            elif paused_s > 0:
+                self.hold_deadlines[order_id] = deadline + paused_s
+            elif deadline <= now and not any(q.kind == "release_order"
+                                             and q.body.order_id == order_id
+                                             for q in self._queue):
+                self._queue.append(_Queued(
+                    "release_order", ReleaseOrder(order_id=order_id), None, None,
+                    asyncio.get_running_loop().create_future()))
 
     # ------------------------------------------------------------------ the driver
 
@@ -410,6 +482,7 @@ class LiveMarket:
                         await asyncio.wait_for(self._wake.wait(), self.limits.tick_s)
                 now_wall = loop.time()
                 elapsed_s, last_wall = now_wall - last_wall, now_wall
+                self._release_expired_holds(elapsed_s if self.state == "paused" else 0.0)
                 self._apply_commands()
                 if self.state == "running":
                     target = min(market.now + self.speed * elapsed_s, self.horizon_s)
@@ -425,7 +498,7 @@ class LiveMarket:
                 if published or self._state_changed or now_wall - last_frame >= 1.0:
                     if not published:
                         self._broadcast(dumps({"type": "clock", "seq": self.published_seq,
-                                               **self.clock()}))
+                                               **self.clock(), **self.live_view()}))
                     last_frame = now_wall
                     self._state_changed = False
         except asyncio.CancelledError:
@@ -483,6 +556,8 @@ class LiveMarket:
         if not events:
             return False
         frame = _events_frame(events, self.clock())
+        if self.connections:  # nobody watching: no figures to build
+            frame.update(self.live_view())
         self.published_seq = frame["last_seq"]
         text = dumps(frame)
         for connection in list(self.connections):

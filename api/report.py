@@ -1,14 +1,20 @@
-"""Terminal reports (rich tables): a run summary, validation, tournaments, sweeps."""
+"""Reports as rich tables: a run summary, validation, tournaments, sweeps, listings.
+
+Each `render_*` builds its tables and notes and hands them to an `api.output.Output`, which
+shows them as colour tables on a terminal, full-width plain text off one, or markdown."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group
+from rich.console import Group
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+
+from api.output import Output
+from market.intervals import SIGNED_UNIT, UNIT, clip
 
 
 def _usd(value: float) -> str:
@@ -25,7 +31,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def render(summary: dict[str, Any], console: Console) -> None:
+def render(summary: dict[str, Any], out: Output) -> None:
     """Print `summary` (a RunResult summary) as a handful of tables."""
     head = (f"[bold]{summary['scenario']}[/] · seed {summary['seed']} · "
             f"{summary['simulated_days']:.1f} simulated days · mechanism "
@@ -33,10 +39,12 @@ def render(summary: dict[str, Any], console: Console) -> None:
             f"{summary['tenants_count']} tenants")
 
     orders = Table(title="Orders and leases", show_header=False, box=None, padding=(0, 2))
-    orders.add_column(style="bold")
-    orders.add_column(justify="right")
+    orders.add_column("figure", style="bold")
+    orders.add_column("value", justify="right")
     waited = summary["job_time_to_lease_s"]
-    reasons = ", ".join(f"{k} {v}" for k, v in summary["lease_close_reasons"].items()) or "none"
+    # One item a line: a list never wraps between a name and its count, at any width.
+    reasons = "\n".join(f"{k} {v:,}" for k, v in summary["lease_close_reasons"].items()) \
+        or "none"
     for label, value in (
         ("jobs posted", f"{summary['jobs_posted']:,}"),
         ("orders posted (with re-posts)", f"{summary['orders_posted']:,}"),
@@ -98,8 +106,8 @@ def render(summary: dict[str, Any], console: Console) -> None:
     welfare = _welfare_table(summary["welfare"])
 
     money = Table(title="Who paid what", show_header=False, box=None, padding=(0, 2))
-    money.add_column(style="bold")
-    money.add_column(justify="right")
+    money.add_column("figure", style="bold")
+    money.add_column("value", justify="right")
     conserved = "[green]yes[/]" if summary["money_conserved"] else "[red]NO[/]"
     for label, value in (
         ("tenants paid providers and platform", _usd(summary["tenant_spend_usd"])),
@@ -111,11 +119,8 @@ def render(summary: dict[str, Any], console: Console) -> None:
     ):
         money.add_row(label, value)
 
-    console.print(Panel(Group(head, "", orders), title="gpumarket run", expand=False))
-    console.print(prices)
-    console.print(providers)
-    console.print(welfare)
-    console.print(money)
+    out.show(Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
+             providers, welfare, money)
 
 
 def _maybe(value: float | None, show: Any) -> str:
@@ -126,11 +131,11 @@ def _welfare_table(welfare: dict[str, Any]) -> Table:
     """Welfare counted once per job: where the potential went."""
     table = Table(title="Welfare, counted once per job (USD)", show_header=False, box=None,
                   padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(justify="right")
+    table.add_column("figure", style="bold", no_wrap=True)
+    table.add_column("value", justify="right")
     causes = welfare["deadweight_loss_by_cause_usd"]
     holds = "[green]yes[/]" if welfare["identity_holds"] else "[red]NO[/]"
-    jobs = ", ".join(f"{name.replace('_', ' ')} {count:,}"
+    jobs = "\n".join(f"{name.replace('_', ' ')} {count:,}"
                      for name, count in welfare["jobs"].items()) or "none"
     for label, value in (
         ("potential (value − best cost)", _usd(welfare["potential_usd"])),
@@ -154,7 +159,7 @@ def _welfare_table(welfare: dict[str, Any]) -> Table:
     return table
 
 
-def render_validation(rows: list[Any], console: Console) -> None:
+def render_validation(rows: list[Any], out: Output) -> None:
     """The `validate` rows: simulated price against theory, per mechanism and bidders."""
     table = Table(title="Textbook reverse auction: market vs theory", header_style="bold")
     for column in ("mechanism (bidders)", "n", "mean price", "95% CI", "theory",
@@ -167,15 +172,14 @@ def render_validation(rows: list[Any], console: Console) -> None:
                       f"{row.variance:.4f} / {row.theory_variance:.4f}",
                       _pct(row.efficiency), f"{row.min_margin_usd_per_gpu_hour:.4f}",
                       "[green]yes[/]" if row.agrees else "[red]NO[/]")
-    console.print(table)
-    console.print(f"{rows[0].auctions:,} auctions per row; costs i.i.d. uniform; take rate "
+    out.show(table, f"{rows[0].auctions:,} auctions per row; costs i.i.d. uniform; take rate "
                   f"{rows[0].take_rate:.0%}, priced in by the bidders: theory in terms of "
                   "cost / (1 − take rate); lowest margin = least (1 − take rate) × price − "
                   "cost of any winner; agree = the theory mean within 3.29 standard errors, "
                   "every unit to the lowest cost and no winner below its cost")
 
 
-def render_deviations(rows: list[Any], console: Console) -> None:
+def render_deviations(rows: list[Any], out: Output) -> None:
     """The `validate --deviations` rows: each mechanism's best unilateral deviation."""
     table = Table(title="Incentive checks: one bidder's best shading of the prescribed bid",
                   header_style="bold")
@@ -192,8 +196,7 @@ def render_deviations(rows: list[Any], console: Console) -> None:
                       f"× {best.shading:g}",
                       f"{best.gain:+.4f} ± {(best.ci_high - best.ci_low) / 2:.4f}", theory,
                       f"[{style}]{row.verdict}[/]" if style else row.verdict)
-    console.print(table)
-    console.print(f"{rows[0].auctions:,} auctions per run, USD per GPU-hour kept after the fee; "
+    out.show(table, f"{rows[0].auctions:,} auctions per run, USD per GPU-hour kept after the fee; "
                   "profit = the bidder's mean (1 − take rate) × price − cost per auction when "
                   "it plays the prescribed strategy; gain = the paired difference when it "
                   "alone multiplies its bid by the shading (same seed, same costs); shadings "
@@ -201,19 +204,27 @@ def render_deviations(rows: list[Any], console: Console) -> None:
                   "profitable deviation = the best gain above 3.29 standard errors")
 
 
-def _ci(figure: tuple[float, float, float] | None, digits: int, percent: bool = False) -> str:
+def _ci(figure: tuple[float, float, float] | None, digits: int, percent: bool = False,
+        bounds: tuple[float, float] | None = None) -> str:
+    """"mean ± half-width"; "mean (low–high)" when the interval was clipped to `bounds` (a
+    share's t interval near 0% or 100%), as ± would then claim a bound outside them."""
     if figure is None:
         return "—"
     mean, low, high = figure
-    if percent:
-        return f"{mean:.1%} ± {(high - low) / 2:.1%}" if high == high else f"{mean:.1%}"
-    return f"{mean:,.{digits}f} ± {(high - low) / 2:,.{digits}f}" if high == high \
-        else f"{mean:,.{digits}f}"
+    shown = (lambda x: f"{x:.1%}") if percent else (lambda x: f"{x:,.{digits}f}")
+    if high != high:  # one seed: no interval
+        return shown(mean)
+    low_in, high_in = clip(low, high, bounds)
+    if (low_in, high_in) != (low, high):
+        return f"{shown(mean)} ({shown(low_in)}–{shown(high_in)})"
+    half = (high - low) / 2
+    return f"{shown(mean)} ± {shown(half)}"
 
 
 def _delta(figure: tuple[float, float, float] | None, digits: int,
            percent: bool = False) -> str:
-    """A paired difference, signed, ± its half-width; * when its interval excludes 0."""
+    """A paired difference, signed, ± its half-width; * when its interval excludes 0. A
+    difference of shares is clipped to [−100%, 100%] and then shown as (low–high)."""
     if not figure:
         return "—"
     mean, low, high = figure
@@ -223,11 +234,15 @@ def _delta(figure: tuple[float, float, float] | None, digits: int,
     if high != high:  # one seed: no interval
         return text
     star = " *" if low > 0 or high < 0 else ""
+    if percent:
+        low_in, high_in = clip(low, high, SIGNED_UNIT)
+        if (low_in, high_in) != (low, high):
+            return f"{text} ({low_in:+.1%}–{high_in:+.1%}){star}"
     half = (high - low) / 2
     return f"{text} ± {half:.1%}{star}" if percent else f"{text} ± {half:,.{digits}f}{star}"
 
 
-def render_standings(board: Any, console: Console) -> None:
+def render_standings(board: Any, out: Output) -> None:
     """The tournament leaderboard (a `market.tournament.Leaderboard`), best profit per
     provider first, with each strategy's paired difference from the reference, and a
     warning line per population that does not split evenly."""
@@ -246,18 +261,18 @@ def render_standings(board: Any, console: Console) -> None:
                       f"{standing.providers:,}", f"{standing.gpus:,.0f}",
                       _ci(standing.profit_per_provider_usd, 0),
                       _delta(vs.get("profit_per_provider_usd"), 1) if vs else "reference",
-                      _ci(standing.win_rate, 0, percent=True),
+                      _ci(standing.win_rate, 0, percent=True, bounds=UNIT),
                       _delta(vs.get("win_rate"), 0, percent=True) if vs else "reference",
-                      _ci(standing.utilization, 0, percent=True), _ci(standing.regret, 2))
-    console.print(table)
-    console.print(f"Δ: paired difference from {reference} on the same {seeds} seeds (common "
-                  "random numbers), mean ± 95% CI half-width; * the interval excludes 0. "
-                  "Without *, the seeds cannot tell the two apart.")
-    for warning in board.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+                      _ci(standing.utilization, 0, percent=True, bounds=UNIT),
+                      _ci(standing.regret, 2))
+    out.show(table, f"Δ: paired difference from {reference} on the same {seeds} seeds (common "
+             "random numbers), mean ± 95% CI half-width; * the interval excludes 0. "
+             "Without *, the seeds cannot tell the two apart. A share's interval is clipped "
+             "to [0%, 100%] and then shown as (low–high).",
+             *(f"[yellow]warning:[/] {escape(warning)}" for warning in board.warnings))
 
 
-def render_evolution(history: list[Any], strategies: list[str], console: Console) -> None:
+def render_evolution(history: list[Any], strategies: list[str], out: Output) -> None:
     """How the strategies' shares of the providers moved, generation by generation (each a
     `Leaderboard`), and which fitness gaps were significant."""
     table = Table(title="Replicator dynamics: share of providers by generation",
@@ -273,66 +288,66 @@ def render_evolution(history: list[Any], strategies: list[str], console: Console
             mark = "=" if not (gap[1] > 0 or gap[2] < 0) else "▲" if gap[0] > 0 else "▼"
             cells.append(f"{standing.share:.1%} {mark} {_delta(gap, 1)}")
         table.add_row(str(generation), *cells)
-    console.print(table)
-    console.print("Each cell: the generation's share, then its profit per provider minus the "
+    out.show(table, "Each cell: the generation's share, then its profit per provider minus the "
                   "market's mean (USD, paired over seeds, ± 95% CI half-width). ▲/▼ the gap "
                   "is significant: the share moves; = it is not: the share is kept "
                   "(up to renormalization).")
 
 
 def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list[str],
-                 console: Console) -> None:
-    """Means ± 95% CI of `metrics` per combination of `params` (`market.analysis` groups)."""
-    from market import analysis
+                 out: Output) -> None:
+    """Means ± 95% CI of `metrics` per combination of `params` (`market.analysis` groups),
+    under the labels and in the units the HTML report uses (`market.labels`)."""
+    from market import analysis, labels
 
-    console.print(f"[bold]{escape(sweep.name)}[/]: {len(sweep.runs)} runs, "
-                  f"{sweep.failed} failed")
+    head = f"[bold]{escape(sweep.name)}[/]: {len(sweep.runs)} runs, {sweep.failed} failed"
     if not groups:
-        console.print("no run finished: nothing to summarize")
+        out.show(head, "no run finished: nothing to summarize")
         return
     table = Table(title="mean ± 95% confidence interval", header_style="bold")
     for param in params:
-        table.add_column(param)
+        table.add_column(escape(labels.parameter(param).title))
     table.add_column("runs", justify="right")
     table.add_column("failed", justify="right")
     for metric in metrics:
-        table.add_column(metric, justify="right")
+        table.add_column(escape(labels.metric(metric).title), justify="right")
     for group in groups:
-        table.add_row(*(escape(analysis.format_value(group.values[p])) for p in params),
+        table.add_row(*(escape(labels.format_param_value(p, group.values[p])) for p in params),
                       str(group.runs), str(group.failed),
-                      *(analysis.format_estimate(group.metrics[m]) for m in metrics))
-    console.print(table)
+                      *(analysis.format_estimate(group.metrics[m], labels.metric(m))
+                        for m in metrics))
+    out.show(head, table)
 
 
 def render_baseline(sweep: Any, comparisons: list[Any], metrics: list[str],
-                    baseline: dict[str, Any], console: Console) -> None:
+                    baseline: dict[str, Any], out: Output) -> None:
     """Each point's paired difference from its baseline point (`analysis.Comparison`s)."""
-    from market import analysis
+    from market import analysis, labels
 
     title = (f"paired difference from the baseline ({escape(analysis.group_label(baseline))}):"
              " mean ± 95% CI half-width over seeds")
     if not comparisons:
-        console.print(f"{title}: no point has a baseline point with OK runs")
+        out.show(f"{title}: no point has a baseline point with OK runs")
         return
     table = Table(title=title, header_style="bold")
     for param in sweep.params:
-        table.add_column(param)
+        table.add_column(escape(labels.parameter(param).title))
     table.add_column("pairs", justify="right")
     for metric in metrics:
-        table.add_column(f"Δ {metric}", justify="right")
+        table.add_column(escape(labels.metric(metric).difference_title), justify="right")
     for c in comparisons:
         cells = []
         for metric in metrics:
             cells.append("baseline" if c.is_baseline
-                         else analysis.format_difference(c.differences[metric]))
-        table.add_row(*(escape(analysis.format_value(c.values[p])) for p in sweep.params),
-                      str(c.pairs), *cells)
-    console.print(table)
-    console.print("* the interval excludes 0; without *, the seeds cannot tell the point from "
-                  "its baseline.")
+                         else analysis.format_difference(c.differences[metric],
+                                                         labels.metric(metric)))
+        table.add_row(*(escape(labels.format_param_value(p, c.values[p]))
+                        for p in sweep.params), str(c.pairs), *cells)
+    out.show(table, "* the interval excludes 0; without *, the seeds cannot tell the point "
+             "from its baseline.")
 
 
-def render_pass_through(passes: list[Any], from_baseline: bool, console: Console) -> None:
+def render_pass_through(passes: list[Any], from_baseline: bool, out: Output) -> None:
     """The fee pass-through between take rates (`analysis.PassThrough`s)."""
     from market import analysis
 
@@ -352,5 +367,51 @@ def render_pass_through(passes: list[Any], from_baseline: bool, console: Console
                       str(p.fee_change.n), analysis.format_estimate(p.fee_change),
                       analysis.format_estimate(p.price_change), analysis.format_share(p.ratio),
                       analysis.format_share_interval(p.low, p.high))
-    console.print(table)
-    console.print("100%: tenants bear the whole change in the fee; 0%: providers absorb it.")
+    out.show(table, "100%: tenants bear the whole change in the fee; 0%: providers absorb it.")
+
+
+def render_listing(title: str, rows: list[dict[str, Any]], out: Output) -> None:
+    """A list of named things (`gpumarket scenarios`, `gpumarket sweeps`): one row each."""
+    table = Table(title=title, header_style="bold", box=box.SIMPLE, pad_edge=False,
+                  show_edge=False)
+    for key in rows[0] if rows else ("name",):
+        table.add_column(key, justify="right" if key == "runs" else "left",
+                         no_wrap=key == "name")
+    for row in rows:
+        table.add_row(*(escape(f"{value:,}" if isinstance(value, int) else str(value))
+                        for value in row.values()))
+    out.show(table)
+
+
+def sweep_report_json(sweep: Any, groups: list[Any], params: list[str], metrics: list[str],
+                      baseline: dict[str, Any] | None, comparisons: list[Any],
+                      passes: list[Any], page: Any) -> dict[str, Any]:
+    """`gpumarket report --json`: the tables of the report as one JSON object, every mean a
+    labelled 95% interval clipped to its metric's natural range (`market.intervals`)."""
+    from market.intervals import labelled, natural_range
+
+    def estimate(e: Any, bounds: tuple[float, float] | None) -> dict[str, Any]:
+        return labelled(e.mean, e.low, e.high, method="student_t", n=e.n, bounds=bounds)
+
+    def difference_range(metric: str) -> tuple[float, float] | None:
+        return SIGNED_UNIT if natural_range(metric) == UNIT else None
+
+    return {
+        "sweep": sweep.name, "runs": len(sweep.runs), "failed": sweep.failed,
+        "params": params, "metrics": metrics,
+        "groups": [{"values": group.values, "runs": group.runs, "failed": group.failed,
+                    "metrics": {m: estimate(group.metrics[m], natural_range(m))
+                                for m in metrics}} for group in groups],
+        "baseline": baseline,
+        "comparisons": [{"values": c.values, "baseline": c.baseline, "pairs": c.pairs,
+                         "is_baseline": c.is_baseline,
+                         "differences": {m: estimate(c.differences[m], difference_range(m))
+                                         for m in metrics}} for c in comparisons],
+        "pass_through": [{"values": p.values, "take_rate_from": p.take_rate_from,
+                          "take_rate_to": p.take_rate_to,
+                          "fee_change_usd_per_gpu_hour": estimate(p.fee_change, None),
+                          "price_change_usd_per_gpu_hour": estimate(p.price_change, None),
+                          "pass_through": labelled(p.ratio, p.low, p.high, method="fieller",
+                                                   n=p.fee_change.n)} for p in passes],
+        "report_html": str(page),
+    }

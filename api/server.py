@@ -24,7 +24,6 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request, WebSocket
 from fastapi import Path as PathParam
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -45,13 +44,16 @@ from api.commands import (
     CloseLease,
     CommandError,
     CreateMarket,
+    HoldOrder,
     JoinProvider,
     JoinTenant,
     PostOrder,
+    ReleaseOrder,
     Speed,
     first_error,
 )
-from api.edge import EdgeRoute, field_errors, field_name, read_json
+from api.docs import add_docs
+from api.edge import EdgeRoute, field_name, http_problem, read_json, validation_refusal
 from api.exposure import (
     DEFAULT_HOSTS,
     HostAllowList,
@@ -91,29 +93,21 @@ class CommandReply(BaseModel):
 
 
 class Problem(BaseModel):
-    detail: str
-    code: str
-    field: str | None = None
+    """Every 4xx answer: one line that names the field and what is valid."""
 
-
-class FieldError(BaseModel):
-    """One item of FastAPI's list of request-validation errors."""
-
-    loc: list[str | int]
-    msg: str
-    type: str
-
-
-class FieldErrors(BaseModel):
-    detail: list[FieldError]
+    detail: str = Field(description="one line: the field, what was wrong and what is valid",
+                        examples=["gpus: Input should be greater than or equal to 1"])
+    code: str = Field(description="the kind of refusal: invalid, unauthorized, forbidden, "
+                                  "not_found, conflict, gone, too_large, rate_limited, ...",
+                      examples=["invalid"])
+    field: str | None = Field(description="the offending field as a dotted path "
+                                          "(`gpu_models.1`), a header's name, or null",
+                              examples=["gpus"])
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "description": code}
     for code, status in CommandError.STATUS.items()}
-# A 422 comes in two shapes: FastAPI's list when a request breaks its declared types, a Problem
-# when a check beyond them refuses it (an unknown scenario or GPU model, a speed over the limit).
-ERRORS[422] = {"model": FieldErrors | Problem, "description": "invalid"}
 ERRORS[410] = {"model": Problem, "description": "gone: the market ended and left memory"}
 #: What a route that takes no input can still answer: any request may carry a body too large.
 TOO_LARGE: dict[int | str, dict[str, Any]] = {413: ERRORS[413]}
@@ -246,7 +240,7 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
     app = FastAPI(title="gpumarket live markets", version="1",
                   description="Live simulated GPU marketplaces: create a market, join it as a "
                               "tenant or a provider, trade, and stream its events.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.operator_token = operator_token
     app.add_middleware(BodyLimit, max_bytes=limits.max_message_bytes,
                        timeout_s=limits.body_timeout_s)
@@ -256,6 +250,7 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
         DEFAULT_HOSTS if allowed_hosts is None else allowed_hosts))
     app.add_middleware(SecurityHeaders)
     app.router.route_class = EdgeRoute  # bodies read by api.edge: no NaN, inf, huge numbers
+    add_docs(app)  # /docs and /redoc from this machine's files, not a CDN
 
     def hub() -> LiveMarkets:
         return state["markets"]
@@ -270,13 +265,16 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
                              "field": error.field}, error.status, headers=headers)
 
     @app.exception_handler(HTTPException)
-    async def unreadable_body(request: Request, error: HTTPException) -> Response:
+    async def http_error(request: Request, error: HTTPException) -> Response:
         # FastAPI answers a body it cannot read with a bare 400, which no route declares: a body
         # streamed past the limit (BodyLimit raises inside the read) is a 413; one the edge's
         # reader refused (not UTF-8 or not JSON, NaN, 1e309, ...) is a 422 naming the field,
-        # like every bad body.
+        # like every bad body. Any other (an unknown route's 404, a 405) keeps its status and
+        # headers (405's Allow) in the documented shape.
         if error.status_code != 400:
-            return await http_exception_handler(request, error)
+            code, line = http_problem(error.status_code, error.detail)
+            return JSONResponse({"detail": line, "code": code, "field": None},
+                                error.status_code, headers=error.headers)
         if isinstance(error.__cause__, _BodyTooLarge):
             refused = CommandError("too_large", f"body: larger than {limits.max_message_bytes} "
                                    "bytes", "body")
@@ -288,9 +286,13 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's own answer echoes each bad `input`: a body again, a 5,000-digit id, or a
-        # number JSON cannot write (a 500 instead of the 422). The list keeps its shape.
-        return JSONResponse({"detail": field_errors(error.errors())}, 422)
+        # FastAPI's own answer is a list that echoes each bad `input` (a body again, a 5,000-digit
+        # id, a number JSON cannot write): one line naming the first field instead, like every
+        # other refusal.
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        json_body = kind == "application/json" or kind.endswith("+json")
+        return await command_error(request, validation_refusal(error.errors(), error.body,
+                                                               json_body=json_body))
 
     def address(request: Request) -> str:
         return client_address(request.scope, proxies)
@@ -484,6 +486,25 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
         actor = actor_for(request, market_id, token, "tenant")
         return CommandReply(**await command(actor.market, "accept", Accept(
             order_id=order_id, bid_id=body.bid_id), actor))
+
+    @app.post("/api/markets/{market_id}/orders/{order_id}/hold", tags=["trading"],
+              responses=ERRORS)
+    async def hold_order(request: Request, market_id: MarketId, order_id: ItemId,
+                         token: Token) -> CommandReply:
+        """Keep the bids on your hand-picked order open while you choose, for the server's
+        `--hold-s` wall seconds (an order posted with `auto_select` false is held at once)."""
+        actor = actor_for(request, market_id, token, "tenant")
+        return CommandReply(**await command(actor.market, "hold_order",
+                                            HoldOrder(order_id=order_id), actor))
+
+    @app.post("/api/markets/{market_id}/orders/{order_id}/release", tags=["trading"],
+              responses=ERRORS)
+    async def release_order(request: Request, market_id: MarketId, order_id: ItemId,
+                            token: Token) -> CommandReply:
+        """End the hold on your order: bids older than the bid timeout are dropped now."""
+        actor = actor_for(request, market_id, token, "tenant")
+        return CommandReply(**await command(actor.market, "release_order",
+                                            ReleaseOrder(order_id=order_id), actor))
 
     @app.post("/api/markets/{market_id}/leases/{lease_id}/close", tags=["trading"],
               responses=ERRORS)

@@ -24,10 +24,14 @@ from api.commands import (
     CancelOrder,
     CloseLease,
     CommandError,
+    HoldOrder,
     JoinProvider,
     JoinTenant,
     PostOrder,
+    ReleaseOrder,
 )
+from api.narration import Narrator
+from api.series import LiveSeries
 from market.engine import Market
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
@@ -72,6 +76,9 @@ class Session:
         self.recent_leases: deque[dict[str, Any]] = deque(maxlen=200)
         self.recent_closes: deque[dict[str, Any]] = deque(maxlen=200)
         self.prices: dict[str, deque[tuple[float, float]]] = {}
+        # The page's charts and captions, built from the same numbered events.
+        self.series = LiveSeries(self.market)
+        self.narrator = Narrator(self.market, self.series)
         self.market.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ events
@@ -79,6 +86,8 @@ class Session:
     def _on_event(self, event: Event) -> None:
         self.seq += 1
         data = {"seq": self.seq, **event.to_dict()}
+        self.series.on_event(event)
+        self.narrator.on_event(event)
         kind = type(event)
         if kind is OrderOpened:
             self.order_tenant.append(event.tenant)
@@ -236,6 +245,19 @@ class Session:
         reopened = self.market.close_lease(body.lease_id, reopen=body.reopen)
         return {"lease_id": body.lease_id, "reopened_order_id": reopened}
 
+    def _hold_order(self, body: HoldOrder, actor: Participant | None) -> dict[str, Any]:
+        self._own_order(body.order_id, actor)
+        self.market.hold_order(body.order_id)
+        return {"order_id": body.order_id, "held": True}
+
+    def _release_order(self, body: ReleaseOrder, actor: Participant | None
+                       ) -> dict[str, Any]:
+        # No actor: the live market itself, when a hold's wall-clock time is up.
+        if actor is not None:
+            self._own_order(body.order_id, actor)
+        released = self.market.release_order(body.order_id)
+        return {"order_id": body.order_id, "released": released}
+
 
 def _role(actor: Participant | None, role: str) -> Participant:
     if actor is None:
@@ -254,4 +276,6 @@ _HANDLERS = {
     "bid": Session._bid,
     "accept": Session._accept,
     "close_lease": Session._close_lease,
+    "hold_order": Session._hold_order,
+    "release_order": Session._release_order,
 }

@@ -6,12 +6,13 @@ market.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from market.records import OrderState
-from market.units import MICRO_USD_PER_USD
+from market.units import MICRO_USD_PER_USD, owed_micro
 
 if TYPE_CHECKING:
     from api.live import LiveMarket
@@ -32,7 +33,8 @@ def order_view(market: Market, order: Order) -> dict[str, Any]:
             "gpus": order.gpus, "gpu_models": list(order.requirement.gpu_models),
             "max_price_usd_per_gpu_hour": order.max_price / order.gpus / MICRO_USD_PER_USD,
             "created_s": order.created_s, "interruptible": order.interruptible,
-            "auto_select": order.auto, "bids": market.bids(order.id)}
+            "auto_select": order.auto, "held": market.held(order.id),
+            "bids": market.bids(order.id)}
 
 
 def lease_view(market: Market, lease: Lease) -> dict[str, Any]:
@@ -74,6 +76,41 @@ def leaderboard(market: Market, top: int = 10) -> list[dict[str, Any]]:
     return rows
 
 
+def figures(market: Market) -> dict[str, Any]:
+    """The headline figures, cheap enough for every frame: counts, and money both settled
+    (paid out of escrow so far) and accrued (what running leases owe since their last
+    settlement, paid at the next one). A frame's figures and its events describe the market
+    at the same sequence number, so the page's headline and tables agree."""
+    metrics = market.metrics
+    counts = metrics.counts
+    now = market.now
+    decided = counts["leases_created"] + counts["orders_expired"]
+    settled = sum(metrics.paid_usd.values()) * MICRO_USD_PER_USD
+    accrued = 0
+    for lease in market.leases.values():
+        settled += lease.paid
+        accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
+    take = market.rules.take_rate
+    open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
+    return {"orders_posted": counts["orders_posted"],
+            "orders_filled": counts["leases_created"],
+            "orders_expired": counts["orders_expired"],
+            "orders_open": open_count,
+            "fill_rate": counts["leases_created"] / decided if decided else 0.0,
+            "leases_active": len(market.leases),
+            "tenant_spend_usd": settled / MICRO_USD_PER_USD,
+            "tenant_accrued_usd": accrued / MICRO_USD_PER_USD,
+            "platform_revenue_usd": metrics.platform_usd,
+            "platform_accrued_usd": accrued * take / MICRO_USD_PER_USD}
+
+
+def holds(live: LiveMarket) -> dict[str, float]:
+    """Held orders (by id, as strings: JSON keys) and the wall seconds each has left."""
+    now = time.monotonic()
+    return {str(order_id): max(deadline - now, 0.0)
+            for order_id, deadline in live.hold_deadlines.items()}
+
+
 def snapshot(live: LiveMarket) -> dict[str, Any]:
     market = live.session.market
     session = live.session
@@ -84,6 +121,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
         "mechanism": rules.mechanism, "take_rate": rules.take_rate,
         "bids_net_of_fee": rules.bids_net_of_fee,
         "bidding_window_s": rules.bidding_window_s, "bid_timeout_s": rules.bid_timeout_s,
+        "order_max_bids": rules.order_max_bids,
         "gpu_models": [{"id": m.id, "name": m.name, "vram_gib": m.memory_gib,
                         "list_usd_per_gpu_hour": m.list_usd_per_gpu_hour}
                        for m in market.catalog],
@@ -94,7 +132,11 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
         "prices": {model: [list(point) for point in series]
                    for model, series in session.prices.items()},
         "metrics": {**{key: summary[key] for key in HEADLINE},
-                    **{key: summary["welfare"][key] for key in WELFARE_HEADLINE}},
+                    **{key: summary["welfare"][key] for key in WELFARE_HEADLINE},
+                    **figures(market)},
+        "series": session.series.recent(market.now),
+        "captions": session.narrator.captions[-20:],
+        "holds": holds(live), "hold_s": live.limits.hold_s,
         "leaderboard": leaderboard(market),
         "participants": [p.to_dict() for p in session.participants],
         "providers": market.pool.n,

@@ -14,7 +14,7 @@ Replications of a point are independent draws, so the interval of a point's mean
 >>> e.n, e.mean, e.sd, round(e.half_width, 4)
 (3, 2.0, 1.0, 2.4841)
 >>> format_estimate(e)
-'2 ± 2.484'
+'2.0 ± 2.5'
 >>> math.isnan(estimate([5.0]).half_width)   # one run says nothing about the spread
 True
 >>> group_label({"market.mechanism": "first_price", "market.take_rate": 0.1})
@@ -34,6 +34,7 @@ that providers absorb it. Its interval is Fieller's (`fieller`).
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import math
@@ -48,6 +49,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+
+from market import labels
 
 CONFIDENCE = 0.95
 """Coverage of every interval here: two-sided, Student's t."""
@@ -183,9 +186,38 @@ def _checked(names: list[str], valid: list[str], kind: str) -> list[str]:
     what = "a swept parameter" if kind == "parameter" else "a numeric metric"
     for name in names:
         if name not in valid:
-            raise ReportError(f"{kind} {name!r}: not {what} of this sweep; expected one of: "
-                              f"{', '.join(valid) or '(none)'}")
+            raise ReportError(f"{kind} {name!r}: not {what} of this sweep; "
+                              + nearest_names(name, valid))
     return names
+
+
+MAX_SUGGESTIONS = 5
+"""Names offered for a mistyped metric or parameter; a sweep has hundreds of metrics."""
+
+
+def nearest_names(name: str, valid: Sequence[str]) -> str:
+    """The end of a one-line error for an unknown `name`: the valid names when they are few,
+    else the closest few (by spelling, or containing `name`) and how many there are.
+
+    >>> nearest_names("fillrate", ["fill_rate", "fill_count", *(f"m{i}" for i in range(40))])
+    'did you mean: fill_rate? (42 names in all: the numeric columns of runs.parquet)'
+    >>> nearest_names("mechanism", ["market.take_rate"])
+    'expected one of: market.take_rate'
+    """
+    if len(valid) <= MAX_SUGGESTIONS * 2:
+        return f"expected one of: {', '.join(valid) or '(none)'}"
+    lowered = {v.lower(): v for v in valid}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=MAX_SUGGESTIONS,
+                                      cutoff=0.6)
+    close += [v for v in lowered if name.lower() in v and v not in close]
+    # A dotted key mistyped in its leaf: compare leaves too (h100.meen -> ...h100.mean).
+    leaf = name.lower().rsplit(".", 1)[-1]
+    close += [v for v in lowered if v not in close and v.rsplit(".", 1)[-1] in
+              difflib.get_close_matches(leaf, [v.rsplit(".", 1)[-1]], cutoff=0.8)
+              and v.rsplit(".", 1)[0] == name.lower().rsplit(".", 1)[0]]
+    hint = (f"did you mean: {', '.join(lowered[v] for v in close[:MAX_SUGGESTIONS])}? "
+            if close else f"no name is close; e.g. {', '.join(valid[:3])} ")
+    return f"{hint}({len(valid)} names in all: the numeric columns of runs.parquet)"
 
 
 def _is_numeric(kind: pa.DataType) -> bool:
@@ -692,24 +724,21 @@ def group_label(values: dict[str, Any]) -> str:
 
 
 def format_number(x: float) -> str:
-    """A metric value in a table: thousands grouped from 1,000 up, else 4 significant
-    digits; "—" for NaN."""
-    if not math.isfinite(x):
-        return "—" if math.isnan(x) else str(x)
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+    """A metric value in a table: 3 significant digits, thousands grouped, the integer part
+    never rounded away (`labels.format_number`, the one formatter of the report page and the
+    terminal); "—" for NaN."""
+    return labels.format_number(x)
 
 
-def format_difference(e: Estimate) -> str:
+def format_difference(e: Estimate, quantity: labels.Quantity | None = None) -> str:
     """A paired difference: "mean ± half-width", with " *" when its interval excludes 0 (the
-    seeds tell the two apart). Float noise around an exact 0 (|x| < 1e-12) shows as 0.
+    seeds tell the two apart). Float noise around an exact 0 (|x| < 1e-12) shows as 0. In
+    `quantity`'s display unit when given (percentage points for a share).
 
     >>> format_difference(estimate([1.0, 1.2, 1.4])), format_difference(estimate([1.0, 2.0, 3.0]))
-    ('1.2 ± 0.4968 *', '2 ± 2.484')
+    ('1.20 ± 0.50 *', '2.0 ± 2.5')
     """
-    quiet = Estimate(e.n, 0.0 if abs(e.mean) < 1e-12 else e.mean, e.sd,
-                     0.0 if abs(e.half_width) < 1e-12 else e.half_width)
-    star = " *" if quiet.n > 1 and (quiet.low > 0 or quiet.high < 0) else ""
-    return format_estimate(quiet) + star
+    return labels.format_difference(e.n, e.mean, e.half_width, quantity)
 
 
 def format_share(x: float) -> str:
@@ -734,13 +763,11 @@ def format_share_interval(low: float, high: float) -> str:
     return f"[{low:.0%}, {high:.0%}]"
 
 
-def format_estimate(e: Estimate) -> str:
-    """"mean ± half-width" of an Estimate; "mean (n=1)" for one run; "—" for none."""
-    if e.n == 0:
-        return "—"
-    if e.n == 1:
-        return f"{format_number(e.mean)} (n=1)"
-    return f"{format_number(e.mean)} ± {format_number(e.half_width)}"
+def format_estimate(e: Estimate, quantity: labels.Quantity | None = None) -> str:
+    """"mean ± half-width" of an Estimate, the half-width to 2 significant digits and the
+    mean to the same place; "mean (n=1)" for one run; "—" for none. In `quantity`'s display
+    unit when given (`labels.metric(name)`: percent for a share, minutes for a wait)."""
+    return labels.format_estimate(e.n, e.mean, e.half_width, quantity)
 
 
 __all__ = [
@@ -749,6 +776,7 @@ __all__ = [
     "estimate", "fee_pass_through", "fieller", "format_difference", "format_estimate",
     "format_number",
     "format_share", "format_share_interval", "format_value", "group_label", "half_widths",
-    "is_numeric_param", "load_sweep", "metric_names", "parse_baseline", "per_gpu_hour",
+    "is_numeric_param", "load_sweep", "metric_names", "nearest_names", "parse_baseline",
+    "per_gpu_hour",
     "resolve_metrics", "resolve_params", "summarize", "summarize_timeseries",
 ]

@@ -133,6 +133,11 @@ class Market:
         self._pending: deque[Event] = deque()
         self._emitting = False
         self._next_order = 0
+        # Hand-picked orders whose tenant asked for time to choose (`hold_order`): their bids
+        # do not expire until `release_order`. Each holds its bid-expiry chain's number, so a
+        # chain started before a hold and a release does not run twice.
+        self._held: set[int] = set()
+        self._expiry_chain: dict[int, int] = {}
         self._next_bid = 0
         self._next_lease = 0
         self._rng = self.streams.get("market.engine")
@@ -423,7 +428,7 @@ class Market:
                 lambda _e, order=order: self._close_auction(order))
         else:
             self.env.timeout(self.rules.bid_timeout_s).callbacks.append(
-                lambda _e, order=order: self._expire_bids(order))
+                lambda _e, order=order: self._expire_bids(order, 0))
 
     def refresh_asks(self, providers: np.ndarray) -> None:
         """Read again the order-independent asks of `providers`, after their costs or their
@@ -643,9 +648,11 @@ class Market:
             return
         self._lease(order, int(valid[winner]), price)
 
-    def _expire_bids(self, order: Order) -> None:
-        """Hand-picked orders: providers drop bids held `bid_timeout_s` without a lease."""
-        if order.state is not OrderState.OPEN:
+    def _expire_bids(self, order: Order, chain: int) -> None:
+        """Hand-picked orders: providers drop bids held `bid_timeout_s` without a lease
+        (not while the tenant holds the order: the chain stops, `release_order` restarts it)."""
+        if order.state is not OrderState.OPEN or order.id in self._held \
+                or self._expiry_chain.get(order.id, 0) != chain:
             return
         now = self.env.now
         stale = np.flatnonzero(order.bid_open
@@ -655,11 +662,47 @@ class Market:
         next_check = (float(waiting.min()) + self.rules.bid_timeout_s - now) if waiting.size \
             else self.rules.bid_timeout_s
         self.env.timeout(max(next_check, 0.0)).callbacks.append(
-            lambda _e, order=order: self._expire_bids(order))
+            lambda _e, order=order: self._expire_bids(order, chain))
+
+    def hold_order(self, order_id: int) -> None:
+        """The tenant of a hand-picked open order takes time to choose: its bids stay open
+        (none expires after `bid_timeout_s`) until `release_order`. A live market releases
+        a hold after a wall-clock limit, as a logged command, so a replay meets it at the same
+        simulated time. Raises MarketError (nothing changed) for an order the market picks."""
+        order = self._open_order(order_id)
+        if order.auto:
+            raise MarketError(f"order {order_id}: the market picks its winner; only a "
+                              "hand-picked order (auto_select false) can be held")
+        self._held.add(order_id)
+
+    def release_order(self, order_id: int) -> bool:
+        """End the hold on `order_id`: bids held longer than `bid_timeout_s` are dropped now,
+        the others expire as usual. Returns False (nothing changed) if it was not held, or
+        has been leased or closed meanwhile."""
+        if order_id not in self._held:
+            return False
+        self._held.discard(order_id)
+        order = self.orders.get(order_id)
+        if order is None or order.state is not OrderState.OPEN:
+            self._expiry_chain.pop(order_id, None)
+            return False
+        chain = self._expiry_chain[order_id] = self._expiry_chain.get(order_id, 0) + 1
+        self._expire_bids(order, chain)
+        return True
+
+    def held(self, order_id: int) -> bool:
+        """Whether the order's tenant holds it (its bids do not expire)."""
+        return order_id in self._held
+
+    def held_orders(self) -> list[int]:
+        """The ids of the orders held now, in id order."""
+        return sorted(self._held)
 
     def _end_order(self, order: Order) -> None:
         """Close an order for good: refund what is left in its escrow to the tenant."""
         order.state = OrderState.CLOSED
+        self._held.discard(order.id)
+        self._expiry_chain.pop(order.id, None)
         if order.escrow:
             self.ledger.transfer(self.escrow, self.tenant_accounts[order.tenant], order.escrow,
                                  "escrow_refund")
@@ -773,6 +816,9 @@ class Market:
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1
         order.state = OrderState.ACTIVE
+        if self._held:  # a held order got its lease: the hold is over
+            self._held.discard(order.id)
+            self._expiry_chain.pop(order.id, None)
         order.lease = lease
         self.leases[lease.id] = lease
         self._plan_end(lease)

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from market.recorder import PRICES_SCHEMA
 from market.units import SECONDS_PER_DAY
 
 if TYPE_CHECKING:
     from market.engine import Market
+    from market.plots import RunPlots
 
 
 class RunResult:
@@ -19,7 +21,10 @@ class RunResult:
 
     `summary` is JSON-ready; `orders`, `leases`, `jobs`, `providers` and `prices` are pyarrow
     Tables (call `.to_pandas()` for pandas). Tables are complete once the run reached its
-    end.
+    end. The summary and the price and utilization series (`prices`) are always kept; the
+    per-order, per-lease, per-job and per-provider tables only when the market was made with
+    `record=True` (the default). `plot.prices()`, `plot.utilization()` and `plot.welfare()`
+    draw the run (matplotlib); in a notebook the result shows itself as a short HTML summary.
     """
 
     def __init__(self, market: Market) -> None:
@@ -35,11 +40,34 @@ class RunResult:
             **market.money(),
         }
 
+    def __repr__(self) -> str:
+        from market.reprs import result_text
+
+        return result_text(self)
+
+    def _repr_html_(self) -> str:
+        from market.reprs import result_html
+
+        return result_html(self)
+
+    @property
+    def plot(self) -> RunPlots:
+        """Plots of this run, drawn inline in a notebook: `plot.prices()`,
+        `plot.utilization()`, `plot.welfare()`; each returns its matplotlib Axes."""
+        from market.plots import RunPlots
+
+        return RunPlots(self)
+
     def _table(self, name: str) -> pa.Table:
+        if name == "prices":  # the metrics keep the series whether or not the run records
+            return pa.Table.from_pylist(self._market.metrics.series, schema=PRICES_SCHEMA)
         recorder = self._market.recorder
         if recorder is None:
-            raise RuntimeError("this market was created with record=False")
-        return recorder.prices() if name == "prices" else getattr(recorder, name).table()
+            raise RuntimeError(f"{name}: this market was made with record=False, which keeps "
+                               "only the summary and the price series (`prices`); make it "
+                               "with record=True (the default) for the per-order, per-lease, "
+                               "per-job and per-provider tables")
+        return getattr(recorder, name).table()
 
     @property
     def orders(self) -> pa.Table:
@@ -61,6 +89,11 @@ class RunResult:
 
     @property
     def prices(self) -> pa.Table:
+        """One row per GPU model per price-index bucket (`market.price_index_interval_s`):
+        `time_s` (end of the bucket, simulated seconds), `gpu_model`,
+        `price_index_usd_per_gpu_hour` (GPU-weighted mean price of the leases made in the
+        bucket; NaN if none), `leases` made, and `utilization` (share of the model's GPUs
+        leased at the bucket's end). Kept with or without `record`."""
         return self._table("prices")
 
     def to_json(self) -> str:

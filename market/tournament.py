@@ -54,6 +54,7 @@ from scipy import stats
 
 from market.engine import Market
 from market.events import BidsPlaced, LeaseCreated
+from market.intervals import SIGNED_UNIT, UNIT, labelled
 from market.scenario import (
     Scenario,
     ScenarioError,
@@ -75,6 +76,24 @@ Interval = tuple[float, float, float]
 """(mean, low, high): a mean over seeds and its 95% confidence interval."""
 
 _NO_INTERVAL: Interval = (math.nan, math.nan, math.nan)
+
+RANGES: dict[str, tuple[float, float] | None] = {
+    "profit_per_provider_usd": None, "win_rate": UNIT, "utilization": UNIT, "regret": None}
+"""Where each figure lives: its interval is clipped there in `to_dict` (a t interval around a
+utilization of 98% can reach past 100%). A difference of two shares lives in [−1, 1]."""
+
+
+def labelled_interval(figure: Interval | None, n: int,
+                      bounds: tuple[float, float] | None) -> dict[str, Any] | None:
+    """An Interval as `{"mean", "ci_low", "ci_high", "method": "student_t", ...}`, clipped
+    to `bounds` (`market.intervals.labelled`); None stays None."""
+    if figure is None:
+        return None
+    return labelled(*figure, method="student_t", n=n, bounds=bounds)
+
+
+def _difference_range(figure: str) -> tuple[float, float] | None:
+    return SIGNED_UNIT if RANGES[figure] == UNIT else None
 
 
 # ----------------------------------------------------------------------------- line-up
@@ -304,7 +323,17 @@ class Standing:
     providers_by_population: dict[str, int]
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-ready: each figure and difference a labelled, clipped interval over the
+        seeds (`labelled_interval`), NaN as null."""
+        record = asdict(self)
+        for name in FIGURES:
+            record[name] = labelled_interval(getattr(self, name), self.seeds, RANGES[name])
+        record["vs_reference"] = {
+            name: labelled_interval(figure, self.seeds, _difference_range(name))
+            for name, figure in self.vs_reference.items()}
+        record["profit_vs_mean_usd"] = labelled_interval(self.profit_vs_mean_usd, self.seeds,
+                                                         None)
+        return record
 
 
 @dataclass(frozen=True)
@@ -329,9 +358,10 @@ class Leaderboard:
 
     def to_dict(self) -> dict[str, Any]:
         return {"standings": [s.to_dict() for s in self.standings], "lineup": self.lineup,
-                "reference": self.reference,
-                "seeds": self.seeds, "mean_profit_per_provider_usd":
-                self.mean_profit_per_provider_usd, "warnings": self.warnings}
+                "reference": self.reference, "seeds": self.seeds,
+                "mean_profit_per_provider_usd": labelled_interval(
+                    self.mean_profit_per_provider_usd, len(self.seeds), None),
+                "warnings": self.warnings}
 
 
 def interval(values: Sequence[float] | np.ndarray) -> Interval:

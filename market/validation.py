@@ -26,6 +26,7 @@ import numpy as np
 
 from market.engine import Market
 from market.events import LeaseCreated, OrderOpened
+from market.intervals import NON_NEGATIVE, labelled
 from market.scenario import load_scenario
 from market.theory import deviation_gain, expected_price, expected_profit, price_variance
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY
@@ -78,7 +79,14 @@ class ValidationRow:
     agrees: bool
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """JSON-ready: the mean price as a labelled interval (normal, 1.96 standard errors of
+        `auctions` prices, clipped at 0), the other figures as they are, NaN as null."""
+        record = {key: (None if isinstance(value, float) and math.isnan(value) else value)
+                  for key, value in asdict(self).items()
+                  if key not in ("mean_price", "ci_low", "ci_high")}
+        record["mean_price"] = labelled(self.mean_price, self.ci_low, self.ci_high,
+                                        method="normal", n=self.auctions, bounds=NON_NEGATIVE)
+        return record
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +226,12 @@ class ShadingGain:
     ci_high: float
     theory_gain: float | None
 
+    def to_dict(self, auctions: int) -> dict[str, object]:
+        return {"shading": self.shading,
+                "gain": labelled(self.gain, self.ci_low, self.ci_high, method="normal",
+                                 n=auctions),
+                "se": self.se, "theory_gain": self.theory_gain}
+
 
 @dataclass(frozen=True, slots=True)
 class DeviationRow:
@@ -239,7 +253,12 @@ class DeviationRow:
         return self.verdict != GAIN
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        """JSON-ready: each shading's gain a labelled interval (normal, 1.96 standard errors
+        of the `auctions` paired differences; a gain can take either sign)."""
+        record = asdict(self)
+        record["best"] = self.best.to_dict(self.auctions)
+        record["shadings"] = [gain.to_dict(self.auctions) for gain in self.shadings]
+        return record
 
 
 def _paired(shading: float, deviated: np.ndarray, prescribed: np.ndarray,

@@ -10,6 +10,8 @@ export const LIMITS = {
   recentCloses: 100,
   pricePointsPerModel: 500,
   endedOrders: 2000,
+  seriesBuckets: 2000,
+  captions: 50,
 };
 
 /** Keep at most `limit` entries of a Map, dropping the oldest inserted. */
@@ -46,6 +48,10 @@ export class MarketBook {
     this.recentLeases = [];
     this.recentCloses = [];
     this.prices = new Map(); // gpu model id -> [[time_s, usd_per_gpu_hour], ...] oldest first
+    this.series = new Map(); // bucket start_s -> chart bucket (api/series.py), oldest first
+    this.captions = []; // narration, oldest first: [{time_s, kind, text}]
+    this.holds = new Map(); // held order id -> performance.now() (ms) when its hold ends
+    this.seq = 0; // the last event applied: figures are taken only when they match it
     this.reset(snapshot);
   }
 
@@ -64,7 +70,54 @@ export class MarketBook {
     for (const [model, points] of Object.entries(snapshot.prices || {})) {
       this.prices.set(model, points.slice(-LIMITS.pricePointsPerModel));
     }
+    this.series.clear();
+    this.captions = [];
+    this.seq = snapshot.seq ?? 0;
+    this.figures = null;
     this.refresh(snapshot);
+  }
+
+  /**
+   * What a stream frame carries besides events (api/live.py `live_view`): headline figures
+   * as of the frame's last event, the newest chart buckets, the newest caption, and holds.
+   * Also a snapshot's, which has every bucket and the latest captions.
+   */
+  takeLiveView(view) {
+    const seq = view.last_seq ?? view.seq;
+    // Figures describe the market at one seq: shown only with the tables at that same seq.
+    if (view.figures && seq === this.seq) this.figures = view.figures;
+    for (const bucket of view.series || []) this.series.set(bucket.start_s, bucket);
+    if (this.series.size > LIMITS.seriesBuckets) {
+      const keys = [...this.series.keys()].sort((a, b) => a - b);
+      for (const key of keys.slice(0, this.series.size - LIMITS.seriesBuckets)) {
+        this.series.delete(key);
+      }
+    }
+    for (const caption of view.captions || (view.caption ? [view.caption] : [])) {
+      const last = this.captions.at(-1);
+      if (last && last.time_s === caption.time_s && last.text === caption.text) continue;
+      if (last && caption.time_s < last.time_s) continue;
+      this.captions.push(caption);
+    }
+    this.captions.splice(0, Math.max(this.captions.length - LIMITS.captions, 0));
+    if (view.holds) {
+      const nowMs = performance.now();
+      this.holds.clear();
+      for (const [orderId, leftS] of Object.entries(view.holds)) {
+        this.holds.set(Number(orderId), nowMs + leftS * 1000);
+      }
+    }
+  }
+
+  /** Wall seconds left on the hold of `orderId`, or null if it is not held. */
+  holdLeftS(orderId) {
+    const endMs = this.holds.get(orderId);
+    return endMs === undefined ? null : Math.max((endMs - performance.now()) / 1000, 0);
+  }
+
+  /** Chart buckets in time order. */
+  seriesBuckets() {
+    return [...this.series.values()].sort((a, b) => a.start_s - b.start_s);
   }
 
   /**
@@ -74,6 +127,9 @@ export class MarketBook {
   refresh(snapshot) {
     if (Array.isArray(snapshot.leaderboard)) this.leaderboard = snapshot.leaderboard;
     if (snapshot.metrics) this.metrics = snapshot.metrics;
+    if (snapshot.metrics && "series" in snapshot) {
+      this.takeLiveView({ ...snapshot, figures: snapshot.metrics });
+    }
     if (Array.isArray(snapshot.participants)) this.participants = snapshot.participants;
     if (Array.isArray(snapshot.provider_names)) this.providerNames = snapshot.provider_names;
     this.leaderboard ??= [];
@@ -92,6 +148,7 @@ export class MarketBook {
   }
 
   apply(event) {
+    this.seq = Math.max(this.seq, event.seq ?? this.seq);
     this.clockS = Math.max(this.clockS, event.time_s ?? this.clockS);
     const handler = this.handlers[event.kind];
     if (handler) handler.call(this, event);
@@ -99,6 +156,7 @@ export class MarketBook {
 
   endOrder(orderId) {
     this.orders.delete(orderId);
+    this.holds.delete(orderId);
     this.endedOrders.add(orderId);
     trimSet(this.endedOrders, LIMITS.endedOrders);
   }
@@ -116,7 +174,9 @@ export class MarketBook {
    * yet dropped by their provider (held longer than bid_timeout_s), provider up.
    */
   liveBids(order) {
-    const timeoutS = this.market.bid_timeout_s ?? Infinity;
+    // A held order's bids do not expire until the hold ends (Market.hold_order).
+    const timeoutS = this.holds.has(order.order_id) ? Infinity
+      : this.market.bid_timeout_s ?? Infinity;
     return order.bids.filter(
       (bid) =>
         bid.state === "open" &&

@@ -1,11 +1,19 @@
-// A hand-written SVG line chart of lease prices: one line per GPU model, USD per GPU-hour
-// against simulated time. No library, so the page loads nothing from anywhere else.
+// A hand-written SVG time chart: one line per series against simulated time, with an
+// optional shaded band around each line (the price chart's p10-p90 of lease prices around
+// the median). No library, so the page loads nothing from anywhere else.
 
 import { h, syncChildren } from "./dom.js";
 import { formatClock, formatPrice } from "./format.js";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const HEIGHT_PX = 300;
+const PRICE_AXIS = {
+  yTitle: "USD per GPU-hour",
+  tickLabel: (usd) => priceLabel(usd),
+  valueLabel: (usd) => `${formatPrice(usd)}/GPU-h`,
+  emptyText: "No leases yet — prices appear here as tenants accept bids.",
+  what: "Lease prices in USD per GPU-hour over simulated time",
+};
 const MARGIN = { top: 14, right: 16, bottom: 40, left: 64 };
 // Distinct on white and for the common colour-vision deficiencies (after Okabe & Ito).
 export const SERIES_COLORS = [
@@ -62,10 +70,16 @@ function priceLabel(usd) {
 }
 
 export class PriceChart {
-  /** `container` gets the SVG, `legend` a list with one toggle button per GPU model. */
-  constructor(container, legend) {
+  /**
+   * `container` gets the SVG, `legend` a list with one toggle button per series. `axis`
+   * names the y axis and formats its values (default: USD per GPU-hour); `heightPx` is the
+   * chart's height.
+   */
+  constructor(container, legend, axis = {}, heightPx = HEIGHT_PX) {
     this.container = container;
     this.legend = legend;
+    this.axis = { ...PRICE_AXIS, ...axis };
+    this.heightPx = heightPx;
     this.hidden = new Set(); // GPU models the visitor switched off
     this.last = null;
     this.pointer = null;
@@ -78,7 +92,8 @@ export class PriceChart {
   }
 
   /**
-   * series: [{id, label, color, points: [[time_s, usd], ...]}]; clockS: the market's clock;
+   * series: [{id, label, color, points: [[time_s, value], ...], band?: [[time_s, low,
+   * high], ...], dashed?}]; clockS: the market's clock;
    * windowS: how much simulated time to show (Infinity for all kept); logScale: bool.
    */
   render(options) {
@@ -86,9 +101,9 @@ export class PriceChart {
     this.renderLegend(options.series);
     const widthPx = Math.max(this.container.clientWidth, 280);
     const root = svg("svg", {
-      viewBox: `0 0 ${widthPx} ${HEIGHT_PX}`,
+      viewBox: `0 0 ${widthPx} ${this.heightPx}`,
       width: widthPx,
-      height: HEIGHT_PX,
+      height: this.heightPx,
       role: "img",
       "aria-label": this.describe(options.series),
     });
@@ -96,10 +111,10 @@ export class PriceChart {
     const frame = this.frame(shown, options, widthPx);
     if (!frame) {
       root.append(svg("text", {
-        x: widthPx / 2, y: HEIGHT_PX / 2, "text-anchor": "middle", class: "chart-empty",
+        x: widthPx / 2, y: this.heightPx / 2, "text-anchor": "middle", class: "chart-empty",
       }, options.series.some((s) => s.points.length)
-        ? "Every GPU model is hidden — pick one in the legend below."
-        : "No leases yet — prices appear here as tenants accept bids."));
+        ? "Every series is hidden — pick one in the legend below."
+        : this.axis.emptyText));
       this.container.replaceChildren(root);
       return;
     }
@@ -116,7 +131,10 @@ export class PriceChart {
     let startS = Number.isFinite(windowS) ? Math.max(0, latest - windowS) : Infinity;
     if (!Number.isFinite(startS)) startS = Math.min(...shown.map((s) => s.points[0][0]));
     const endS = Math.max(latest, startS + 3600);
-    const visible = shown.flatMap((s) => s.points.filter(([t]) => t >= startS).map(([, p]) => p));
+    const visible = shown.flatMap((s) => [
+      ...s.points.filter(([t]) => t >= startS).map(([, p]) => p),
+      ...(s.band || []).filter(([t]) => t >= startS).flatMap(([, low, high]) => [low, high]),
+    ]).filter((value) => Number.isFinite(value) && (!logScale || value > 0));
     if (!visible.length) return null;
     let minUsd = Math.min(...visible);
     let maxUsd = Math.max(...visible);
@@ -125,10 +143,10 @@ export class PriceChart {
       maxUsd = Math.max(maxUsd * 1.3, minUsd * 10);
     } else {
       minUsd = 0;
-      maxUsd = maxUsd * 1.1 || 1;
+      maxUsd = Math.max(maxUsd * 1.1, this.axis.minMax ?? 0) || 1;
     }
     const plotW = widthPx - MARGIN.left - MARGIN.right;
-    const plotH = HEIGHT_PX - MARGIN.top - MARGIN.bottom;
+    const plotH = this.heightPx - MARGIN.top - MARGIN.bottom;
     const x = (t) => MARGIN.left + ((t - startS) / (endS - startS)) * plotW;
     const y = logScale
       ? (usd) => MARGIN.top + plotH * (1 - Math.log(usd / minUsd) / Math.log(maxUsd / minUsd))
@@ -144,7 +162,8 @@ export class PriceChart {
       const py = y(value);
       axes.append(
         svg("line", { x1: MARGIN.left, x2: MARGIN.left + plotW, y1: py, y2: py, class: "grid" }),
-        svg("text", { x: MARGIN.left - 6, y: py + 4, "text-anchor": "end" }, priceLabel(value)),
+        svg("text", { x: MARGIN.left - 6, y: py + 4, "text-anchor": "end" },
+          this.axis.tickLabel(value)),
       );
     }
     const { ticks, step } = timeTicks(startS, endS, plotW);
@@ -161,10 +180,10 @@ export class PriceChart {
       svg("text", {
         class: "axis-title", "text-anchor": "middle",
         transform: `translate(14 ${MARGIN.top + plotH / 2}) rotate(-90)`,
-      }, `USD per GPU-hour${logScale ? " (log scale)" : ""}`),
+      }, `${this.axis.yTitle}${logScale ? " (log scale)" : ""}`),
       svg("text", {
         class: "axis-title", "text-anchor": "middle",
-        x: MARGIN.left + plotW / 2, y: HEIGHT_PX - 4,
+        x: MARGIN.left + plotW / 2, y: this.heightPx - 4,
       }, "Simulated time"),
     );
     root.append(axes);
@@ -180,14 +199,29 @@ export class PriceChart {
       .map(([t, usd]) => `${Math.max(frame.x(t), left).toFixed(1)},${frame.y(usd).toFixed(1)}`)
       .join(" ");
     const [lastT, lastUsd] = points.at(-1);
+    if (series.band?.length) this.drawBand(root, frame, series);
     root.append(
       svg("polyline", { points: coords, fill: "none", stroke: series.color, "stroke-width": 1.75,
-        "stroke-linejoin": "round", class: "series" }),
+        "stroke-linejoin": "round", class: "series",
+        ...(series.dashed ? { "stroke-dasharray": "5 4" } : {}) }),
       svg("circle", { cx: frame.x(lastT), cy: frame.y(lastUsd), r: 3.5, fill: series.color }),
     );
   }
 
-  /** Hovering shows the nearest lease: which GPU, when, at what price. */
+  /** The shaded band: upper edge left to right, then the lower edge back. */
+  drawBand(root, frame, series) {
+    const firstIn = series.band.findIndex(([t]) => t >= frame.startS);
+    if (firstIn < 0) return;
+    const band = series.band.slice(Math.max(firstIn - 1, 0));
+    const y = (value) => frame.y(Math.max(value, frame.minUsd)).toFixed(1);
+    const x = (t) => Math.max(frame.x(t), MARGIN.left).toFixed(1);
+    const upper = band.map(([t, , high]) => `${x(t)},${y(high)}`);
+    const lower = band.map(([t, low]) => `${x(t)},${y(low)}`).reverse();
+    root.append(svg("polygon", { points: [...upper, ...lower].join(" "), fill: series.color,
+      "fill-opacity": 0.16, stroke: "none", class: "band" }));
+  }
+
+  /** Hovering shows the nearest point: which series, when, what value. */
   wirePointer(root) {
     const tip = svg("g", { class: "chart-tip", visibility: "hidden" });
     const dot = svg("circle", { r: 4.5 });
@@ -212,7 +246,7 @@ export class PriceChart {
     const { frame, shown } = this.frameNow;
     const bounds = root.getBoundingClientRect();
     const px = ((pointer.clientX - bounds.left) / bounds.width) * frame.widthPx;
-    const py = ((pointer.clientY - bounds.top) / bounds.height) * HEIGHT_PX;
+    const py = ((pointer.clientY - bounds.top) / bounds.height) * this.heightPx;
     let best = null;
     for (const series of shown) {
       for (const [t, usd] of series.points) {
@@ -231,7 +265,7 @@ export class PriceChart {
     dot.setAttribute("cy", cy);
     dot.setAttribute("fill", best.series.color);
     label.textContent = `${best.series.label} · ${formatClock(best.t)} · ` +
-      `${formatPrice(best.usd)}/GPU-h`;
+      `${this.axis.valueLabel(best.usd)}`;
     const textW = label.textContent.length * 6.6 + 12;
     const bx = Math.min(Math.max(cx - textW / 2, 2), frame.widthPx - textW - 2);
     const by = cy - 32 < 2 ? cy + 10 : cy - 32;
@@ -246,10 +280,10 @@ export class PriceChart {
   describe(series) {
     const latest = series
       .filter((s) => s.points.length)
-      .map((s) => `${s.label} ${formatPrice(s.points.at(-1)[1])}`);
+      .map((s) => `${s.label} ${this.axis.valueLabel(s.points.at(-1)[1])}`);
     return latest.length
-      ? `Lease prices in USD per GPU-hour over simulated time. Latest: ${latest.join(", ")}.`
-      : "Lease prices chart: no leases yet.";
+      ? `${this.axis.what}. Latest: ${latest.join(", ")}.`
+      : `${this.axis.what}: no data yet.`;
   }
 
   renderLegend(series) {
@@ -278,8 +312,8 @@ export class PriceChart {
         button.querySelector(".legend-label").textContent = s.label;
         const latest = s.points.at(-1);
         button.querySelector(".legend-price").textContent = latest
-          ? `${formatPrice(latest[1])}/GPU-h`
-          : "no leases";
+          ? this.axis.valueLabel(latest[1])
+          : "no data";
         li.classList.toggle("off", !shown);
         li.classList.toggle("empty-series", !latest);
       },

@@ -7,9 +7,10 @@ import { MarketBook } from "./book.js";
 import { PriceChart, SERIES_COLORS } from "./chart.js";
 import { MarketControls } from "./controls.js";
 import { byTestId, h, setNotice, setText, wireCopyButtons } from "./dom.js";
-import { formatClock, formatDuration, formatSpeed } from "./format.js";
+import { formatClock, formatCount, formatDuration, formatPercent, formatSpeed } from "./format.js";
 import {
-  renderLeaderboard, renderMetrics, renderOpenOrders, renderRecentCloses, renderRecentLeases,
+  renderHeadline, renderLeaderboard, renderMetrics, renderOpenOrders, renderRecentCloses,
+  renderRecentLeases,
 } from "./market-tables.js";
 import { ParticipantPanel } from "./participant.js";
 import { MarketStream } from "./stream.js";
@@ -54,6 +55,22 @@ class MarketSession {
     this.book = new MarketBook(snapshot);
     this.anchorClock(snapshot);
     this.chart = new PriceChart(this.el("price-chart"), this.el("price-legend"));
+    this.demandChart = new PriceChart(this.el("demand-chart"), this.el("demand-legend"), {
+      yTitle: "Orders per hour",
+      tickLabel: (value) => formatCount(Math.round(value)),
+      valueLabel: (value) => `${value.toFixed(0)}/h`,
+      emptyText: "Orders posted and filled appear here after 15 simulated minutes.",
+      what: "Orders posted and orders filled per hour of simulated time",
+    }, 220);
+    this.utilizationChart = new PriceChart(this.el("utilization-chart"),
+      this.el("utilization-legend"), {
+        yTitle: "GPUs leased",
+        tickLabel: (value) => `${Math.round(value * 100)}%`,
+        valueLabel: (value) => formatPercent(value),
+        emptyText: "The share of GPUs leased appears here after 15 simulated minutes.",
+        what: "Share of GPUs leased over simulated time",
+        minMax: 0.1,
+      }, 220);
     this.controls = new MarketControls(this.root, this.marketId,
       (summary) => this.takeSummary(summary));
     this.participant = new ParticipantPanel(this.root, this);
@@ -71,6 +88,8 @@ class MarketSession {
     this.stream?.stop();
     this.participant?.stop();
     this.chart?.destroy();
+    this.demandChart?.destroy();
+    this.utilizationChart?.destroy();
     for (const timer of Object.values(this.timers)) {
       clearInterval(timer);
       clearTimeout(timer);
@@ -127,6 +146,9 @@ class MarketSession {
 
   takeClock(frame) {
     this.book.setClock(frame);
+    const buckets = this.book.series.size;
+    this.book.takeLiveView(frame);
+    if (frame.series?.length || buckets !== this.book.series.size) this.pricesChanged = true;
     this.anchorClock(frame);
     this.requestRender();
   }
@@ -152,6 +174,7 @@ class MarketSession {
       const snapshot = await api.snapshot(this.marketId);
       if (this.stopped) return;
       this.book.refresh(snapshot);
+      this.pricesChanged = true;
       // A stream that is down misses state changes (a stop, say); the snapshot has them.
       if (this.connection.status !== "live") this.takeClock(snapshot);
       this.requestRender();
@@ -210,6 +233,8 @@ class MarketSession {
     this.renderClock();
     this.renderConnection();
     this.renderChart();
+    this.renderCaption();
+    renderHeadline(this.root, this.book);
     renderOpenOrders(this.root, this.book, myTenant);
     renderRecentLeases(this.root, this.book);
     renderRecentCloses(this.root, this.book);
@@ -272,24 +297,64 @@ class MarketSession {
     }
     this.chartDrawnAtMs = now;
     this.pricesChanged = false;
+    const windowS = Number(this.el("chart-window").value);
+    const buckets = this.book.seriesBuckets();
+    const clockS = this.book.clockS;
     this.chart.render({
-      series: this.priceSeries(),
-      clockS: this.book.clockS,
-      windowS: Number(this.el("chart-window").value),
+      series: this.priceSeries(buckets), clockS, windowS,
       logScale: this.el("chart-log").checked,
+    });
+    const at = (bucket) => (bucket.partial ? bucket.end_s : bucket.end_s);
+    // A bucket under way for less than a minute says little about a rate: left out.
+    const settled = buckets.filter((b) => !b.partial || b.end_s - b.start_s >= 60);
+    this.demandChart.render({
+      series: [
+        { id: "posted", label: "Orders posted", color: SERIES_COLORS[1],
+          points: settled.map((b) => [at(b), b.orders_posted_per_hour]) },
+        { id: "filled", label: "Orders filled", color: SERIES_COLORS[2],
+          points: settled.map((b) => [at(b), b.orders_filled_per_hour]) },
+      ],
+      clockS, windowS, logScale: false,
+    });
+    this.utilizationChart.render({
+      series: [{ id: "leased", label: "GPUs leased", color: SERIES_COLORS[0],
+        points: settled.map((b) => [at(b), b.utilization]) }],
+      clockS, windowS, logScale: false,
     });
   }
 
-  priceSeries() {
+  /**
+   * One series per GPU model: the median lease price of each bucket, with the 10th-90th
+   * percentile band around it. Buckets without a lease of that model leave a gap in time.
+   */
+  priceSeries(buckets) {
     const models = this.book.market.gpu_models || [];
     const ids = models.map((model) => model.id);
-    for (const id of this.book.prices.keys()) if (!ids.includes(id)) ids.push(id);
-    return ids.map((id, i) => ({
-      id,
-      label: id,
-      color: SERIES_COLORS[i % SERIES_COLORS.length],
-      points: this.book.prices.get(id) || [],
-    }));
+    for (const bucket of buckets) {
+      for (const id of Object.keys(bucket.prices)) if (!ids.includes(id)) ids.push(id);
+    }
+    return ids.map((id, i) => {
+      const rows = buckets.filter((b) => b.prices[id]);
+      const time = (b) => (b.start_s + b.end_s) / 2;
+      return {
+        id,
+        label: id,
+        color: SERIES_COLORS[i % SERIES_COLORS.length],
+        points: rows.map((b) => [time(b), b.prices[id].median]),
+        band: rows.map((b) => [time(b), b.prices[id].p10, b.prices[id].p90]),
+      };
+    });
+  }
+
+  /** The newest caption the market's clock has reached. */
+  renderCaption() {
+    const shown = this.book.captions.filter((c) => c.time_s <= this.book.clockS + 1e-6).at(-1);
+    const strip = this.el("caption-strip");
+    strip.hidden = !shown;
+    if (!shown) return;
+    setText(this.el("caption-time"), formatClock(shown.time_s));
+    setText(this.el("caption"), shown.text);
+    strip.dataset.kind = shown.kind;
   }
 
   wireChartOptions() {

@@ -594,6 +594,12 @@ export class ParticipantPanel {
       return "No bids yet. Providers usually answer within seconds of simulated time; if none " +
         "do, cancel and post again with a higher max price or more GPU models.";
     }
+    const leftS = this.book.holdLeftS(order.order_id);
+    if (leftS !== null) {
+      return `${liveBids} bid${liveBids > 1 ? "s" : ""}, cheapest first. The market holds ` +
+        `them for you: ${Math.round(leftS)} s (wall clock) left to accept one, whatever the ` +
+        "speed.";
+    }
     return `${liveBids} bid${liveBids > 1 ? "s" : ""}, cheapest first. Accept one to start ` +
       `the lease; providers drop a bid after ${formatDuration(timeoutS)} without an answer.`;
   }

@@ -6,6 +6,7 @@ input."""
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import socket
 import subprocess
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 
 from agents.strategies import CostPlus
-from api.bot import Bot, RemoteView, make_strategy, parse_params
+from api.bot import Bot, RemoteView, _Order, make_strategy, parse_params
+from api.client import ApiError
 from market.strategy import ProviderView
 
 if TYPE_CHECKING:
@@ -191,6 +193,35 @@ def test_remote_view_shows_only_the_bots_own_provider() -> None:
     assert view.clearing_prices("a10").size == 0
 
 
+def test_refused_bids_are_counted_by_reason() -> None:
+    lines: list[str] = []
+    bot = Bot("http://127.0.0.1:1", "m-00000000", CostPlus(0.1), log=lines.append)
+    order = _Order({"order_id": 5, "gpus": 2, "gpu_models": ["h100"], "seq": 9,
+                    "max_price_usd_per_gpu_hour": 3.0, "time_s": 0.0})
+    for error in [
+        ApiError(409, "conflict", "order 5 already has order_max_bids (12) bids"),
+        ApiError(409, "conflict", "order 5 is not open"),
+        ApiError(404, "not_found", "no order 5"),
+        ApiError(409, "conflict", "price_usd_per_gpu_hour: above the order's max price 3.0"),
+        ApiError(429, "rate_limited", "over the budget"),
+        ApiError(0, "timeout", "bid: no reply within 10 s"),
+    ]:
+        bot._bid_holds[5] = (2, math.inf)
+        bot._refused(order, error)
+        assert 5 not in bot._bid_holds  # the GPUs it held are free again
+    assert dict(bot.refused) == {"order full": 1, "order closed": 2, "above max price": 1,
+                                 "rate limited": 1, "no reply": 1}
+    assert bot.bids_refused == 6
+    assert bot.max_bids == 12  # the market's own cap, as the refusal stated it
+    assert lines[0] == ("bot: bid on order 5 refused (order full): order 5 already has "
+                        "order_max_bids (12) bids")
+    # The status and summary lines carry the counts.
+    bot.bids_sent, bot.bids_placed = 10, 4
+    assert "10 bids sent, 4 accepted into the cap (40%), 6 refused (2 order closed, 1 order " \
+        "full" in bot._counts_line()
+    assert bot.summary()["acceptance_rate"] == pytest.approx(0.4)
+
+
 def test_strategies_and_parameters_are_checked_by_name() -> None:
     assert parse_params(["markup=0.2", "net_of_fee=true", 'form="shade"']) == {
         "markup": 0.2, "net_of_fee": True, "form": "shade"}
@@ -201,6 +232,12 @@ def test_strategies_and_parameters_are_checked_by_name() -> None:
          "--param: strategy 'cost_plus' has no parameter 'markupp' (its parameters: markup"),
         (lambda: make_strategy("cost_plus", {"markup": -1}),
          "--param: strategy 'cost_plus': markup must be >= 0"),
+        (lambda: make_strategy("cost_plus", parse_params(["markup=abc"])),
+         "--param markup: strategy 'cost_plus' takes a number (e.g. markup=0.2), got 'abc'"),
+        (lambda: make_strategy("cost_plus", {"net_of_fee": 1}),
+         "--param net_of_fee: strategy 'cost_plus' takes true or false"),
+        (lambda: make_strategy("hedge", {"markups": 0.2}),
+         "--param markups: strategy 'hedge' takes a list or text"),
         (lambda: parse_params(["markup"]), "--param 'markup': expected NAME=VALUE"),
         (lambda: parse_params(["a.b=1"]), "--param 'a.b=1': expected NAME=VALUE"),
     ]:
@@ -223,6 +260,10 @@ def test_bot_command_names_the_argument_at_fault(serve) -> None:
         (["--strategy", "nope"], "--strategy: unknown strategy 'nope'"),
         (["--strategy", "cost_plus", "--param", "markup=-1"], "--param: strategy"),
         (["--strategy", "cost_plus", "--param", "oops"], "--param 'oops'"),
+        (["--strategy", "cost_plus", "--param", "markup=abc"],
+         "--param markup: strategy 'cost_plus' takes a number (e.g. markup=0.2), got 'abc'"),
+        (["--strategy", "undercut", "--param", "window=2.5"],
+         "--param window: strategy 'undercut' takes a whole number"),
         (["--strategy", "cost_plus", "--stop-after", "0"], "--stop-after"),
         (["--strategy", "cost_plus", "--gpu-model", "z80"], "--gpu-model: expected one of"),
         (["--strategy", "cost_plus", "--archetype", "castle"], "--archetype:"),
@@ -270,13 +311,15 @@ def test_bot_command_trades_until_max_orders(serve) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("bot: provider ") and "8 × h100" in lines[0]
-    summary = re.search(r"stopped \((\w+)\): 3 orders priced, (\d+) bids placed, (\d+) refused",
-                        lines[-1])
+    summary = re.search(r"stopped \((\w+)\): 3 orders priced, (\d+) bids sent, (\d+) accepted "
+                        r"into the cap(?: \(\d+%\))?, (\d+) refused", lines[-1])
     assert summary is not None, lines[-1]
-    placed, refused = int(summary.group(2)), int(summary.group(3))
+    sent, placed, refused = (int(summary.group(n)) for n in (2, 3, 4))
     assert summary.group(1) == "max_orders"
     assert len([line for line in lines if " bid " in line and "refused" not in line]) == placed
-    assert placed + refused <= 3
+    # Every bid sent was answered before the summary, placed or refused with a reason.
+    assert placed + refused == sent <= 3
+    assert len([line for line in lines if "refused (" in line and ": bid on" in line]) == refused
 
 
 def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:

@@ -13,50 +13,30 @@ bounded waits.
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-NOT_INSTALLED = "Chromium not installed: apt-get install -y chromium"
+from tests.chromium import launched
+
 WAIT_MS = 30_000  # generous: a loaded CI machine runs the market and the browser side by side
 CREATE_SPEED = 600  # simulated seconds per wall second: the market trades at once
 # Slow enough that a bid stays open long enough to click: providers drop a bid after
 # bid_timeout_s (300 simulated s), 30 wall seconds at this speed.
 ACCEPT_SPEED = 10
 
-try:
-    from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
-except ImportError:  # pragma: no cover - the dev environment installs it
-    sync_playwright = None
-
-
-def need(ready: bool, reason: str) -> None:
-    """Skip when a browser piece is missing, but fail in CI, where it must be there."""
-    if ready:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
+with contextlib.suppress(ImportError):  # else the tests skip, or fail in CI (tests.chromium)
+    from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    need(sync_playwright is not None, "playwright not installed: pip install playwright")
-    need(CHROMIUM.exists(), NOT_INSTALLED)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=CHROMIUM_ARGS)
+    with launched() as chromium:
         yield chromium
-        chromium.close()
 
 
 @dataclass

@@ -52,7 +52,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     Anything but SystemExit (a crash) propagates, as a traceback would for a user."""
     for name in RICH_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "160")  # wide enough that rich truncates no GPU name
+    monkeypatch.setenv("COLUMNS", "60")  # narrower than the tables: off a terminal none is cut
 
     def invoke(*argv: str) -> Outcome:
         capsys.readouterr()
@@ -463,9 +463,11 @@ TOURNEY = ("--seeds", "2", "--workers", "1", "--set", "duration_days=0.2")
 def test_tournament_json_leaderboard(cli) -> None:
     outcome = cli("tournament", "--strategies", "cost_plus,truthful", *TOURNEY, "--json")
     assert outcome.code == 0, outcome.err
-    standings = json.loads(outcome.out)
+    board = json.loads(outcome.out)
+    standings = board["standings"]
+    assert board["reference"] == "cost_plus" and len(board["seeds"]) == 2
     assert sorted(s["strategy"] for s in standings) == ["cost_plus", "truthful"]
-    profits = [s["profit_per_provider_usd"][0] for s in standings]
+    profits = [s["profit_per_provider_usd"]["mean"] for s in standings]
     assert profits == sorted(profits, reverse=True)  # best first
 
 

@@ -22,7 +22,7 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """`cli(*argv)` runs `gpumarket argv` in-process: (exit code, stdout, stderr)."""
     for name in RICH_ENV:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "250")
+    monkeypatch.setenv("COLUMNS", "60")  # off a terminal no table is cut to this
 
     def invoke(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -49,7 +49,7 @@ def test_tournament_takes_parameters_and_a_reference(cli) -> None:
     code, out, err = cli("tournament", "--strategies", "cost_plus{markup=0.9},truthful",
                          "--reference", "truthful", *TOURNEY, "--json")
     assert code == 0, err
-    standings = {row["strategy"]: row for row in json.loads(out)}
+    standings = {row["strategy"]: row for row in json.loads(out)["standings"]}
     assert set(standings) == {"cost_plus{markup=0.9}", "truthful"}
     assert standings["truthful"]["vs_reference"] == {}
     vs = standings["cost_plus{markup=0.9}"]["vs_reference"]
@@ -121,7 +121,7 @@ def test_report_baseline_and_pass_through(cli, tmp_path: Path) -> None:
     assert code == 0, err
     flat = " ".join(out.split())
     assert "paired difference from the baseline (market.take_rate=0)" in flat
-    assert "-0.025 ± 0 *" in flat  # fill rate falls by exactly 0.1 × 0.25 on every seed
+    assert "-2.5 ± 0 *" in flat  # fill rate falls by exactly 0.1 × 0.25 (2.5 pp) on every seed
     assert "Fee pass-through from the baseline's take rate" in flat
     assert "[100%, 100%]" in flat and "[0%, 0%]" in flat
     page = (folder / "report.html").read_text("utf-8")

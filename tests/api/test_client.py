@@ -131,6 +131,14 @@ def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
             assert posted["gpus"] == 2 and posted["auto_select"] is False
             assert posted["max_price_usd_per_gpu_hour"] == pytest.approx(4.0)
             assert posted["tenant"] == alice["tenant"]
+            # A hand-picked order is held as it is posted; the tenant may end and renew it.
+            assert await client.release(market_id, alice["token"], order["order_id"]) == \
+                {"order_id": order["order_id"], "released": True}
+            assert await client.hold(market_id, alice["token"], order["order_id"]) == \
+                {"order_id": order["order_id"], "held": True}
+            with pytest.raises(ApiError) as other:  # only its own tenant holds an order
+                await client.hold(market_id, bob["token"], order["order_id"])
+            assert (other.value.status, other.value.code) == (403, "forbidden")
 
             bid = await client.bid(market_id, bob["token"], order["order_id"], 1.25)
             assert set(bid) == {"bid_id"} and bid.seq >= order.seq

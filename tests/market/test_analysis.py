@@ -24,6 +24,7 @@ from scipy import stats
 from market.analysis import (
     ReportError,
     compare_to_baseline,
+    estimate,
     fee_pass_through,
     fieller,
     format_estimate,
@@ -315,8 +316,9 @@ def test_report_is_self_contained_with_valid_pngs(tmp_path: Path) -> None:
     assert path == folder / "report.html"
     page = path.read_text("utf-8")
     sources = image_sources(page)
-    # 2 default metrics × 2 params, and one price figure for the one GPU model.
-    assert len(sources) == 5
+    # 2 default metrics against the one numeric param (a line per mechanism), and one price
+    # figure for the one GPU model.
+    assert len(sources) == 3
     for source in sources:
         assert (folder / source).read_bytes()[:8] == PNG_SIGNATURE
     assert "http://" not in page and "https://" not in page
@@ -326,7 +328,7 @@ def test_report_is_self_contained_with_valid_pngs(tmp_path: Path) -> None:
 
 
 def test_report_bounds_its_figures_and_says_so(tmp_path: Path) -> None:
-    metrics = {f"m{i}": pa.float64() for i in range(7)}
+    metrics = {f"m{i}": pa.float64() for i in range(14)}
     rows = [run_row(point, r, {MECHANISM: mechanism, TAKE_RATE: rate},
                     {name: float(point + r + i) for i, name in enumerate(metrics)})
             for r in range(2) for point, (mechanism, rate) in enumerate(POINTS)]
@@ -355,7 +357,7 @@ def test_report_grouped_by_one_param_says_so(demo: Path) -> None:
     sweep = load_sweep(demo)
     write_report(sweep, demo)
     page = write_report(sweep, demo, by=[TAKE_RATE]).read_text("utf-8")
-    assert "grouped by: market.take_rate" in page
+    assert "Grouped by: Take rate." in page
     # 2 default metrics × 1 param, and the price figure; the earlier report's PNGs are gone.
     assert len(image_sources(page)) == 3
     assert len(list((demo / "report").glob("*.png"))) == 3
@@ -546,7 +548,7 @@ def test_report_shows_baseline_differences_and_pass_through(tmp_path: Path) -> N
     sweep = load_sweep(folder)
     page = write_report(sweep, folder, ["tenant_spend_usd"],
                         baseline={TAKE_RATE: 0.0}).read_text("utf-8")
-    assert "Paired differences from the baseline (market.take_rate=0)" in page
+    assert "Paired differences from the baseline (Take rate 0%)" in page
     assert "Fee pass-through" in page and "[100%, 100%]" in page and "[0%, 0%]" in page
     sources = image_sources(page)
     assert any(s.startswith("report/diff_") for s in sources)
@@ -558,6 +560,78 @@ def test_report_shows_baseline_differences_and_pass_through(tmp_path: Path) -> N
 def test_difference_shows_float_noise_around_zero_as_zero() -> None:
     from market.analysis import Estimate, format_difference
 
-    assert format_difference(Estimate(4, -6.9e-18, 0.01, 0.0268)) == "0 ± 0.0268"
+    assert format_difference(Estimate(4, -6.9e-18, 0.01, 0.0268)) == "0 ± 0.027"
     assert format_difference(Estimate(4, 0.0, 0.0, 0.0)) == "0 ± 0"
-    assert format_difference(Estimate(4, -0.5, 0.1, 0.2)) == "-0.5 ± 0.2 *"
+    assert format_difference(Estimate(4, -0.5, 0.1, 0.2)) == "-0.50 ± 0.20 *"
+
+
+# ----------------------------------------------------------------------------- for people
+
+def test_unknown_metric_among_hundreds_is_a_short_line_with_the_nearest(tmp_path: Path) -> None:
+    metrics = {f"price_usd_per_gpu_hour.gpu{i}.{stat}": pa.float64()
+               for i in range(60) for stat in ("mean", "median", "count", "p90")}
+    metrics["fill_rate"] = pa.float64()
+    rows = [run_row(p, r, {MECHANISM: m, TAKE_RATE: t}, dict.fromkeys(metrics, 1.0))
+            for r in range(2) for p, (m, t) in enumerate(POINTS)]
+    sweep = load_sweep(write_sweep(tmp_path, rows, PARAMS, metrics, DEMO_PARAM_TYPES))
+    for bad, nearest in (("fillrate", "fill_rate"),
+                         ("price_usd_per_gpu_hour.gpu7.meen",
+                          "price_usd_per_gpu_hour.gpu7.mean")):
+        with pytest.raises(ReportError) as caught:
+            summarize(sweep, [bad])
+        message = str(caught.value)
+        assert "\n" not in message and len(message) < 400, message
+        assert f"did you mean: {nearest}" in message and "241 names in all" in message
+
+
+def test_plots_without_data_are_notes_not_empty_axes(tmp_path: Path) -> None:
+    """A metric no run measured, one no parameter moves, and a GPU model that never traded
+    get a line of text each instead of a figure; a model that traded late gets an axis over
+    its hours only, and says so."""
+    metrics = {"fill_rate": pa.float64(), "never": pa.float64(), "pinned_s": pa.float64()}
+    rows = [run_row(p, r, {MECHANISM: m, TAKE_RATE: t},
+                    {"fill_rate": 0.1 * p + 0.01 * r, "never": None, "pinned_s": 180.0})
+            for r in range(2) for p, (m, t) in enumerate(POINTS)]
+    series = [{"run_id": row["run_id"], "point": row["point"],
+               "replication": row["replication"], "time_s": 3600.0 * hour, "gpu_model": model,
+               "price_index_usd_per_gpu_hour": 2.0 + hour if model == "h100" and hour >= 20
+               else math.nan, "leases": 1, "utilization": 0.0}
+              for row in rows for model in ("h100", "rtx3090") for hour in range(1, 25)]
+    folder = write_sweep(tmp_path, rows, PARAMS, metrics, DEMO_PARAM_TYPES, series)
+    page = write_report(load_sweep(folder), folder, metrics=list(metrics)).read_text("utf-8")
+    sources = image_sources(page)
+    assert sources == ["report/00_fill_rate_by_market.take_rate.png",
+                       "report/price_00_h100.png"]
+    assert "Not plotted, no run has a value: Never." in page
+    assert "Not plotted, the same in every run: Pinned (3 min)." in page
+    assert "Not plotted, no lease in any hour of any run, so no price index: RTX 3090." in page
+    assert "The axis covers only the hours with a lease: day 0.833 to 1, of 1 simulated" in page
+
+
+@pytest.mark.parametrize(("key", "title"), [
+    ("welfare.allocative_efficiency", "Allocative efficiency (%)"),
+    ("price_usd_per_gpu_hour.h100.mean", "H100 mean price (USD/GPU-h)"),
+    ("price_usd_per_gpu_hour.b200.p90", "B200 90th percentile price (USD/GPU-h)"),
+    ("providers.datacenter.short_run_profit_usd", "Data center short-run profit (USD)"),
+    ("providers.edge_box.revenue_usd", "Edge box revenue (USD)"),  # a new archetype
+    ("time_to_lease_s.p90", "90th percentile time to lease (min)"),
+    ("escrow_held_micro", "Escrow held (USD)"),
+    ("interruptible.paused_gpu_hours", "Interruptible paused GPU-hours (GPU-h)"),
+    ("welfare.jobs.served", "Jobs, served"),
+    ("some_new_share", "Some new share (%)"),
+])
+def test_metric_labels_come_from_patterns(key: str, title: str) -> None:
+    from market import labels
+
+    assert labels.metric(key).title == title
+
+
+def test_one_formatter_for_page_and_terminal() -> None:
+    from market import labels
+
+    fill = labels.metric("fill_rate")
+    e = estimate([0.45, 0.5, 0.55])
+    assert format_estimate(e) == "0.50 ± 0.12"  # the terminal, in the stored unit
+    assert format_estimate(e, fill) == "50 ± 12"  # the page, in percent
+    assert labels.format_number(1234.5678) == "1,235" and labels.format_number(0.012345) \
+        == "0.0123"

@@ -20,6 +20,8 @@ from market.pool import ProviderRow
 from market.reliability import MIN_CYCLE_S
 from market.scenario import (
     MAX_NESTING,
+    MarketRules,
+    Scenario,
     ScenarioError,
     load_scenario,
     scenario_from_toml,
@@ -199,9 +201,11 @@ def test_thinning_that_would_spin_is_refused_when_the_market_is_built() -> None:
 
 @pytest.mark.parametrize("field", ["withdraw_interval_s", "price_index_interval_s"])
 def test_periodic_processes_finer_than_the_engine_allows_are_refused(field: str) -> None:
-    """A scenario built around validation (model_copy) still cannot make a tick loop spin."""
+    """A scenario built around validation (model_construct) still cannot make a tick loop
+    spin."""
     base = load_scenario("default")
-    scenario = base.model_copy(update={"market": base.market.model_copy(update={field: 1e-9})})
+    market = MarketRules.model_construct(**{**dict(base.market), field: 1e-9})
+    scenario = Scenario.model_construct(**{**dict(base), "market": market})
     with pytest.raises(MarketError, match=rf"^market\.{field}: every 1e-09 s"):
         Market(scenario, seed=1, record=False)
 

@@ -148,7 +148,8 @@ def test_an_installed_package_adds_a_strategy_by_entry_point(installed_strategy)
          "--set", "duration_days=0.25"],
         capture_output=True, text=True, env=env, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    standings = {row["strategy"]: row for row in json.loads(done.stdout)}
+    standings = {row["strategy"]: row for row in json.loads(done.stdout)["standings"]}
     assert set(standings) == {"halfway_to_list", "cost_plus"}
     # Halfway to the list price is far above cost plus 30%: it should win less often.
-    assert standings["halfway_to_list"]["win_rate"][0] < standings["cost_plus"]["win_rate"][0]
+    assert (standings["halfway_to_list"]["win_rate"]["mean"]
+            < standings["cost_plus"]["win_rate"]["mean"])
