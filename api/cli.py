@@ -284,12 +284,31 @@ def tournament(
     except ScenarioError as error:
         raise fail(str(error)) from None
     loaded = _budgeted(scenario, overrides or [], allow_large)
+    console = Console(stderr=True)
+    bar = Progress(TextColumn("[bold]tournament"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} markets"), TimeRemainingColumn(),
+                   console=console, disable=not console.is_terminal, transient=True)
+    task = bar.add_task("tournament", total=None)
+
+    def line(done: float, total: float, elapsed_s: float, detail: dict) -> str:
+        return (f"tournament: {done:.0f}/{total:.0f} markets done, {duration(elapsed_s)} "
+                f"elapsed{eta(done, total, elapsed_s)}")
+
+    lines = ProgressLines(line)
+
+    def show(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+        if not console.is_terminal:
+            lines.update(done, total)
+
     try:
-        if evolve_generations:
-            history = evolve(loaded, lineup, evolve_generations, seeds, seed, workers,
-                             reference=reference)
-        else:
-            history = [play(loaded, lineup, seeds, seed, workers, reference=reference)]
+        with bar, lines:
+            if evolve_generations:
+                history = evolve(loaded, lineup, evolve_generations, seeds, seed, workers,
+                                 reference=reference, on_progress=show)
+            else:
+                history = [play(loaded, lineup, seeds, seed, workers, reference=reference,
+                                on_progress=show)]
     except ScenarioError as error:
         raise fail(str(error)) from None
     if shape == "json":

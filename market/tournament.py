@@ -43,7 +43,7 @@ import os
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -462,10 +462,12 @@ def resolve_reference(labels: list[str], reference: str | None) -> str:
 
 def play(scenario: Scenario, strategies: Sequence[str | Mapping[str, Any]],
          seeds: int = DEFAULT_SEEDS, seed: int = 1, workers: int | None = None,
-         shares: Sequence[float] | None = None, reference: str | None = None) -> Leaderboard:
+         shares: Sequence[float] | None = None, reference: str | None = None,
+         on_progress: Callable[[int, int], None] | None = None) -> Leaderboard:
     """Run the tournament: `seeds` markets (in parallel on `workers` processes, one per core
     by default), every strategy in each; the leaderboard, best profit per provider first.
-    Raises ScenarioError (one line) on bad input."""
+    `on_progress(done, total)` is called as markets finish. Raises ScenarioError (one line)
+    on bad input."""
     if seeds < 1:
         raise ScenarioError("--seeds: expected at least 1")
     split = tournament_scenario(scenario, strategies, shares)
@@ -475,11 +477,18 @@ def play(scenario: Scenario, strategies: Sequence[str | Mapping[str, Any]],
     run_seeds = _seeds(seed, seeds)
     jobs = [(split.model_dump(), run_seed) for run_seed in run_seeds]
     workers = workers or os.cpu_count() or 1
+    tell = on_progress or (lambda done, total: None)
+    runs = []
+    tell(0, len(jobs))
     if workers > 1 and len(jobs) > 1:
         with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            runs = list(pool.map(_run, jobs))
+            for run in pool.map(_run, jobs):  # in seed order, as they finish
+                runs.append(run)
+                tell(len(runs), len(jobs))
     else:
-        runs = [_run(job) for job in jobs]
+        for job in jobs:
+            runs.append(_run(job))
+            tell(len(runs), len(jobs))
     return leaderboard(runs, labels, split.tournament.shares or [1.0] * len(labels), chosen,
                        run_seeds, split_warnings(split), _providers_by_population(split))
 
@@ -516,10 +525,12 @@ def replicate(shares: Sequence[float], gaps: Sequence[Interval], scale: float,
 def evolve(scenario: Scenario, strategies: Sequence[str | Mapping[str, Any]],
            generations: int, seeds: int = DEFAULT_SEEDS, seed: int = 1,
            workers: int | None = None, rate: float = 1.0,
-           reference: str | None = None) -> list[Leaderboard]:
+           reference: str | None = None,
+           on_progress: Callable[[int, int], None] | None = None) -> list[Leaderboard]:
     """Replicator dynamics over `generations`: each generation plays a tournament with the
     current shares (equal at first), then shares move on the significant fitness gaps only
-    (see the module docstring). Returns each generation's leaderboard."""
+    (see the module docstring). Returns each generation's leaderboard. `on_progress(done,
+    total)` counts markets over all generations."""
     if generations < 1:
         raise ScenarioError("--evolve: expected at least 1 generation")
     split = tournament_scenario(scenario, strategies)
@@ -528,7 +539,12 @@ def evolve(scenario: Scenario, strategies: Sequence[str | Mapping[str, Any]],
     shares = [1.0 / len(labels)] * len(labels)
     history = []
     for generation, generation_seed in enumerate(_seeds(seed, generations)):
-        board = play(scenario, strategies, seeds, generation_seed, workers, shares, reference)
+        def tell(done: int, _total: int, before: int = generation * seeds) -> None:
+            if on_progress is not None:
+                on_progress(before + done, generations * seeds)
+
+        board = play(scenario, strategies, seeds, generation_seed, workers, shares, reference,
+                     on_progress=tell)
         history.append(board)
         if generation == generations - 1:
             break

@@ -374,3 +374,13 @@ def test_progress_lines_wait_for_their_interval() -> None:
     lines.update(4, 4)
     assert stream.lines == ["3/4 5\n"]
     assert [duration(s) for s in (8, 180, 9000)] == ["8 s", "3 min", "2 h 30 min"]
+
+
+def test_tournament_progress_lines_on_stderr(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUMARKET_PROGRESS_SECONDS", "0")  # a line on every finished market
+    code, out, err = cli("tournament", "--strategies", "cost_plus,truthful", *TOURNEY,
+                         "--evolve", "2", "--json")
+    assert code == 0, err
+    json.loads(out)  # stdout stays one JSON document
+    done = [int(n) for n in re.findall(r"^tournament: (\d)/4 markets done", err, re.M)]
+    assert done and done[-1] == 4 and done == sorted(done), err  # 2 generations × 2 seeds
