@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.commands import CommandError, HoldOrder, ReleaseOrder
+from api.series import figures
 from api.session import Participant, Session
 from api.sessionlog import SessionLog
 
@@ -295,11 +296,15 @@ class LiveMarket:
     def live_view(self) -> dict[str, Any]:
         """What every frame carries besides events, as of its last event: the headline
         figures, the newest chart buckets, the newest caption and the holds' countdowns."""
-        from api.views import figures, holds
-
         market = self.session.market
         return {"figures": figures(market), "series": self.session.series.tail(market.now),
-                "caption": self.session.narrator.latest, "holds": holds(self)}
+                "caption": self.session.narrator.latest, "holds": self.hold_countdowns()}
+
+    def hold_countdowns(self) -> dict[str, float]:
+        """Held orders (by id, as strings: JSON keys) and the wall seconds each has left."""
+        now = time.monotonic()
+        return {str(order_id): max(deadline - now, 0.0)
+                for order_id, deadline in self.hold_deadlines.items()}
 
     def summary(self) -> dict[str, Any]:
         return {"market_id": self.market_id, "name": self.name,

@@ -1,5 +1,6 @@
-"""A live market's charts over simulated time: lease prices by GPU model (p10, median, p90),
-orders posted and filled, and the share of GPUs leased, per bucket of simulated time.
+"""What a live market's frames carry besides events: its charts over simulated time (lease
+prices by GPU model — p10, median, p90 —, orders posted and filled, and the share of GPUs
+leased, per bucket of simulated time), and the headline figures (`figures`).
 
 Built from the numbered event stream alone, so a replay builds the same buckets. A bucket
 closes when the market's clock passes its end (an event after it, or the live driver's clock);
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from market.events import Event, LeaseClosed, LeaseCreated, OrderExpired, OrderOpened
-from market.units import MICRO_USD_PER_USD
+from market.records import OrderState
+from market.units import MICRO_USD_PER_USD, owed_micro
 
 if TYPE_CHECKING:
     from market.engine import Market
@@ -129,3 +131,31 @@ class LiveSeries:
         stream adds after it."""
         self.roll(now_s)
         return self.tail(now_s, closed=min(closed, len(self.closed)))
+
+
+def figures(market: Market) -> dict[str, Any]:
+    """The headline figures, cheap enough for every frame: counts, and money both settled
+    (paid out of escrow so far) and accrued (what running leases owe since their last
+    settlement, paid at the next one). A frame's figures and its events describe the market
+    at the same sequence number, so the page's headline and tables agree."""
+    metrics = market.metrics
+    counts = metrics.counts
+    now = market.now
+    decided = counts["leases_created"] + counts["orders_expired"]
+    settled = sum(metrics.paid_usd.values()) * MICRO_USD_PER_USD
+    accrued = 0
+    for lease in market.leases.values():
+        settled += lease.paid
+        accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
+    take = market.rules.take_rate
+    open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
+    return {"orders_posted": counts["orders_posted"],
+            "orders_filled": counts["leases_created"],
+            "orders_expired": counts["orders_expired"],
+            "orders_open": open_count,
+            "fill_rate": counts["leases_created"] / decided if decided else 0.0,
+            "leases_active": len(market.leases),
+            "tenant_spend_usd": settled / MICRO_USD_PER_USD,
+            "tenant_accrued_usd": accrued / MICRO_USD_PER_USD,
+            "platform_revenue_usd": metrics.platform_usd,
+            "platform_accrued_usd": accrued * take / MICRO_USD_PER_USD}

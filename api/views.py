@@ -6,13 +6,13 @@ market.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from api.series import figures
 from market.records import OrderState
-from market.units import MICRO_USD_PER_USD, owed_micro
+from market.units import MICRO_USD_PER_USD
 
 if TYPE_CHECKING:
     from api.live import LiveMarket
@@ -76,41 +76,6 @@ def leaderboard(market: Market, top: int = 10) -> list[dict[str, Any]]:
     return rows
 
 
-def figures(market: Market) -> dict[str, Any]:
-    """The headline figures, cheap enough for every frame: counts, and money both settled
-    (paid out of escrow so far) and accrued (what running leases owe since their last
-    settlement, paid at the next one). A frame's figures and its events describe the market
-    at the same sequence number, so the page's headline and tables agree."""
-    metrics = market.metrics
-    counts = metrics.counts
-    now = market.now
-    decided = counts["leases_created"] + counts["orders_expired"]
-    settled = sum(metrics.paid_usd.values()) * MICRO_USD_PER_USD
-    accrued = 0
-    for lease in market.leases.values():
-        settled += lease.paid
-        accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
-    take = market.rules.take_rate
-    open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
-    return {"orders_posted": counts["orders_posted"],
-            "orders_filled": counts["leases_created"],
-            "orders_expired": counts["orders_expired"],
-            "orders_open": open_count,
-            "fill_rate": counts["leases_created"] / decided if decided else 0.0,
-            "leases_active": len(market.leases),
-            "tenant_spend_usd": settled / MICRO_USD_PER_USD,
-            "tenant_accrued_usd": accrued / MICRO_USD_PER_USD,
-            "platform_revenue_usd": metrics.platform_usd,
-            "platform_accrued_usd": accrued * take / MICRO_USD_PER_USD}
-
-
-def holds(live: LiveMarket) -> dict[str, float]:
-    """Held orders (by id, as strings: JSON keys) and the wall seconds each has left."""
-    now = time.monotonic()
-    return {str(order_id): max(deadline - now, 0.0)
-            for order_id, deadline in live.hold_deadlines.items()}
-
-
 def snapshot(live: LiveMarket) -> dict[str, Any]:
     market = live.session.market
     session = live.session
@@ -136,7 +101,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
                     **figures(market)},
         "series": session.series.recent(market.now),
         "captions": session.narrator.captions[-20:],
-        "holds": holds(live), "hold_s": live.limits.hold_s,
+        "holds": live.hold_countdowns(), "hold_s": live.limits.hold_s,
         "leaderboard": leaderboard(market),
         "participants": [p.to_dict() for p in session.participants],
         "providers": market.pool.n,

@@ -173,7 +173,7 @@ def metric_vs_parameter(runs: pd.DataFrame, parameter: str, metric: str, *,
     them (`market.labels`: a share or a take rate in percent, waits in minutes); intervals are
     clipped to the metric's natural range (`market.batch.summarize`)."""
     from market import labels
-    from market.batch import summarize
+    from market.summaries import summarize
 
     groups = [parameter] if by is None else [by, parameter]
     table = summarize(runs, groups, [metric], confidence=confidence)
