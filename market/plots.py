@@ -5,8 +5,9 @@ Every function draws on the matplotlib Axes it is given (a new figure's otherwis
 axes with units, returns the Axes, and never calls `plt.show()`: a notebook shows the figure
 inline, a script saves it (`ax.figure.savefig(...)`).
 
->>> result.plot.prices()                                                    # doctest: +SKIP
->>> metric_vs_parameter(runs, "market.take_rate", "allocative_efficiency")  # doctest: +SKIP
+For example, `result.plot.prices()` for a run, and
+`metric_vs_parameter(runs, "market.take_rate", "allocative_efficiency")` for a batch (both are
+exercised by tests/market/test_notebook_api.py and the example notebooks).
 """
 
 from __future__ import annotations
