@@ -234,8 +234,21 @@ def _validate_deviations(bidders: str, auctions: int, seed: int, shadings: tuple
     """`validate --deviations`: the incentive checks for each number of bidders."""
     from market.validation import deviations as run_deviations
 
-    rows = [row for n in _bidders(bidders)
-            for row in run_deviations(n, auctions, shadings, seed, workers)]
+    console = Console(stderr=True)
+    counts = _bidders(bidders)
+
+    def line(done: float, total: float, elapsed_s: float, detail: dict) -> str:
+        return (f"validate --deviations (n={detail['n']}): {done:.0f}/{total:.0f} markets "
+                f"done, {duration(elapsed_s)} elapsed{eta(done, total, elapsed_s)}")
+
+    rows = []
+    with ProgressLines(line) as lines:
+        for n in counts:
+            def show(done: int, total: int, n: int = n) -> None:
+                if not console.is_terminal:
+                    lines.update(done, total, n=n)
+
+            rows += run_deviations(n, auctions, shadings, seed, workers, on_progress=show)
     if shape == "json":
         _json([row.to_dict() for row in rows])
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -275,15 +276,26 @@ def _kept_by_bidder_0(task: tuple[list[str], int]) -> np.ndarray:
     return run_auctions(overrides, seed).kept(0)
 
 
-def _run_all(tasks: list[tuple[list[str], int]], workers: int) -> list[np.ndarray]:
+def _run_all(tasks: list[tuple[list[str], int]], workers: int,
+             on_progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
     """`_kept_by_bidder_0` of every task, in order, on up to `workers` processes (the runs
-    are independent and seeded: the answer does not depend on `workers`)."""
+    are independent and seeded: the answer does not depend on `workers`);
+    `on_progress(done, total)` as they finish."""
+    tell = on_progress or (lambda done, total: None)
+    kept: list[np.ndarray] = []
+    tell(0, len(tasks))
     if workers <= 1 or len(tasks) <= 1:
-        return [_kept_by_bidder_0(task) for task in tasks]
+        for task in tasks:
+            kept.append(_kept_by_bidder_0(task))
+            tell(len(kept), len(tasks))
+        return kept
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        return list(pool.map(_kept_by_bidder_0, tasks))
+        for result in pool.map(_kept_by_bidder_0, tasks):  # in order, as they finish
+            kept.append(result)
+            tell(len(kept), len(tasks))
+    return kept
 
 
 def _check_inputs(bidders: int, auctions: int, shadings: tuple[float, ...]) -> None:
@@ -351,17 +363,19 @@ def deviation_check(mechanism: str, strategy: str, bidders: int = DEVIATION_BIDD
 
 def deviations(bidders: int = DEVIATION_BIDDERS, auctions: int = DEVIATION_AUCTIONS,
                shadings: tuple[float, ...] = DEFAULT_SHADINGS, seed: int = 1,
-               workers: int | None = None) -> list[DeviationRow]:
+               workers: int | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> list[DeviationRow]:
     """The incentive check for every mechanism of `PRESCRIBED`, all on one seed (common
     random numbers across mechanisms too: equivalent rules give equal rows), on `workers`
-    processes (default: one per CPU)."""
+    processes (default: one per CPU); `on_progress(done, total)` counts its markets."""
     _check_inputs(bidders, auctions, shadings)
     # Batch clearing solves an assignment at every clearing: its runs are the slowest, so
     # they go first and the processes finish together.
     order = sorted(range(len(PRESCRIBED)), key=lambda i: PRESCRIBED[i][0] != "batch_clearing")
     tasks = [task for i in order
              for task in _tasks(*PRESCRIBED[i][:2], bidders, auctions, shadings, seed)]
-    kept = _run_all(tasks, workers if workers is not None else (os.cpu_count() or 1))
+    kept = _run_all(tasks, workers if workers is not None else (os.cpu_count() or 1),
+                    on_progress)
     runs = len(shadings) + 1
     by_check = {i: kept[k * runs:(k + 1) * runs] for k, i in enumerate(order)}
     return [_row(mechanism, strategy, bidders, shadings, by_check[i], mechanism in THEORY_CASES)

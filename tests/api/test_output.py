@@ -384,3 +384,13 @@ def test_tournament_progress_lines_on_stderr(cli, monkeypatch: pytest.MonkeyPatc
     json.loads(out)  # stdout stays one JSON document
     done = [int(n) for n in re.findall(r"^tournament: (\d)/4 markets done", err, re.M)]
     assert done and done[-1] == 4 and done == sorted(done), err  # 2 generations × 2 seeds
+
+
+def test_deviation_progress_lines_on_stderr(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUMARKET_PROGRESS_SECONDS", "0")  # a line on every finished market
+    code, out, err = cli("validate", "--deviations", "--bidders", "2", "--auctions", "40",
+                         "--shadings", "1.1", "--workers", "1", "--json")
+    assert code == 0 or code == 1, err  # 1: a deviation paid (40 auctions are noisy)
+    json.loads(out)
+    done = re.findall(r"^validate --deviations \(n=2\): (\d+)/(\d+) markets done", err, re.M)
+    assert done and done[-1][0] == done[-1][1], err
