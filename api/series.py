@@ -1,11 +1,17 @@
 """What a live market's frames carry besides events: its charts over simulated time (lease
-prices by GPU model — p10, median, p90 —, orders posted and filled, and the share of GPUs
-leased, per bucket of simulated time), and the headline figures (`figures`).
+prices by GPU model — p10, median, p90 —, orders posted and filled, demand against supply in
+GPUs, and the share of GPUs leased, per bucket of simulated time), and the headline figures
+(`figures`).
 
-Built from the numbered event stream alone, so a replay builds the same buckets. A bucket
-closes when the market's clock passes its end (an event after it, or the live driver's clock);
-what it holds does not depend on when that happens: events before its end, and GPUs leased
-integrated over its span.
+Built from the numbered event stream (and the providers' GPU counts), so a replay builds the
+same buckets. A bucket closes when the market's clock passes its end (an event after it, or
+the live driver's clock); what it holds does not depend on when that happens: events before its
+end, and GPU counts integrated over its span.
+
+Demand and supply, time-averaged over a bucket: `gpus_wanted` is the GPUs asked for by open
+orders (an order counts from its opening until it gets a lease, expires or is cancelled);
+`gpus_free` is the GPUs of providers that are up and not running a lease (a paused lease frees
+its GPUs; a failed or departed provider's GPUs are not free). Wanted above free is unmet demand.
 """
 
 from __future__ import annotations
@@ -15,7 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from market.events import Event, LeaseClosed, LeaseCreated, OrderExpired, OrderOpened
+from market.events import (
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    LeasePaused,
+    LeaseResumed,
+    OrderCancelled,
+    OrderExpired,
+    OrderOpened,
+    ProviderFailed,
+    ProviderLeft,
+    ProviderRecovered,
+)
 from market.records import OrderState
 from market.units import MICRO_USD_PER_USD, owed_micro
 
@@ -28,6 +46,12 @@ BUCKET_S = 900.0
 KEEP_BUCKETS = 2000
 #: Percentiles of the lease prices in a bucket: the band's edges and its median line.
 BAND = (10.0, 50.0, 90.0)
+
+
+#: The events that change what a bucket counts; the rest (bids, payments, ticks) pass by.
+_COUNTED = frozenset((OrderOpened, LeaseCreated, LeaseClosed, LeasePaused, LeaseResumed,
+                      OrderExpired, OrderCancelled, ProviderFailed, ProviderLeft,
+                      ProviderRecovered))
 
 
 class LiveSeries:
@@ -45,10 +69,18 @@ class LiveSeries:
         self._jobs = 0              # first posts of new jobs (re-posts excluded)
         self._filled = 0
         self._expired = 0
-        self._lease_gpus: dict[int, int] = {}       # lease id -> GPUs, while it runs
-        self._leased_gpus = 0
-        self._leased_gpu_s = 0.0    # GPU-seconds leased so far this bucket
-        self._since_s = 0.0         # ... integrated up to here
+        self._leases: dict[int, tuple[int, int]] = {}  # lease id -> (provider, GPUs)
+        self._paused: set[int] = set()              # lease ids paused (their GPUs are free)
+        self._running: dict[int, int] = {}          # provider -> GPUs running its leases
+        self._order_gpus: dict[int, int] = {}       # open order id -> GPUs it asks for
+        self._down: dict[int, int] = {}             # provider down -> its GPUs
+        # GPUs now: running a lease; asked for by open orders; not free (running a lease on
+        # a provider that is up, or on a provider that is down — a lease there runs on until
+        # its tenant notices, so the two overlap).
+        self._leased_gpus = self._wanted_gpus = self._taken_gpus = 0
+        # ... and integrated over this bucket so far (GPU-seconds), up to `_since_s`.
+        self._leased_gpu_s = self._wanted_gpu_s = self._taken_gpu_s = 0.0
+        self._since_s = 0.0
         self.on_close: list[Any] = []  # callbacks(bucket) when a bucket closes
 
     # ------------------------------------------------------------------ events
@@ -56,28 +88,67 @@ class LiveSeries:
     def on_event(self, event: Event) -> None:
         self.roll(event.time_s)
         kind = type(event)
+        if kind not in _COUNTED:
+            return
+        self._integrate(event.time_s)
         if kind is OrderOpened:
             self._posted += 1
             self._jobs += event.attempt == 0
+            self._order_gpus[event.order_id] = event.gpus
+            self._wanted_gpus += event.gpus
         elif kind is LeaseCreated:
             self._filled += 1
-            self._integrate(event.time_s)
-            self._lease_gpus[event.lease_id] = event.gpus
-            self._leased_gpus += event.gpus
+            self._order_closed(event.order_id)
+            self._leases[event.lease_id] = (event.provider, event.gpus)
+            self._run(event.provider, event.gpus)
             if not event.interruptible:  # they pay a bid of another kind: not the price index
                 self._prices.setdefault(event.gpu_model, []).append(
                     event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD)
         elif kind is LeaseClosed:
-            gpus = self._lease_gpus.pop(event.lease_id, 0)
-            if gpus:
-                self._integrate(event.time_s)
-                self._leased_gpus -= gpus
+            provider, gpus = self._leases.pop(event.lease_id, (0, 0))
+            if event.lease_id in self._paused:
+                self._paused.discard(event.lease_id)
+            elif gpus:
+                self._run(provider, -gpus)
+        elif kind is LeasePaused:
+            if event.lease_id in self._leases and event.lease_id not in self._paused:
+                self._paused.add(event.lease_id)
+                provider, gpus = self._leases[event.lease_id]
+                self._run(provider, -gpus)
+        elif kind is LeaseResumed:
+            if event.lease_id in self._paused:
+                self._paused.discard(event.lease_id)
+                self._run(*self._leases[event.lease_id])
         elif kind is OrderExpired:
             self._expired += 1
+            self._order_closed(event.order_id)
+        elif kind is OrderCancelled:
+            self._order_closed(event.order_id)
+        elif kind is ProviderRecovered:
+            if event.provider in self._down:
+                gpus = self._down.pop(event.provider)
+                self._taken_gpus -= gpus - self._running.get(event.provider, 0)
+        elif event.provider not in self._down:  # failed or left; down already: no change
+            gpus = int(self.market.pool.capacity[event.provider, 0])
+            self._down[event.provider] = gpus
+            self._taken_gpus += gpus - self._running.get(event.provider, 0)
+
+    def _run(self, provider: int, gpus: int) -> None:
+        """`gpus` more (or fewer, when negative) GPUs of `provider` run a lease."""
+        self._running[provider] = self._running.get(provider, 0) + gpus
+        self._leased_gpus += gpus
+        if provider not in self._down:
+            self._taken_gpus += gpus
+
+    def _order_closed(self, order_id: int) -> None:
+        self._wanted_gpus -= self._order_gpus.pop(order_id, 0)
 
     def _integrate(self, now_s: float) -> None:
-        self._leased_gpu_s += self._leased_gpus * max(now_s - self._since_s, 0.0)
-        self._since_s = now_s
+        span_s = max(now_s - self._since_s, 0.0)
+        self._leased_gpu_s += self._leased_gpus * span_s
+        self._wanted_gpu_s += self._wanted_gpus * span_s
+        self._taken_gpu_s += self._taken_gpus * span_s
+        self._since_s = max(now_s, self._since_s)
 
     def roll(self, now_s: float) -> None:
         """Close every bucket that ends at or before `now_s`."""
@@ -89,13 +160,17 @@ class LiveSeries:
             self._start_s = end_s
             self._prices = {}
             self._posted = self._jobs = self._filled = self._expired = 0
-            self._leased_gpu_s = 0.0
+            self._leased_gpu_s = self._wanted_gpu_s = self._taken_gpu_s = 0.0
             for callback in self.on_close:
                 callback(bucket)
 
     def _bucket(self, end_s: float, *, partial: bool) -> dict[str, Any]:
         span_s = max(end_s - self._start_s, 1e-9)
-        leased_gpu_s = self._leased_gpu_s + self._leased_gpus * max(end_s - self._since_s, 0.0)
+        rest_s = max(end_s - self._since_s, 0.0)  # not yet integrated: nothing changed in it
+        leased_gpu_s = self._leased_gpu_s + self._leased_gpus * rest_s
+        wanted_gpu_s = self._wanted_gpu_s + self._wanted_gpus * rest_s
+        taken_gpu_s = self._taken_gpu_s + self._taken_gpus * rest_s
+        # The providers' GPUs at the bucket's end (providers join rarely, never mid-event).
         capacity = float(self.market.pool.capacity[:, 0].sum()) if self.market.pool.n else 0.0
         prices = {}
         for model, values in sorted(self._prices.items()):
@@ -110,6 +185,8 @@ class LiveSeries:
                 "orders_posted_per_hour": round(self._posted * per_hour, 3),
                 "orders_filled_per_hour": round(self._filled * per_hour, 3),
                 "gpus_leased": self._leased_gpus, "gpus_total": int(capacity),
+                "gpus_wanted": round(wanted_gpu_s / span_s, 3),
+                "gpus_free": round(max(capacity * span_s - taken_gpu_s, 0.0) / span_s, 3),
                 "utilization": round(leased_gpu_s / (capacity * span_s), 5) if capacity
                 else 0.0,
                 "prices": prices}

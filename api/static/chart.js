@@ -42,8 +42,10 @@ function linearTicks(max) {
 /** 1-2-5 ticks within [min, max] for a log axis. */
 function logTicks(min, max) {
   const ticks = [];
+  // Past three decades, 2 and 5 would crowd the axis: powers of ten only.
+  const mantissas = Math.log10(max / min) > 3 ? [1] : [1, 2, 5];
   for (let power = Math.floor(Math.log10(min)); power <= Math.ceil(Math.log10(max)); power++) {
-    for (const mantissa of [1, 2, 5]) {
+    for (const mantissa of mantissas) {
       const value = mantissa * 10 ** power;
       if (value >= min * 0.999 && value <= max * 1.001) ticks.push(value);
     }
@@ -72,8 +74,9 @@ function priceLabel(usd) {
 export class PriceChart {
   /**
    * `container` gets the SVG, `legend` a list with one toggle button per series. `axis`
-   * names the y axis and formats its values (default: USD per GPU-hour); `heightPx` is the
-   * chart's height.
+   * names the y axis and formats its values (default: USD per GPU-hour), and may set
+   * `minMax` (the least top of a linear axis) and `logFloor` (the least bottom of a log
+   * axis); `heightPx` is the chart's height.
    */
   constructor(container, legend, axis = {}, heightPx = HEIGHT_PX) {
     this.container = container;
@@ -139,7 +142,7 @@ export class PriceChart {
     let minUsd = Math.min(...visible);
     let maxUsd = Math.max(...visible);
     if (logScale) {
-      minUsd = Math.max(minUsd / 1.3, 1e-4);
+      minUsd = Math.max(minUsd / 1.3, this.axis.logFloor ?? 1e-4);
       maxUsd = Math.max(maxUsd * 1.3, minUsd * 10);
     } else {
       minUsd = 0;
@@ -149,7 +152,9 @@ export class PriceChart {
     const plotH = this.heightPx - MARGIN.top - MARGIN.bottom;
     const x = (t) => MARGIN.left + ((t - startS) / (endS - startS)) * plotW;
     const y = logScale
-      ? (usd) => MARGIN.top + plotH * (1 - Math.log(usd / minUsd) / Math.log(maxUsd / minUsd))
+      // A zero (no GPU wanted this bucket) sits on the bottom edge rather than off the chart.
+      ? (usd) => MARGIN.top + plotH *
+        (1 - Math.log(Math.max(usd, minUsd) / minUsd) / Math.log(maxUsd / minUsd))
       : (usd) => MARGIN.top + plotH * (1 - usd / maxUsd);
     return { startS, endS, minUsd, maxUsd, x, y, plotW, plotH, widthPx };
   }

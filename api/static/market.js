@@ -56,11 +56,13 @@ class MarketSession {
     this.anchorClock(snapshot);
     this.chart = new PriceChart(this.el("price-chart"), this.el("price-legend"));
     this.demandChart = new PriceChart(this.el("demand-chart"), this.el("demand-legend"), {
-      yTitle: "Orders per hour",
-      tickLabel: (value) => formatCount(Math.round(value)),
-      valueLabel: (value) => `${value.toFixed(0)}/h`,
-      emptyText: "Orders posted and filled appear here after 15 simulated minutes.",
-      what: "Orders posted and orders filled per hour of simulated time",
+      yTitle: "GPUs",
+      tickLabel: (value) => (value >= 1 ? formatCount(Math.round(value))
+        : `${Number(value.toPrecision(1))}`),
+      valueLabel: (value) => `${value.toFixed(value < 10 ? 1 : 0)} GPUs`,
+      emptyText: "GPUs wanted and GPUs free appear here after 15 simulated minutes.",
+      what: "GPUs asked for by open orders against GPUs free, over simulated time",
+      logFloor: 0.1, // a bucket that wanted almost nothing sits on the bottom edge
     }, 220);
     this.utilizationChart = new PriceChart(this.el("utilization-chart"),
       this.el("utilization-legend"), {
@@ -304,17 +306,18 @@ class MarketSession {
       series: this.priceSeries(buckets), clockS, windowS,
       logScale: this.el("chart-log").checked,
     });
-    const at = (bucket) => (bucket.partial ? bucket.end_s : bucket.end_s);
+    const at = (bucket) => bucket.end_s;
     // A bucket under way for less than a minute says little about a rate: left out.
     const settled = buckets.filter((b) => !b.partial || b.end_s - b.start_s >= 60);
     this.demandChart.render({
       series: [
-        { id: "posted", label: "Orders posted", color: SERIES_COLORS[1],
-          points: settled.map((b) => [at(b), b.orders_posted_per_hour]) },
-        { id: "filled", label: "Orders filled", color: SERIES_COLORS[2],
-          points: settled.map((b) => [at(b), b.orders_filled_per_hour]) },
+        { id: "wanted", label: "GPUs wanted (open orders)", color: SERIES_COLORS[1],
+          points: settled.map((b) => [at(b), b.gpus_wanted]) },
+        { id: "free", label: "GPUs free (providers up, not leased)", color: SERIES_COLORS[2],
+          points: settled.map((b) => [at(b), b.gpus_free]) },
       ],
-      clockS, windowS, logScale: false,
+      // Free GPUs run to thousands while open orders want tens: a log axis shows both.
+      clockS, windowS, logScale: true,
     });
     this.utilizationChart.render({
       series: [{ id: "leased", label: "GPUs leased", color: SERIES_COLORS[0],

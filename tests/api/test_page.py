@@ -182,13 +182,19 @@ def watch_charts_headline_and_money(page: Page) -> None:
     assert money(accrued_text) > 0
     expect(page.get_by_test_id("figure-tenant_spend_usd")).to_contain_text("settled")
 
-    # Charts draw with data: price bands and medians, orders posted and filled, GPUs leased.
+    # Charts draw with data: price bands and medians, GPUs wanted and free, GPUs leased.
     price_chart = page.get_by_test_id("price-chart")
     expect(price_chart.locator("polygon.band").first).to_be_attached(timeout=WAIT_MS)
     expect(price_chart.locator("polyline.series").first).to_be_attached()
     demand = page.get_by_test_id("demand-chart")
     expect(demand.locator("polyline.series")).to_have_count(2, timeout=WAIT_MS)
-    expect(page.get_by_test_id("demand-legend")).to_contain_text("Orders filled")
+    expect(page.get_by_test_id("demand-legend")).to_contain_text("GPUs wanted")
+    expect(page.get_by_test_id("demand-legend")).to_contain_text("GPUs free")
+    expect(demand).to_contain_text("GPUs (log scale)")
+    # A bucket that wanted no GPU sits on the log axis's bottom edge, not at -Infinity.
+    drawn = demand.locator("polyline.series").evaluate_all(
+        "lines => lines.map((line) => line.getAttribute('points'))")
+    assert drawn and not any("NaN" in line or "Infinity" in line for line in drawn), drawn
     expect(page.get_by_test_id("utilization-chart").locator("polyline.series")).to_have_count(
         1, timeout=WAIT_MS)
     # A model switched off in the legend leaves the chart.
