@@ -26,7 +26,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 
 class Fraction:

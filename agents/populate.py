@@ -8,7 +8,7 @@ from agents.providers import add_populations
 from agents.tenants import Tenants
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 
 def populate(market: Market) -> None:

@@ -30,7 +30,7 @@ from market.scenario import ProviderPopulation
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 HOURS_PER_YEAR = 8766.0  # 365.25 days
 

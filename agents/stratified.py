@@ -39,7 +39,7 @@ from market.scenario import ProviderPopulation, Tournament
 from market.tournament import split_counts
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 
 def populate(market: Market) -> None:

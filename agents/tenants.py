@@ -49,7 +49,7 @@ from market.resources import gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
     from market.scenario import Tenants as TenantsConfig
 
 #: GPU interfaces with a fast interconnect between the GPUs of a node.

@@ -25,7 +25,7 @@ from market.resources import STORAGE_CLASSES, gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 #: A lease lasts this long (simulated seconds): the textbook prices one unit, not a job.
 LEASE_S = 1.0

@@ -110,7 +110,7 @@ def run(
     fmt: FormatOption = None,
 ) -> None:
     """Run one simulated market and report who paid what and who earned what."""
-    from market.engine import Market  # imported here so that `--help` stays fast
+    from market.builder import Market  # imported here so that `--help` stays fast
 
     shape = _format(fmt, as_json)
     loaded = _budgeted(scenario, overrides or [], allow_large)

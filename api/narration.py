@@ -20,7 +20,7 @@ from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
     from api.series import LiveSeries
-    from market.engine import Market
+    from market.builder import Market
     from market.scenario import Scenario
 
 #: Captions kept per market (the page shows the newest and a few before it).
@@ -33,7 +33,7 @@ def spike_starts_s(scenario: Scenario, seed: int) -> np.ndarray:
     """When the scenario's demand spikes start with this seed, simulated seconds: read from
     the tenants' own schedule, on a market built without anyone in it."""
     from agents.tenants import Tenants
-    from market.engine import Market
+    from market.builder import Market
 
     return np.asarray(Tenants(Market(scenario, seed, populate=False)).spikes, dtype=float)
 

@@ -38,7 +38,7 @@ from market.records import OrderState
 from market.units import MICRO_USD_PER_USD, owed_micro
 
 if TYPE_CHECKING:
-    from market.engine import Market
+    from market.builder import Market
 
 #: Simulated seconds per bucket: at the default 60x a point every 15 wall seconds.
 BUCKET_S = 900.0

@@ -32,7 +32,7 @@ from api.commands import (
 )
 from api.narration import Narrator
 from api.series import LiveSeries
-from market.engine import Market
+from market.builder import Market
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
 from market.resources import gpu_units

@@ -17,7 +17,7 @@ from market.units import MICRO_USD_PER_USD
 if TYPE_CHECKING:
     from api.live import LiveMarket
     from api.session import Participant
-    from market.engine import Market
+    from market.builder import Market
     from market.records import Lease, Order
 
 #: The headline figures a live view shows (the full set is `gpumarket run`'s summary).

@@ -8,7 +8,8 @@
 
 from typing import TYPE_CHECKING, Any
 
-from market.engine import Market, MarketError
+from market.builder import Market
+from market.errors import MarketError
 from market.result import RunResult
 from market.scenario import Scenario, ScenarioError, load_scenario
 

@@ -33,13 +33,10 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from market.scenario import ScenarioError
+from market.scenario import Scenario, ScenarioError
 from market.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
-
-if TYPE_CHECKING:
-    from market.scenario import Scenario
 
 __all__ = ["MAX_EVENTS", "MAX_MEMORY_BYTES", "Estimate", "check_budget", "estimate"]
 

@@ -1,11 +1,18 @@
-"""The market engine: SimPy processes for the whole order → bid → lease → settle lifecycle.
+"""The market's lifecycle core: order → bids → lease → end, on SimPy's clock.
 
 Where the time goes is where SimPy's goes, on events, so an order costs a handful of them: the
 order opening (scheduled by its tenant), one for the close of bidding, one for the lease's end.
 Bids are not events: when an order opens, every eligible provider's bid is priced in bulk over
-the provider arrays, with its arrival latency sampled, and the auction closes once. Failures,
-churn and escrow run-out are sampled or computed when a lease starts, so its end is scheduled
-once, whatever ends it.
+the provider arrays (`market.bidding`), with its arrival latency sampled, and the auction
+closes once. Failures, churn and escrow run-out are sampled or computed when a lease starts, so
+its end is scheduled once, whatever ends it.
+
+The engine keeps the lifecycle; its parts each have one job: money moves in
+`market.settlement`, bids are priced in `market.bidding`, providers fail and leave in
+`market.reliability`, hand-picked orders' bids expire in `market.holds`, and a mechanism that
+needs more than one auction per order brings its own part (`market.interruptible`,
+`market.batching`). Observers (metrics, welfare, the recorder) are attached from outside
+(`market.builder`) and hear everything as events on the bus (`market.bus`).
 
 Outside actors (notebooks, live clients, bots) and the built-in agents use the same public
 methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`, `subscribe`.
@@ -14,166 +21,110 @@ methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import simpy
 
-from market import registry
+from market.auction import NO_WINNER, AuctionContext
+from market.bidding import Bidding
+from market.bus import EventBus
 from market.errors import MarketError
 from market.events import (
-    EVENT_TYPES,
     BidsPlaced,
     Event,
     LeaseClosed,
     LeaseCreated,
-    LeasePaused,
-    LeaseResumed,
     OrderCancelled,
     OrderExpired,
     OrderOpened,
-    PaymentSettled,
-    ProviderRecovered,
     TenantLeft,
     Tick,
 )
-from market.ledger import InsufficientFunds, Ledger
+from market.holds import HandPicks
+from market.intake import OutsideOption, check_order, check_work
+from market.ledger import Ledger
 from market.matching import Matcher
-from market.mechanisms import NO_WINNER, AuctionContext, Mechanism
 from market.outside import outside_cost_fraction
 from market.pool import ProviderPool, ProviderRow
-from market.records import (
-    PROVIDER_FAULTS,
-    CloseReason,
-    Lease,
-    LeaseState,
-    Order,
-    OrderState,
-)
+from market.records import PROVIDER_FAULTS, CloseReason, Lease, LeaseState, Order, OrderState
 from market.reliability import Reliability
-from market.resources import CAPACITY, ResourceUnit
+from market.resources import ResourceUnit
 from market.scenario import Scenario
-from market.strategy import MarketView, OrderView, Outcome, PriceHistory
+from market.settlement import Settlement
 from market.streams import Streams
-from market.units import (
-    MICRO_USD_PER_USD,
-    SECONDS_PER_DAY,
-    SECONDS_PER_HOUR,
-    owed_micro,
-    usd_to_micro,
-)
-
-Subscriber = Callable[[Event], None]
+from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY, SECONDS_PER_HOUR, usd_to_micro
 
 #: A periodic process (withdrawals, price index ticks, batch clearings) ticks at most this
 #: many times over a run: finer intervals are refused when the market is built.
 MAX_PERIODIC_TICKS = 10_000_000
 
 
-class Market:
-    """A simulated GPU marketplace for one scenario and seed.
+class Engine:
+    """The lifecycle of one scenario and seed. `market.Market` is this engine with its
+    observers attached; use that."""
 
-    >>> from market import Market, load_scenario
-    >>> result = Market(load_scenario("default", ["duration_days=0.25"]), seed=1).run()
-    >>> result.summary["money_conserved"]
-    True
-    """
-
-    def __init__(self, scenario: Scenario, seed: int = 0, *, out: str | Path | None = None,
-                 populate: bool = True, record: bool = True) -> None:
-        from market.metrics import Metrics  # metrics subscribe to the market they measure
-        from market.recorder import Recorder
-        from market.welfare import Welfare
-
+    def __init__(self, scenario: Scenario, seed: int = 0) -> None:
         self.scenario = scenario
         self.seed = seed
-        self.rules = scenario.market
+        self.rules = rules = scenario.market
         self.horizon_s = scenario.duration_days * SECONDS_PER_DAY
         self.env = simpy.Environment()
         self.streams = Streams(seed)
         self.catalog = scenario.catalog()
-        self.mechanism: Mechanism = scenario.market.build_mechanism()
+        self.mechanism = rules.build_mechanism()
         self._check_periods()  # before anything is built or written
         # Read once: the auction close asks it for every order.
         self._mechanism_context = bool(getattr(self.mechanism, "uses_context", False))
+        self.bus = EventBus()
+        self.subscribe = self.bus.subscribe
+        self.emit: Callable[[Event], None] = self.bus.emit
         self.ledger = Ledger()
-        self.platform = self.ledger.open("platform")
-        self.escrow = self.ledger.open("escrow")
-        self.deposits = self.ledger.open("bid_deposits")
+        self.settlement = Settlement(self.ledger, rules.bid_deposit_usd, rules.take_rate,
+                                     self.emit)
         self.pool = ProviderPool([p.name for p in scenario.providers],
                                  [p.archetype for p in scenario.providers])
-        self.strategies: list[Any] = []        # one per provider population (or outside group)
-        self.views: list[MarketView] = []      # what each strategy may see, by index
-        self._observers: list[int] = []        # strategies that want auction outcomes
-        self._strategy_of = np.zeros(0, np.int32)
-        # Asks of order-independent strategies, whole micro-USD per GPU-hour; -1 marks a
-        # provider whose strategy must be asked for every order.
-        self._static_ask_micro = np.zeros(0, np.int64)
-        self._all_static = True
-        # Floors for interruptible orders (Vast's "min bid"), whole micro-USD per GPU-hour.
-        self._min_bid_micro = np.zeros(0, np.int64)
-        self._all_automated = True
+        self.bidding = Bidding(self)
+        self.prices_seen = self.bidding.history
+        self.strategies = self.bidding.strategies
+        self.views = self.bidding.views
         # Leases ended, and ended by a provider fault, per provider: public track records.
         self._leases_ended = np.zeros(0)
         self._leases_failed = np.zeros(0)
         self.matcher = Matcher(self.pool, self.catalog)
-        # What serving at list costs a hyperscaler, per GPU model (a fraction of list).
-        self._outside_fraction = outside_cost_fraction(scenario, self.catalog)
+        self._outside = OutsideOption(self.catalog, outside_cost_fraction(scenario, self.catalog))
         self._normals = np.zeros(0)
         self._normal_at = 0
         self.tenant_names: list[str] = []
         self.tenant_accounts: list[int] = []
         self.orders: dict[int, Order] = {}     # open or leased, not yet closed
         self.leases: dict[int, Lease] = {}     # active
-        # Subscribers by event type, as tuples: emitting reads them without copying.
-        self._routes: dict[type[Event], tuple[Subscriber, ...]] = dict.fromkeys(EVENT_TYPES, ())
-        self._pending: deque[Event] = deque()
-        self._emitting = False
-        self._next_order = 0
-        # Hand-picked orders whose tenant asked for time to choose (`hold_order`): their bids
-        # do not expire until `release_order`. Each holds its bid-expiry chain's number, so a
-        # chain started before a hold and a release does not run twice.
-        self._held: set[int] = set()
-        self._expiry_chain: dict[int, int] = {}
-        self._next_bid = 0
-        self._next_lease = 0
+        self._next_order = self._next_bid = self._next_lease = 0
         self._rng = self.streams.get("market.engine")
         # Standard normals for bid latencies and failure detection delays, drawn in blocks.
         self._normal_rng = self.streams.get("market.normals")
-        self._deposit = usd_to_micro(self.rules.bid_deposit_usd)
-        self._take_ppm = round(self.rules.take_rate * 1_000_000)
-        self._window_s = self.rules.bidding_window_s
-        self._max_bids = self.rules.order_max_bids
-        checks = self.rules.health_check_failures
-        low, high = self.rules.health_check_interval_s
+        self._deposit = self.settlement.deposit_micro
+        self._window_s = rules.bidding_window_s
+        self._max_bids = rules.order_max_bids
+        checks = rules.health_check_failures
+        low, high = rules.health_check_interval_s
         # Sum of `checks` uniform intervals: its mean and standard deviation (CLT, n ≈ 40).
         self._detect_mean_s = checks * (low + high) / 2
         self._detect_sd_s = math.sqrt(checks * (high - low) ** 2 / 12)
         self._finished = False
-        self.welfare = Welfare(self)
-        self.metrics = Metrics(self)
-        self.recorder = Recorder(self, out) if record else None
-        self.reliability = Reliability(self)
-        self.prices_seen = PriceHistory(self)
-        self._batch: list[Order] = []          # orders waiting for the next batch clearing
-        # Vast.ai-style interruptible leases, running or paused, per provider in lease order,
-        # and what the running ones hold (per provider and resource).
-        self._interruptible = bool(getattr(self.mechanism, "interruptible", False))
-        self._interruptible_on: dict[int, list[Lease]] = {}
-        self._interruptible_held = np.zeros((0, len(CAPACITY)), np.int64)
-        self._interruptible_running = 0
-        if self._interruptible:
-            self.subscribe(self._recovered, kinds=(ProviderRecovered,))
-        self._is_batch = bool(getattr(self.mechanism, "batch", False))
-        if self._is_batch:
-            self.env.process(self._batch_clearings())
+        self.reliability = Reliability(self.env, self.pool,
+                                       self.streams.get("providers.reliability"), self.emit)
+        self.hand_picks = HandPicks(self.env, self.orders, self.release_bids, rules.bid_timeout_s)
+        # A mechanism that pauses leases (interruptible) or clears many orders at once (batch)
+        # attaches its own part here.
+        self.scheduler: Any = None
+        self.clearing: Any = None
+        attach = getattr(self.mechanism, "attach", None)
+        if attach is not None:
+            attach(self)
         self.env.process(self._withdrawals())
         self.env.process(self._ticks())
-        if populate:
-            registry.load("populations", scenario.population)(self)
 
     # ------------------------------------------------------------------ participants
 
@@ -182,57 +133,24 @@ class Market:
         """Simulated seconds since the start."""
         return self.env.now
 
-    def subscribe(self, callback: Subscriber,
-                  kinds: Iterable[type[Event]] | None = None) -> Callable[[], None]:
-        """Call `callback(event)` for every event from now on, or only for events of the types
-        in `kinds`; returns a function that unsubscribes.
+    @property
+    def platform(self) -> int:
+        return self.settlement.platform
 
-        Callbacks run synchronously inside the simulation step and may call the market's
-        public methods (that is how built-in tenants re-post expired orders).
-        """
-        targets = EVENT_TYPES if kinds is None else tuple(kinds)
-        for kind in targets:
-            if kind not in self._routes:
-                raise ValueError(f"kinds: {kind!r} is not an event type of the market")
-            self._routes[kind] = (*self._routes[kind], callback)
+    @property
+    def escrow(self) -> int:
+        return self.settlement.escrow
 
-        def unsubscribe() -> None:
-            for kind in targets:
-                routes = list(self._routes[kind])
-                if callback in routes:
-                    routes.remove(callback)
-                self._routes[kind] = tuple(routes)
-
-        return unsubscribe
-
-    def emit(self, event: Event) -> None:
-        """Hand `event` to its subscribers, in subscription order.
-
-        Events that subscribers cause while handling one (a tenant re-posting an expired
-        order) are delivered after it, so every subscriber sees events in the same order.
-        """
-        pending = self._pending
-        pending.append(event)
-        if self._emitting:
-            return
-        self._emitting = True
-        try:
-            while pending:
-                event = pending.popleft()
-                for callback in self._routes[type(event)]:
-                    callback(event)
-        finally:
-            self._emitting = False
-            pending.clear()
+    @property
+    def deposits(self) -> int:
+        return self.settlement.deposits
 
     def add_tenant(self, name: str, wallet_usd: float) -> int:
         """Register a tenant with `wallet_usd` of funds; returns its id."""
         if wallet_usd < 0:
             raise MarketError(f"wallet_usd must be >= 0, got {wallet_usd}")
-        account = self.ledger.open(f"tenant:{name}")
-        self.ledger.transfer(self.ledger.external, account, usd_to_micro(wallet_usd), "fund")
+        self.tenant_accounts.append(self.settlement.open_wallet(f"tenant:{name}", wallet_usd))
         self.tenant_names.append(name)
-        self.tenant_accounts.append(account)
         return len(self.tenant_accounts) - 1
 
     def add_providers(self, rows: list[ProviderRow], strategy: Any,
@@ -242,38 +160,29 @@ class Market:
         self.reliability.check(rows)  # a clock too fast is refused before anything changes
         accounts = []
         for row in rows:
-            account = self.ledger.open(f"provider:{row.name}")
-            self.ledger.transfer(self.ledger.external, account, usd_to_micro(wallet_usd), "fund")
-            accounts.append(account)
+            accounts.append(self.settlement.open_wallet(f"provider:{row.name}", wallet_usd))
             row.automated = strategy is not None
         ids = self.pool.add(rows, accounts)
-        index = len(self.strategies)
-        self.strategies.append(strategy)
-        self.views.append(MarketView(self, index, self.prices_seen))
-        if callable(getattr(strategy, "observe", None)):
-            self._observers.append(index)
-        self._strategy_of = np.concatenate([self._strategy_of,
-                                            np.full(len(ids), index, np.int32)])
-        asks = getattr(strategy, "asks", None)
-        static = np.asarray(asks(ids, self.views[index]), float) if asks is not None \
-            else np.full(len(ids), np.nan)
-        self._all_automated = self._all_automated and strategy is not None
-        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer. An ask
-        # that is not a positive number falls back to asking the strategy per order.
-        static_micro = np.round(np.nan_to_num(static, nan=-1.0) * MICRO_USD_PER_USD)
-        static_micro[~(static_micro > 0)] = -1
-        self._static_ask_micro = np.concatenate([self._static_ask_micro,
-                                                 static_micro.astype(np.int64)])
-        self._all_static = bool((self._static_ask_micro > 0).all())
-        self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
-        self._read_min_bids(ids)
+        self.bidding.add(ids, strategy)
         self._leases_ended = np.concatenate([self._leases_ended, np.zeros(len(ids))])
         self._leases_failed = np.concatenate([self._leases_failed, np.zeros(len(ids))])
-        self._interruptible_held = np.concatenate(
-            [self._interruptible_held, np.zeros((len(ids), len(CAPACITY)), np.int64)])
+        if self.scheduler is not None:
+            self.scheduler.providers_added(len(ids))
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
+
+    def refresh_asks(self, providers: np.ndarray) -> None:
+        """Read again the order-independent asks of `providers` (`Bidding.refresh_asks`)."""
+        self.bidding.refresh_asks(providers)
+
+    def strategy_of(self, providers: np.ndarray) -> np.ndarray:
+        """Index into `strategies` of each provider's strategy."""
+        return self.bidding.strategy_of(providers)
+
+    def leases_ended(self, provider: int) -> int:
+        """How many leases `provider` has ended so far (its public track record)."""
+        return int(self._leases_ended[provider])
 
     # ------------------------------------------------------------------ orders
 
@@ -297,30 +206,14 @@ class Market:
         """
         if not 0 <= tenant < len(self.tenant_accounts):
             raise MarketError(f"tenant: unknown id {tenant}")
-        if not 0 < max_price_usd_per_gpu_hour < math.inf:
-            raise MarketError("max_price_usd_per_gpu_hour must be a finite number > 0")
-        if not 0 <= deposit_usd < math.inf:
-            raise MarketError("deposit_usd must be a finite number >= 0")
-        if job_value_usd is not None and not 0 <= job_value_usd < math.inf:
-            raise MarketError("job_value_usd must be a finite number >= 0")
-        if outside_usd is not None and not 0 <= outside_usd < math.inf:
-            raise MarketError("outside_usd must be a finite number >= 0")
-        if outside_cost_usd is not None and not 0 <= outside_cost_usd < math.inf:
-            raise MarketError("outside_cost_usd must be a finite number >= 0")
-        if not 0 < work_left <= 1:
-            raise MarketError(f"work_left must be in (0, 1], got {work_left}")
-        if interruptible and not self._interruptible:
+        check_order(max_price_usd_per_gpu_hour=max_price_usd_per_gpu_hour,
+                    deposit_usd=deposit_usd, job_value_usd=job_value_usd,
+                    outside_usd=outside_usd, outside_cost_usd=outside_cost_usd,
+                    work_left=work_left)
+        if interruptible and self.scheduler is None:
             raise MarketError(f"interruptible: mechanism {self.mechanism.name!r} has no "
                               "interruptible orders; use mechanism 'interruptible'")
-        shortest_s = SECONDS_PER_HOUR  # of the job's shortest run; an open-ended lease: an hour
-        if work_s is not None:
-            work_s = np.asarray(work_s, dtype=float)
-            # All > 0 and one finite: the shortest run, positive and finite (NaN fails too).
-            shortest_s = float(work_s.min()) if work_s.shape == (len(self.catalog),) \
-                else math.nan
-            if not 0 < shortest_s < math.inf:
-                raise MarketError(f"work_s: expected {len(self.catalog)} durations > 0 "
-                                  f"(seconds per catalog GPU model, inf where it never runs)")
+        work_s, shortest_s = check_work(work_s, len(self.catalog))
         units = tuple(units)
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
@@ -339,7 +232,8 @@ class Market:
             job_value_usd = max_price_usd_per_gpu_hour * gpus * shortest_s / SECONDS_PER_HOUR \
                 / (work_left if work_s is not None else 1.0)
         if outside_usd is None:
-            outside_usd, default_cost = self._outside_usd(gpus, model_mask, work_s, work_left)
+            outside_usd, default_cost = self._outside.job_usd(gpus, model_mask, work_s,
+                                                              work_left)
             if outside_cost_usd is None:
                 outside_cost_usd = default_cost
         if outside_cost_usd is None:
@@ -361,8 +255,7 @@ class Market:
         if interruptible:
             order.interruptible = True
             order.priority = usd_to_micro(max_price_usd_per_gpu_hour)
-        self.ledger.transfer(account, self.escrow, deposit, "escrow_deposit")
-        order.escrow = deposit
+        self.settlement.lock_escrow(order, account, deposit)
         self.orders[order.id] = order
         # Who could serve it is read before anyone hears of it: the cheapest of them fixes
         # the job's best cost, which its welfare is measured against.
@@ -373,20 +266,6 @@ class Market:
         self._open_auction(order, eligible)
         return order.id
 
-    def _outside_usd(self, gpus: int, model_mask: np.ndarray, work_s: np.ndarray | None,
-                     work_left: float) -> tuple[float, float]:
-        """The whole job at the outside option (an open-ended lease: one hour of it), USD:
-        what its cheapest acceptable GPU model costs the tenant at list price, and the
-        lowest cost to a hyperscaler of serving it on any acceptable model."""
-        list_price = self.catalog.array("list_usd_per_gpu_hour")
-        hours = np.ones(len(list_price)) if work_s is None \
-            else work_s / work_left / SECONDS_PER_HOUR
-        price = np.where(model_mask, list_price * hours * gpus, np.inf)
-        cheapest = float(price.min())
-        if not cheapest < math.inf:
-            return 0.0, 0.0
-        return cheapest, float((price * self._outside_fraction).min())
-
     def _standard_normals(self, count: int) -> np.ndarray:
         """`count` standard normal draws, taken from blocks drawn ahead."""
         if self._normal_at + count > self._normals.size:
@@ -396,17 +275,22 @@ class Market:
         self._normal_at += count
         return self._normals[start:self._normal_at]
 
+    def _headroom(self, order: Order) -> np.ndarray | None:
+        """What running leases that `order` may displace hold, per provider (interruptible
+        markets; None elsewhere)."""
+        return None if self.scheduler is None else self.scheduler.headroom(order)
+
     def _open_auction(self, order: Order, ids: np.ndarray) -> None:
         """Price the bids of the eligible providers `ids` and schedule the auction's close."""
         pool = self.pool
         now = self.env.now
-        if ids.size and not self._all_automated:
+        if ids.size and not self.bidding.all_automated:
             ids = ids[pool.automated[ids]]
-        if order.auto and self._is_batch:
-            self._batch.append(order)  # no per-order bids: it waits for the next clearing
+        if order.auto and self.clearing is not None:
+            self.clearing.queue(order)  # no per-order bids: it waits for the next clearing
             return
         if ids.size:
-            prices = self._price(order, ids)
+            prices = self.bidding.price(order, ids)
             ok = prices <= order.max_price  # NaN (no bid) compares False
             ids = ids[ok]
             prices = prices[ok]
@@ -417,8 +301,8 @@ class Market:
             arrivals = arrivals[first]
             keep = first[arrivals <= now + self._window_s]
             if keep.size:
-                self._place_bids(order, ids[keep], prices[keep].astype(np.int64),
-                                 arrivals[: keep.size])
+                self.place_bids(order, ids[keep], prices[keep].astype(np.int64),
+                                arrivals[: keep.size])
         if order.auto:
             if self.mechanism.sealed or not order.bid_arrivals.size:
                 close_at = now + self._window_s
@@ -427,73 +311,9 @@ class Market:
             self.env.timeout(close_at - now).callbacks.append(
                 lambda _e, order=order: self._close_auction(order))
         else:
-            self.env.timeout(self.rules.bid_timeout_s).callbacks.append(
-                lambda _e, order=order: self._expire_bids(order, 0))
+            self.hand_picks.start(order)
 
-    def refresh_asks(self, providers: np.ndarray) -> None:
-        """Read again the order-independent asks of `providers`, after their costs or their
-        strategies' state changed."""
-        providers = np.asarray(providers, dtype=np.int64)
-        for index in np.unique(self._strategy_of[providers]).tolist():
-            asks = getattr(self.strategies[index], "asks", None)
-            if asks is None:
-                continue
-            members = providers[self._strategy_of[providers] == index]
-            micro = np.round(np.asarray(asks(members, self.views[index]), float)
-                             * MICRO_USD_PER_USD)
-            micro[~(micro > 0)] = -1  # not a positive number: ask the strategy per order
-            self._static_ask_micro[members] = micro.astype(np.int64)
-        self._all_static = bool((self._static_ask_micro > 0).all())
-        self._read_min_bids(providers)
-
-    def _read_min_bids(self, providers: np.ndarray) -> None:
-        """Each provider's floor for interruptible orders: its strategy's
-        `min_bids(providers, view)` if it has one, else its marginal cost per GPU-hour (idle
-        capacity that on-demand work can take back at any time earns more at any price
-        above it)."""
-        marginal = self.pool.cost_marginal_usd_per_gpu_hour
-        for index in np.unique(self._strategy_of[providers]).tolist():
-            members = providers[self._strategy_of[providers] == index]
-            min_bids = getattr(self.strategies[index], "min_bids", None)
-            usd = marginal[members] if min_bids is None else \
-                np.asarray(min_bids(members, self.views[index]), float)
-            micro = np.round(np.nan_to_num(usd, nan=0.0) * MICRO_USD_PER_USD)
-            self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
-
-    def leases_ended(self, provider: int) -> int:
-        """How many leases `provider` has ended so far (its public track record)."""
-        return int(self._leases_ended[provider])
-
-    def strategy_of(self, providers: np.ndarray) -> np.ndarray:
-        """Index into `strategies` of each provider's strategy."""
-        return self._strategy_of[providers]
-
-    def _price(self, order: Order, ids: np.ndarray) -> np.ndarray:
-        """Bids in whole micro-USD per hour for the whole order (NaN: no bid).
-
-        Order-independent strategies come from one array of integer asks; the others are
-        asked, one call per strategy, in USD per GPU-hour; their bids are rounded to whole
-        micro-USD (so that a bid at exactly the max price is not lost to float noise).
-        On an interruptible order, providers bid their floors (min bids)."""
-        if order.interruptible:
-            return self._min_bid_micro[ids] * order.gpus
-        prices = self._static_ask_micro[ids] * order.gpus
-        if self._all_static:
-            return prices
-        dynamic = prices < 0
-        if dynamic.any():
-            prices = prices.astype(float)
-            strategy_of = self._strategy_of[ids]
-            view = OrderView.of(order)
-            for index in np.unique(strategy_of[dynamic]).tolist():
-                members = dynamic & (strategy_of == index)
-                asked = np.asarray(self.strategies[index].prices(
-                    view, ids[members], self.views[index]), dtype=float)
-                prices[members] = np.round(asked * (order.gpus * MICRO_USD_PER_USD))
-            prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
-        return prices
-
-    def _auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
+    def auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
         """Hours of the job on each bidder's GPU, each bidder's reliability so far, and the
         tenant's budget for the order's work."""
         models = self.pool.model[providers]
@@ -515,25 +335,6 @@ class Market:
         return AuctionContext(hours, reliability, list_micro, budget_micro=budget_micro,
                               pays_reserve=order.interruptible)
 
-    def _tell_outcome(self, order: Order, winner: int, price: int) -> None:
-        """Tell each observing strategy how the auction went for its bidders (`winner`: the
-        winning provider, or -1; `price`: the lease rate, micro-USD per hour). Not for an
-        interruptible order: its bids were floors, not the strategies' prices."""
-        if not order.bid_ids or order.interruptible:
-            return
-        strategy_of = self._strategy_of[order.bid_providers]
-        view = OrderView.of(order)
-        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
-        clearing = price / per_gpu_hour if winner >= 0 else math.nan
-        public = order.bid_prices / per_gpu_hour
-        for index in self._observers:
-            mine = strategy_of == index
-            if mine.any():
-                providers = order.bid_providers[mine]
-                self.strategies[index].observe(Outcome(
-                    view, providers, order.bid_prices[mine] / per_gpu_hour,
-                    providers == winner, clearing, self.env.now, public))
-
     def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
         """What serving the whole job of `order` (all its work, not only what is left) costs
         each of `providers` at its avoidable cost of serving (`cost_marginal`), micro-USD
@@ -552,25 +353,18 @@ class Market:
             best = min(best, round(float(self.serving_cost_micro(order, ids).min())))
         return best
 
-    def _place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
-                    arrivals: np.ndarray) -> None:
+    def place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
+                   arrivals: np.ndarray) -> int:
         """Reserve capacity and lock a deposit for each bid; a provider that cannot pay the
-        deposit does not bid."""
-        if self._deposit:
-            accounts = self.pool.account[providers].tolist()
-            try:
-                self.ledger.collect(accounts, self.deposits, self._deposit, "bid_deposit")
-            except InsufficientFunds:  # rare: drop the bids of providers who cannot pay
-                paid = self.ledger.can_pay(accounts, self._deposit)
-                keep = np.array(paid, bool)
-                providers, prices, arrivals = providers[keep], prices[keep], arrivals[keep]
-                self.ledger.collect([a for a, ok in zip(accounts, paid, strict=True) if ok],
-                                    self.deposits, self._deposit, "bid_deposit")
+        deposit does not bid. Returns the id the first bid got (or would have got)."""
+        first_id = self._next_bid
+        paid = self.settlement.take_deposits(self.pool.account[providers].tolist())
+        if paid is not None:
+            providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]
         if not providers.size:
-            return
+            return first_id
         self.pool.free[providers] -= order.need
         self.matcher.reserved(order, providers)
-        first_id = self._next_bid
         self._next_bid += providers.size
         bid_ids = list(range(first_id, self._next_bid))
         if order.bid_ids:  # a bid placed by hand: keep every array in arrival order
@@ -589,12 +383,13 @@ class Market:
             order.bid_prices = prices
             order.bid_arrivals = arrivals
             order.bid_open = np.ones(providers.size, bool)
-        if self._routes[BidsPlaced]:  # built only when someone listens: bids are many
+        if self.bus.listened(BidsPlaced):  # built only when someone listens: bids are many
             self.emit(BidsPlaced(self.env.now, order.id, tuple(bid_ids),
                                  tuple(providers.tolist()), tuple(prices.tolist()),
                                  tuple(arrivals.tolist())))
+        return first_id
 
-    def _release_bids(self, order: Order, which: np.ndarray) -> None:
+    def release_bids(self, order: Order, which: np.ndarray) -> None:
         """Close the open bids at positions `which`: free their capacity, refund deposits."""
         which = which[order.bid_open[which]]
         if not which.size:
@@ -602,13 +397,9 @@ class Market:
         order.bid_open[which] = False
         providers = order.bid_providers[which]
         self.pool.free[providers] += order.need
-        if self._deposit:
-            self.ledger.distribute(self.deposits, self.pool.account[providers].tolist(),
-                                   self._deposit, "bid_deposit_refund")
-        if self._interruptible_on:  # capacity came back: paused leases may resume
-            for provider in providers.tolist():
-                if provider in self._interruptible_on:
-                    self._reschedule(provider)
+        self.settlement.refund_deposits(self.pool.account[providers].tolist())
+        if self.scheduler is not None:  # capacity came back: paused leases may resume
+            self.scheduler.capacity_back(providers)
 
     def _close_auction(self, order: Order) -> None:
         if order.state is not OrderState.OPEN:
@@ -628,7 +419,7 @@ class Market:
             if self._mechanism_context:
                 winner, price = self.mechanism.allocate(
                     order.bid_prices[valid], order.max_price,
-                    self._auction_context(order, order.bid_providers[valid]))
+                    self.auction_context(order, order.bid_providers[valid]))
             else:
                 winner, price = self.mechanism.allocate(order.bid_prices[valid],
                                                         order.max_price)
@@ -640,73 +431,36 @@ class Market:
                     lambda _e, order=order: self._close_auction(order))
                 return
         if winner == NO_WINNER:
-            if self._observers:
-                self._tell_outcome(order, -1, 0)
-            self._release_bids(order, np.arange(arrivals.size))
-            self._end_order(order)
+            self.bidding.tell_outcome(order, -1, 0, now)
+            self.release_bids(order, np.arange(arrivals.size))
+            self.end_order(order)
             self.emit(OrderExpired(now, order.id, order.tenant, order.job_id, arrivals.size))
             return
-        self._lease(order, int(valid[winner]), price)
-
-    def _expire_bids(self, order: Order, chain: int) -> None:
-        """Hand-picked orders: providers drop bids held `bid_timeout_s` without a lease
-        (not while the tenant holds the order: the chain stops, `release_order` restarts it)."""
-        if order.state is not OrderState.OPEN or order.id in self._held \
-                or self._expiry_chain.get(order.id, 0) != chain:
-            return
-        now = self.env.now
-        stale = np.flatnonzero(order.bid_open
-                               & (order.bid_arrivals <= now - self.rules.bid_timeout_s + 1e-9))
-        self._release_bids(order, stale)
-        waiting = order.bid_arrivals[order.bid_open]
-        next_check = (float(waiting.min()) + self.rules.bid_timeout_s - now) if waiting.size \
-            else self.rules.bid_timeout_s
-        self.env.timeout(max(next_check, 0.0)).callbacks.append(
-            lambda _e, order=order: self._expire_bids(order, chain))
+        self.lease(order, int(valid[winner]), price)
 
     def hold_order(self, order_id: int) -> None:
         """The tenant of a hand-picked open order takes time to choose: its bids stay open
-        (none expires after `bid_timeout_s`) until `release_order`. A live market releases
-        a hold after a wall-clock limit, as a logged command, so a replay meets it at the same
-        simulated time. Raises MarketError (nothing changed) for an order the market picks."""
-        order = self._open_order(order_id)
-        if order.auto:
-            raise MarketError(f"order {order_id}: the market picks its winner; only a "
-                              "hand-picked order (auto_select false) can be held")
-        self._held.add(order_id)
+        until `release_order` (`market.holds`). Raises MarketError (nothing changed) for an
+        order the market picks."""
+        self.hand_picks.hold(self._open_order(order_id))
 
     def release_order(self, order_id: int) -> bool:
-        """End the hold on `order_id`: bids held longer than `bid_timeout_s` are dropped now,
-        the others expire as usual. Returns False (nothing changed) if it was not held, or
-        has been leased or closed meanwhile."""
-        if order_id not in self._held:
-            return False
-        self._held.discard(order_id)
-        order = self.orders.get(order_id)
-        if order is None or order.state is not OrderState.OPEN:
-            self._expiry_chain.pop(order_id, None)
-            return False
-        chain = self._expiry_chain[order_id] = self._expiry_chain.get(order_id, 0) + 1
-        self._expire_bids(order, chain)
-        return True
+        """End the hold on `order_id` (`market.holds.HandPicks.release`)."""
+        return self.hand_picks.release(order_id)
 
     def held(self, order_id: int) -> bool:
         """Whether the order's tenant holds it (its bids do not expire)."""
-        return order_id in self._held
+        return self.hand_picks.held(order_id)
 
     def held_orders(self) -> list[int]:
         """The ids of the orders held now, in id order."""
-        return sorted(self._held)
+        return self.hand_picks.held_orders()
 
-    def _end_order(self, order: Order) -> None:
+    def end_order(self, order: Order) -> None:
         """Close an order for good: refund what is left in its escrow to the tenant."""
         order.state = OrderState.CLOSED
-        self._held.discard(order.id)
-        self._expiry_chain.pop(order.id, None)
-        if order.escrow:
-            self.ledger.transfer(self.escrow, self.tenant_accounts[order.tenant], order.escrow,
-                                 "escrow_refund")
-            order.escrow = 0
+        self.hand_picks.ended(order.id)
+        self.settlement.refund_escrow(order, self.tenant_accounts[order.tenant])
         self.orders.pop(order.id, None)
 
     def submit_bid(self, order_id: int, provider: int, price_usd_per_gpu_hour: float) -> int:
@@ -743,16 +497,15 @@ class Market:
                 and (pool.audited[provider] or not order.audited_only)):
             raise MarketError(f"provider {provider} does not match order {order_id} "
                               "(GPU model, storage class, audit, or free capacity)")
-        if self.ledger.balance(int(pool.account[provider])) < self._deposit:
+        if not self.settlement.can_bid(int(pool.account[provider])):
             raise MarketError(f"provider {provider} cannot pay the bid deposit")
-        bid_id = self._next_bid
-        self._place_bids(order, np.array([provider]), np.array([price], np.int64),
-                         np.array([now]))
+        bid_id = self.place_bids(order, np.array([provider]), np.array([price], np.int64),
+                                 np.array([now]))
         # The cap keeps the first `order_max_bids` bids to arrive: this one arrived before
         # any still on their way, so the last of those drops out.
         waiting = order.bid_open.nonzero()[0]
         if waiting.size > self._max_bids:
-            self._release_bids(order, waiting[self._max_bids:])
+            self.release_bids(order, waiting[self._max_bids:])
         if order.auto and not self.mechanism.sealed:  # the first bid to arrive wins: now
             self.env.timeout(0).callbacks.append(lambda _e: self._close_auction(order))
         return bid_id
@@ -768,7 +521,7 @@ class Market:
             raise MarketError(f"bid {bid_id} is not open")
         if not self.pool.up[order.bid_providers[position]]:
             raise MarketError(f"bid {bid_id}: its provider is down")
-        return self._lease(order, position, int(order.bid_prices[position])).id
+        return self.lease(order, position, int(order.bid_prices[position])).id
 
     def bids(self, order_id: int) -> list[dict[str, Any]]:
         """The bids on an open or leased order, in arrival order: id, provider, price per
@@ -789,8 +542,8 @@ class Market:
     def cancel_order(self, order_id: int) -> None:
         """The tenant withdraws an open order: bids are closed, escrow refunded."""
         order = self._open_order(order_id)
-        self._release_bids(order, np.arange(order.bid_arrivals.size))
-        self._end_order(order)
+        self.release_bids(order, np.arange(order.bid_arrivals.size))
+        self.end_order(order)
         self.emit(OrderCancelled(self.env.now, order.id, order.tenant))
 
     def _open_order(self, order_id: int) -> Order:
@@ -801,40 +554,34 @@ class Market:
 
     # ------------------------------------------------------------------ leases
 
-    def _lease(self, order: Order, position: int, price: int) -> Lease:
+    def lease(self, order: Order, position: int, price: int) -> Lease:
+        """The bid at `position` wins `order` at `price` micro-USD per hour: the lease starts."""
         now = self.env.now
         pool = self.pool
         provider = int(order.bid_providers[position])
         order.bid_open[position] = False  # the winning bid's capacity becomes the lease's
         order.bid_lost = order.bid_open.copy()
-        self._release_bids(order, order.bid_lost.nonzero()[0])
-        if self._observers:
-            self._tell_outcome(order, provider, price)
+        self.release_bids(order, order.bid_lost.nonzero()[0])
+        self.bidding.tell_outcome(order, provider, price, now)
         if order.interruptible:
             price = order.max_price  # as on Vast, an interruptible lease pays the tenant's bid
         lease = Lease(self._next_lease, order, provider, order.bid_ids[position],
                       int(pool.model[provider]), price, now, self._deposit)
         self._next_lease += 1
         order.state = OrderState.ACTIVE
-        if self._held:  # a held order got its lease: the hold is over
-            self._held.discard(order.id)
-            self._expiry_chain.pop(order.id, None)
+        self.hand_picks.ended(order.id)  # a held order got its lease: the hold is over
         order.lease = lease
         self.leases[lease.id] = lease
-        self._plan_end(lease)
+        self.plan_end(lease)
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
                                int(order.bid_arrivals.size), now - order.created_s,
                                order.interruptible))
-        if order.interruptible:
-            self._interruptible_on.setdefault(provider, []).append(lease)
-            self._interruptible_held[provider] += order.need
-            self._interruptible_running += 1
-        if provider in self._interruptible_on:  # it may take what lower leases hold
-            self._reschedule(provider)
+        if self.scheduler is not None:
+            self.scheduler.leased(lease)
         return lease
 
-    def _plan_end(self, lease: Lease, resumed: bool = False) -> None:
+    def plan_end(self, lease: Lease, resumed: bool = False) -> None:
         """Schedule the one event that ends this lease, whichever cause comes first (when it
         starts, and again when it resumes after a pause)."""
         now = self.env.now
@@ -885,26 +632,15 @@ class Market:
             raise MarketError(f"lease {lease_id} is not active")
         return self._close_lease(lease, CloseReason.OWNER, reopen=reopen)
 
-    def _settle(self, lease: Lease) -> None:
-        """Pay the provider what the lease owes now, from its order's escrow, less the fee."""
-        order = lease.order
-        owed = owed_micro(lease.price, lease.ran_s(self.env.now)) - lease.paid
-        amount = min(owed, order.escrow)
-        if amount <= 0:
-            return
-        fee = amount * self._take_ppm // 1_000_000
-        account = int(self.pool.account[lease.provider])
-        self.ledger.transfer(self.escrow, self.platform, fee, "take_rate")
-        self.ledger.transfer(self.escrow, account, amount - fee, "lease_payout")
-        order.escrow -= amount
-        lease.paid += amount
-        self.emit(PaymentSettled(self.env.now, lease.id, lease.provider, amount, fee))
+    def settle(self, lease: Lease) -> None:
+        """Pay the provider what the lease owes now (`Settlement.settle`)."""
+        self.settlement.settle(lease, int(self.pool.account[lease.provider]), self.env.now)
 
     def _close_lease(self, lease: Lease, reason: CloseReason, reopen: bool = False,
                      finished: bool = False) -> int | None:
         now = self.env.now
         order = lease.order
-        self._settle(lease)
+        self.settle(lease)
         lease.state = (LeaseState.INSUFFICIENT_FUNDS if reason is CloseReason.INSUFFICIENT_FUNDS
                        else LeaseState.CLOSED)
         del self.leases[lease.id]
@@ -914,15 +650,12 @@ class Market:
         if lease.running:
             pool.free[provider] += order.need
             pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
-            if lease.interruptible:
-                self._interruptible_held[provider] -= order.need
-                self._interruptible_running -= 1
-        self._leases_ended[lease.provider] += 1
+            if self.scheduler is not None:
+                self.scheduler.stopping(lease)
+        self._leases_ended[provider] += 1
         if reason in PROVIDER_FAULTS:
-            self._leases_failed[lease.provider] += 1
-        if lease.deposit:
-            self.ledger.transfer(self.deposits, int(pool.account[lease.provider]), lease.deposit,
-                                 "bid_deposit_refund")
+            self._leases_failed[provider] += 1
+        self.settlement.refund_lease_deposit(lease, int(pool.account[provider]))
         # An open-ended lease (no work estimate) has done none of "the rest": it is all left.
         done = 0.0 if lease.planned_work_s == math.inf else \
             min(lease.ran_s(now) / lease.planned_work_s, 1.0)
@@ -930,16 +663,11 @@ class Market:
         if finished:
             work_left = 0.0
         escrow_left = order.escrow
-        self._end_order(order)  # refunds the escrow; a re-opened group deposits it again
-        self.emit(LeaseClosed(now, lease.id, order.id, order.tenant, lease.provider,
+        self.end_order(order)  # refunds the escrow; a re-opened group deposits it again
+        self.emit(LeaseClosed(now, lease.id, order.id, order.tenant, provider,
                               order.job_id, reason.value, lease.paid, work_left))
-        if lease.interruptible:
-            held = self._interruptible_on[provider]
-            held.remove(lease)
-            if not held:
-                del self._interruptible_on[provider]
-        if provider in self._interruptible_on:  # capacity came back: paused leases may resume
-            self._reschedule(provider)
+        if self.scheduler is not None:
+            self.scheduler.closed(lease)
         if not (reopen and work_left > 0):
             return None
         # Akash keeps the group open after an owner close: re-auction the rest of the work.
@@ -953,81 +681,6 @@ class Market:
             job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
             attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
             tag=order.tag)
-
-    # ------------------------------------------------------------------ interruptible leases
-
-    def _headroom(self, order: Order) -> np.ndarray | None:
-        """What running interruptible leases hold that `order` may take, per provider and
-        resource: all of it for an on-demand order, what lower bids hold for an interruptible
-        one; None when no interruptible lease runs."""
-        if not self._interruptible_running:
-            return None
-        if not order.interruptible:
-            return self._interruptible_held
-        headroom = np.zeros_like(self._interruptible_held)
-        for provider, leases in self._interruptible_on.items():
-            for lease in leases:
-                if lease.running and lease.priority < order.priority:
-                    headroom[provider] += lease.order.need
-        return headroom
-
-    def _reschedule(self, provider: int) -> None:
-        """Run `provider`'s interruptible leases by rank in what on-demand leases and open
-        bids leave (`market.clearing.interruptible_schedule`, backfilling): pause the ones
-        that no longer fit, resume the paused ones that fit again. Nothing resumes while the
-        provider is down."""
-        from market.clearing import interruptible_schedule
-
-        leases = self._interruptible_on.get(provider)
-        if not leases or not self.pool.up[provider]:
-            return
-        room = np.maximum(self.pool.free[provider] + self._interruptible_held[provider], 0)
-        running = interruptible_schedule(
-            np.array([lease.priority for lease in leases], np.int64),
-            np.zeros(len(leases), bool), room,
-            np.array([lease.order.need for lease in leases]), backfill=True)
-        # Pauses first: what they give back is what the resumed leases take.
-        for lease, runs in zip(list(leases), running.tolist(), strict=True):
-            if lease.running and not runs:
-                self._pause(lease)
-        for lease, runs in zip(list(leases), running.tolist(), strict=True):
-            if runs and not lease.running:
-                self._resume(lease)
-
-    def _pause(self, lease: Lease) -> None:
-        now = self.env.now
-        self._settle(lease)  # paid for what ran; nothing accrues while paused
-        provider, need = lease.provider, lease.order.need
-        self.pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
-        lease.worked_s += now - lease.run_start_s
-        lease.running = False
-        lease.paused_since_s = now
-        lease.pauses += 1
-        lease.plan += 1  # the planned end no longer holds
-        self.pool.free[provider] += need
-        self._interruptible_held[provider] -= need
-        self._interruptible_running -= 1
-        order = lease.order
-        self.emit(LeasePaused(now, lease.id, order.id, order.tenant, provider, order.job_id))
-
-    def _resume(self, lease: Lease) -> None:
-        now = self.env.now
-        provider, need = lease.provider, lease.order.need
-        paused_s = now - lease.paused_since_s
-        lease.paused_s += paused_s
-        lease.paused_since_s = math.nan
-        lease.running = True
-        lease.run_start_s = now
-        self.pool.free[provider] -= need
-        self._interruptible_held[provider] += need
-        self._interruptible_running += 1
-        self._plan_end(lease, resumed=True)
-        order = lease.order
-        self.emit(LeaseResumed(now, lease.id, order.id, order.tenant, provider, order.job_id,
-                               paused_s))
-
-    def _recovered(self, event: ProviderRecovered) -> None:
-        self._reschedule(event.provider)
 
     def tenant_left(self, tenant: int, job_id: int, reason: str, gpu_hours: float,
                     list_cost_usd: float, value_usd: float | None = None,
@@ -1049,77 +702,12 @@ class Market:
 
     # ------------------------------------------------------------------ running
 
-    def _batch_clearings(self):
-        """Every `interval_s`, match the orders opened since the last clearing at once."""
-        from market.clearing import batch_clear
-
-        while True:
-            yield self.env.timeout(self.mechanism.interval_s)
-            orders = [o for o in self._batch if o.state is OrderState.OPEN]
-            self._batch = []
-            if not orders:
-                continue
-            # One standing ask per provider: its price for the first order it can serve.
-            ask: dict[int, int] = {}
-            eligible_of = []
-            for order in orders:
-                ids = self.matcher.eligible(order)
-                if not self._all_automated:
-                    ids = ids[self.pool.automated[ids]]
-                prices = self._price(order, ids) if ids.size else np.zeros(0)
-                for provider, price in zip(ids.tolist(), prices.tolist(), strict=True):
-                    if price == price and price > 0 and provider not in ask:
-                        ask[provider] = round(price / order.gpus)
-                eligible_of.append(set(ids.tolist()))
-            providers = sorted(ask)
-            if providers:
-                column = {p: j for j, p in enumerate(providers)}
-                eligible = np.zeros((len(orders), len(providers)), bool)
-                for i, ids in enumerate(eligible_of):
-                    for provider in ids:
-                        if provider in column:
-                            eligible[i, column[provider]] = True
-                # As in every auction, a tenant takes no ask that makes its job cost more
-                # than its budget (its max price over the shortest run, or the work's value).
-                asks = np.array([ask[p] for p in providers], dtype=float)
-                offered = np.array(providers)
-                for i, order in enumerate(orders):
-                    context = self._auction_context(order, offered)
-                    job_cost = asks * order.gpus * context.job_hours
-                    eligible[i] &= job_cost <= context.budget_micro
-                winner, price = batch_clear(
-                    np.array([o.gpus for o in orders]),
-                    np.array([o.max_price // o.gpus for o in orders]),
-                    self.pool.free[providers, 0], np.array([ask[p] for p in providers]),
-                    self.mechanism.pricing, eligible)
-            else:
-                winner = np.full(len(orders), -1)
-                price = np.zeros(len(orders), np.int64)
-            for order, j, per_gpu in zip(orders, winner.tolist(), price.tolist(), strict=True):
-                provider = providers[j] if j >= 0 else -1
-                if provider >= 0 and (self.pool.free[provider] >= order.need).all():
-                    total = int(per_gpu) * order.gpus
-                    bid_id = self._next_bid
-                    self._place_bids(order, np.array([provider]), np.array([total], np.int64),
-                                     np.array([self.env.now]))
-                    if bid_id in order.bid_ids:  # the deposit was paid: the trade goes through
-                        self._lease(order, order.bid_ids.index(bid_id), total)
-                        continue
-                self._release_bids(order, np.arange(order.bid_arrivals.size))
-                self._end_order(order)
-                if self._observers:
-                    self._tell_outcome(order, -1, 0)
-                self.emit(OrderExpired(self.env.now, order.id, order.tenant, order.job_id,
-                                       len(order.bid_ids)))
-
     def _check_periods(self) -> None:
         """Refuse a periodic process that would tick more than MAX_PERIODIC_TICKS times in the
         horizon: each tick is an event, so a tiny interval would spin in place of the run."""
         periods = [("market.withdraw_interval_s", self.rules.withdraw_interval_s),
                    ("market.price_index_interval_s", self.rules.price_index_interval_s)]
-        if getattr(self.mechanism, "batch", False):
-            periods.append(("market.mechanism_params.interval_s",
-                            float(getattr(self.mechanism, "interval_s", 0.0))))
+        periods += getattr(self.mechanism, "periods", lambda: [])()
         for name, interval_s in periods:
             if not interval_s * MAX_PERIODIC_TICKS >= self.horizon_s:  # NaN and 0 too
                 raise MarketError(
@@ -1132,7 +720,7 @@ class Market:
         while True:
             yield self.env.timeout(self.rules.withdraw_interval_s)
             for lease in list(self.leases.values()):
-                self._settle(lease)
+                self.settle(lease)
 
     def _ticks(self):
         interval = self.rules.price_index_interval_s
@@ -1140,11 +728,11 @@ class Market:
             yield self.env.timeout(interval)
             self.emit(Tick(self.env.now))
 
-    def run(self, until: float | None = None,
-            progress: Callable[[float, float], None] | None = None) -> Any:
-        """Advance to `until` simulated seconds (default: the scenario's end) and return the
-        result so far; at the scenario's end, active leases are settled once more.
-        `progress(now_s, horizon_s)` is called on every tick."""
+    def advance(self, until: float | None = None,
+                progress: Callable[[float, float], None] | None = None) -> bool:
+        """Advance to `until` simulated seconds (default: the scenario's end); at the
+        scenario's end, active leases are settled once more (`finish`). Returns whether the
+        run is over. `progress(now_s, horizon_s)` is called on every tick."""
         target = self.horizon_s if until is None else min(until, self.horizon_s)
         unsubscribe = None
         if progress is not None:
@@ -1168,45 +756,22 @@ class Market:
                 unsubscribe()
         if target >= self.horizon_s:
             self.finish()
-        return self.result()
+        return self._finished
 
     def finish(self) -> None:
         """End the run here (at the scenario's end, or earlier when a live market stops):
-        settle active leases once more and close the result files. Idempotent."""
+        settle active leases once more. Idempotent."""
         if self._finished:
             return
         self._finished = True
         for lease in list(self.leases.values()):
-            self._settle(lease)
-        if self.recorder is not None:
-            self.recorder.close()
+            self.settle(lease)
 
     @property
     def finished(self) -> bool:
         """Whether `finish` ran: the run is over and takes no more commands."""
         return self._finished
 
-    def result(self) -> Any:
-        from market.result import RunResult
-        return RunResult(self)
-
     def money(self) -> dict[str, Any]:
         """The ledger's audit: total money, whether it is unchanged, what escrow holds."""
-        ledger = self.ledger
-        escrow_expected = sum(order.escrow for order in self.orders.values())
-        deposits_expected = self._deposit * (
-            sum(int(order.bid_open.sum()) for order in self.orders.values()) + len(self.leases))
-        conserved = (ledger.total() == 0 and not ledger.overdrawn()
-                     and ledger.balance(self.escrow) == escrow_expected
-                     and ledger.balance(self.deposits) == deposits_expected)
-        return {
-            "money_conserved": conserved,
-            "money_total_micro": ledger.total(),
-            "money_in_micro": -ledger.balance(ledger.external),
-            "escrow_held_micro": ledger.balance(self.escrow),
-            "deposits_held_micro": ledger.balance(self.deposits),
-            "flows_micro": dict(sorted(ledger.flows.items())),
-        }
-
-
-__all__ = ["Market", "MarketError"]
+        return self.settlement.audit(self.orders.values(), len(self.leases))

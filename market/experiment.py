@@ -65,7 +65,7 @@ _DEPENDENCIES = ("simpy", "numpy", "pydantic", "pyarrow", "scipy", "rich", "type
 def execute(spec: RunSpec, events_dir: str | None = None) -> dict[str, Any]:
     """Make one run; returns its result as plain data (it travels back from workers). An
     exception is caught and returned as a failed result with a one-line error."""
-    from market.engine import Market  # workers import the engine only when they run
+    from market.builder import Market  # workers import the engine only when they run
 
     start = time.perf_counter()
     try:
@@ -358,7 +358,7 @@ def _local(specs: list[RunSpec], workers: int, events_dir: str | None
     pending = list(reversed(specs))
     attempts: dict[str, int] = {}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["market.experiment", "market.engine", "agents.populate"])
+    context.set_forkserver_preload(["market.experiment", "market.builder", "agents.populate"])
     lifeline, held = context.Pipe(duplex=False)  # only this process ever holds `held`
     try:
         while pending:

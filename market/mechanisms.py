@@ -33,14 +33,11 @@ nothing changes. A slow, cheap GPU wins when it is cheaper per job:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-NO_WINNER = -1
-# Relative slack when comparing a job's cost with a budget: both are products of float hours.
-_ROUND_OFF = 1e-12
+from market.auction import NO_WINNER, ROUND_OFF, AuctionContext
 
 
 def _acceptable(prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
@@ -90,39 +87,6 @@ def first_arrival(prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, 
     return winner, int(prices_micro[winner])
 
 
-@dataclass(frozen=True, slots=True)
-class AuctionContext:
-    """What the market knows about each bid besides its price, for mechanisms that need it:
-    how many hours the job runs on the bidder's GPU (1 for an open-ended lease), the bidder's
-    reliability (the share of its past leases that ended without a provider fault, smoothed
-    so that a newcomer starts near 1), and the hyperscaler list price of the bidder's GPU for
-    the whole order (micro-USD per hour).
-
-    `budget_micro` is the most the tenant pays for the order's work, micro-USD: its max price
-    (per GPU-hour of the order) over the job's shortest run on a GPU model it accepts, and
-    never more than that work is worth to it. `pays_reserve`: the lease pays the max price,
-    not the bid (an interruptible order's bid per GPU-hour, as on Vast.ai).
-    """
-
-    job_hours: np.ndarray
-    reliability: np.ndarray
-    list_micro: np.ndarray
-    budget_micro: float = math.inf
-    pays_reserve: bool = False
-
-    def job_cost_micro(self, prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
-        """What each bid would cost the tenant for the order's whole work, micro-USD."""
-        rate = np.full(len(prices_micro), float(max_price_micro)) if self.pays_reserve \
-            else np.asarray(prices_micro, dtype=float)
-        return rate * self.job_hours
-
-    def affordable(self, prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
-        """bool per bid: within the max price and, for the whole job, within the budget."""
-        cost = self.job_cost_micro(prices_micro, max_price_micro)
-        return (np.asarray(prices_micro) <= max_price_micro) & np.isfinite(cost) \
-            & (cost <= self.budget_micro * (1 + _ROUND_OFF))
-
-
 def per_job(prices_micro: np.ndarray, max_price_micro: int,
             context: AuctionContext | None) -> tuple[np.ndarray, int, np.ndarray]:
     """Bids restated so that a rule over prices per GPU-hour ranks them by price per job.
@@ -153,14 +117,14 @@ def per_job(prices_micro: np.ndarray, max_price_micro: int,
         shortest = float(hours[runs].min())
     reserve = max_price
     if math.isfinite(context.budget_micro):
-        budget_rate = context.budget_micro / shortest * (1 + _ROUND_OFF)
+        budget_rate = context.budget_micro / shortest * (1 + ROUND_OFF)
         reserve = max(min(max_price, math.floor(budget_rate)), 0)
     if longest == shortest:  # one run time (one GPU model): the bids as they are
         scores, ratio = prices, np.ones(prices.size)
     else:
         ratio = hours / shortest if runs is None else np.where(runs, hours / shortest, 1.0)
         # Rounded up; a ratio of 1 leaves a bid below 1e12 micro-USD as it is.
-        scores = np.ceil(prices * ratio * (1 - _ROUND_OFF)).astype(np.int64)
+        scores = np.ceil(prices * ratio * (1 - ROUND_OFF)).astype(np.int64)
     refused = None if runs is None else ~runs
     if context.pays_reserve:
         unaffordable = ~context.affordable(prices, max_price)
@@ -176,7 +140,7 @@ def per_gpu_hour(prices_micro: np.ndarray, winner: int, pay_micro: int,
     down (the job then costs no more than the payment said), never below the winner's bid."""
     if ratio[winner] == 1.0:
         return int(pay_micro)
-    restated = math.floor(pay_micro / ratio[winner] * (1 + _ROUND_OFF))
+    restated = math.floor(pay_micro / ratio[winner] * (1 + ROUND_OFF))
     return max(int(prices_micro[winner]), restated)
 
 
@@ -408,7 +372,6 @@ class BatchClearing:
 
     name: ClassVar[str] = "batch_clearing"
     sealed = True
-    batch = True
 
     def __init__(self, interval_s: float = 300.0, pricing: str = "pay_as_bid") -> None:
         if not 0 < interval_s < float("inf"):
@@ -417,6 +380,17 @@ class BatchClearing:
             raise ValueError(f"pricing: expected 'pay_as_bid' or 'uniform', got {pricing!r}")
         self.interval_s = interval_s
         self.pricing = pricing
+
+    def periods(self) -> list[tuple[str, float]]:
+        """Its periodic process, for the engine's check on tick counts."""
+        return [("market.mechanism_params.interval_s", self.interval_s)]
+
+    def attach(self, market: Any) -> None:
+        """Give `market` (the engine) its clearing process: orders the market picks for wait
+        for the next clearing instead of getting per-order bids."""
+        from market.batching import BatchClearer
+
+        market.clearing = BatchClearer(market, self.interval_s, self.pricing)
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int) -> tuple[int, int]:
         """One order alone: the cheapest acceptable ask, paid as bid."""
@@ -444,3 +418,9 @@ class Interruptible(TenantPick):
 
     name: ClassVar[str] = "interruptible"
     interruptible = True
+
+    def attach(self, market: Any) -> None:
+        """Give `market` (the engine) the scheduler that pauses and resumes leases."""
+        from market.interruptible import InterruptibleScheduler
+
+        market.scheduler = InterruptibleScheduler(market)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from array import array
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -27,10 +27,9 @@ from market.events import (
     Tick,
 )
 from market.records import PROVIDER_FAULTS
+from market.state import MarketState
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
-
-if TYPE_CHECKING:
-    from market.engine import Market
+from market.welfare import Welfare
 
 
 def describe(values: Any) -> dict[str, float | int]:
@@ -83,8 +82,9 @@ class _OpenLease:
 class Metrics:
     """Subscribes to a market's events and summarizes them."""
 
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: MarketState, welfare: Welfare) -> None:
         self.market = market
+        self._welfare = welfare
         self.list_price = {m.id: m.list_usd_per_gpu_hour for m in market.catalog}
         self.counts: Counter[str] = Counter()
         self.close_reasons: Counter[str] = Counter()
@@ -258,7 +258,7 @@ class Metrics:
                 "paid_usd": paid[model],
                 "savings_vs_list": 1 - paid[model] / list_cost if list_cost else 0.0,
             }
-        welfare = market.welfare.summary()
+        welfare = self._welfare.summary()
         accounts = self.provider_accounts()  # once: by archetype, population, market power
         providers = self._providers(accounts)
         total_list = sum(served[m] * self.list_price[m] for m in served)

@@ -13,13 +13,10 @@ knows, and the margin counts as 0.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:
-    from market.catalog import GpuCatalog
-    from market.scenario import Scenario
+from market.catalog import GpuCatalog
+from market.scenario import Scenario
 
 
 def outside_models(scenario: Scenario, catalog: GpuCatalog) -> np.ndarray:

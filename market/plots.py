@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -23,8 +23,6 @@ from market.units import SECONDS_PER_DAY
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
-
-    from market.result import RunResult
 
 #: Parts of welfare, in the order they add up to the potential (see market.welfare).
 WELFARE_PARTS = (
@@ -45,12 +43,23 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (8, 4)) -> Axes:
     return new
 
 
+class Run(Protocol):
+    """A run as drawn here (`market.result.RunResult` is one)."""
+
+    summary: dict[str, Any]
+
+    @property
+    def prices(self) -> Any:
+        """The price and utilization series, a pyarrow Table."""
+        ...
+
+
 class RunPlots:
     """`result.plot`: plots of one run. The series come from the run's metrics, which every
     run keeps (with or without `record`): one point per GPU model per price-index bucket
     (`market.price_index_interval_s`, an hour by default)."""
 
-    def __init__(self, result: RunResult) -> None:
+    def __init__(self, result: Run) -> None:
         self._result = result
 
     def _series(self, gpu_models: Sequence[str] | None) -> dict[str, dict[str, np.ndarray]]:

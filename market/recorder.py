@@ -9,7 +9,7 @@ batches.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,11 +24,10 @@ from market.events import (
     OrderExpired,
     OrderOpened,
 )
+from market.metrics import Metrics
+from market.state import MarketState
 from market.units import MICRO_USD_PER_USD
-from market.welfare import JOBS_COLUMNS, rows
-
-if TYPE_CHECKING:
-    from market.engine import Market
+from market.welfare import JOBS_COLUMNS, Welfare, rows
 
 ORDERS_SCHEMA = pa.schema([
     ("order_id", pa.int64()), ("job_id", pa.int64()), ("tenant", pa.int64()),
@@ -116,8 +115,11 @@ class _Table:
 class Recorder:
     """Subscribes to a market and keeps its orders and leases tables."""
 
-    def __init__(self, market: Market, out: str | Path | None = None) -> None:
+    def __init__(self, market: MarketState, welfare: Welfare, metrics: Metrics,
+                 out: str | Path | None = None) -> None:
         self.market = market
+        self._welfare = welfare
+        self._metrics = metrics
         self.out = Path(out) if out is not None else None
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,7 @@ class Recorder:
         self.leases = _Table(LEASES_SCHEMA, self._path("leases.parquet"))
         self.jobs = _Table(JOBS_SCHEMA, self._path("jobs.parquet"))
         self.providers = _Table(PROVIDERS_SCHEMA, self._path("providers.parquet"))
-        market.welfare.sink = self.jobs.append  # a job's row is written when it is over
+        welfare.sink = self.jobs.append  # a job's row is written when it is over
         self._open_orders: dict[int, list[Any]] = {}
         self._open_leases: dict[int, list[Any]] = {}
         self.closed = False
@@ -193,10 +195,10 @@ class Recorder:
         self._open_leases.clear()
         self.orders.close()
         self.leases.close()
-        for row in rows(self.market.welfare.open_accounts()):  # jobs not over: as they stand
+        for row in rows(self._welfare.open_accounts()):  # jobs not over: as they stand
             self.jobs.append(row)
         self.jobs.close()
-        for row in self.market.metrics.provider_rows():
+        for row in self._metrics.provider_rows():
             self.providers.append(row)
         self.providers.close()
         prices = self.prices()
@@ -205,5 +207,5 @@ class Recorder:
         self.closed = True
 
     def prices(self) -> pa.Table:
-        rows = self.market.metrics.series
+        rows = self._metrics.series
         return pa.Table.from_pylist(rows, schema=PRICES_SCHEMA)

@@ -9,17 +9,15 @@ that fails while its owner has it offline comes back only when both are over.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+import simpy
 
 from market.errors import MarketError
-from market.events import ProviderFailed, ProviderLeft, ProviderRecovered
-
-if TYPE_CHECKING:
-    from market.engine import Market
-    from market.pool import ProviderRow
+from market.events import Event, ProviderFailed, ProviderLeft, ProviderRecovered
+from market.pool import ProviderPool, ProviderRow
 
 
 class _Absence(NamedTuple):
@@ -45,11 +43,12 @@ MIN_CYCLE_S = 60.0
 class Reliability:
     """Schedules every provider's failures and absences on the market's clock."""
 
-    def __init__(self, market: Market) -> None:
-        self.market = market
-        self.pool = market.pool
-        self.env = market.env
-        self.rng = market.streams.get("providers.reliability")
+    def __init__(self, env: simpy.Environment, pool: ProviderPool, rng: np.random.Generator,
+                 emit: Callable[[Event], None]) -> None:
+        self.pool = pool
+        self.env = env
+        self.rng = rng  # the "providers.reliability" stream
+        self._emit = emit
         self._down = np.zeros(0, np.int32)  # reasons each provider is down
 
     @staticmethod
@@ -87,7 +86,7 @@ class Reliability:
         self._down[provider] -= 1
         if self._down[provider] == 0:
             self.pool.up[provider] = True
-            self.market.emit(ProviderRecovered(self.env.now, provider))
+            self._emit(ProviderRecovered(self.env.now, provider))
 
     def _schedule(self, provider: int, absence: _Absence) -> None:
         """Draw when `provider` next goes away for `absence`, and schedule it."""
@@ -105,7 +104,7 @@ class Reliability:
         away = self.rng.uniform(low, high)
         getattr(self.pool, absence.next_at)[provider] = math.inf
         self._hold_down(provider)
-        self.market.emit(absence.event(self.env.now, provider, self.env.now + away))
+        self._emit(absence.event(self.env.now, provider, self.env.now + away))
         self.env.timeout(away).callbacks.append(lambda _e: self._back(provider, absence))
 
     def _back(self, provider: int, absence: _Absence) -> None:

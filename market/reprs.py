@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from market.result import RunResult
-    from market.scenario import Scenario
+
+class Summarized(Protocol):
+    """A run as shown here: its JSON summary (`market.result.RunResult` is one)."""
+
+    summary: dict[str, Any]
 
 #: One style for every table, inline: notebooks strip <style> blocks from untrusted outputs.
 _TABLE = 'style="border-collapse:collapse;margin:0.3em 0;font-size:0.9em"'
@@ -87,7 +89,7 @@ def _section(title: str, body: str) -> str:
 # ----------------------------------------------------------------------------- scenarios
 
 
-def scenario_html(scenario: Scenario) -> str:
+def scenario_html(scenario: Any) -> str:
     """A scenario at a glance: name, description, duration, who takes part (tenants, each
     provider population with its GPU mix and strategy), and the market's main rules."""
     rules = scenario.market
@@ -148,7 +150,7 @@ def _cut(text: str, limit: int) -> str:
 # ----------------------------------------------------------------------------- run results
 
 
-def result_text(result: RunResult) -> str:
+def result_text(result: Summarized) -> str:
     """A run in one line: `<RunResult 'default' seed 1, 0.50 days: 2,493 orders, 40.4%
     filled, efficiency 89.8%, tenants paid $6,131.07>`."""
     s = result.summary
@@ -159,7 +161,7 @@ def result_text(result: RunResult) -> str:
             f"{usd(s.get('tenant_spend_usd'))}>")
 
 
-def result_html(result: RunResult) -> str:
+def result_html(result: Summarized) -> str:
     """A run's summary: headline figures, prices per GPU model, welfare, and providers by
     population."""
     s = result.summary

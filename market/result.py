@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from market.recorder import PRICES_SCHEMA
+from market.metrics import Metrics
+from market.recorder import PRICES_SCHEMA, Recorder
+from market.state import MarketState
 from market.units import SECONDS_PER_DAY
 
-if TYPE_CHECKING:
-    from market.engine import Market
+if TYPE_CHECKING:  # plots bring in matplotlib: only for those who draw
     from market.plots import RunPlots
 
 
@@ -27,8 +28,10 @@ class RunResult:
     draw the run (matplotlib); in a notebook the result shows itself as a short HTML summary.
     """
 
-    def __init__(self, market: Market) -> None:
-        self._market = market
+    def __init__(self, market: MarketState, metrics: Metrics,
+                 recorder: Recorder | None) -> None:
+        self._metrics = metrics
+        self._recorder = recorder
         self.summary: dict[str, Any] = {
             "scenario": market.scenario.name,
             "seed": market.seed,
@@ -36,7 +39,7 @@ class RunResult:
             "simulated_days": market.now / SECONDS_PER_DAY,
             "providers_count": market.pool.n,
             "tenants_count": len(market.tenant_accounts),
-            **market.metrics.summary(),
+            **metrics.summary(),
             **market.money(),
         }
 
@@ -60,8 +63,8 @@ class RunResult:
 
     def _table(self, name: str) -> pa.Table:
         if name == "prices":  # the metrics keep the series whether or not the run records
-            return pa.Table.from_pylist(self._market.metrics.series, schema=PRICES_SCHEMA)
-        recorder = self._market.recorder
+            return pa.Table.from_pylist(self._metrics.series, schema=PRICES_SCHEMA)
+        recorder = self._recorder
         if recorder is None:
             raise RuntimeError(f"{name}: this market was made with record=False, which keeps "
                                "only the summary and the price series (`prices`); make it "
@@ -108,7 +111,7 @@ class RunResult:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "summary.json").write_text(self.to_json() + "\n", encoding="utf-8")
-        recorder = self._market.recorder
+        recorder = self._recorder
         if recorder is not None and recorder.out != folder:
             for name in ("orders", "leases", "jobs", "providers", "prices"):
                 pq.write_table(self._table(name), folder / f"{name}.parquet")

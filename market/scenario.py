@@ -29,9 +29,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from market import registry
 from market.catalog import BOUNDS as CATALOG_BOUNDS
 from market.catalog import GpuCatalog, load_catalog
+from market.registry import UnknownName
+from market.registry import load as load_plugin
 from market.resources import STORAGE_CLASSES
 
 JOB_KINDS = ("training", "fine_tuning", "batch_inference", "online_inference")
@@ -109,7 +110,7 @@ class _Model(BaseModel):
             return type(self).model_validate(data)
         except ValidationError as error:
             raise _first_error(error, where) from None
-        except registry.UnknownName as error:
+        except UnknownName as error:
             raise ScenarioError(f"{where}: {error}") from None
 
 
@@ -156,12 +157,12 @@ class MarketRules(_Model):
     @field_validator("mechanism")
     @classmethod
     def _known_mechanism(cls, value: str) -> str:
-        registry.load("mechanisms", value)  # UnknownName lists the known ones
+        load_plugin("mechanisms", value)  # UnknownName lists the known ones
         return value
 
     def build_mechanism(self) -> Any:
         """The mechanism with its parameters (`selection` goes to those that take it)."""
-        factory = registry.load("mechanisms", self.mechanism)
+        factory = load_plugin("mechanisms", self.mechanism)
         kwargs = dict(self.mechanism_params)
         if "selection" in inspect.signature(factory).parameters:
             kwargs.setdefault("selection", self.selection)
@@ -186,12 +187,12 @@ class _PluginRef(_Model):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        registry.load(cls.group, value)  # UnknownName lists the known ones
+        load_plugin(cls.group, value)  # UnknownName lists the known ones
         return value
 
     @model_validator(mode="after")
     def _buildable(self) -> _PluginRef:
-        factory = registry.load(self.group, self.name)
+        factory = load_plugin(self.group, self.name)
         try:
             signature = inspect.signature(factory)
         except (TypeError, ValueError):  # no signature to check against: trust the params
@@ -209,7 +210,7 @@ class _PluginRef(_Model):
 
     def build(self) -> Any:
         """A new instance of the plug-in with these parameters."""
-        return registry.load(self.group, self.name)(**self.params)
+        return load_plugin(self.group, self.name)(**self.params)
 
 
 class StrategyRef(_PluginRef):
@@ -543,7 +544,7 @@ class Scenario(_Model):
     @field_validator("population")
     @classmethod
     def _known_population(cls, value: str) -> str:
-        registry.load("populations", value)  # UnknownName lists the known ones
+        load_plugin("populations", value)  # UnknownName lists the known ones
         return value
 
     @model_validator(mode="after")
@@ -885,7 +886,7 @@ def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scena
         return Scenario.model_validate(dict(data))
     except ValidationError as error:
         raise _first_error(error, where) from None
-    except registry.UnknownName as error:
+    except UnknownName as error:
         raise ScenarioError(f"{where}: {error}") from None
     except RecursionError:  # belt and braces: _check_nesting bounds what validation walks
         raise ScenarioError(f"{where}: tables or arrays nested too deeply") from None

@@ -15,17 +15,15 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from market.events import LeaseCreated
+from market.records import Order
 from market.resources import ResourceUnit
+from market.state import MarketState
 from market.units import MICRO_USD_PER_USD
-
-if TYPE_CHECKING:
-    from market.engine import Market
-    from market.records import Order
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +75,7 @@ class Outcome:
 class MarketView:
     """What one strategy may read: public market data and its own providers' facts."""
 
-    def __init__(self, market: Market, strategy_index: int, history: PriceHistory) -> None:
+    def __init__(self, market: MarketState, strategy_index: int, history: PriceHistory) -> None:
         self._market = market
         self._index = strategy_index
         self._history = history
@@ -148,7 +146,7 @@ class PriceHistory:
     """Published on-demand lease prices per GPU model, the last `keep` of each (USD per
     GPU-hour)."""
 
-    def __init__(self, market: Market, keep: int = 256) -> None:
+    def __init__(self, market: MarketState, keep: int = 256) -> None:
         self._recent: dict[str, deque[float]] = {}
         self._keep = keep
         market.subscribe(self._on_lease, kinds=(LeaseCreated,))

@@ -52,7 +52,7 @@ import numpy as np
 from pydantic import ValidationError
 from scipy import stats
 
-from market.engine import Market
+from market.builder import Market
 from market.events import BidsPlaced, LeaseCreated
 from market.intervals import SIGNED_UNIT, UNIT, labelled
 from market.scenario import (

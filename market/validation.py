@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from market.engine import Market
+from market.builder import Market
 from market.events import LeaseCreated, OrderOpened
 from market.intervals import NON_NEGATIVE, labelled
 from market.scenario import load_scenario

@@ -32,7 +32,8 @@ is the hours it ran, and at least one hour counts as its potential.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from market.events import (
     LeaseClosed,
@@ -45,12 +46,8 @@ from market.events import (
     PaymentSettled,
     TenantLeft,
 )
+from market.state import MarketState
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from market.engine import Market
 
 #: Parts of the decomposition, in the order the summary and the jobs table give them.
 PARTS = ("consumer_surplus", "producer_surplus", "platform_fees", "outside_surplus",
@@ -129,7 +126,7 @@ class Welfare:
     jobs table), so memory is bounded by the jobs still open.
     """
 
-    def __init__(self, market: Market) -> None:
+    def __init__(self, market: MarketState) -> None:
         self.market = market
         self.jobs: dict[int, _Job] = {}
         self.leases: dict[int, _Lease] = {}

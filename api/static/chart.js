@@ -207,7 +207,7 @@ export class PriceChart {
     if (series.band?.length) this.drawBand(root, frame, series);
     root.append(
       svg("polyline", { points: coords, fill: "none", stroke: series.color, "stroke-width": 1.75,
-        "stroke-linejoin": "round", class: "series",
+        "stroke-linejoin": "round", class: "series", "data-series": series.id,
         ...(series.dashed ? { "stroke-dasharray": "5 4" } : {}) }),
       svg("circle", { cx: frame.x(lastT), cy: frame.y(lastUsd), r: 3.5, fill: series.color }),
     );

@@ -101,7 +101,8 @@ def test_a_partial_bucket_averages_over_the_time_it_has_run():
 
 
 class _Check:
-    """After every event: the series' GPU counts equal what the engine's state says."""
+    """After every event that leaves none waiting: the series' GPU counts equal what the
+    engine's state says."""
 
     def __init__(self, market: Market, series: LiveSeries) -> None:
         self.market, self.series, self.events = market, series, 0
@@ -109,6 +110,8 @@ class _Check:
 
     def on_event(self, _event) -> None:
         market, series = self.market, self.series
+        if market.bus.waiting:  # an earlier subscriber acted: the series has not heard yet
+            return
         wanted = sum(int(order.need[0]) for order in market.orders.values()
                      if order.state is OrderState.OPEN)
         running = np.zeros(market.pool.n, np.int64)
@@ -123,7 +126,7 @@ class _Check:
         self.events += 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overrides=small_markets(), seed=st.integers(0, 2**32 - 1))
 def test_the_counts_follow_the_engine_in_small_random_markets(overrides, seed):
     market = Market(load_scenario("default", overrides), seed=seed, record=False,

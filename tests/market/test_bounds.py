@@ -12,10 +12,9 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from market import engine
+from market import Market, MarketError, engine
 from market.budget import check_budget
 from market.catalog import BOUNDS, CatalogError, GpuCatalog, load_catalog
-from market.engine import Market, MarketError
 from market.pool import ProviderRow
 from market.reliability import MIN_CYCLE_S
 from market.scenario import (

@@ -9,7 +9,7 @@ import pytest
 
 from market import budget
 from market.budget import MAX_EVENTS, MAX_MEMORY_BYTES, check_budget, estimate
-from market.engine import Market
+from market.builder import Market
 from market.events import EVENT_TYPES
 from market.scenario import ScenarioError, builtin_scenarios, load_scenario
 from market.sweep import builtin_sweeps, load_sweep

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from market.budget import check_budget, estimate
-from market.engine import Market
+from market.builder import Market
 from market.scenario import ScenarioError, load_scenario, scenario_from_toml
 
 #: Wall seconds an example may take, from loading to the end of its run.

@@ -1,0 +1,143 @@
+"""The providers' bids: which strategy prices each provider, and the prices themselves.
+
+When an order opens, every eligible provider's bid is priced at once over arrays: the asks of
+strategies that do not depend on the order are read from one integer array (`asks`, read when
+providers join and on `refresh_asks`); the other strategies are asked once each for all their
+providers. After the auction, strategies that `observe` hear how it went for their bidders.
+Prices are whole micro-USD per hour for the whole order inside; strategies speak USD per
+GPU-hour (`market.strategy`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from market.records import Order
+from market.state import MarketState
+from market.strategy import MarketView, OrderView, Outcome, PriceHistory
+from market.units import MICRO_USD_PER_USD
+
+
+def _whole_micro(usd: Any) -> np.ndarray:
+    """Asks in USD per GPU-hour as whole micro-USD; -1 where not a positive number (the
+    strategy is then asked per order)."""
+    micro = np.round(np.nan_to_num(np.asarray(usd, float), nan=-1.0) * MICRO_USD_PER_USD)
+    micro[~(micro > 0)] = -1
+    return micro.astype(np.int64)
+
+
+class Bidding:
+    """The strategies of a market's provider populations, and the bids they make."""
+
+    def __init__(self, market: MarketState) -> None:
+        self._market = market
+        self.history = PriceHistory(market)    # published prices, for the strategies' views
+        self.strategies: list[Any] = []        # one per provider population (or outside group)
+        self.views: list[MarketView] = []      # what each strategy may see, by index
+        self.observers: list[int] = []         # strategies that want auction outcomes
+        self._strategy_of = np.zeros(0, np.int32)
+        # Asks of order-independent strategies, whole micro-USD per GPU-hour; -1 marks a
+        # provider whose strategy must be asked for every order.
+        self._static_ask_micro = np.zeros(0, np.int64)
+        self._all_static = True
+        # Floors for interruptible orders (Vast's "min bid"), whole micro-USD per GPU-hour.
+        self._min_bid_micro = np.zeros(0, np.int64)
+        self.all_automated = True              # no provider bids only by hand
+
+    def add(self, ids: np.ndarray, strategy: Any) -> None:
+        """Providers `ids` (just added to the pool) bid with `strategy` (None: by hand)."""
+        index = len(self.strategies)
+        self.strategies.append(strategy)
+        self.views.append(MarketView(self._market, index, self.history))
+        if callable(getattr(strategy, "observe", None)):
+            self.observers.append(index)
+        self._strategy_of = np.concatenate([self._strategy_of,
+                                            np.full(len(ids), index, np.int32)])
+        asks = getattr(strategy, "asks", None)
+        static = asks(ids, self.views[index]) if asks is not None \
+            else np.full(len(ids), np.nan)
+        self.all_automated = self.all_automated and strategy is not None
+        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer.
+        self._static_ask_micro = np.concatenate([self._static_ask_micro, _whole_micro(static)])
+        self._all_static = bool((self._static_ask_micro > 0).all())
+        self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
+        self._read_min_bids(ids)
+
+    def strategy_of(self, providers: np.ndarray) -> np.ndarray:
+        """Index into `strategies` of each provider's strategy."""
+        return self._strategy_of[providers]
+
+    def refresh_asks(self, providers: np.ndarray) -> None:
+        """Read again the order-independent asks of `providers`, after their costs or their
+        strategies' state changed."""
+        providers = np.asarray(providers, dtype=np.int64)
+        for index in np.unique(self._strategy_of[providers]).tolist():
+            asks = getattr(self.strategies[index], "asks", None)
+            if asks is None:
+                continue
+            members = providers[self._strategy_of[providers] == index]
+            self._static_ask_micro[members] = _whole_micro(asks(members, self.views[index]))
+        self._all_static = bool((self._static_ask_micro > 0).all())
+        self._read_min_bids(providers)
+
+    def _read_min_bids(self, providers: np.ndarray) -> None:
+        """Each provider's floor for interruptible orders: its strategy's
+        `min_bids(providers, view)` if it has one, else its marginal cost per GPU-hour (idle
+        capacity that on-demand work can take back at any time earns more at any price
+        above it)."""
+        for index in np.unique(self._strategy_of[providers]).tolist():
+            members = providers[self._strategy_of[providers] == index]
+            min_bids = getattr(self.strategies[index], "min_bids", None)
+            if min_bids is None:
+                usd = self._market.pool.cost_marginal_usd_per_gpu_hour[members]
+            else:
+                usd = np.asarray(min_bids(members, self.views[index]), float)
+            micro = np.round(np.nan_to_num(usd, nan=0.0) * MICRO_USD_PER_USD)
+            self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
+
+    def price(self, order: Order, ids: np.ndarray) -> np.ndarray:
+        """Bids in whole micro-USD per hour for the whole order (NaN: no bid).
+
+        Order-independent strategies come from one array of integer asks; the others are
+        asked, one call per strategy, in USD per GPU-hour; their bids are rounded to whole
+        micro-USD (so that a bid at exactly the max price is not lost to float noise).
+        On an interruptible order, providers bid their floors (min bids)."""
+        if order.interruptible:
+            return self._min_bid_micro[ids] * order.gpus
+        prices = self._static_ask_micro[ids] * order.gpus
+        if self._all_static:
+            return prices
+        dynamic = prices < 0
+        if dynamic.any():
+            prices = prices.astype(float)
+            strategy_of = self._strategy_of[ids]
+            view = OrderView.of(order)
+            for index in np.unique(strategy_of[dynamic]).tolist():
+                members = dynamic & (strategy_of == index)
+                asked = np.asarray(self.strategies[index].prices(
+                    view, ids[members], self.views[index]), dtype=float)
+                prices[members] = np.round(asked * (order.gpus * MICRO_USD_PER_USD))
+            prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
+        return prices
+
+    def tell_outcome(self, order: Order, winner: int, price: int, now_s: float) -> None:
+        """Tell each observing strategy how the auction went for its bidders (`winner`: the
+        winning provider, or -1; `price`: the lease rate, micro-USD per hour). Not for an
+        interruptible order: its bids were floors, not the strategies' prices."""
+        if not self.observers or not order.bid_ids or order.interruptible:
+            return
+        strategy_of = self._strategy_of[order.bid_providers]
+        view = OrderView.of(order)
+        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
+        clearing = price / per_gpu_hour if winner >= 0 else math.nan
+        public = order.bid_prices / per_gpu_hour
+        for index in self.observers:
+            mine = strategy_of == index
+            if mine.any():
+                providers = order.bid_providers[mine]
+                self.strategies[index].observe(Outcome(
+                    view, providers, order.bid_prices[mine] / per_gpu_hour,
+                    providers == winner, clearing, now_s, public))

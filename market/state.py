@@ -1,0 +1,56 @@
+"""What the market's observers may read of it: the `MarketState` interface.
+
+Metrics, welfare accounts, the result recorder, the run result, price history and the
+strategies' views are attached to a market from outside (`market.builder`). They learn what
+happens from events (`market.bus`) and read only this state, at the time of an event or at
+the end of a run; none of them imports the engine, so the engine can change without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+import numpy as np
+
+from market.catalog import GpuCatalog
+from market.events import Event
+from market.ledger import Ledger
+from market.pool import ProviderPool
+from market.records import Lease, Order
+from market.scenario import MarketRules, Scenario
+
+
+class MarketState(Protocol):
+    """A running market as its observers see it."""
+
+    scenario: Scenario
+    seed: int
+    rules: MarketRules
+    catalog: GpuCatalog
+    pool: ProviderPool
+    ledger: Ledger
+    horizon_s: float
+    orders: dict[int, Order]     # open or leased, not yet closed
+    leases: dict[int, Lease]     # active
+    tenant_accounts: list[int]
+
+    @property
+    def now(self) -> float:
+        """Simulated seconds since the start."""
+        ...
+
+    def subscribe(self, callback: Callable[[Event], None],
+                  kinds: Iterable[type[Event]] | None = None) -> Callable[[], None]: ...
+
+    def strategy_of(self, providers: np.ndarray) -> np.ndarray:
+        """Index of each provider's strategy (among the market's strategies)."""
+        ...
+
+    def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
+        """What serving `order`'s whole job costs each of `providers`, micro-USD (float)."""
+        ...
+
+    def money(self) -> dict[str, Any]:
+        """The ledger's audit (see `market.settlement.Settlement.audit`)."""
+        ...
