@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from api.bot import Bot, make_strategy
+from api.remote.bot import Bot, make_strategy
 
 if TYPE_CHECKING:
     from tests.conftest import Server

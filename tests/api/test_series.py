@@ -1,4 +1,4 @@
-"""The live page's chart buckets (api/series.py): demand and supply in GPUs, and the share
+"""The live page's chart buckets (api/live/series.py): demand and supply in GPUs, and the share
 leased, time-averaged over a bucket — on a case small enough to work out by hand, and against
 the engine's own state after every event of small random markets."""
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.populate import populate
-from api.series import LiveSeries
+from api.live.series import LiveSeries
 from market import Market, load_scenario
 from market.events import (
     LeaseClosed,

@@ -37,7 +37,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from api.commands import CommandError
+from api.live.commands import CommandError
 
 #: HTTP status of each error code the server uses (websocket error frames carry only the code).
 STATUS = CommandError.STATUS

@@ -1,6 +1,6 @@
 """Reports as rich tables: a run summary, validation, tournaments, sweeps, listings.
 
-Each `render_*` builds its tables and notes and hands them to an `api.output.Output`, which
+Each `render_*` builds its tables and notes and hands them to an `api.cli.output.Output`, which
 shows them as colour tables on a terminal, full-width plain text off one, or markdown."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from api.output import Output
+from api.cli.output import Output
 from market.intervals import SIGNED_UNIT, UNIT, clip
 
 

@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.commands import CommandError, HoldOrder, ReleaseOrder
-from api.series import figures
-from api.session import Participant, Session
-from api.sessionlog import SessionLog
+from api.live.commands import CommandError, HoldOrder, ReleaseOrder
+from api.live.series import figures
+from api.live.session import Participant, Session
+from api.live.sessionlog import SessionLog
 
 log = logging.getLogger("gpumarket.live")
 

@@ -8,7 +8,7 @@ and `observe(outcome)` when an auction it bid in ends. The strategy sees a `Remo
 from the stream, with exactly the reads `MarketView` allows: the clock, public rules and
 prices, and its own provider's facts, never a rival's.
 
-    from api.bot import run_bot
+    from api.remote.bot import run_bot
 
     run_bot("http://127.0.0.1:8000", "m-ab12cd34", "cost_plus", params={"markup": 0.2})
 
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from api.client import ApiError, Client, Stream
+from api.remote.client import ApiError, Client, Stream
 from market import registry
 from market.resources import GpuRequest, ResourceUnit, Storage
 from market.scenario import ScenarioError, parse_override

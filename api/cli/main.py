@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.exceptions import TyperException
 
-from api.output import (
+from api.cli.output import (
     FORMAT_HELP,
     FormatError,
     Output,
@@ -55,7 +55,7 @@ FormatOption = Annotated[str | None, typer.Option(
 
 
 def _format(requested: str | None, as_json: bool) -> str:
-    """The output format (`api.output.choose_format`); an unknown one exits 2."""
+    """The output format (`api.cli.output.choose_format`); an unknown one exits 2."""
     try:
         return choose_format(requested, as_json)
     except FormatError as error:
@@ -156,7 +156,7 @@ def run(
 
 def _show_run(summary: dict, shape: str, out: Path | None) -> None:
     """The run report (`run`, `replay`) and where its files went."""
-    from api.report import render
+    from api.cli.report import render
 
     output = Output(shape)
     render(summary, output)
@@ -221,7 +221,7 @@ def validate(
     if shape == "json":
         _json([row.to_dict() for row in rows])
     else:
-        from api.report import render_validation
+        from api.cli.report import render_validation
 
         render_validation(rows, Output(shape))
     if not all(row.agrees for row in rows):
@@ -252,7 +252,7 @@ def _validate_deviations(bidders: str, auctions: int, seed: int, shadings: tuple
     if shape == "json":
         _json([row.to_dict() for row in rows])
     else:
-        from api.report import render_deviations
+        from api.cli.report import render_deviations
 
         render_deviations(rows, Output(shape))
     if not all(row.holds for row in rows):
@@ -331,7 +331,7 @@ def tournament(
         boards = [board.to_dict() for board in history]
         _json({"generations": boards} if evolve_generations else boards[0])
         return
-    from api.report import render_evolution, render_standings
+    from api.cli.report import render_evolution, render_standings
 
     output = Output(shape)
     if evolve_generations:
@@ -461,12 +461,12 @@ def report(
     except analysis.ReportError as error:
         raise fail(str(error)) from None
     if shape == "json":
-        from api.report import sweep_report_json
+        from api.cli.report import sweep_report_json
 
         _json(sweep_report_json(swept, groups, params, names, chosen, comparisons, passes,
                                 page))
         return
-    from api.report import render_baseline, render_pass_through, render_sweep
+    from api.cli.report import render_baseline, render_pass_through, render_sweep
 
     output = Output(shape)
     render_sweep(swept, groups, params, names, output)
@@ -561,11 +561,11 @@ def serve(
 
     import uvicorn
 
-    from api.exposure import default_hosts, is_loopback
-    from api.live import Limits
-    from api.markets import LiveMarkets
-    from api.server import create_app
-    from api.sessionlog import SessionLogError
+    from api.live.driver import Limits
+    from api.live.exposure import default_hosts, is_loopback
+    from api.live.markets import LiveMarkets
+    from api.live.server import create_app
+    from api.live.sessionlog import SessionLogError
 
     if operator_token is not None and not re.fullmatch(r"[\x21-\x7e]{16,256}", operator_token):
         raise fail("--operator-token: expected 16 to 256 printable characters without spaces")
@@ -639,8 +639,8 @@ def serve(
             sys.stdout.flush()
 
     async def open_demo(server: uvicorn.Server) -> None:
-        from api.commands import CreateMarket
-        from api.narration import demo_seed
+        from api.live.commands import CreateMarket
+        from api.live.narration import demo_seed
         from market.scenario import load_scenario
 
         seed = demo_seed(load_scenario("default"))
@@ -695,8 +695,8 @@ def replay(
 
     Reads the log without locking it (a server may be writing it) and replays only what its
     checksums verify: a damaged or mixed log is refused naming the market and the command."""
-    from api.replay import ReplayError, replay_market
-    from api.sessionlog import SessionLogError
+    from api.live.replay import ReplayError, replay_market
+    from api.live.sessionlog import SessionLogError
 
     shape = _format(fmt, as_json)
     if not db.is_file():
@@ -747,7 +747,7 @@ def bot(
 ) -> None:
     """Run a bid strategy as a remote provider in a live market (the same strategy classes
     as offline runs and tournaments)."""
-    from api.bot import bot_command
+    from api.remote.bot import bot_command
 
     try:
         code = bot_command(url, market, strategy, params or [], name=name, gpu_model=gpu_model,
@@ -793,7 +793,7 @@ def _listing(title: str, rows: list[dict], shape: str) -> None:
     if shape == "json":
         _json(rows)
         return
-    from api.report import render_listing
+    from api.cli.report import render_listing
 
     render_listing(title, rows, Output(shape))
 

@@ -9,7 +9,7 @@ Types are strict: a string is never read as a number, nor a boolean as one, nor 
 string (`"gpus": "1"` and `"max_price_usd_per_gpu_hour": true` are refused, where a lax reader
 would post an order the client did not mean). An integer is a valid float, as JSON has one type
 of number; a float is not a valid integer, even `1.0`. What no command can hold (NaN, infinity,
-huge integers, deep nesting) is refused before, by the JSON reader in `api.edge`.
+huge integers, deep nesting) is refused before, by the JSON reader in `api.live.edge`.
 """
 
 from __future__ import annotations
