@@ -109,6 +109,11 @@ class _Check:
 
     def on_event(self, _event) -> None:
         market, series = self.market, self.series
+        # A subscriber before this one may have acted on the event (the interruptible
+        # scheduler resumes a lease when its provider recovers): the engine's state is then
+        # ahead of the stream until the events it queued are delivered, so compare after them.
+        if market._pending:
+            return
         wanted = sum(int(order.need[0]) for order in market.orders.values()
                      if order.state is OrderState.OPEN)
         running = np.zeros(market.pool.n, np.int64)
