@@ -18,6 +18,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from api.wire import ERROR_STATUS
+
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40,
                                         pattern=r"^[\w .@+-]+$")]
 PositiveUsd = Annotated[float, Field(gt=0, lt=1e6, allow_inf_nan=False)]
@@ -144,9 +146,7 @@ class CommandError(Exception):
     """A command refused at the edge or by the market: `code` names the kind (as HTTP statuses
     do), `message` is one line, `field` the offending field if there is one."""
 
-    STATUS: ClassVar[dict[str, int]] = {
-        "invalid": 422, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-        "conflict": 409, "too_large": 413, "rate_limited": 429, "unavailable": 503}
+    STATUS: ClassVar[dict[str, int]] = ERROR_STATUS
 
     def __init__(self, code: str, message: str, field: str | None = None,
                  retry_after_s: float | None = None) -> None:
