@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from api.remote.client import ApiError, Client, CommandResult, Stream
+from api.remote.client import Client
+from api.remote.replies import ApiError, CommandResult
+from api.remote.stream import Stream
 
 WAIT_S = 30.0
 #: A cheap market: one simulated day, at a speed that gives tens of events a wall second.
