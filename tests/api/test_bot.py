@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 from agents.strategies import CostPlus
-from api.remote.bot import Bot, RemoteView, _Order, make_strategy, parse_params
-from api.remote.client import ApiError
+from api.remote.bot import Bot, _Order
+from api.remote.replies import ApiError
+from api.remote.strategy_args import make_strategy, parse_params
+from api.remote.view import RemoteView
 from market.strategy import ProviderView
 
 if TYPE_CHECKING:
