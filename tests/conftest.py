@@ -81,7 +81,7 @@ class Server:
 
 def start_server(db: Path, *args: str) -> Server:
     """Start a server on `db` and return once it answers /api/health (bounded wait)."""
-    command = [sys.executable, "-c", "from api.cli import main; main()", "serve",
+    command = [sys.executable, "-c", "from api.cli.main import main; main()", "serve",
                "--host", "127.0.0.1", "--port", "0", "--db", str(db), *args]
     token = f"gmo_test_{secrets.token_urlsafe(24)}"
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

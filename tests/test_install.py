@@ -154,7 +154,7 @@ def test_installed_server_serves_its_page_and_offline_docs(installed, tmp_path):
     python = str(installed / "python")
     _run(installed, tmp_path, python, "-c", """
 from fastapi.testclient import TestClient
-from api.server import create_app
+from api.live.server import create_app
 with TestClient(create_app("live.db")) as client:
     for path in ("/", "/static/app.js", "/static/style.css", "/docs", "/redoc"):
         answer = client.get(path)

@@ -293,7 +293,7 @@ def test_a_kind_without_its_deadline_is_refused_naming_it():
 
 
 def test_the_command_line_refuses_a_bad_deadline_with_exit_code_2():
-    from api.cli import app
+    from api.cli.main import app
 
     result = CliRunner().invoke(app, [
         "run", "--set", "tenants.jobs.fine_tuning.deadline_h=[-1, 4]", "--json"])

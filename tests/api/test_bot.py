@@ -20,8 +20,10 @@ import numpy as np
 import pytest
 
 from agents.strategies import CostPlus
-from api.bot import Bot, RemoteView, _Order, make_strategy, parse_params
-from api.client import ApiError
+from api.remote.bot import Bot, _Order
+from api.remote.replies import ApiError
+from api.remote.strategy_args import make_strategy, parse_params
+from api.remote.view import RemoteView
 from market.strategy import ProviderView
 
 if TYPE_CHECKING:
@@ -247,7 +249,7 @@ def test_strategies_and_parameters_are_checked_by_name() -> None:
 
 
 def _gpumarket(*args: str, timeout_s: float = WAIT_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from api.cli import main; main()", *args],
+    return subprocess.run([sys.executable, "-c", "from api.cli.main import main; main()", *args],
                           capture_output=True, text=True, timeout=timeout_s)
 
 

@@ -10,9 +10,10 @@ from fastapi.testclient import TestClient
 
 from agents.learning import Truthful
 from agents.strategies import CostPlus
-from api.bot import Bot, RemoteView
-from api.live import Limits
-from api.server import create_app
+from api.live.driver import Limits
+from api.live.server import create_app
+from api.remote.bot import Bot
+from api.remote.view import RemoteView
 from market import Market, load_scenario
 from market.strategy import ProviderView
 

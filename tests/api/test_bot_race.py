@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from api.bot import Bot, make_strategy
+from api.remote.bot import Bot
+from api.remote.strategy_args import make_strategy
 
 if TYPE_CHECKING:
     from tests.conftest import Server

@@ -1,8 +1,8 @@
-"""Tests for the `gpumarket` command line (api/cli.py) as a user meets it.
+"""Tests for the `gpumarket` command line (api/cli/main.py) as a user meets it.
 
-Most tests call `api.cli.main(argv)` in-process (it ends in `sys.exit`) and read what it printed
-with `capsys`; one test runs the installed console script in a real subprocess. Every run is
-short (at most half a simulated day) so the file stays fast.
+Most tests call `api.cli.main.main(argv)` in-process (it ends in `sys.exit`) and read what it
+printed with `capsys`; one test runs the installed console script in a real subprocess. Every
+run is short (at most half a simulated day) so the file stays fast.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli import main
-from api.report import _usd
+from api.cli.main import main
+from api.cli.report import _usd
 from market import registry
 from market.recorder import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 from market.scenario import builtin_scenarios, load_scenario

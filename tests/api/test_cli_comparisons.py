@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 
 TOURNEY = ("--seeds", "2", "--workers", "1", "--set", "duration_days=0.2")
 RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")

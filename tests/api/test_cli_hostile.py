@@ -1,8 +1,8 @@
 """Hostile input on the command line: one `error:` line naming the field, exit 2, never a
 traceback, and nothing built or run first.
 
-Most cases call `api.cli.main(argv)` in-process (as tests/api/test_cli.py does); a few run the
-console script in a subprocess, as a user would."""
+Most cases call `api.cli.main.main(argv)` in-process (as tests/api/test_cli.py does); a few run
+the console script in a subprocess, as a user would."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from market import budget
 
 #: Seconds a refusal may take: it comes before anything is built.

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api.cli import main
+from api.cli.main import main
 from market.validation import PRESCRIBED
 
 QUICK = ("--deviations", "--bidders", "2", "--auctions", "60", "--shadings", "0.9,1.1",

@@ -1,5 +1,5 @@
-"""The Python client (`api.client`) against a real `gpumarket serve` on 127.0.0.1: the trading
-flow through `Client` (orders, bids, leases and the money they move), refusals as `ApiError`
+"""The Python client (`api.remote.client`) against a real `gpumarket serve` on 127.0.0.1: the
+trading flow through `Client` (orders, bids, leases and the money they move), refusals as `ApiError`
 (status, code, field, retry-after; rate limits over HTTP and the socket; an unreachable
 server), and the event `Stream`: every event once and in order, by iteration or in batches;
 resuming after a dropped socket or a cut-off as too slow; ending with a stopped market; history
@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from api.client import ApiError, Client, CommandResult, Stream
+from api.remote.client import Client
+from api.remote.replies import ApiError, CommandResult
+from api.remote.stream import Stream
 
 WAIT_S = 30.0
 #: A cheap market: one simulated day, at a speed that gives tens of events a wall second.

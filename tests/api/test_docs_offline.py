@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from api.exposure import PAGE_POLICY, REDOC_POLICY
+from api.live.exposure import PAGE_POLICY, REDOC_POLICY
 from tests.chromium import launched
 
 with contextlib.suppress(ImportError):  # else the tests skip, or fail in CI (tests.chromium)

@@ -28,10 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import ClientConnection, connect
 
-from api.edge import MAX_DEPTH, MAX_INT_DIGITS
-from api.live import Limits
-from api.markets import LiveMarkets
-from api.server import create_app
+from api.live.driver import Limits
+from api.live.edge import MAX_DEPTH, MAX_INT_DIGITS
+from api.live.markets import LiveMarkets
+from api.live.server import create_app
 
 # Generous rate limits: the examples come faster than a client's budget allows.
 LIMITS = Limits(rate_per_s=1e6, rate_burst=1_000_000, max_markets=64,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.live import Limits
-from api.server import create_app
+from api.live.driver import Limits
+from api.live.server import create_app
 
 ORDER = {"gpus": 1, "gpu_models": ["h100"], "max_price_usd_per_gpu_hour": 5.0, "hours": 1.0,
          "deposit_usd": 100.0}

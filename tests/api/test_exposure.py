@@ -17,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from api.exposure import client_address, default_hosts
-from api.live import Limits
-from api.server import FLOOD_MESSAGES, create_app
+from api.live.driver import Limits
+from api.live.exposure import client_address, default_hosts
+from api.live.server import FLOOD_MESSAGES, create_app
 
-STATIC = Path(__file__).resolve().parents[2] / "api" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "api" / "live" / "static"
 
 
 @pytest.fixture

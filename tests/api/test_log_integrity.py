@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.cli import main
-from api.commands import CommandError
-from api.live import Limits
-from api.markets import LiveMarkets
-from api.sessionlog import (
+from api.cli.main import main
+from api.live.commands import CommandError
+from api.live.driver import Limits
+from api.live.markets import LiveMarkets
+from api.live.sessionlog import (
     FORMAT,
     MarketRecord,
     SessionLog,
@@ -408,7 +408,7 @@ def _post(url: str, path: str, body: dict, token: str | None = None) -> dict:
 def _serve_once(db: Path) -> subprocess.CompletedProcess[str]:
     """`gpumarket serve` on `db`, expected to refuse to start (bounded wait)."""
     return subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--host",
+        [sys.executable, "-c", "from api.cli.main import main; main()", "serve", "--host",
          "127.0.0.1", "--port", "0", "--db", str(db), "--operator-token", OPERATOR],
         capture_output=True, text=True, timeout=60)
 

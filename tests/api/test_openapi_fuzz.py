@@ -46,10 +46,10 @@ from schemathesis.checks import (
 )
 from schemathesis.config import SchemathesisConfig
 
-from api.commands import CommandError
-from api.edge import field_name, read_json
-from api.live import Limits
-from api.server import create_app
+from api.live.commands import CommandError
+from api.live.driver import Limits
+from api.live.edge import field_name, read_json
+from api.live.server import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance]

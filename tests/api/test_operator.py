@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from api.live import Limits
-from api.server import create_app
+from api.live.driver import Limits
+from api.live.server import create_app
 from tests.api.test_server import wait_for
 
 SPEED = 3000
@@ -237,7 +237,7 @@ def test_ended_markets_are_evicted_and_then_gone(make_client):
 
 def _serve(tmp_path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from api.cli import main; main()", "serve", "--host",
+        [sys.executable, "-c", "from api.cli.main import main; main()", "serve", "--host",
          "127.0.0.1", "--port", "0", "--db", str(tmp_path / "op.db"), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**(env or {k: v for k, v in os.environ.items()

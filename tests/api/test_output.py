@@ -1,4 +1,4 @@
-"""Output for every destination (api/output.py, api/report.py): off a terminal no table cell
+"""Output for every destination (api/cli/output.py, api/cli/report.py): off a terminal no table cell
 is cut (`…`) and no number is split, `--format markdown` gives valid pipe tables, `--json`
 labels its confidence intervals and keeps them in each figure's range, `--help` shows every
 option whole, and progress reaches a log as plain lines.
@@ -22,8 +22,8 @@ import pytest
 import typer
 import typer.rich_utils
 
-from api.cli import app, main
-from api.output import Output, ProgressLines, duration, markdown, plain
+from api.cli.main import app, main
+from api.cli.output import Output, ProgressLines, duration, markdown, plain
 from market import labels
 from market.intervals import NON_NEGATIVE, UNIT, labelled, natural_range
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.commands import HoldOrder, JoinTenant, PostOrder, ReleaseOrder
-from api.replay import rebuild
-from api.session import Session
-from api.sessionlog import SessionLog
+from api.live.commands import HoldOrder, JoinTenant, PostOrder, ReleaseOrder
+from api.live.replay import rebuild
+from api.live.session import Session
+from api.live.sessionlog import SessionLog
 from market.errors import MarketError
 from market.scenario import load_scenario
 from tests.api.test_browser import WAIT_MS, browser, open_page  # noqa: F401 (fixture)
@@ -155,7 +155,7 @@ def test_serve_on_a_busy_port_exits_2_with_one_line(tmp_path):
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [sys.executable, "-c", "from api.cli import main; main()", "serve", "--port",
+            [sys.executable, "-c", "from api.cli.main import main; main()", "serve", "--port",
              str(port), "--db", str(tmp_path / "s.db")],
             capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

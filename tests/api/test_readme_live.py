@@ -28,7 +28,7 @@ def _run(block: str) -> dict[str, Any]:
 def test_client_example_leases_a_job(serve, capsys, monkeypatch) -> None:
     server = serve()
     monkeypatch.setenv("GPUMARKET_OPERATOR_TOKEN", server.operator_token)
-    block = _block("from api.client import Client").replace("http://127.0.0.1:8000",
+    block = _block("from api.remote.client import Client").replace("http://127.0.0.1:8000",
                                                              server.url)
     # Bounded: a lease that never came would fail the test instead of hanging it.
     block = block.replace("asyncio.run(main())", "asyncio.run(asyncio.wait_for(main(), 60))")

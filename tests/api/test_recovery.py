@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 import pytest
 from websockets.asyncio.client import connect
 
-from api.live import Limits
-from api.markets import LiveMarkets
-from api.sessionlog import REPLAYABLE, SCHEMA, SessionLogUnreadable
+from api.live.driver import Limits
+from api.live.markets import LiveMarkets
+from api.live.sessionlog import REPLAYABLE, SCHEMA, SessionLogUnreadable
 
 WAIT_S = 30.0
 OPERATOR = "recovery-operator-token-0123456789"
@@ -90,7 +90,7 @@ def test_sigkill_mid_market_loses_no_acknowledged_command(serve, tmp_path):
     for name in ("a", "b"):
         out = tmp_path / name
         done = subprocess.run(
-            [sys.executable, "-c", "from api.cli import main; main()", "replay", str(db),
+            [sys.executable, "-c", "from api.cli.main import main; main()", "replay", str(db),
              "--market", market_id, "--out", str(out), "--json"],
             capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
@@ -104,13 +104,13 @@ def test_sigkill_mid_market_loses_no_acknowledged_command(serve, tmp_path):
 
 def test_replay_reports_bad_input_in_one_line(tmp_path):
     missing = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "replay",
+        [sys.executable, "-c", "from api.cli.main import main; main()", "replay",
          str(tmp_path / "none.db"), "--market", "m-x"], capture_output=True, text=True,
         timeout=60)
     assert missing.returncode == 2 and "not a file" in missing.stderr
     (tmp_path / "empty.db").write_bytes(b"")
     unknown = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "replay",
+        [sys.executable, "-c", "from api.cli.main import main; main()", "replay",
          str(tmp_path / "empty.db"), "--market", "m-x"], capture_output=True, text=True,
         timeout=60)
     assert unknown.returncode == 2 and "no market 'm-x'" in unknown.stderr
@@ -129,7 +129,7 @@ def test_a_log_of_an_earlier_format_is_refused_naming_its_version(tmp_path):
                     "VALUES (?,?,?,?,?,?,?,?,?,?)",
                     ("m-old", "old", "default", "{}", 1, 60.0, "running", 10.0, "x", 0.0))
     refused = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "replay", str(db),
+        [sys.executable, "-c", "from api.cli.main import main; main()", "replay", str(db),
          "--market", "m-old"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert len(refused.stderr.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agents.populate import populate
-from api.series import LiveSeries
+from api.live.series import LiveSeries
 from market import Market, load_scenario
 from market.events import (
     LeaseClosed,

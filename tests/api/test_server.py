@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from api.live import Limits
-from api.server import create_app
+from api.live.driver import Limits
+from api.live.server import create_app
 
 WAIT_S = 30.0
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from api.commands import (
+from api.live.commands import (
     COMMANDS,
     JOINS,
     CancelOrder,
@@ -18,9 +18,9 @@ from api.commands import (
     JoinTenant,
     PostOrder,
 )
-from api.replay import rebuild
-from api.session import Session
-from api.sessionlog import MarketRecord, SessionLog
+from api.live.replay import rebuild
+from api.live.session import Session
+from api.live.sessionlog import MarketRecord, SessionLog
 from market.scenario import load_scenario
 
 SCENARIO = load_scenario("default", ["duration_days=0.5", "tenants.arrivals_per_hour=60",

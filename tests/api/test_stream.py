@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from api.live import Connection, dumps
+from api.live.driver import Connection, dumps
 
 if TYPE_CHECKING:
     from tests.conftest import Server

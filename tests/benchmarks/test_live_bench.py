@@ -32,7 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from api.session import Session
+from api.live.session import Session
 from market import load_scenario
 
 CLIENTS = int(os.environ.get("BENCH_CLIENTS", 1000))
@@ -60,7 +60,7 @@ RESULT_S = MEASURE_S + 60.0      # bound on a client process reporting its windo
 REST_S = 30.0
 
 EVENTS_PREFIX = '{"type":"events",'
-EVENTS_KEY = ',"events":['       # what follows a frame's header fields (see api/live.py)
+EVENTS_KEY = ',"events":['       # what follows a frame's header fields (see api/live/driver.py)
 EVENT_START = '{"seq":'          # how every event of a frame begins
 
 
@@ -206,7 +206,7 @@ def run_clients(*args: Any) -> None:
 
 
 def events_text(events: list[dict[str, Any]], clock_s: float, speed: float) -> str:
-    """An events frame as the server sends it (api/live.py), sent now."""
+    """An events frame as the server sends it (api/live/driver.py), sent now."""
     return json.dumps({"type": "events", "first_seq": events[0]["seq"],
                        "last_seq": events[-1]["seq"], "clock_s": clock_s, "state": "running",
                        "speed": speed, "sent_at": time.time(), "events": events},

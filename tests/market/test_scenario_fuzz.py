@@ -213,7 +213,7 @@ def test_the_cli_under_a_memory_and_time_cap(picks: list[tuple[str, str]]) -> No
     with one line and exit 2, or runs (cut to a few simulated minutes) and exits 0."""
     sets = [arg for path, text in picks for arg in ("--set", f"{path}={text}")]
     done = subprocess.run(
-        [sys.executable, "-c", "from api.cli import main; main()", "run", "--json", *sets,
+        [sys.executable, "-c", "from api.cli.main import main; main()", "run", "--json", *sets,
          "--set", f"duration_days={RUN_DAYS}"],
         capture_output=True, text=True, timeout=3 * EXAMPLE_S, preexec_fn=_capped)
     assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr

@@ -32,8 +32,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from api import views
-from api.commands import (
+from api.live import views
+from api.live.commands import (
     COMMANDS,
     Accept,
     AcceptBody,
@@ -52,9 +52,10 @@ from api.commands import (
     Speed,
     first_error,
 )
-from api.docs import add_docs
-from api.edge import EdgeRoute, field_name, http_problem, read_json, validation_refusal
-from api.exposure import (
+from api.live.docs import add_docs
+from api.live.driver import Connection, Limits, LiveMarket, dumps, take
+from api.live.edge import EdgeRoute, field_name, http_problem, read_json, validation_refusal
+from api.live.exposure import (
     DEFAULT_HOSTS,
     HostAllowList,
     HostGuard,
@@ -62,8 +63,7 @@ from api.exposure import (
     client_address,
     send_json,
 )
-from api.live import Connection, Limits, LiveMarket, dumps, take
-from api.markets import Actor, LiveMarkets, new_token, same_secret, token_hash
+from api.live.markets import Actor, LiveMarkets, new_token, same_secret, token_hash
 from market.scenario import builtin_scenarios, load_scenario
 
 STATIC = Path(__file__).parent / "static"
@@ -249,7 +249,7 @@ def create_app(db: str | Path, limits: Limits | None = None, *,
     app.add_middleware(HostGuard, allowed=HostAllowList(
         DEFAULT_HOSTS if allowed_hosts is None else allowed_hosts))
     app.add_middleware(SecurityHeaders)
-    app.router.route_class = EdgeRoute  # bodies read by api.edge: no NaN, inf, huge numbers
+    app.router.route_class = EdgeRoute  # bodies read by api.live.edge: no NaN, inf, huge numbers
     add_docs(app)  # /docs and /redoc from this machine's files, not a CDN
 
     def hub() -> LiveMarkets:

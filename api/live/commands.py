@@ -9,7 +9,7 @@ Types are strict: a string is never read as a number, nor a boolean as one, nor 
 string (`"gpus": "1"` and `"max_price_usd_per_gpu_hour": true` are refused, where a lax reader
 would post an order the client did not mean). An integer is a valid float, as JSON has one type
 of number; a float is not a valid integer, even `1.0`. What no command can hold (NaN, infinity,
-huge integers, deep nesting) is refused before, by the JSON reader in `api.edge`.
+huge integers, deep nesting) is refused before, by the JSON reader in `api.live.edge`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from api.wire import ERROR_STATUS
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40,
                                         pattern=r"^[\w .@+-]+$")]
@@ -144,9 +146,7 @@ class CommandError(Exception):
     """A command refused at the edge or by the market: `code` names the kind (as HTTP statuses
     do), `message` is one line, `field` the offending field if there is one."""
 
-    STATUS: ClassVar[dict[str, int]] = {
-        "invalid": 422, "unauthorized": 401, "forbidden": 403, "not_found": 404,
-        "conflict": 409, "too_large": 413, "rate_limited": 429, "unavailable": 503}
+    STATUS: ClassVar[dict[str, int]] = ERROR_STATUS
 
     def __init__(self, code: str, message: str, field: str | None = None,
                  retry_after_s: float | None = None) -> None:

@@ -3,8 +3,8 @@ numbered event stream.
 
 Everything here is synchronous and deterministic: the same scenario, seed and commands applied
 at the same simulated times give the same events with the same sequence numbers. The live
-driver (`api.live`) and the replay (`api.replay`, and recovery after a crash) both go through
-`Session.apply` and `Session.advance`, so the two cannot drift apart.
+driver (`api.live.driver`) and the replay (`api.live.replay`, and recovery after a crash) both
+go through `Session.apply` and `Session.advance`, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from api.commands import (
+from api.live.commands import (
     Accept,
     Bid,
     CancelOrder,
@@ -30,8 +30,8 @@ from api.commands import (
     PostOrder,
     ReleaseOrder,
 )
-from api.narration import Narrator
-from api.series import LiveSeries
+from api.live.narration import Narrator
+from api.live.series import LiveSeries
 from market.builder import Market
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened

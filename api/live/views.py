@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from api.series import figures
+from api.live.series import figures
 from market.records import OrderState
 from market.units import MICRO_USD_PER_USD
 
 if TYPE_CHECKING:
-    from api.live import LiveMarket
-    from api.session import Participant
+    from api.live.driver import LiveMarket
+    from api.live.session import Participant
     from market.builder import Market
     from market.records import Lease, Order
 

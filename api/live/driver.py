@@ -23,16 +23,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.commands import CommandError, HoldOrder, ReleaseOrder
-from api.series import figures
-from api.session import Participant, Session
-from api.sessionlog import SessionLog
+from api.live.commands import CommandError, HoldOrder, ReleaseOrder
+from api.live.series import figures
+from api.live.session import Participant, Session
+from api.live.sessionlog import SessionLog
+from api.wire import LIVE_STATES
 
 log = logging.getLogger("gpumarket.live")
 
-#: States a market can be in; the first two are live (they have a driver task).
-LIVE_STATES = ("running", "paused")
 CONTROLS = ("pause", "resume", "stop", "speed")
+#: States a market can be in; the first two (`LIVE_STATES`) are live (they have a driver task).
 STATES = (*LIVE_STATES, "stopped", "finished", "failed", "damaged")
 
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.commands import CommandError, CreateMarket
-from api.live import LIVE_STATES, Budgets, Limits, LiveMarket, take
-from api.replay import salvage
-from api.session import Participant, Session
-from api.sessionlog import DamagedLog, LogDamage, MarketRecord, SessionLog, SessionLogError
+from api.live.commands import CommandError, CreateMarket
+from api.live.driver import LIVE_STATES, Budgets, Limits, LiveMarket, take
+from api.live.replay import salvage
+from api.live.session import Participant, Session
+from api.live.sessionlog import DamagedLog, LogDamage, MarketRecord, SessionLog, SessionLogError
 from market.budget import check_budget
 from market.errors import MarketError
 from market.scenario import ScenarioError, builtin_scenarios, load_scenario, scenario_from_toml

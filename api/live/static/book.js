@@ -48,7 +48,7 @@ export class MarketBook {
     this.recentLeases = [];
     this.recentCloses = [];
     this.prices = new Map(); // gpu model id -> [[time_s, usd_per_gpu_hour], ...] oldest first
-    this.series = new Map(); // bucket start_s -> chart bucket (api/series.py), oldest first
+    this.series = new Map(); // bucket start_s -> chart bucket (api/live/series.py), oldest first
     this.captions = []; // narration, oldest first: [{time_s, kind, text}]
     this.holds = new Map(); // held order id -> performance.now() (ms) when its hold ends
     this.seq = 0; // the last event applied: figures are taken only when they match it
@@ -78,7 +78,7 @@ export class MarketBook {
   }
 
   /**
-   * What a stream frame carries besides events (api/live.py `live_view`): headline figures
+   * What a stream frame carries besides events (api/live/driver.py `live_view`): headline figures
    * as of the frame's last event, the newest chart buckets, the newest caption, and holds.
    * Also a snapshot's, which has every bucket and the latest captions.
    */

@@ -4,11 +4,11 @@ The bot joins a market as a provider (or acts as one that joined already), follo
 market's events, and prices every open order it could serve with the same strategy protocol
 offline simulations use (`market.strategy`): `prices(order, providers, view)` in USD per
 GPU-hour (NaN: no bid), or `PerProvider.bid(order, me, view)`, optional `asks` and `min_bids`,
-and `observe(outcome)` when an auction it bid in ends. The strategy sees a `RemoteView`, built
-from the stream, with exactly the reads `MarketView` allows: the clock, public rules and
-prices, and its own provider's facts, never a rival's.
+and `observe(outcome)` when an auction it bid in ends. The strategy sees a `RemoteView`
+(`api.remote.view`), built from the stream, with exactly the reads `MarketView` allows: the
+clock, public rules and prices, and its own provider's facts, never a rival's.
 
-    from api.bot import run_bot
+    from api.remote.bot import run_bot
 
     run_bot("http://127.0.0.1:8000", "m-ab12cd34", "cost_plus", params={"markup": 0.2})
 
@@ -17,7 +17,8 @@ an `order_opened` event arrives, over the stream's own websocket, without waitin
 replies, and passes over orders whose cap will be full when its bid lands. It counts what
 became of its bids (accepted into the cap, refused by reason) and says so as it runs.
 
-`bot_command` is the body of `gpumarket bot` (strategy by name, `k=v` parameters).
+A strategy given by name is built by `api.remote.strategy_args`; `gpumarket bot`
+(`api.cli.online`) is this bot on the command line.
 """
 
 from __future__ import annotations
@@ -25,28 +26,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import inspect
 import math
 import re
 import time
-import types
-import typing
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from api.client import ApiError, Client, Stream
-from market import registry
-from market.resources import GpuRequest, ResourceUnit, Storage
-from market.scenario import ScenarioError, parse_override
-from market.strategy import OrderView, Outcome, ProviderView
+from api.remote.client import Client
+from api.remote.replies import ApiError
+from api.remote.strategy_args import make_strategy
+from api.remote.stream import Stream
+from api.remote.view import RemoteView, order_view, per_gpu_hour_usd
+from market.strategy import Outcome, ProviderView
 from market.units import SECONDS_PER_HOUR, micro_to_usd
 
-#: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
-PRICES_KEPT = 256
 #: Open orders tracked at once; beyond it the oldest are forgotten (bounded memory even if
 #: an order's end was never seen).
 ORDERS_KEPT = 20_000
@@ -75,231 +72,6 @@ REFUSAL_PHRASES = (("already has order_max_bids", "order full"),
 REFUSAL_CODES = {"not_found": "order closed", "rate_limited": "rate limited",
                  "disconnected": "no reply", "timeout": "no reply"}
 _MAX_BIDS_SAID = re.compile(r"order_max_bids \((\d+)\)")
-_COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
-                 "marginal": "cost_marginal_usd_per_gpu_hour"}
-
-
-# ---------------------------------------------------------------------------- what it sees
-
-class RemoteView:
-    """What a remote strategy may read, with `market.strategy.MarketView`'s interface: the
-    clock (simulated seconds), the market's public rules and lease prices (USD per GPU-hour),
-    and its own provider's facts. Reading any other provider raises PermissionError."""
-
-    def __init__(self, me: ProviderView, gpu_models: tuple[str, ...], take_rate: float,
-                 list_usd_per_gpu_hour: dict[str, float], now_s: float = 0.0, *,
-                 bids_net_of_fee: bool = True) -> None:
-        self.me = me
-        self._gpu_models = gpu_models
-        self._take_rate = take_rate
-        self._net_of_fee = bids_net_of_fee
-        self._list = list_usd_per_gpu_hour
-        self._recent: dict[str, deque[float]] = {}
-        self._now_s = now_s
-
-    @property
-    def now_s(self) -> float:
-        """The market's clock as last heard from the stream, simulated seconds."""
-        return self._now_s
-
-    def heard_clock(self, now_s: float) -> None:
-        """The stream told the time (simulated seconds); the clock never goes back."""
-        if now_s > self._now_s:
-            self._now_s = now_s
-
-    @property
-    def gpu_models(self) -> tuple[str, ...]:
-        """Catalog ids, in the order `model` indexes refer to."""
-        return self._gpu_models
-
-    @property
-    def take_rate(self) -> float:
-        """The platform's share of every payout (a public rule of the market)."""
-        return self._take_rate
-
-    @property
-    def bids_net_of_fee(self) -> bool:
-        """Whether built-in strategies gross their asks up by 1 / (1 − take_rate), so that
-        what the provider keeps after the fee covers the ask (the market's
-        `market.bids_net_of_fee`)."""
-        return self._net_of_fee
-
-    def fee_gross_up(self) -> float:
-        """1 / (1 − take_rate) when bids are priced net of the fee, else 1: multiply a price
-        the provider wants to keep by this to get the bid."""
-        return 1.0 / (1.0 - self._take_rate) if self._net_of_fee else 1.0
-
-    def list_price(self, gpu_model: str) -> float:
-        """The hyperscaler list price of `gpu_model`, USD per GPU-hour (public)."""
-        return self._list[gpu_model]
-
-    def clearing_prices(self, gpu_model: str) -> np.ndarray:
-        """Recent published lease prices for `gpu_model`, oldest first, USD per GPU-hour."""
-        return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)
-
-    def record_price(self, gpu_model: str, usd_per_gpu_hour: float) -> None:
-        """A new on-demand lease price was published."""
-        prices = self._recent.get(gpu_model)
-        if prices is None:
-            prices = self._recent[gpu_model] = deque(maxlen=PRICES_KEPT)
-        prices.append(usd_per_gpu_hour)
-
-    def _check(self, providers: np.ndarray) -> np.ndarray:
-        providers = np.asarray(providers, dtype=np.int64)
-        if providers.size and not (providers == self.me.provider).all():
-            raise PermissionError("a strategy may read only its own providers' facts")
-        return providers
-
-    def costs(self, providers: np.ndarray, basis: str = "basis") -> np.ndarray:
-        """Own provider's cost per GPU-hour, USD: `basis` (its pricing basis), `full` or
-        `marginal`."""
-        providers = self._check(providers)
-        return np.full(providers.shape, getattr(self.me, _COST_COLUMNS[basis]), dtype=float)
-
-    def models(self, providers: np.ndarray) -> np.ndarray:
-        """Own provider's GPU model index into `gpu_models`."""
-        providers = self._check(providers)
-        return np.full(providers.shape, self._gpu_models.index(self.me.gpu_model), np.int64)
-
-    def provider(self, provider: int) -> ProviderView:
-        self._check(np.array([provider]))
-        return self.me
-
-
-def order_view(event: dict[str, Any]) -> OrderView:
-    """The `OrderView` of an `order_opened` event from the stream (prices per GPU-hour)."""
-    return OrderView(int(event["order_id"]), int(event["gpus"]), tuple(event["gpu_models"]),
-                     tuple(_unit(unit) for unit in event.get("units", ())),
-                     float(event["max_price_usd_per_gpu_hour"]), float(event["time_s"]),
-                     bool(event.get("interruptible", False)))
-
-
-def _unit(data: dict[str, Any]) -> ResourceUnit:
-    gpu = data.get("gpu")
-    return ResourceUnit(
-        cpu_millicores=int(data["cpu_millicores"]), memory_bytes=int(data["memory_bytes"]),
-        storage=tuple(Storage(s["storage_class"], int(s["size_bytes"]))
-                      for s in data.get("storage", ())),
-        gpu=None if gpu is None else GpuRequest(int(gpu["units"]), tuple(gpu["models"]),
-                                                gpu.get("vendor", "nvidia")),
-        endpoints=int(data.get("endpoints", 0)), ip_leases=int(data.get("ip_leases", 0)),
-        count=int(data.get("count", 1)))
-
-
-def per_gpu_hour_usd(price_micro_per_hour: int, gpus: int) -> float:
-    """A whole order's rate in micro-USD per hour as USD per GPU-hour."""
-    return micro_to_usd(price_micro_per_hour) / gpus
-
-
-# ---------------------------------------------------------------------------- strategies
-
-def parse_params(params: Iterable[str]) -> dict[str, Any]:
-    """`NAME=VALUE` strings as keyword arguments; values are read as TOML (`0.2`, `true`,
-    `"x"`), else kept as text. Raises ValueError naming `--param`."""
-    parsed: dict[str, Any] = {}
-    for text in params:
-        try:
-            keys, value = parse_override(text)
-        except ScenarioError:
-            raise ValueError(f"--param {text!r}: expected NAME=VALUE, e.g. markup=0.2"
-                             ) from None
-        if len(keys) != 1 or not keys[0].isidentifier():
-            raise ValueError(f"--param {text!r}: expected NAME=VALUE with a parameter name, "
-                             "e.g. markup=0.2")
-        parsed[keys[0]] = value
-    return parsed
-
-
-def make_strategy(name: str, params: dict[str, Any] | None = None) -> Any:
-    """The registered strategy `name` built with `params`. Raises ValueError naming
-    `--strategy` or `--param`."""
-    try:
-        factory = registry.load("strategies", name)
-    except registry.UnknownName:
-        known = ", ".join(registry.names("strategies"))
-        raise ValueError(f"--strategy: unknown strategy {name!r} (known: {known})") from None
-    params = params or {}
-    _check_types(name, factory, params)
-    try:
-        return factory(**params)
-    except TypeError as error:
-        accepted = _parameters(factory)
-        unknown = [key for key in params if accepted is not None and key not in accepted]
-        if unknown:
-            listed = ", ".join(accepted or ()) or "none"
-            raise ValueError(f"--param: strategy {name!r} has no parameter {unknown[0]!r} "
-                             f"(its parameters: {listed})") from None
-        raise ValueError(f"--param: strategy {name!r}: {error}") from None
-    except ValueError as error:
-        raise ValueError(f"--param: strategy {name!r}: {error}") from None
-
-
-def _check_types(name: str, factory: Any, params: dict[str, Any]) -> None:
-    """Refuse a parameter whose value is not of the type the strategy's constructor declares
-    (`markup=abc` for a float), before anything is built or connected. Parameters without a
-    readable annotation are left to the constructor."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # annotations that do not resolve: nothing to check against
-        return
-    for key, value in params.items():
-        hint = hints.get(key)
-        if hint is not None and not _fits(hint, value):
-            noun, example = _describe(hint)
-            raise ValueError(f"--param {key}: strategy {name!r} takes {noun} (e.g. "
-                             f"{key}={example}), got {value!r}")
-
-
-def _fits(hint: Any, value: Any) -> bool:
-    """Whether a TOML-read `value` is of type `hint` (an int is a float; a bool is neither)."""
-    if hint is Any:
-        return True
-    if hint is None or hint is type(None):
-        return value is None
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_fits(member, value) for member in typing.get_args(hint))
-    if origin in (tuple, list, set, frozenset):
-        return isinstance(value, list | tuple)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True  # a type this check does not know: the constructor decides
-
-
-def _describe(hint: Any) -> tuple[str, str]:
-    """A type as a parameter's author would say it, and an example value in TOML: ("a
-    number", "0.2")."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        described = [_describe(member) for member in typing.get_args(hint)
-                     if member is not type(None)]
-        nouns = dict.fromkeys(noun for noun, _ in described)
-        return " or ".join(nouns), described[0][1]
-    if origin in (tuple, list, set, frozenset):
-        return "a list", "[0.1, 0.2]"
-    names = {float: ("a number", "0.2"), int: ("a whole number", "3"),
-             bool: ("true or false", "true"), str: ("text", '"x"')}
-    return names.get(hint, (getattr(hint, "__name__", str(hint)), "..."))
-
-
-def _parameters(factory: Any) -> list[str] | None:
-    """The keyword parameters `factory` takes (None: any)."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    names = []
-    for parameter in signature.parameters.values():
-        if parameter.kind is parameter.VAR_KEYWORD:
-            return None
-        if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY):
-            names.append(parameter.name)
-    return names
 
 
 # ---------------------------------------------------------------------------- the bot
@@ -822,58 +594,3 @@ def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] |
                archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
                stop_after_s=stop_after_s, log=log, invite_code=invite_code,
                status_every_s=status_every_s).run_blocking()
-
-
-#: Bot options by the server's field names, as the command line spells them.
-_OPTIONS = {"name": "--name", "gpu_model": "--gpu-model", "gpus": "--gpus",
-            "archetype": "--archetype", "wallet_usd": "--wallet-usd",
-            "invite_code": "--invite-code"}
-
-
-def bot_command(url: str, market_id: str, strategy_name: str, params: list[str], *,
-                name: str = "bot", gpu_model: str = "h100", gpus: int = 8,
-                archetype: str = "datacenter", wallet_usd: float = 1000.0,
-                token: str | None = None, stop_after: float | None = None,
-                max_orders: int | None = None, log: Callable[[str], Any] = print,
-                invite_code: str | None = None,
-                status_every_s: float | None = STATUS_EVERY_S) -> int:
-    """`gpumarket bot`: run strategy `strategy_name` with `params` (``NAME=VALUE``, values
-    TOML-typed) as a provider bot. Returns the exit code (0; 130 after Ctrl-C; 1 when the
-    server failed mid-run). Bad input (unknown strategy, bad parameter, unreachable server,
-    unknown market, refused join or token) raises ValueError with one line naming the
-    argument."""
-    strategy = make_strategy(strategy_name, parse_params(params))
-    if stop_after is not None and not stop_after > 0:
-        raise ValueError(f"--stop-after: expected wall seconds > 0, got {stop_after}")
-    if max_orders is not None and not max_orders > 0:
-        raise ValueError(f"--max-orders: expected a count > 0, got {max_orders}")
-    bot = Bot(url, market_id, strategy, name=name, gpu_model=gpu_model, gpus=gpus,
-              archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
-              stop_after_s=stop_after, log=log, invite_code=invite_code,
-              status_every_s=status_every_s)
-    try:
-        summary = bot.run_blocking()
-    except ApiError as error:
-        if not bot.started:
-            raise ValueError(_argument_error(error, url, market_id, token)) from None
-        log(f"{name}: {error}")
-        return 1
-    return 130 if summary["stopped_by"] == "interrupted" else 0
-
-
-def _argument_error(error: ApiError, url: str, market_id: str, token: str | None) -> str:
-    """An error met while starting, as one line naming the argument at fault."""
-    if error.code in ("unreachable", "timeout"):
-        return f"--url: cannot reach a gpumarket server at {url} ({error.message})"
-    if error.code == "not_found":
-        return f"--market: no market {market_id!r} on {url}"
-    if error.code == "gone":
-        return f"--market: {error.message}"
-    if error.field in _OPTIONS:
-        message = error.message.removeprefix(f"{error.field}: ")
-        return f"{_OPTIONS[error.field]}: {message}"
-    if token is not None and error.code in ("unauthorized", "forbidden"):
-        return f"--token: {error.message}"
-    if error.code in ("conflict", "unavailable"):
-        return f"--market: {error.message}"
-    return f"--url: {error}"

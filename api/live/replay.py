@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from api.commands import COMMANDS, JOINS, CommandError
-from api.session import Session
-from api.sessionlog import (
+from api.live.commands import COMMANDS, JOINS, CommandError
+from api.live.session import Session
+from api.live.sessionlog import (
     REPLAYABLE,
     DamagedLog,
     LogDamage,

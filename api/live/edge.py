@@ -14,7 +14,7 @@ that names where (a dotted path, as pydantic names fields) and what would be val
 >>> read_json('{"gpu_models": ["h100", NaN]}', "body")
 Traceback (most recent call last):
 ...
-api.commands.CommandError: gpu_models.1: expected a finite number, got NaN
+api.live.commands.CommandError: gpu_models.1: expected a finite number, got NaN
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from api.commands import CommandError
+from api.live.commands import CommandError
 
 #: The most digits an integer may have: ids are below 2**53 (16 digits), seeds below 2**63
 #: (19); 30 leaves room and keeps int() of a hostile number cheap.

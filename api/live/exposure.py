@@ -26,7 +26,7 @@ DEFAULT_HOSTS = (*LOOPBACK_HOSTS, "testserver")
 PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
                "form-action 'self'; frame-ancestors 'none'")
-#: The API's documentation (api.docs) loads Swagger UI and ReDoc from this server too, with no
+#: The API's documentation (api.live.docs) loads Swagger UI and ReDoc from this server too, with no
 #: inline script: /docs has the page's policy. ReDoc writes its styles into <style> elements
 #: as it renders and runs its search in a worker made from a blob, so /redoc allows both; its
 #: scripts are still only the server's own. (ReDoc's sidebar also shows its maker's logo from

@@ -2,8 +2,8 @@
 command with the simulated time it was applied, in SQLite (WAL).
 
 A command is committed before it is acknowledged, so a server killed at any moment comes back
-with every acknowledged command; replaying the log through `api.session.Session` rebuilds
-each market exactly (`api.markets.LiveMarkets.recover`, `gpumarket replay`).
+with every acknowledged command; replaying the log through `api.live.session.Session` rebuilds
+each market exactly (`api.live.markets.LiveMarkets.recover`, `gpumarket replay`).
 
 Three things keep a log honest:
 

@@ -19,7 +19,7 @@ from market.events import Event, LeaseCreated
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
-    from api.series import LiveSeries
+    from api.live.series import LiveSeries
     from market.builder import Market
     from market.scenario import Scenario
 

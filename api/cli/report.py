@@ -1,10 +1,11 @@
 """Reports as rich tables: a run summary, validation, tournaments, sweeps, listings.
 
-Each `render_*` builds its tables and notes and hands them to an `api.output.Output`, which
+Each `render_*` builds its tables and notes and hands them to an `api.cli.output.Output`, which
 shows them as colour tables on a terminal, full-width plain text off one, or markdown."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich import box
@@ -13,7 +14,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from api.output import Output
+from api.cli.output import Output
 from market.intervals import SIGNED_UNIT, UNIT, clip
 
 
@@ -29,6 +30,16 @@ def _pct(value: float) -> str:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
+
+
+def show_run(summary: dict[str, Any], shape: str, out: Path | None) -> None:
+    """The run report (`gpumarket run`, `gpumarket replay`) in format `shape`, and the folder
+    its files went to (`out`, None: none written)."""
+    output = Output(shape)
+    render(summary, output)
+    if out is not None:
+        output.show(f"wrote summary.json, orders, leases, jobs, providers and prices "
+                    f"(.parquet) to {escape(str(out))}")
 
 
 def render(summary: dict[str, Any], out: Output) -> None:
