@@ -112,15 +112,19 @@ class AdaptiveMargin:
     def margins(self, providers: np.ndarray, now_s: float) -> np.ndarray:
         """The providers' margins at simulated time `now_s` (dimensionless)."""
         providers = np.asarray(providers, dtype=np.int64)
-        if providers.size:
+        try:
+            since = self._since_s[providers]
+        except IndexError:  # a provider id not seen before: grow the arrays (once per id)
             self._grow(int(providers.max()) + 1)
-        elapsed = now_s - self._since_s[providers]
+            since = self._since_s[providers]
         # Not seen yet (NaN) counts no time; np.where, not nan_to_num: this runs per order.
+        elapsed = now_s - since
         elapsed = np.where(elapsed > 0.0, elapsed, 0.0)
         rate = np.where(self._busy[providers], self.beta, -self.alpha)
-        # In logs, so that a long spell neither overflows nor rounds the margin to zero.
+        # In logs, so that a long spell neither overflows nor rounds the margin to zero;
+        # minimum(maximum()) is np.clip without its Python wrapper (this runs per order).
         log_margin = np.log(self._margin[providers]) + rate * elapsed
-        return np.exp(np.clip(log_margin, self._log_low, self._log_high))
+        return np.exp(np.minimum(np.maximum(log_margin, self._log_low), self._log_high))
 
     def _commit(self, providers: np.ndarray, now_s: float, busy: np.ndarray | bool) -> None:
         self._margin[providers] = self.margins(providers, now_s)

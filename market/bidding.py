@@ -29,6 +29,14 @@ def _whole_micro(usd: Any) -> np.ndarray:
     return micro.astype(np.int64)
 
 
+def order_view(order: Order) -> OrderView:
+    """The order as providers see it, built once per order (its public data never change)."""
+    view = order.view
+    if view is None:
+        view = order.view = OrderView.of(order)
+    return view
+
+
 class Bidding:
     """The strategies of a market's provider populations, and the bids they make."""
 
@@ -114,9 +122,12 @@ class Bidding:
         if dynamic.any():
             prices = prices.astype(float)
             strategy_of = self._strategy_of[ids]
-            view = OrderView.of(order)
-            for index in np.unique(strategy_of[dynamic]).tolist():
-                members = dynamic & (strategy_of == index)
+            view = order_view(order)
+            asked_of = strategy_of[dynamic]
+            # Usually one population's strategy is asked per order: no need to sort them.
+            single = (asked_of == asked_of[0]).all()
+            for index in ([int(asked_of[0])] if single else np.unique(asked_of).tolist()):
+                members = dynamic if single else dynamic & (strategy_of == index)
                 asked = np.asarray(self.strategies[index].prices(
                     view, ids[members], self.views[index]), dtype=float)
                 prices[members] = np.round(asked * (order.gpus * MICRO_USD_PER_USD))
@@ -130,7 +141,7 @@ class Bidding:
         if not self.observers or not order.bid_ids or order.interruptible:
             return
         strategy_of = self._strategy_of[order.bid_providers]
-        view = OrderView.of(order)
+        view = order_view(order)
         per_gpu_hour = order.gpus * MICRO_USD_PER_USD
         clearing = price / per_gpu_hour if winner >= 0 else math.nan
         public = order.bid_prices / per_gpu_hour

@@ -82,6 +82,7 @@ class Order:
         "tag",
         "tenant",
         "units",
+        "view",
         "work_left",
         "work_s",
     )
@@ -124,6 +125,7 @@ class Order:
         self.lease: Lease | None = None
         self.shape_key = b""                # orders of one shape share eligibility masks
         self.tag: object = None             # free for the poster (tenant policies keep state)
+        self.view: object = None            # as providers see it (market.bidding.order_view)
         # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its
         # lease against the others on the provider; higher runs, lower is paused.
         self.interruptible = False
