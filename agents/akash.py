@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from market.catalog import GpuCatalog, load_catalog
-from market.resources import ResourceUnit
+from market.core.resources import ResourceUnit
 from market.units import BLOCKS_PER_MONTH, MICRO_USD_PER_USD, SECONDS_PER_BLOCK, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from market import registry
 from market.catalog import GpuCatalog
-from market.pool import ProviderRow
+from market.core.pool import ProviderRow
 from market.scenario import ProviderPopulation
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 

@@ -7,7 +7,7 @@ the scenario's `[tournament]` by their shares, stratified so that every strategy
 nearly as possible the same hardware and costs (`deal`):
 
 1. **Counts by stratum.** A stratum is one (GPU model, GPU count). Each strategy's total is
-   its largest-remainder share of the population (`market.tournament.split_counts`); of
+   its largest-remainder share of the population (`market.experiments.tournament.split_counts`); of
    each stratum it gets its proportional share rounded down, plus at most one of the
    stratum's leftovers (so with equal shares the counts of every stratum differ by at most
    one). Leftovers go out biggest machines first, each to the strategies holding the fewest
@@ -35,8 +35,8 @@ import numpy as np
 from agents.providers import build_rows
 from agents.tenants import Tenants
 from market import registry
+from market.experiments.tournament import split_counts
 from market.scenario import ProviderPopulation, Tournament
-from market.tournament import split_counts
 
 if TYPE_CHECKING:
     from market.builder import Market

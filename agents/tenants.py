@@ -18,7 +18,7 @@ it needs and its duration on every GPU model.
   value per GPU-hour on its fastest acceptable model, V / (GPUs × hours there), so it lets
   through every model that could be worth it. The market's selection then compares bids by
   price per job and refuses a bid whose cost for the whole job is above the tenant's budget
-  (the max price over the fastest run), never above V (`market.mechanisms.AuctionContext`).
+  (the max price over the fastest run), never above V (`market.mechanisms.auction.AuctionContext`).
 
 After an expired order the tenant re-posts higher (never above V); after a failed lease it
 re-posts the remaining work; after too many of either it takes the rest of the job to a
@@ -41,11 +41,11 @@ import numpy as np
 
 from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
+from market.core.outside import outside_cost_fraction, outside_models
+from market.core.records import PROVIDER_FAULTS
+from market.core.resources import gpu_units
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, LeasePaused, OrderExpired
-from market.outside import outside_cost_fraction, outside_models
-from market.records import PROVIDER_FAULTS
-from market.resources import gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from market.pool import ProviderRow
-from market.resources import STORAGE_CLASSES, gpu_units
+from market.core.pool import ProviderRow
+from market.core.resources import STORAGE_CLASSES, gpu_units
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from market.builder import Market
 from market.errors import MarketError
-from market.result import RunResult
+from market.observe.result import RunResult
 from market.scenario import Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
-    from market.batch import batch_run
+    from market.experiments.batch import batch_run
 
 
 def __getattr__(name: str) -> Any:
     # Batch runs bring in the sweep and execution machinery: only for those who ask for it.
     if name == "batch_run":
-        from market.batch import batch_run
+        from market.experiments.batch import batch_run
 
         return batch_run
     raise AttributeError(f"module 'market' has no attribute {name!r}")

@@ -1,9 +1,9 @@
 """A market as people use it: the lifecycle engine with its observers attached.
 
-The engine (`market.engine`) runs the lifecycle and announces it on its bus; this module
+The engine (`market.core.engine`) runs the lifecycle and announces it on its bus; this module
 attaches what measures and records it — welfare accounts, metrics, the result recorder — and
 the built-in population of agents, in that order, so that observers see each event before any
-agent reacts to it. The observers read the market through `market.state.MarketState` only.
+agent reacts to it. The observers read the market through `market.core.state.MarketState` only.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from market.engine import Engine
-from market.metrics import Metrics
-from market.recorder import Recorder
+from market.core.engine import Engine
+from market.observe.metrics import Metrics
+from market.observe.result import RunResult
+from market.observe.tables import Recorder
+from market.observe.welfare import Welfare
 from market.registry import load
-from market.result import RunResult
 from market.scenario import Scenario
-from market.welfare import Welfare
 
 
 class Market(Engine):

@@ -31,9 +31,9 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from market.catalog import BOUNDS as CATALOG_BOUNDS
 from market.catalog import GpuCatalog, load_catalog
+from market.core.resources import STORAGE_CLASSES
 from market.registry import UnknownName
 from market.registry import load as load_plugin
-from market.resources import STORAGE_CLASSES
 
 JOB_KINDS = ("training", "fine_tuning", "batch_inference", "online_inference")
 
@@ -52,7 +52,7 @@ MAX_GPUS_PER_PROVIDER = 4_096
 MAX_USD_PER_GPU_HOUR = 1_000.0
 #: Periodic processes (withdrawals, price index ticks) run at most once a simulated minute.
 MIN_PERIOD_S = 60.0
-#: Providers fail or leave at most once a simulated minute each (see market.reliability).
+#: Providers fail or leave at most once a simulated minute each (see market.core.reliability).
 MAX_EVENTS_PER_DAY = 1_440.0
 MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 10_000
@@ -602,7 +602,7 @@ class Scenario(_Model):
     def _repr_html_(self) -> str:
         """The scenario at a glance in a notebook: name, description, duration, who takes
         part, and the market's main rules (every text escaped)."""
-        from market.reprs import scenario_html
+        from market.observe.reprs import scenario_html
 
         return scenario_html(self)
 

@@ -19,10 +19,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from market.core.records import Order
+from market.core.resources import ResourceUnit
+from market.core.state import MarketState
 from market.events import LeaseCreated
-from market.records import Order
-from market.resources import ResourceUnit
-from market.state import MarketState
 from market.units import MICRO_USD_PER_USD
 
 

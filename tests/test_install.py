@@ -123,7 +123,7 @@ def test_installed_package_finds_its_builtin_sweeps_and_runs_one(installed, tmp_
     python = str(installed / "python")
     shipped = sorted(path.stem for path in (ROOT / "market" / "sweeps").glob("*.toml"))
     listed = _run(installed, tmp_path, python, "-c",
-                  "from market.sweep import builtin_sweeps, load_sweep\n"
+                  "from market.experiments.sweep import builtin_sweeps, load_sweep\n"
                   "names = builtin_sweeps()\n"
                   "for name in names:\n"
                   "    print(name, len(load_sweep(name).runs()))\n")

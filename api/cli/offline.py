@@ -154,7 +154,7 @@ def validate(
         _validate_deviations(bidders or "3", auctions or 3000, seed, _shadings(shadings),
                              workers, shape)
         return
-    from market.validation import validate as run_validation
+    from market.experiments.validation import validate as run_validation
 
     counts = _bidders(bidders or "2,3,5,10")
     rows = run_validation(counts, auctions or 2000, seed)
@@ -172,7 +172,7 @@ def validate(
 def _validate_deviations(bidders: str, auctions: int, seed: int, shadings: tuple[float, ...],
                          workers: int | None, shape: str) -> None:
     """`validate --deviations`: the incentive checks for each number of bidders."""
-    from market.validation import deviations as run_deviations
+    from market.experiments.validation import deviations as run_deviations
 
     console = Console(stderr=True)
     counts = _bidders(bidders)
@@ -228,7 +228,7 @@ def tournament(
 ) -> None:
     """Pit bid strategies against each other in the same markets: a leaderboard with 95% CIs
     and each strategy's paired difference from a reference."""
-    from market.tournament import evolve, parse_lineup, play
+    from market.experiments.tournament import evolve, parse_lineup, play
 
     shape = output_format(fmt, as_json)
     try:
@@ -306,8 +306,8 @@ def sweep(
 ) -> None:
     """Run a parameter sweep: every point times every replication, in parallel, streamed to
     runs.parquet and timeseries.parquet. Exit code 3 if any run failed."""
-    from market.experiment import run_sweep
-    from market.sweep import SweepError, load_sweep
+    from market.experiments.execution import run_sweep
+    from market.experiments.sweep import SweepError, load_sweep
 
     try:  # every point is validated and its run budget checked before anything runs
         loaded = load_sweep(file, allow_large=allow_large)
@@ -382,8 +382,8 @@ def report(
     """Summarize a sweep: means with 95% confidence intervals per parameter combination,
     paired differences from a --baseline point, the fee pass-through where the take rate is
     swept, and report.html with plots."""
-    from market import analysis
-    from market.report_html import write_report
+    from market.experiments import analysis
+    from market.experiments.report_html import write_report
 
     shape = output_format(fmt, as_json)
     try:
@@ -419,7 +419,7 @@ def sweeps(
     fmt: FormatOption = None,
 ) -> None:
     """List the built-in example sweeps."""
-    from market.sweep import builtin_sweeps, load_sweep
+    from market.experiments.sweep import builtin_sweeps, load_sweep
 
     shape = output_format(fmt, as_json)
     rows = []

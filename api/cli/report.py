@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from api.cli.output import Output
-from market.intervals import SIGNED_UNIT, UNIT, clip
+from market.experiments.intervals import SIGNED_UNIT, UNIT, clip
 
 
 def _usd(value: float) -> str:
@@ -254,7 +254,7 @@ def _delta(figure: tuple[float, float, float] | None, digits: int,
 
 
 def render_standings(board: Any, out: Output) -> None:
-    """The tournament leaderboard (a `market.tournament.Leaderboard`), best profit per
+    """The tournament leaderboard (a `market.experiments.tournament.Leaderboard`), best profit per
     provider first, with each strategy's paired difference from the reference, and a
     warning line per population that does not split evenly."""
     standings = board.standings
@@ -307,9 +307,11 @@ def render_evolution(history: list[Any], strategies: list[str], out: Output) -> 
 
 def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list[str],
                  out: Output) -> None:
-    """Means ± 95% CI of `metrics` per combination of `params` (`market.analysis` groups),
-    under the labels and in the units the HTML report uses (`market.labels`)."""
-    from market import analysis, labels
+    """Means ± 95% CI of `metrics` per combination of `params` (`market.experiments.analysis`
+    groups), under the labels and in the units the HTML report uses
+    (`market.experiments.labels`)."""
+    from market.experiments import analysis, labels
+
 
     head = f"[bold]{escape(sweep.name)}[/]: {len(sweep.runs)} runs, {sweep.failed} failed"
     if not groups:
@@ -333,7 +335,8 @@ def render_sweep(sweep: Any, groups: list[Any], params: list[str], metrics: list
 def render_baseline(sweep: Any, comparisons: list[Any], metrics: list[str],
                     baseline: dict[str, Any], out: Output) -> None:
     """Each point's paired difference from its baseline point (`analysis.Comparison`s)."""
-    from market import analysis, labels
+    from market.experiments import analysis, labels
+
 
     title = (f"paired difference from the baseline ({escape(analysis.group_label(baseline))}):"
              " mean ± 95% CI half-width over seeds")
@@ -360,7 +363,8 @@ def render_baseline(sweep: Any, comparisons: list[Any], metrics: list[str],
 
 def render_pass_through(passes: list[Any], from_baseline: bool, out: Output) -> None:
     """The fee pass-through between take rates (`analysis.PassThrough`s)."""
-    from market import analysis
+    from market.experiments import analysis
+
 
     how = "from the baseline's take rate" if from_baseline else "between adjacent take rates"
     table = Table(title=f"Fee pass-through {how}: Δ price paid per GPU-hour / Δ fee per "
@@ -398,8 +402,8 @@ def sweep_report_json(sweep: Any, groups: list[Any], params: list[str], metrics:
                       baseline: dict[str, Any] | None, comparisons: list[Any],
                       passes: list[Any], page: Any) -> dict[str, Any]:
     """`gpumarket report --json`: the tables of the report as one JSON object, every mean a
-    labelled 95% interval clipped to its metric's natural range (`market.intervals`)."""
-    from market.intervals import labelled, natural_range
+    labelled 95% interval clipped to its metric's natural range (`market.experiments.intervals`)."""
+    from market.experiments.intervals import labelled, natural_range
 
     def estimate(e: Any, bounds: tuple[float, float] | None) -> dict[str, Any]:
         return labelled(e.mean, e.low, e.high, method="student_t", n=e.n, bounds=bounds)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from market.core.records import OrderState
 from market.events import (
     Event,
     LeaseClosed,
@@ -34,7 +35,6 @@ from market.events import (
     ProviderLeft,
     ProviderRecovered,
 )
-from market.records import OrderState
 from market.units import MICRO_USD_PER_USD, owed_micro
 
 if TYPE_CHECKING:

@@ -33,9 +33,9 @@ from api.live.commands import (
 from api.live.narration import Narrator
 from api.live.series import LiveSeries
 from market.builder import Market
+from market.core.resources import gpu_units
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
-from market.resources import gpu_units
 from market.scenario import Scenario
 from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_HOUR
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from api.live.series import figures
-from market.records import OrderState
+from market.core.records import OrderState
 from market.units import MICRO_USD_PER_USD
 
 if TYPE_CHECKING:
     from api.live.driver import LiveMarket
     from api.live.session import Participant
     from market.builder import Market
-    from market.records import Lease, Order
+    from market.core.records import Lease, Order
 
 #: The headline figures a live view shows (the full set is `gpumarket run`'s summary).
 HEADLINE = ("orders_posted", "orders_filled", "orders_expired", "fill_rate", "leases_active",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from market.resources import GpuRequest, ResourceUnit, Storage
+from market.core.resources import GpuRequest, ResourceUnit, Storage
 from market.strategy import OrderView, ProviderView
 from market.units import micro_to_usd
 

@@ -21,6 +21,9 @@ from agents.providers import HOURS_PER_YEAR, build_rows, gpu_costs, model_quota
 from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
+from market.core.pool import ProviderRow
+from market.core.records import PROVIDER_FAULTS
+from market.core.resources import gpu_units
 from market.events import (
     BidsPlaced,
     Event,
@@ -29,9 +32,6 @@ from market.events import (
     OrderOpened,
     TenantLeft,
 )
-from market.pool import ProviderRow
-from market.records import PROVIDER_FAULTS
-from market.resources import gpu_units
 from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 Z = 4.0  # standard deviations: a false alarm about once in 16,000 checks

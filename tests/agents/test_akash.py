@@ -32,8 +32,8 @@ from agents.akash import (
 )
 from market import Market, load_scenario
 from market.catalog import load_catalog
-from market.pool import ProviderRow
-from market.resources import GpuRequest, ResourceUnit, Storage, gpu_units
+from market.core.pool import ProviderRow
+from market.core.resources import GpuRequest, ResourceUnit, Storage, gpu_units
 from market.strategy import OrderView
 from market.units import BLOCKS_PER_MONTH, MICRO_USD_PER_USD, SECONDS_PER_BLOCK, SECONDS_PER_HOUR
 

@@ -23,6 +23,7 @@ from agents.populate import populate
 from agents.strategies import CostPlus
 from agents.tenants import Tenants
 from market import Market, load_scenario
+from market.core.pool import ProviderRow
 from market.events import (
     BidsPlaced,
     LeaseCreated,
@@ -31,7 +32,6 @@ from market.events import (
     PaymentSettled,
     TenantLeft,
 )
-from market.pool import ProviderRow
 from market.scenario import ScenarioError
 from market.scenario import Tenants as TenantsConfig
 from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_HOUR

@@ -22,9 +22,9 @@ from agents.providers import build_rows
 from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
+from market.core.pool import ProviderRow
+from market.core.resources import gpu_units
 from market.events import BidsPlaced, Event, LeaseCreated, OrderOpened
-from market.pool import ProviderRow
-from market.resources import gpu_units
 from market.strategy import OrderView, Outcome
 from market.units import GIB, MICRO_USD_PER_USD
 

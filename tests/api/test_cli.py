@@ -21,7 +21,7 @@ import pytest
 from api.cli.main import main
 from api.cli.report import _usd
 from market import registry
-from market.recorder import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
+from market.observe.tables import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 from market.scenario import builtin_scenarios, load_scenario
 
 SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a second a run

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from api.cli.main import main
-from market.validation import PRESCRIBED
+from market.experiments.validation import PRESCRIBED
 
 QUICK = ("--deviations", "--bidders", "2", "--auctions", "60", "--shadings", "0.9,1.1",
          "--workers", "1")

@@ -24,8 +24,8 @@ import typer.rich_utils
 
 from api.cli.main import app, main
 from api.cli.output import Output, ProgressLines, duration, markdown, plain
-from market import labels
-from market.intervals import NON_NEGATIVE, UNIT, labelled, natural_range
+from market.experiments import labels
+from market.experiments.intervals import NON_NEGATIVE, UNIT, labelled, natural_range
 
 SHORT = ("--set", "duration_days=0.3")
 TAKE_RATE = "market.take_rate"

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from agents.populate import populate
 from api.live.series import LiveSeries
 from market import Market, load_scenario
+from market.core.records import OrderState
 from market.events import (
     LeaseClosed,
     LeaseCreated,
@@ -24,7 +25,6 @@ from market.events import (
     ProviderFailed,
     ProviderRecovered,
 )
-from market.records import OrderState
 from tests.market.test_market_properties import small_markets
 
 

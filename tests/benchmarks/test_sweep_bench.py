@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from market.experiment import run_sweep
-from market.sweep import load_sweep
+from market.experiments.execution import run_sweep
+from market.experiments.sweep import load_sweep
 
 SWEEP = """
 name = "bench"
@@ -34,8 +34,8 @@ duration_days = 1.0
 
 PEAK = """
 import json, resource, sys
-from market.experiment import run_sweep
-from market.sweep import load_sweep
+from market.experiments.execution import run_sweep
+from market.experiments.sweep import load_sweep
 run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=2)
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 """

@@ -2,7 +2,7 @@
 
 Each test writes runs.parquet, timeseries.parquet and sweep.json the way a sweep does, with
 values chosen so every mean and interval can be worked out independently (scipy's own t
-interval, numpy on the pooled values) and compared with what `market.analysis` says.
+interval, numpy on the pooled values) and compared with what `market.experiments.analysis` says.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from market.analysis import (
+from market.experiments.analysis import (
     ReportError,
     compare_to_baseline,
     estimate,
@@ -35,7 +35,7 @@ from market.analysis import (
     summarize,
     summarize_timeseries,
 )
-from market.report_html import MAX_METRIC_PLOTS, write_report
+from market.experiments.report_html import MAX_METRIC_PLOTS, write_report
 
 MECHANISM, TAKE_RATE = "market.mechanism", "market.take_rate"
 PARAMS = [MECHANISM, TAKE_RATE]
@@ -347,7 +347,7 @@ def test_report_rejects_unknown_names_before_writing(demo: Path) -> None:
 
 def test_importing_the_report_leaves_matplotlib_state_alone() -> None:
     code = ("import sys, matplotlib; before = matplotlib.rcParams._get('backend'); "
-            "import market.report_html; "
+            "import market.experiments.report_html; "
             "assert 'matplotlib.pyplot' not in sys.modules; "
             "assert matplotlib.rcParams._get('backend') == before")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -558,7 +558,7 @@ def test_report_shows_baseline_differences_and_pass_through(tmp_path: Path) -> N
 
 
 def test_difference_shows_float_noise_around_zero_as_zero() -> None:
-    from market.analysis import Estimate, format_difference
+    from market.experiments.analysis import Estimate, format_difference
 
     assert format_difference(Estimate(4, -6.9e-18, 0.01, 0.0268)) == "0 ± 0.027"
     assert format_difference(Estimate(4, 0.0, 0.0, 0.0)) == "0 ± 0"
@@ -621,13 +621,15 @@ def test_plots_without_data_are_notes_not_empty_axes(tmp_path: Path) -> None:
     ("some_new_share", "Some new share (%)"),
 ])
 def test_metric_labels_come_from_patterns(key: str, title: str) -> None:
-    from market import labels
+    from market.experiments import labels
+
 
     assert labels.metric(key).title == title
 
 
 def test_one_formatter_for_page_and_terminal() -> None:
-    from market import labels
+    from market.experiments import labels
+
 
     fill = labels.metric("fill_rate")
     e = estimate([0.45, 0.5, 0.55])

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from market import batch_run, load_scenario
-from market.batch import ScenarioRunSpec, prepare, summarize, summary_table
-from market.experiment import run_sweep
-from market.sweep import SweepError, load_sweep
+from market.experiments.batch import ScenarioRunSpec, prepare, summarize, summary_table
+from market.experiments.execution import run_sweep
+from market.experiments.sweep import SweepError, load_sweep
 
 #: A market small enough that a run takes a fraction of a second.
 SMALL = {"duration_days": 0.2, "tenants.arrivals_per_hour": 30, "providers.0.count": 8,

@@ -12,11 +12,12 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from market import Market, MarketError, engine
+from market import Market, MarketError
 from market.budget import check_budget
 from market.catalog import BOUNDS, CatalogError, GpuCatalog, load_catalog
-from market.pool import ProviderRow
-from market.reliability import MIN_CYCLE_S
+from market.core import engine
+from market.core.pool import ProviderRow
+from market.core.reliability import MIN_CYCLE_S
 from market.scenario import (
     MAX_NESTING,
     MarketRules,

@@ -11,8 +11,8 @@ from market import budget
 from market.budget import MAX_EVENTS, MAX_MEMORY_BYTES, check_budget, estimate
 from market.builder import Market
 from market.events import EVENT_TYPES
+from market.experiments.sweep import builtin_sweeps, load_sweep
 from market.scenario import ScenarioError, builtin_scenarios, load_scenario
-from market.sweep import builtin_sweeps, load_sweep
 
 #: How far an estimate may be from the run it estimates (the module docstring's claim).
 FACTOR = 2.0

@@ -1,7 +1,7 @@
 """Tests for market.clearing: clocks, posted price, scoring, batch clearing, interruptibles.
 
 Hand cases pin each rule; properties check the clocks against a literal tick-by-tick clock and
-against `market.mechanisms` (the descending clock is second price within one decrement, the
+against `market.mechanisms.rules` (the descending clock is second price within one decrement, the
 ascending clock is first price on the grid), scoring against first/second price when quality
 is flat, batch clearing against a brute-force optimum on small instances, and the
 interruptible schedule's priority and capacity guarantees.
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from market.clearing import (
+from market.mechanisms.clearing import (
     ascending_clock,
     batch_clear,
     descending_clock,
@@ -25,7 +25,7 @@ from market.clearing import (
     preempted,
     scoring_auction,
 )
-from market.mechanisms import NO_WINNER, first_price, second_price
+from market.mechanisms.rules import NO_WINNER, first_price, second_price
 
 
 def micro(*prices: int) -> np.ndarray:

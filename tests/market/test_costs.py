@@ -1,5 +1,5 @@
 """Providers' costs and profits, market power and price dispersion, on cases worked out by
-hand (`market.metrics`)."""
+hand (`market.observe.metrics`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agents.strategies import CostPlus
+from market.core.pool import ProviderRow
 from market.events import ProviderLeft
-from market.metrics import dispersion, hhi
-from market.pool import ProviderRow
+from market.observe.metrics import dispersion, hhi
 from tests.market.test_engine import bare_market, provider, units, work
 
 DAY = 86_400.0

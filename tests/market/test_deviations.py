@@ -1,5 +1,5 @@
-"""Incentive checks (`market.validation.deviation_check`): one textbook bidder shades the
-prescribed bid while the others keep it, on the same cost draws; the gain in what it keeps
+"""Incentive checks (`market.experiments.validation.deviation_check`): one textbook bidder shades
+the prescribed bid while the others keep it, on the same cost draws; the gain in what it keeps
 per auction is a paired difference. Theory's cases show no profitable deviation and agree with
 the hand-computed gains; a deliberately wrong prescription shows one, so the check can fail."""
 
@@ -10,7 +10,7 @@ import pytest
 
 from market import Market, load_scenario
 from market.events import OrderOpened
-from market.validation import (
+from market.experiments.validation import (
     GAIN,
     MEASURED,
     NO_GAIN,

@@ -16,6 +16,8 @@ import pytest
 from agents.populate import populate
 from agents.strategies import CostPlus
 from market import Market, MarketError, load_scenario
+from market.core.pool import ProviderRow
+from market.core.resources import gpu_units
 from market.events import (
     BidsPlaced,
     Event,
@@ -30,8 +32,6 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.pool import ProviderRow
-from market.resources import gpu_units
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR, owed_micro, usd_to_micro
 
 GIB = 2**30
@@ -1008,7 +1008,7 @@ def test_bids_report_akash_states_through_the_auction():
 # ----------------------------------------------------------------------------- score selection
 
 def test_score_selection_pays_for_speed_and_reliability_not_the_rate():
-    from market.mechanisms import AuctionContext, TenantPick
+    from market.mechanisms.rules import AuctionContext, TenantPick
 
     pick = TenantPick("score")
     prices = np.array([1_000, 600, 900], dtype=np.int64)

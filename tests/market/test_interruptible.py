@@ -11,6 +11,8 @@ import pytest
 
 from agents.strategies import CostPlus
 from market import Market, MarketError, load_scenario
+from market.core.pool import ProviderRow
+from market.core.resources import gpu_units
 from market.events import (
     Event,
     LeaseClosed,
@@ -20,8 +22,6 @@ from market.events import (
     OrderExpired,
     OrderOpened,
 )
-from market.pool import ProviderRow
-from market.resources import gpu_units
 from market.units import SECONDS_PER_HOUR, owed_micro, usd_to_micro
 
 HOUR = SECONDS_PER_HOUR

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.ledger import InsufficientFunds, Ledger
+from market.core.ledger import InsufficientFunds, Ledger
 
 
 def accounts(ledger: Ledger, *names: str) -> list[int]:

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from agents.populate import populate
 from agents.strategies import CostPlus
 from market import Market, MarketError, load_scenario
+from market.core.pool import ProviderRow
+from market.core.resources import gpu_units
 from market.events import (
     BidsPlaced,
     Event,
@@ -28,8 +30,6 @@ from market.events import (
     OrderOpened,
     PaymentSettled,
 )
-from market.pool import ProviderRow
-from market.resources import gpu_units
 from market.units import owed_micro
 
 CLOSE_REASONS = {"owner", "unstable", "insufficient_funds", "manifest_timeout", "decommission"}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from market import Market, load_scenario
 from market.events import LeaseCreated, OrderExpired, OrderOpened
-from market.mechanisms import (
+from market.mechanisms.rules import (
     AscendingClock,
     AuctionContext,
     DescendingClock,
@@ -93,8 +93,8 @@ def test_mechanism_params_are_validated_by_the_mechanism():
 
 def _batch_market(pricing: str):
     from agents.strategies import CostPlus
-    from market.pool import ProviderRow
-    from market.resources import gpu_units
+    from market.core.pool import ProviderRow
+    from market.core.resources import gpu_units
     from market.units import GIB
 
     scenario = load_scenario("default", [

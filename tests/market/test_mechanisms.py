@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from market import registry
-from market.mechanisms import (
+from market.mechanisms.rules import (
     NO_WINNER,
     AscendingClock,
     AuctionContext,

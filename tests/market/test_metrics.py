@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from market import Market, load_scenario
+from market.core.pool import ProviderRow
 from market.events import (
     Event,
     LeaseClosed,
@@ -26,7 +27,6 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.pool import ProviderRow
 
 HOUR = 3600.0
 MICRO = 1_000_000

@@ -9,8 +9,9 @@ import re
 import matplotlib
 import pytest
 
-from market import Market, RunResult, ScenarioError, batch_run, labels, load_scenario
-from market.plots import metric_vs_parameter
+from market import Market, RunResult, ScenarioError, batch_run, load_scenario
+from market.experiments import labels
+from market.observe.plots import metric_vs_parameter
 from market.scenario import MarketRules
 
 matplotlib.use("Agg")  # draw without a display

@@ -1,4 +1,4 @@
-"""The tenants' outside option (`market.outside`) and how the engine prices it: which models
+"""The tenants' outside option (`market.core.outside`) and how the engine prices it: which models
 the scenario's hyperscalers rent, and what serving a GPU-hour at list costs them."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from market import load_scenario
+from market.core.outside import outside_cost_fraction, outside_models
 from market.errors import MarketError
-from market.outside import outside_cost_fraction, outside_models
 from market.units import MICRO_USD_PER_USD
 from tests.market.test_engine import bare_market, units, work
 

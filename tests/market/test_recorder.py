@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from market import Market, load_scenario
-from market import recorder as recorder_module
+from market.observe import tables as recorder_module
+from market.core.pool import ProviderRow
+from market.core.resources import gpu_units
 from market.events import (
     Event,
     LeaseClosed,
@@ -23,9 +25,7 @@ from market.events import (
     OrderOpened,
     Tick,
 )
-from market.pool import ProviderRow
-from market.recorder import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
-from market.resources import gpu_units
+from market.observe.tables import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 
 HOUR = 3600.0
 MICRO = 1_000_000

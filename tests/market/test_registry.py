@@ -13,7 +13,7 @@ import pytest
 from agents.populate import populate
 from agents.strategies import CostPlus, ListPrice
 from market import Market, ScenarioError, load_scenario, registry
-from market.mechanisms import FirstPrice, SecondPrice, TenantPick
+from market.mechanisms.rules import FirstPrice, SecondPrice, TenantPick
 from market.registry import UnknownName
 
 

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from market.analysis import load_sweep
-from market.experiment import run_sweep
-from market.report_html import write_report
-from market.sweep import load_sweep as load_sweep_file
+from market.experiments.analysis import load_sweep
+from market.experiments.execution import run_sweep
+from market.experiments.report_html import write_report
+from market.experiments.sweep import load_sweep as load_sweep_file
 from tests.chromium import launched
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from market.resources import (
+from market.core.resources import (
     CAPACITY,
     STORAGE_CLASSES,
     GpuRequest,

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from market.streams import Streams, stream_key
+from market.core.streams import Streams, stream_key
 
 DRAWS = 16
 
@@ -67,7 +67,7 @@ def test_stream_key_is_four_32_bit_words_and_differs_by_name():
 
 
 def test_draws_do_not_depend_on_python_string_hashing():
-    script = ("from market.streams import Streams; "
+    script = ("from market.core.streams import Streams; "
               "print(Streams(7).get('provider:3').random(4).tolist())")
     outputs = set()
     for hash_seed in ("1", "2"):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from market.experiment import run_sweep
-from market.sweep import SweepError, builtin_sweeps, load_sweep
+from market.experiments.execution import run_sweep
+from market.experiments.sweep import SweepError, builtin_sweeps, load_sweep
 
 #: A market small enough that a run takes a fraction of a second.
 SMALL = """

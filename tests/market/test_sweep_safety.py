@@ -14,10 +14,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from market import sweep as sweeps
-from market.experiment import run_sweep
+from market.experiments import sweep as sweeps
+from market.experiments.execution import run_sweep
+from market.experiments.sweep import (
+    MAX_FILE_BYTES,
+    MAX_POINT_BYTES,
+    MAX_RUNS,
+    SweepError,
+    load_sweep,
+)
 from market.scenario import load_scenario
-from market.sweep import MAX_FILE_BYTES, MAX_POINT_BYTES, MAX_RUNS, SweepError, load_sweep
 from tests.market.test_sweep import sweep_file
 
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from market.mechanisms import second_price
-from market.theory import (
+from market.experiments.theory import (
     deviation_gain,
     equilibrium_bid,
     expected_price,
     expected_profit,
     price_variance,
 )
+from market.mechanisms.rules import second_price
 
 AUCTIONS = 200_000
 

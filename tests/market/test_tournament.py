@@ -15,8 +15,7 @@ from scipy import stats
 
 from agents.stratified import deal
 from market import Market, load_scenario
-from market.scenario import ScenarioError
-from market.tournament import (
+from market.experiments.tournament import (
     evolve,
     leaderboard,
     parse_lineup,
@@ -27,6 +26,7 @@ from market.tournament import (
     split_warnings,
     tournament_scenario,
 )
+from market.scenario import ScenarioError
 
 SHORT = ["duration_days=0.25", "tenants.arrivals_per_hour=40"]
 

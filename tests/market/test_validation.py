@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from market import load_scenario
+from market.experiments.validation import MARGIN_TOLERANCE_USD, run_textbook, validate
 from market.scenario import ScenarioError
-from market.validation import MARGIN_TOLERANCE_USD, run_textbook, validate
 
 
 def test_first_and_second_price_agree_with_theory():

@@ -1,4 +1,4 @@
-"""Welfare per job (`market.welfare`), checked on markets small enough to work out by hand.
+"""Welfare per job (`market.observe.welfare`), checked on markets small enough to work out by hand.
 
 Every market here is bare (no agents): one tenant, providers that bid their cost times a
 markup (`CostPlus`, not grossed up by the fee), 20% take rate, Akash's 180 s bidding window.
@@ -15,7 +15,7 @@ import pytest
 
 from agents.strategies import CostPlus
 from market import Market, load_scenario
-from market.welfare import LOSSES, PARTS
+from market.observe.welfare import LOSSES, PARTS
 from tests.market.test_engine import bare_market, provider, units, work
 
 MICRO = 1_000_000

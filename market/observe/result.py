@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from market.metrics import Metrics
-from market.recorder import PRICES_SCHEMA, Recorder
-from market.state import MarketState
+from market.core.state import MarketState
+from market.observe.metrics import Metrics
+from market.observe.tables import PRICES_SCHEMA, Recorder
 from market.units import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # plots bring in matplotlib: only for those who draw
-    from market.plots import RunPlots
+    from market.observe.plots import RunPlots
 
 
 class RunResult:
@@ -44,12 +44,12 @@ class RunResult:
         }
 
     def __repr__(self) -> str:
-        from market.reprs import result_text
+        from market.observe.reprs import result_text
 
         return result_text(self)
 
     def _repr_html_(self) -> str:
-        from market.reprs import result_html
+        from market.observe.reprs import result_html
 
         return result_html(self)
 
@@ -57,7 +57,7 @@ class RunResult:
     def plot(self) -> RunPlots:
         """Plots of this run, drawn inline in a notebook: `plot.prices()`,
         `plot.utilization()`, `plot.welfare()`; each returns its matplotlib Axes."""
-        from market.plots import RunPlots
+        from market.observe.plots import RunPlots
 
         return RunPlots(self)
 
@@ -82,7 +82,7 @@ class RunResult:
 
     @property
     def jobs(self) -> pa.Table:
-        """One row per job: its welfare decomposition (see `market.welfare`)."""
+        """One row per job: its welfare decomposition (see `market.observe.welfare`)."""
         return self._table("jobs")
 
     @property

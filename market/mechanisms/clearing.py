@@ -1,5 +1,5 @@
 """Clearing rules beyond the sealed bid: clocks, a posted price, scoring, batch markets and
-interruptible rentals, as pure functions over arrays (the conventions of `market.mechanisms`).
+interruptible rentals, as pure functions over arrays (the conventions of `market.mechanisms.rules`).
 
 Money is integer micro-USD per hour (per GPU-hour for `batch_clear` and
 `interruptible_schedule`); bids come in arrival order and ties go to the earlier bid. The
@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from market.auction import NO_WINNER
+from market.mechanisms.auction import NO_WINNER
 
 __all__ = [
     "NO_WINNER",
@@ -66,7 +66,7 @@ def descending_clock(
     dropped), or the max price when it was alone.
 
     Guarantees: the lowest acceptable reservation wins (the same winner as
-    `market.mechanisms.second_price`) and is paid the second-lowest acceptable reservation
+    `market.mechanisms.rules.second_price`) and is paid the second-lowest acceptable reservation
     rounded up to the clock grid ``max_price − k × decrement``, capped at the max price: at
     least the Vickrey price and less than one decrement above it, so every trade is
     individually rational. Reporting one's cost is optimal up to one decrement (a misreport
@@ -114,7 +114,7 @@ def ascending_clock(
     grid ``start + k × increment`` (or the max price, or the start price if it lies below it).
 
     Guarantees: a first-price outcome: with reservations on the grid (and at least the start
-    price) winner and price equal `market.mechanisms.first_price`; otherwise the winner's
+    price) winner and price equal `market.mechanisms.rules.first_price`; otherwise the winner's
     reservation is within one increment of the lowest and the price is within one increment of
     the winner's reservation. Accepting commits a provider to the price shown, so a strategic
     provider waits above its cost (shades its bid) exactly as in first price; the trade is

@@ -3,17 +3,17 @@
 Owned by the `batch_clearing` mechanism, which attaches it to the engine. Orders the market
 picks for wait in its queue instead of getting per-order bids; every `interval_s` the orders
 still open are matched at once to one standing ask per provider
-(`market.clearing.batch_clear`), and each trade goes through the engine as a bid and a lease;
-an order left unmatched expires.
+(`market.mechanisms.clearing.batch_clear`), and each trade goes through the engine as a bid and a
+lease; an order left unmatched expires.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from market.engine import Engine
+from market.core.engine import Engine
+from market.core.records import Order, OrderState
 from market.events import OrderExpired
-from market.records import Order, OrderState
 
 
 class BatchClearer:
@@ -32,7 +32,7 @@ class BatchClearer:
 
     def _clearings(self):
         """Every `interval_s`, match the orders opened since the last clearing at once."""
-        from market.clearing import batch_clear  # scipy: only where it is used
+        from market.mechanisms.clearing import batch_clear  # scipy: only where it is used
 
         market = self._market
         pool = market.pool

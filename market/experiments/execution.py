@@ -37,8 +37,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.recorder import _Table
-from market.sweep import RunSpec, Sweep, SweepError
+from market.experiments.sweep import RunSpec, Sweep, SweepError
+from market.observe.tables import _Table
 
 BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
 
@@ -358,7 +358,8 @@ def _local(specs: list[RunSpec], workers: int, events_dir: str | None
     pending = list(reversed(specs))
     attempts: dict[str, int] = {}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["market.experiment", "market.builder", "agents.populate"])
+    context.set_forkserver_preload(["market.experiments.execution", "market.builder",
+                                    "agents.populate"])
     lifeline, held = context.Pipe(duplex=False)  # only this process ever holds `held`
     try:
         while pending:

@@ -54,7 +54,7 @@ from scipy import stats
 
 from market.builder import Market
 from market.events import BidsPlaced, LeaseCreated
-from market.intervals import SIGNED_UNIT, UNIT, labelled
+from market.experiments.intervals import SIGNED_UNIT, UNIT, labelled
 from market.scenario import (
     Scenario,
     ScenarioError,
@@ -86,7 +86,7 @@ utilization of 98% can reach past 100%). A difference of two shares lives in [âˆ
 def labelled_interval(figure: Interval | None, n: int,
                       bounds: tuple[float, float] | None) -> dict[str, Any] | None:
     """An Interval as `{"mean", "ci_low", "ci_high", "method": "student_t", ...}`, clipped
-    to `bounds` (`market.intervals.labelled`); None stays None."""
+    to `bounds` (`market.experiments.intervals.labelled`); None stays None."""
     if figure is None:
         return None
     return labelled(*figure, method="student_t", n=n, bounds=bounds)

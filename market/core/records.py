@@ -6,7 +6,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from market.resources import Requirement, ResourceUnit
+from market.core.resources import Requirement, ResourceUnit
 
 
 class OrderState(StrEnum):
@@ -102,7 +102,7 @@ class Order:
         self.max_price = max_price          # micro-USD per hour, whole order
         # The whole job, micro-USD (an open-ended order: one hour of it): what serving it is
         # worth to the tenant, what the outside option charges, what serving it there costs
-        # the hyperscaler (market/outside.py), and the cheapest way to serve it when it was
+        # the hyperscaler (market/core/outside.py), and the cheapest way to serve it when it was
         # posted (a provider free to take it, or the outside option).
         self.job_value_micro = job_value_micro
         self.outside_micro = 0

@@ -1,8 +1,8 @@
 """What an auction's rules are told besides the bids: who won nothing (`NO_WINNER`), and
 each bid's job hours, reliability and list price with the tenant's budget (`AuctionContext`).
 
-Shared by the single-order rules (`market.mechanisms`), the multi-order clearings
-(`market.clearing`) and the engine that builds the context.
+Shared by the single-order rules (`market.mechanisms.rules`), the multi-order clearings
+(`market.mechanisms.clearing`) and the engine that builds the context.
 """
 
 from __future__ import annotations

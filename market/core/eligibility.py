@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 
 from market.catalog import GpuCatalog
+from market.core.pool import ProviderPool, storage_mask
+from market.core.records import Order
+from market.core.resources import ResourceUnit, requirement
 from market.errors import MarketError
-from market.pool import ProviderPool, storage_mask
-from market.records import Order
-from market.resources import ResourceUnit, requirement
 
 _MAX_SHAPES = 65_536
 

@@ -7,11 +7,11 @@ several seeds, results as a pandas DataFrame, one row per run.
 ...                  replications=4, workers=2)                           # doctest: +SKIP
 >>> summary_table(runs, "market.take_rate", ["allocative_efficiency"])   # doctest: +SKIP
 
-A batch is a sweep (`market.sweep`) whose base is a Scenario object rather than a file: the
-same points, the same replication seeds, the same run ids, the same checks before anything runs
+A batch is a sweep (`market.experiments.sweep`) whose base is a Scenario object rather than a file:
+the same points, the same replication seeds, the same run ids, the same checks before anything runs
 (points that resolve to the same scenario, the run budget, the sweep's size limits), and the
-same execution (`market.experiment`: local worker processes, results independent of how many).
-So a batch's DataFrame has exactly the columns and values of the `runs.parquet` a sweep file
+same execution (`market.experiments.execution`: local worker processes, results independent of how
+many). So a batch's DataFrame has exactly the columns and values of the `runs.parquet` a sweep file
 with the same points and seeds writes, and `out=DIR` writes that sweep directory (manifest,
 `runs.parquet`, `timeseries.parquet`) for `gpumarket report` and `resume=True`.
 """
@@ -34,10 +34,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from market.budget import check_budget
-from market.experiment import BOOKKEEPING, Output, Progress, _local, execute, run_sweep
-from market.scenario import Scenario, ScenarioError, load_scenario
-from market.summaries import _pandas, _plain, summarize, summary_table
-from market.sweep import (
+from market.experiments.execution import BOOKKEEPING, Output, Progress, _local, execute, run_sweep
+from market.experiments.summaries import _pandas, _plain, summarize, summary_table
+from market.experiments.sweep import (
     MAX_RUNS,
     RunSpec,
     Sweep,
@@ -50,7 +49,8 @@ from market.sweep import (
     _same_scenario,
     _scenario_hash,
 )
-from market.sweep import _points as _sweep_points
+from market.experiments.sweep import _points as _sweep_points
+from market.scenario import Scenario, ScenarioError, load_scenario
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -242,7 +242,8 @@ def _registered_here(scenario: Scenario) -> set[tuple[str, str]]:
 def run_in_memory(sweep: Sweep, *, workers: int | None = 1,
                   on_progress: Callable[[Progress], None] | None = None) -> pd.DataFrame:
     """Make every run of `sweep` and return `runs.parquet`'s table as a DataFrame, writing
-    nothing: the same rows and column types as `market.experiment.Output.gather` gives."""
+    nothing: the same rows and column types as `market.experiments.execution.Output.gather`
+    gives."""
     pd = _pandas()
     import pyarrow as pa
 
@@ -302,7 +303,7 @@ def _with_parameters(frame: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
 
 def _row(sweep: Sweep, output: Output, spec: RunSpec, result: dict[str, Any]) -> dict[str, Any]:
     """A run's row of runs.parquet (as `Output.save` writes it)."""
-    from market.experiment import _param_value
+    from market.experiments.execution import _param_value
 
     row: dict[str, Any] = {
         "run_id": spec.run_id, "point": spec.point, "replication": spec.replication,

@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
+from market.core.records import Order, OrderState
 from market.errors import MarketError
-from market.records import Order, OrderState
 
 
 class HandPicks:

@@ -3,16 +3,16 @@
 Where the time goes is where SimPy's goes, on events, so an order costs a handful of them: the
 order opening (scheduled by its tenant), one for the close of bidding, one for the lease's end.
 Bids are not events: when an order opens, every eligible provider's bid is priced in bulk over
-the provider arrays (`market.bidding`), with its arrival latency sampled, and the auction
+the provider arrays (`market.core.bidding`), with its arrival latency sampled, and the auction
 closes once. Failures, churn and escrow run-out are sampled or computed when a lease starts, so
 its end is scheduled once, whatever ends it.
 
 The engine keeps the lifecycle; its parts each have one job: money moves in
-`market.settlement`, bids are priced in `market.bidding`, providers fail and leave in
-`market.reliability`, hand-picked orders' bids expire in `market.holds`, and a mechanism that
-needs more than one auction per order brings its own part (`market.interruptible`,
-`market.batching`). Observers (metrics, welfare, the recorder) are attached from outside
-(`market.builder`) and hear everything as events on the bus (`market.bus`).
+`market.core.settlement`, bids are priced in `market.core.bidding`, providers fail and leave in
+`market.core.reliability`, hand-picked orders' bids expire in `market.core.holds`, and a mechanism
+that needs more than one auction per order brings its own part (`market.mechanisms.interruptible`,
+`market.mechanisms.batching`). Observers (metrics, welfare, the recorder) are attached from outside
+(`market.builder`) and hear everything as events on the bus (`market.core.bus`).
 
 Outside actors (notebooks, live clients, bots) and the built-in agents use the same public
 methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`, `subscribe`.
@@ -27,9 +27,19 @@ from typing import Any
 import numpy as np
 import simpy
 
-from market.auction import NO_WINNER, AuctionContext
-from market.bidding import Bidding
-from market.bus import EventBus
+from market.core.bidding import Bidding
+from market.core.bus import EventBus
+from market.core.eligibility import Matcher
+from market.core.holds import HandPicks
+from market.core.intake import OutsideOption, check_order, check_work
+from market.core.ledger import Ledger
+from market.core.outside import outside_cost_fraction
+from market.core.pool import ProviderPool, ProviderRow
+from market.core.records import PROVIDER_FAULTS, CloseReason, Lease, LeaseState, Order, OrderState
+from market.core.reliability import Reliability
+from market.core.resources import ResourceUnit
+from market.core.settlement import Settlement
+from market.core.streams import Streams
 from market.errors import MarketError
 from market.events import (
     BidsPlaced,
@@ -42,18 +52,8 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.holds import HandPicks
-from market.intake import OutsideOption, check_order, check_work
-from market.ledger import Ledger
-from market.matching import Matcher
-from market.outside import outside_cost_fraction
-from market.pool import ProviderPool, ProviderRow
-from market.records import PROVIDER_FAULTS, CloseReason, Lease, LeaseState, Order, OrderState
-from market.reliability import Reliability
-from market.resources import ResourceUnit
+from market.mechanisms.auction import NO_WINNER, AuctionContext
 from market.scenario import Scenario
-from market.settlement import Settlement
-from market.streams import Streams
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY, SECONDS_PER_HOUR, usd_to_micro
 
 #: A periodic process (withdrawals, price index ticks, batch clearings) ticks at most this
@@ -237,7 +237,7 @@ class Engine:
         # stated value, the tenant's reserve is the value it reveals: its max price over the
         # shortest run of the whole job; without a stated outside option, the cheapest
         # acceptable model at its list price, which costs the hyperscaler its opportunity cost
-        # (market/outside.py); a stated outside price with no stated cost has no known margin.
+        # (market/core/outside.py); a stated outside price with no stated cost has no known margin.
         if job_value_usd is None:
             job_value_usd = max_price_usd_per_gpu_hour * gpus * shortest_s / SECONDS_PER_HOUR \
                 / (work_left if work_s is not None else 1.0)
@@ -450,12 +450,12 @@ class Engine:
 
     def hold_order(self, order_id: int) -> None:
         """The tenant of a hand-picked open order takes time to choose: its bids stay open
-        until `release_order` (`market.holds`). Raises MarketError (nothing changed) for an
+        until `release_order` (`market.core.holds`). Raises MarketError (nothing changed) for an
         order the market picks."""
         self.hand_picks.hold(self._open_order(order_id))
 
     def release_order(self, order_id: int) -> bool:
-        """End the hold on `order_id` (`market.holds.HandPicks.release`)."""
+        """End the hold on `order_id` (`market.core.holds.HandPicks.release`)."""
         return self.hand_picks.release(order_id)
 
     def held(self, order_id: int) -> bool:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from market.records import Order
-from market.state import MarketState
+from market.core.records import Order
+from market.core.state import MarketState
 from market.strategy import MarketView, OrderView, Outcome, PriceHistory
 from market.units import MICRO_USD_PER_USD
 

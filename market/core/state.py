@@ -2,7 +2,7 @@
 
 Metrics, welfare accounts, the result recorder, the run result, price history and the
 strategies' views are attached to a market from outside (`market.builder`). They learn what
-happens from events (`market.bus`) and read only this state, at the time of an event or at
+happens from events (`market.core.bus`) and read only this state, at the time of an event or at
 the end of a run; none of them imports the engine, so the engine can change without them.
 """
 
@@ -14,10 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from market.catalog import GpuCatalog
+from market.core.ledger import Ledger
+from market.core.pool import ProviderPool
+from market.core.records import Lease, Order
 from market.events import Event
-from market.ledger import Ledger
-from market.pool import ProviderPool
-from market.records import Lease, Order
 from market.scenario import MarketRules, Scenario
 
 
@@ -52,5 +52,5 @@ class MarketState(Protocol):
         ...
 
     def money(self) -> dict[str, Any]:
-        """The ledger's audit (see `market.settlement.Settlement.audit`)."""
+        """The ledger's audit (see `market.core.settlement.Settlement.audit`)."""
         ...

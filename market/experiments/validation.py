@@ -27,9 +27,14 @@ import numpy as np
 
 from market.builder import Market
 from market.events import LeaseCreated, OrderOpened
-from market.intervals import NON_NEGATIVE, labelled
+from market.experiments.intervals import NON_NEGATIVE, labelled
+from market.experiments.theory import (
+    deviation_gain,
+    expected_price,
+    expected_profit,
+    price_variance,
+)
 from market.scenario import load_scenario
-from market.theory import deviation_gain, expected_price, expected_profit, price_variance
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY
 
 #: (mechanism, the strategy its bidders use in equilibrium)

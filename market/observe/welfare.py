@@ -3,7 +3,7 @@
 A job has a value V (what serving all of it is worth to its tenant), fixed when the job is
 created, and a best cost C*: the lowest avoidable cost of serving all of it by anyone who could
 have served it in time — the cheapest provider free to take it when it was first posted, the
-outside option (a hyperscaler, at its opportunity cost: market/outside.py), or a provider that
+outside option (a hyperscaler, at its opportunity cost: market/core/outside.py), or a provider that
 did serve part of it later (it was there in time), whichever is cheapest.
 Re-posts after an expiry or a failed lease are the same job: they add no potential welfare.
 Its work is served in shares: by leases in the market (each at its provider's avoidable cost
@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from market.core.state import MarketState
 from market.events import (
     LeaseClosed,
     LeaseCreated,
@@ -46,7 +47,6 @@ from market.events import (
     PaymentSettled,
     TenantLeft,
 )
-from market.state import MarketState
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
 
 #: Parts of the decomposition, in the order the summary and the jobs table give them.

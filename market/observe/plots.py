@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
 
-#: Parts of welfare, in the order they add up to the potential (see market.welfare).
+#: Parts of welfare, in the order they add up to the potential (see market.observe.welfare).
 WELFARE_PARTS = (
     ("consumer_surplus_usd", "consumer surplus (tenants)"),
     ("producer_surplus_usd", "producer surplus (providers)"),
@@ -44,7 +44,7 @@ def _axes(ax: Axes | None, size: tuple[float, float] = (8, 4)) -> Axes:
 
 
 class Run(Protocol):
-    """A run as drawn here (`market.result.RunResult` is one)."""
+    """A run as drawn here (`market.observe.result.RunResult` is one)."""
 
     summary: dict[str, Any]
 
@@ -180,10 +180,10 @@ def metric_vs_parameter(runs: pd.DataFrame, parameter: str, metric: str, *,
     parameter, points with error bars otherwise; one line per value of `by` (another swept
     path) if given. `runs` is a `batch_run` DataFrame or a sweep's runs.parquet read with
     pandas; failed runs are left out. Axes are titled in words with units, values shown in
-    them (`market.labels`: a share or a take rate in percent, waits in minutes); intervals are
-    clipped to the metric's natural range (`market.batch.summarize`)."""
-    from market import labels
-    from market.summaries import summarize
+    them (`market.experiments.labels`: a share or a take rate in percent, waits in minutes);
+    intervals are clipped to the metric's natural range (`market.experiments.batch.summarize`)."""
+    from market.experiments import labels
+    from market.experiments.summaries import summarize
 
     groups = [parameter] if by is None else [by, parameter]
     table = summarize(runs, groups, [metric], confidence=confidence)

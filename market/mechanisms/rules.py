@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from market.auction import NO_WINNER, ROUND_OFF, AuctionContext
+from market.mechanisms.auction import NO_WINNER, ROUND_OFF, AuctionContext
 
 
 def _acceptable(prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:
@@ -238,8 +238,8 @@ class SecondPrice:
 
 
 # ------------------------------------------------------------------ more mechanisms
-# Engine adapters over the pure functions of `market.clearing`. Clock steps are given as a
-# fraction of the order's max price, so that one setting suits orders of every size.
+# Engine adapters over the pure functions of `market.mechanisms.clearing`. Clock steps are given as
+# a fraction of the order's max price, so that one setting suits orders of every size.
 
 
 def _step(max_price_micro: int, fraction: float) -> int:
@@ -268,7 +268,7 @@ class DescendingClock:
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
                  context: AuctionContext | None = None) -> tuple[int, int]:
-        from market.clearing import descending_clock
+        from market.mechanisms.clearing import descending_clock
 
         scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
         winner, price, _ = descending_clock(scores, reserve, _step(reserve, self.step))
@@ -293,7 +293,7 @@ class AscendingClock:
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
                  context: AuctionContext | None = None) -> tuple[int, int]:
-        from market.clearing import ascending_clock
+        from market.mechanisms.clearing import ascending_clock
 
         scores, reserve, ratio = per_job(prices_micro, max_price_micro, context)
         winner, price, _ = ascending_clock(scores, int(reserve * self.start), reserve,
@@ -346,7 +346,7 @@ class ScoringAuction:
 
     def allocate(self, prices_micro: np.ndarray, max_price_micro: int,
                  context: AuctionContext | None = None) -> tuple[int, int]:
-        from market.clearing import scoring_auction
+        from market.mechanisms.clearing import scoring_auction
 
         if context is None:
             raise ValueError("scoring needs the bids' context (job hours, reliability)")
@@ -364,8 +364,8 @@ class BatchClearing:
     opened since the last clearing are matched at once to providers' standing offers, one
     ask per provider (what its strategy asks per GPU-hour for the first order of the batch it
     can serve) with its free GPUs, by the welfare-maximizing assignment
-    (`market.clearing.batch_clear`); each order goes to one provider, no provider over its
-    free GPUs. `pricing="pay_as_bid"` pays each provider its ask; `"uniform"` pays every trade
+    (`market.mechanisms.clearing.batch_clear`); each order goes to one provider, no provider over
+    its free GPUs. `pricing="pay_as_bid"` pays each provider its ask; `"uniform"` pays every trade
     one clearing price between the highest accepted ask and the lowest accepted max price.
     An order left unmatched by its clearing expires. Providers place no per-order bids, hold
     no reservations and lock no bid deposits."""
@@ -388,7 +388,7 @@ class BatchClearing:
     def attach(self, market: Any) -> None:
         """Give `market` (the engine) its clearing process: orders the market picks for wait
         for the next clearing instead of getting per-order bids."""
-        from market.batching import BatchClearer
+        from market.mechanisms.batching import BatchClearer
 
         market.clearing = BatchClearer(market, self.interval_s, self.pricing)
 
@@ -406,7 +406,7 @@ class Interruptible(TenantPick):
     minimum (their ask), the selection picks a provider among asks at or below the bid, and
     the lease pays the tenant's bid, as on Vast. On each provider, leases are ranked
     on-demand first, then interruptible by bid (ties to the earlier lease); the ranking runs
-    from the top while it fits (`market.clearing.interruptible_schedule`): a lower bid is
+    from the top while it fits (`market.mechanisms.clearing.interruptible_schedule`): a lower bid is
     paused, not closed, and resumes when capacity comes back. A paused lease is not paid and
     its work waits, so the tenant pays only for what ran. Providers bid on an interruptible
     order with the capacity that lower bids hold, and on an on-demand order with the capacity
@@ -421,6 +421,6 @@ class Interruptible(TenantPick):
 
     def attach(self, market: Any) -> None:
         """Give `market` (the engine) the scheduler that pauses and resumes leases."""
-        from market.interruptible import InterruptibleScheduler
+        from market.mechanisms.interruptible import InterruptibleScheduler
 
         market.scheduler = InterruptibleScheduler(market)

@@ -2,8 +2,8 @@
 
 Owned by the `interruptible` mechanism, which attaches it to the engine. The engine tells it
 when a lease starts or stops and when bids give capacity back; it ranks each provider's
-interruptible leases (`market.clearing.interruptible_schedule`, with backfilling) in what the
-on-demand leases and open bids leave, pausing the ones that no longer fit and resuming the
+interruptible leases (`market.mechanisms.clearing.interruptible_schedule`, with backfilling) in what
+the on-demand leases and open bids leave, pausing the ones that no longer fit and resuming the
 ones that fit again. A paused lease is settled for what ran and is not paid while paused.
 """
 
@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from market.engine import Engine
+from market.core.engine import Engine
+from market.core.records import Lease, Order
+from market.core.resources import CAPACITY
 from market.events import LeasePaused, LeaseResumed, ProviderRecovered
-from market.records import Lease, Order
-from market.resources import CAPACITY
 
 
 class InterruptibleScheduler:
@@ -92,7 +92,9 @@ class InterruptibleScheduler:
         """Run `provider`'s interruptible leases by rank in what on-demand leases and open
         bids leave (backfilling): pause the ones that no longer fit, resume the paused ones
         that fit again. Nothing resumes while the provider is down."""
-        from market.clearing import interruptible_schedule  # scipy: only where it is used
+        from market.mechanisms.clearing import (
+            interruptible_schedule,  # scipy: only where it is used
+        )
 
         leases = self.on.get(provider)
         if not leases or not self._pool.up[provider]:

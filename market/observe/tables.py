@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market.core.state import MarketState
 from market.events import (
     Event,
     LeaseClosed,
@@ -24,10 +25,9 @@ from market.events import (
     OrderExpired,
     OrderOpened,
 )
-from market.metrics import Metrics
-from market.state import MarketState
+from market.observe.metrics import Metrics
+from market.observe.welfare import JOBS_COLUMNS, Welfare, rows
 from market.units import MICRO_USD_PER_USD
-from market.welfare import JOBS_COLUMNS, Welfare, rows
 
 ORDERS_SCHEMA = pa.schema([
     ("order_id", pa.int64()), ("job_id", pa.int64()), ("tenant", pa.int64()),

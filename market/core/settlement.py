@@ -4,7 +4,7 @@ A tenant's deposit for an order is locked in the escrow account when it posts; a
 is paid out of it whenever it settles (at each withdrawal, when it pauses or closes, at the end
 of the run), less the platform's take; what is left goes back to the tenant when the order
 ends. A provider locks a deposit for each bid and gets it back when the bid closes or its
-lease ends. All amounts are integer micro-USD in the double-entry ledger (`market.ledger`), so
+lease ends. All amounts are integer micro-USD in the double-entry ledger (`market.core.ledger`), so
 the audit (`audit`) checks conservation to the micro-USD.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from market.core.ledger import InsufficientFunds, Ledger
+from market.core.records import Lease, Order
 from market.events import Event, PaymentSettled
-from market.ledger import InsufficientFunds, Ledger
-from market.records import Lease, Order
 from market.units import owed_micro, usd_to_micro
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from market.resources import CAPACITY, STORAGE_CLASSES
+from market.core.resources import CAPACITY, STORAGE_CLASSES
 
 
 def storage_mask(classes: Any) -> int:

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from market.core.records import PROVIDER_FAULTS
+from market.core.state import MarketState
 from market.events import (
     LeaseClosed,
     LeaseCreated,
@@ -26,10 +28,8 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.records import PROVIDER_FAULTS
-from market.state import MarketState
+from market.observe.welfare import Welfare
 from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
-from market.welfare import Welfare
 
 
 def describe(values: Any) -> dict[str, float | int]:
@@ -340,7 +340,8 @@ class Metrics:
         return accounts
 
     def provider_rows(self) -> list[tuple[Any, ...]]:
-        """One row per provider for the providers table (`market.recorder.PROVIDERS_SCHEMA`)."""
+        """One row per provider for the providers table
+        (`market.observe.tables.PROVIDERS_SCHEMA`)."""
         pool = self.market.pool
         accounts = self.provider_accounts()
         columns = ("busy_gpu_hours", "on_market_hours", "revenue_usd", "serving_cost_usd",

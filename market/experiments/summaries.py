@@ -1,4 +1,4 @@
-"""Tables over a batch's runs (`market.batch.batch_run`'s DataFrame, or a sweep's
+"""Tables over a batch's runs (`market.experiments.batch.batch_run`'s DataFrame, or a sweep's
 runs.parquet read with pandas): each metric's mean and confidence interval per group of swept
 parameters (`summarize`), and the same as a table to read (`summary_table`). Needs only pandas
 and the labels, so that plots can use it without the machinery that runs batches."""
@@ -41,16 +41,16 @@ def summarize(runs: pd.DataFrame, by: str | Sequence[str] | None = None,
     columns `by`…, `metric`, `runs`, `mean`, `sd`, `low`, `high`, in the metric's own units
     (shares as fractions). Failed runs are left out; with one run a group has no interval
     (NaN). An interval is clipped to the range its metric cannot leave
-    (`market.intervals.natural_range`: a share stays in [0, 1], a price at least 0).
+    (`market.experiments.intervals.natural_range`: a share stays in [0, 1], a price at least 0).
 
     Groups compared on common random numbers (same seeds) differ less than their intervals
     suggest: for a difference, pair the runs by seed (see the take-rate example notebook) or
-    see `market.analysis.compare_to_baseline` on a sweep directory.
+    see `market.experiments.analysis.compare_to_baseline` on a sweep directory.
     """
     pd = _pandas()
     from scipy import stats
 
-    from market.intervals import clip, natural_range
+    from market.experiments.intervals import clip, natural_range
 
     names = _columns(runs, by, "by", default=_swept(runs))
     chosen = _columns(runs, metrics, "metrics", default=_default_metrics(runs))
@@ -82,7 +82,7 @@ def summary_table(runs: pd.DataFrame, by: str | Sequence[str] | None = None,
     mean and its confidence interval in that unit, `49.8 [41.2, 58.4]`."""
     pd = _pandas()
 
-    from market.labels import format_number, format_param_value, metric, parameter
+    from market.experiments.labels import format_number, format_param_value, metric, parameter
 
     summary = summarize(runs, by, metrics, confidence)
     names = [name for name in summary.columns if name not in
@@ -120,7 +120,7 @@ def _swept(runs: pd.DataFrame) -> list[str]:
 
 
 def _default_metrics(runs: pd.DataFrame) -> list[str]:
-    from market.analysis import DEFAULT_METRICS
+    from market.experiments.analysis import DEFAULT_METRICS
 
     return [name for name in DEFAULT_METRICS if name in runs.columns]
 

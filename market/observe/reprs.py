@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 
 class Summarized(Protocol):
-    """A run as shown here: its JSON summary (`market.result.RunResult` is one)."""
+    """A run as shown here: its JSON summary (`market.observe.result.RunResult` is one)."""
 
     summary: dict[str, Any]
 

@@ -7,7 +7,7 @@ canvas directly, never through `pyplot`: importing this module selects no backen
 no global state.
 
 The page is read by people: every metric and parameter under its label with its unit
-(`market.labels`; the dotted key in a tooltip, for `--metric`), every number through the
+(`market.experiments.labels`; the dotted key in a tooltip, for `--metric`), every number through the
 one formatter, plots in a grid (several columns on a wide screen, one on a phone), and no
 plot without data: a metric no run measured, or a GPU model that never traded, is a note,
 not empty axes.
@@ -27,8 +27,8 @@ import pyarrow as pa
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from market import labels
-from market.analysis import (
+from market.experiments import labels
+from market.experiments.analysis import (
     CONFIDENCE,
     TAKE_RATE,
     Comparison,

@@ -50,7 +50,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from market import labels
+from market.experiments import labels
 
 CONFIDENCE = 0.95
 """Coverage of every interval here: two-sided, Student's t."""

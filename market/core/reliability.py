@@ -15,9 +15,9 @@ from typing import NamedTuple
 import numpy as np
 import simpy
 
+from market.core.pool import ProviderPool, ProviderRow
 from market.errors import MarketError
 from market.events import Event, ProviderFailed, ProviderLeft, ProviderRecovered
-from market.pool import ProviderPool, ProviderRow
 
 
 class _Absence(NamedTuple):
