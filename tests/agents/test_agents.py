@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.markups import CostPlus, ListPrice
 from agents.populate import populate
 from agents.providers import HOURS_PER_YEAR, build_rows, gpu_costs, model_quota
-from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
 from market.core.pool import ProviderRow

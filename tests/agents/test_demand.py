@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from agents.markups import CostPlus
 from agents.populate import populate
-from agents.strategies import CostPlus
 from agents.tenants import Tenants
 from market import Market, load_scenario
 from market.core.pool import ProviderRow

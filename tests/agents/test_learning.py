@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from agents.learning import AdaptiveMargin, Equilibrium, Hedge, Truthful, Undercut
+from agents.equilibrium import Equilibrium, Truthful
+from agents.learning import AdaptiveMargin, Hedge, Undercut
+from agents.markups import CostPlus, ListPrice
 from agents.providers import build_rows
-from agents.strategies import CostPlus, ListPrice
 from agents.tenants import Tenants
 from market import Market, load_scenario
 from market.core.pool import ProviderRow

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from agents.strategies import CostPlus
+from agents.markups import CostPlus
 from api.remote.bot import Bot, _Order
 from api.remote.replies import ApiError
 from api.remote.strategy_args import make_strategy, parse_params

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from agents.learning import Truthful
-from agents.strategies import CostPlus
+from agents.equilibrium import Truthful
+from agents.markups import CostPlus
 from api.live.driver import Limits
 from api.live.server import create_app
 from api.remote.bot import Bot

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.strategies import CostPlus
+from agents.markups import CostPlus
 from market.core.pool import ProviderRow
 from market.events import ProviderLeft
 from market.observe.metrics import dispersion, hhi

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
+from agents.markups import CostPlus
 from agents.populate import populate
-from agents.strategies import CostPlus
 from market import Market, MarketError, load_scenario
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units

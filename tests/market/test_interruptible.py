@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from agents.strategies import CostPlus
+from agents.markups import CostPlus
 from market import Market, MarketError, load_scenario
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agents.markups import CostPlus
 from agents.populate import populate
-from agents.strategies import CostPlus
 from market import Market, MarketError, load_scenario
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units

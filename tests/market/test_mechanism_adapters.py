@@ -92,7 +92,7 @@ def test_mechanism_params_are_validated_by_the_mechanism():
 # ---------------------------------------------------------- batch clearing
 
 def _batch_market(pricing: str):
-    from agents.strategies import CostPlus
+    from agents.markups import CostPlus
     from market.core.pool import ProviderRow
     from market.core.resources import gpu_units
     from market.units import GIB

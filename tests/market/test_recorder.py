@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from market import Market, load_scenario
-from market.observe import tables as recorder_module
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units
 from market.events import (
@@ -25,6 +24,7 @@ from market.events import (
     OrderOpened,
     Tick,
 )
+from market.observe import tables as recorder_module
 from market.observe.tables import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 
 HOUR = 3600.0

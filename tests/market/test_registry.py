@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from agents.markups import CostPlus, ListPrice
 from agents.populate import populate
-from agents.strategies import CostPlus, ListPrice
 from market import Market, ScenarioError, load_scenario, registry
 from market.mechanisms.rules import FirstPrice, SecondPrice, TenantPick
 from market.registry import UnknownName

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from agents.strategies import CostPlus
+from agents.markups import CostPlus
 from market import Market, load_scenario
 from market.observe.welfare import LOSSES, PARTS
 from tests.market.test_engine import bare_market, provider, units, work
