@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from market import Market, load_scenario
+from tests.benchmarks.peak import PEAK_KIB
 
 # `providers.N.count` of market/scenarios/bench.toml: datacenter, home_rig, hyperscaler.
 BENCH_PROVIDERS = (300, 690, 10)
@@ -88,17 +89,7 @@ def test_ten_times_the_providers() -> None:
 PEAK = """
 import json, resource, sys, time
 from market import Market, load_scenario
-def peak_kib():
-    # VmHWM is this process's own high-water mark (exec starts it afresh); ru_maxrss may
-    # carry the launching process's peak across fork and exec on Linux.
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-scenario = load_scenario("default", [f"duration_days={sys.argv[1]}"])
+""" + PEAK_KIB + """scenario = load_scenario("default", [f"duration_days={sys.argv[1]}"])
 market = Market(scenario, seed=1, out=sys.argv[2], record=True)
 start = time.perf_counter()
 summary = market.run().summary

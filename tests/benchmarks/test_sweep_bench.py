@@ -17,6 +17,7 @@ from pathlib import Path
 
 from market.experiments.execution import run_sweep
 from market.experiments.sweep import load_sweep
+from tests.benchmarks.peak import PEAK_KIB
 
 SWEEP = """
 name = "bench"
@@ -36,17 +37,7 @@ PEAK = """
 import json, resource, sys
 from market.experiments.execution import run_sweep
 from market.experiments.sweep import load_sweep
-def peak_kib():
-    # VmHWM is this process's own high-water mark (exec starts it afresh); ru_maxrss may
-    # carry the launching process's peak across fork and exec on Linux.
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=2)
+""" + PEAK_KIB + """run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=2)
 print(json.dumps(peak_kib()))
 """
 
