@@ -8,11 +8,14 @@ closes once. Failures, churn and escrow run-out are sampled or computed when a l
 its end is scheduled once, whatever ends it.
 
 The engine keeps the lifecycle; its parts each have one job: money moves in
-`market.core.settlement`, bids are priced in `market.core.bidding`, providers fail and leave in
-`market.core.reliability`, hand-picked orders' bids expire in `market.core.holds`, and a mechanism
-that needs more than one auction per order brings its own part (`market.mechanisms.interruptible`,
-`market.mechanisms.batching`). Observers (metrics, welfare, the recorder) are attached from outside
-(`market.builder`) and hear everything as events on the bus (`market.core.bus`).
+`market.core.settlement`, bids are priced in `market.core.bidding`, who may serve an order is
+`market.core.eligibility`, what an auction weighs besides prices is `market.core.appraisal`,
+when a lease ends is `market.core.lease_end`, providers fail and leave in
+`market.core.reliability`, hand-picked orders' bids expire in `market.core.holds`, and a
+mechanism that needs more than one auction per order brings its own part
+(`market.mechanisms.interruptible`, `market.mechanisms.batching`). Observers (welfare, metrics,
+the result tables) are attached from outside (`market.builder`) and hear everything as events
+on the bus (`market.core.bus`).
 
 Outside actors (notebooks, live clients, bots) and the built-in agents use the same public
 methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`, `subscribe`.
