@@ -7,7 +7,7 @@ whole order (all its GPUs).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from functools import cache
 from typing import Any, ClassVar
 
@@ -46,6 +46,19 @@ class OrderOpened(Event):
     max_price_micro_per_hour: int
     attempt: int  # 0 for a new job; 1, 2, ... for work re-posted after an expiry or a failure
     interruptible: bool = False  # its lease may be paused for higher bids and on-demand work
+    # What observers need of the order, so that none reads the engine's state (an event built
+    # by hand to test another component leaves them out: no `units`).
+    auto_select: bool = True     # the market picks the winner (False: the tenant, by hand)
+    units: tuple[Any, ...] = ()  # market.core.resources.ResourceUnit, one per kind of unit
+    job_value_micro: int = 0     # the whole job's value to the tenant (open-ended: an hour)
+    best_cost_micro: int = 0     # C*: the cheapest way to serve the whole job when posted
+    work_left: float = 1.0       # share of the job this order is for
+    open_ended: bool = False     # no work estimate: valued and costed by the hour
+
+    def to_dict(self) -> dict[str, Any]:
+        data = Event.to_dict(self)
+        data["units"] = [asdict(unit) for unit in self.units]
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +108,8 @@ class LeaseCreated(Event):
     bids: int
     waited_s: float  # from the order opening to this lease
     interruptible: bool = False
+    serving_cost_micro: float = 0.0  # the whole job on this provider at its avoidable cost
+    planned_work_s: float = float("inf")  # how long the order's work takes here (inf: open)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,14 @@ class Participant:
         return asdict(self)
 
 
+#: What events carry for the market's own observers but a live stream does not show: a
+#: tenant's value and best cost, a provider's cost of serving (private on a real market).
+PRIVATE_FIELDS: dict[type[Event], tuple[str, ...]] = {
+    OrderOpened: ("job_value_micro", "best_cost_micro"),
+    LeaseCreated: ("serving_cost_micro", "planned_work_s"),
+}
+
+
 class Session:
     """A Market driven from outside, with every event numbered (`seq` 1, 2, 3, ...).
 
@@ -89,13 +97,12 @@ class Session:
         self.series.on_event(event)
         self.narrator.on_event(event)
         kind = type(event)
+        for name in PRIVATE_FIELDS.get(kind, ()):
+            del data[name]
         if kind is OrderOpened:
             self.order_tenant.append(event.tenant)
-            order = self.market.orders[event.order_id]
             data["max_price_usd_per_gpu_hour"] = \
                 event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
-            data["auto_select"] = order.auto
-            data["units"] = [asdict(unit) for unit in order.units]
         elif kind is LeaseCreated:
             self.lease_tenant.append(event.tenant)
             price = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD

@@ -272,7 +272,9 @@ class Engine:
         eligible = self.matcher.eligible(order, self._headroom(order))
         order.best_cost_micro = self.appraisal.best_cost_micro(order, eligible)
         self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
-                              req.gpu_models, max_price, attempt, interruptible))
+                              req.gpu_models, max_price, attempt, interruptible, auto_select,
+                              units, order.job_value_micro, order.best_cost_micro, work_left,
+                              work_s is None))
         self._open_auction(order, eligible)
         return order.id
 
@@ -555,7 +557,9 @@ class Engine:
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
                                int(order.bid_arrivals.size), now - order.created_s,
-                               order.interruptible))
+                               order.interruptible,
+                               float(self.appraisal.serving_cost_micro(order, [provider])[0]),
+                               lease.planned_work_s))
         if self.scheduler is not None:
             self.scheduler.leased(lease)
         return lease

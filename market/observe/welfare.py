@@ -131,6 +131,7 @@ class Welfare:
         self.jobs: dict[int, _Job] = {}
         self.leases: dict[int, _Lease] = {}
         self._order_job: dict[int, int] = {}
+        self._order_work: dict[int, float] = {}   # open order -> share of its job it is for
         self.totals = dict.fromkeys((*PARTS, "potential", *LOSSES, "pending_potential",
                                      "paid", "outside_margin"), 0)
         self.statuses: dict[str, int] = {}
@@ -146,48 +147,47 @@ class Welfare:
 
     # ------------------------------------------------------------------ events
 
-    # An event about an order the engine does not hold (a stream fed by hand to test another
-    # component) has no account to go to: it is passed over.
+    # An order event without the order's units (built by hand to test another component) has
+    # no account to go to: it is passed over.
     def _opened(self, event: OrderOpened) -> None:
-        order = self.market.orders.get(event.order_id)
-        if order is None:
+        if not event.units:
             return
         job = self.jobs.get(event.job_id)
         if job is None:
             job = self.jobs[event.job_id] = _Job(
                 event.job_id, event.tenant, event.job_kind, event.time_s,
-                order.job_value_micro, order.best_cost_micro, order.work_s is None)
+                event.job_value_micro, event.best_cost_micro, event.open_ended)
             if not job.open_ended:
-                job.remaining = order.work_left
+                job.remaining = event.work_left
         job.orders += 1
         job.attempts += 1
         self._order_job[event.order_id] = event.job_id
+        self._order_work[event.order_id] = event.work_left
 
     def _order_ended(self, event: OrderExpired | OrderCancelled) -> None:
+        self._order_work.pop(event.order_id, None)
         job_id = self._order_job.pop(event.order_id, None)
         if job_id is not None:
             self.jobs[job_id].orders -= 1
 
     def _leased(self, event: LeaseCreated) -> None:
-        market = self.market
         job_id = self._order_job.pop(event.order_id, None)
         if job_id is None:
             return
-        order = market.orders[event.order_id]
+        work_left = self._order_work.pop(event.order_id)
         job = self.jobs[job_id]
         job.orders -= 1
         job.running += 1
         job.leases += 1
-        lease = market.leases[event.lease_id]
-        cost_whole = float(market.serving_cost_micro(order, [event.provider])[0])
+        cost_whole = event.serving_cost_micro
         if job.open_ended:
             # Costed per hour, in whole micro-USD as its best cost is: over many hours, a
             # fraction of a micro-USD per hour would otherwise make a cheapest provider look
             # a few micro-USD cheaper than the best (a negative misallocation).
             cost_whole = float(round(cost_whole))
         job.best = min(job.best, round(cost_whole))  # it could serve the job in time
-        self.leases[event.lease_id] = _Lease(job, cost_whole, order.work_left,
-                                             lease.planned_work_s, event.time_s)
+        self.leases[event.lease_id] = _Lease(job, cost_whole, work_left,
+                                             event.planned_work_s, event.time_s)
 
     def _paused(self, event: LeasePaused) -> None:
         lease = self.leases.get(event.lease_id)

@@ -158,3 +158,19 @@ def test_a_stale_clock_reruns_to_the_same_events(tmp_path):
     # Commands still wait for the disk.
     assert db.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     db.close()
+
+
+def test_the_stream_shows_no_private_costs_and_is_strict_json():
+    """Events carry a tenant's value and a provider's cost for the market's own observers; a
+    live stream leaves them out, and every frame is JSON without NaN or Infinity."""
+    session = Session(SCENARIO, seed=1)
+    session.advance(6 * 3600)
+    frames = session.since(0)
+    kinds = {frame["kind"] for frame in frames}
+    assert {"order_opened", "lease_created"} <= kinds
+    for frame in frames:
+        assert not {"job_value_micro", "best_cost_micro", "serving_cost_micro",
+                    "planned_work_s"} & frame.keys(), frame
+        json.dumps(frame, allow_nan=False)
+    opened = next(frame for frame in frames if frame["kind"] == "order_opened")
+    assert opened["units"] and "auto_select" in opened
