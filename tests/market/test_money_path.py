@@ -2,7 +2,8 @@
 
 A price in USD per GPU-hour enters the engine once, as whole micro-USD per hour for the whole
 order (`order_rate_micro`: half away from zero), whichever edge it comes through: a REST body,
-a strategy's bid, an Akash port's per-block rate. The bound, derived: the rounding is at most
+a strategy's bid, an Akash port's per-block rate; amounts set on the command line
+(`--set`) round as the engine rounds (`usd_to_micro`). The bound, derived: the rounding is at most
 half a micro-USD per hour of the order, plus the float product's own error (two roundings of
 2^-53 relative); both together stay below one micro-USD per hour of the whole order for any
 price the REST edge accepts (below 10^6 USD per GPU-hour, 64 GPUs: 6.4 × 10^13 micro-USD an
@@ -43,6 +44,7 @@ from market.units import (
     order_rates_micro,
     owed_micro,
     per_gpu_hour_usd,
+    usd_to_micro,
 )
 
 #: What the REST edge accepts (`api.live.commands.PositiveUsd`: > 0, < 10^6), from one
@@ -284,3 +286,19 @@ def test_an_akash_rate_per_block_enters_the_engine_rounded_once(micro_per_block,
     exact = Fraction(micro_per_block) * 3600 / Fraction(Decimal(str(SECONDS_PER_BLOCK)))
     usd = per_block_to_usd_per_gpu_hour(micro_per_block, gpus)
     assert abs(order_rate_micro(usd, gpus) - exact) < 1
+
+
+# ------------------------------------------------------------------ the CLI's --set overrides
+
+@settings(max_examples=15, deadline=None)
+@given(deposit=st.floats(1e-6, 999_999.0), wallet=st.floats(1e-6, 1e9))
+def test_amounts_set_on_the_command_line_round_as_the_engine_rounds(deposit, wallet):
+    """`gpumarket run --set PATH=VALUE` reads the value as TOML into the scenario: the
+    amounts reach the ledger through `usd_to_micro`, as REST bodies do."""
+    scenario = load_scenario("default", [f"market.bid_deposit_usd={deposit!r}",
+                                         f"tenants.wallet_usd={wallet!r}"])
+    market = Market(scenario, seed=0, populate=False, record=False)
+    assert market.settlement.deposit_micro == usd_to_micro(deposit)
+    tenant = market.add_tenant("alice", scenario.tenants.wallet_usd)
+    assert market.ledger.balance(market.tenant_accounts[tenant]) == usd_to_micro(wallet)
+    assert abs(market.settlement.deposit_micro - Fraction(deposit) * MICRO_USD_PER_USD) < 1
