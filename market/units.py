@@ -72,6 +72,13 @@ def order_rates_micro(usd_per_gpu_hour: Any, gpus: int) -> np.ndarray:
     return np.copysign(whole, micro)
 
 
+def order_cost_micro(usd_per_gpu_hour: Any, gpus: int) -> Any:
+    """A cost or value in USD per GPU-hour (a float, or an array of them) as unrounded
+    micro-USD per hour for a whole order of `gpus` GPUs: for figures that are measured, not
+    paid (serving costs, list prices in welfare and scoring), which are never rounded."""
+    return usd_per_gpu_hour * gpus * MICRO_USD_PER_USD
+
+
 def gpu_hour_micro(usd_per_gpu_hour: Any) -> Any:
     """A price per GPU-hour in whole micro-USD per GPU-hour, rounded half away from zero
     (posted asks and floors, and an interruptible order's priority). Scalar in, int out;

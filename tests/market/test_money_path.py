@@ -40,6 +40,7 @@ from market.units import (
     SECONDS_PER_BLOCK,
     SECONDS_PER_HOUR,
     gpu_hour_micro,
+    order_cost_micro,
     order_rate_micro,
     order_rates_micro,
     owed_micro,
@@ -302,3 +303,10 @@ def test_amounts_set_on_the_command_line_round_as_the_engine_rounds(deposit, wal
     tenant = market.add_tenant("alice", scenario.tenants.wallet_usd)
     assert market.ledger.balance(market.tenant_accounts[tenant]) == usd_to_micro(wallet)
     assert abs(market.settlement.deposit_micro - Fraction(deposit) * MICRO_USD_PER_USD) < 1
+
+
+def test_measured_costs_convert_without_rounding():
+    # What the engine's serving costs and list prices per order compute, unrounded.
+    costs = np.array([0.1234567891, 2.5])
+    assert order_cost_micro(costs, 3).tolist() == (costs * 3 * MICRO_USD_PER_USD).tolist()
+    assert order_cost_micro(0.1234567891, 3) == 0.1234567891 * 3 * 1e6
