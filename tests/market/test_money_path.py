@@ -310,3 +310,35 @@ def test_measured_costs_convert_without_rounding():
     costs = np.array([0.1234567891, 2.5])
     assert order_cost_micro(costs, 3).tolist() == (costs * 3 * MICRO_USD_PER_USD).tolist()
     assert order_cost_micro(0.1234567891, 3) == 0.1234567891 * 3 * 1e6
+
+
+class _Observing(_Quoted):
+    """Bids the price it is told, and keeps the outcomes it hears."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outcomes: list = []
+
+    def observe(self, outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+def test_outcomes_carry_the_engine_integers_behind_their_floats():
+    scenario = load_scenario("default", ["market.manifest_failure_prob=0", "market.take_rate=0",
+                                         "market.mechanism=first_price"])
+    market = Market(scenario, seed=0, populate=False, record=False)
+    strategy = _Observing()
+    strategy.usd_per_gpu_hour = 1.0000004  # 3 GPUs: 3,000,001.2 micro-USD an hour
+    market.add_providers([_row(market, "a")], strategy)
+    tenant = market.add_tenant("alice", 1e6)
+    units = gpu_units(3, ("h100",), cpu_millicores_per_gpu=4000,
+                      memory_bytes_per_gpu=32 * GIB, storage_bytes_per_gpu=100 * GIB)
+    market.post_order(tenant, units, 2.0, deposit_usd=100.0)
+    market.run(until=market.now + 600)
+    (outcome,) = strategy.outcomes
+    assert outcome.bids_micro_per_hour.tolist() == [3_000_001]
+    assert outcome.clearing_micro_per_hour == 3_000_001
+    assert outcome.public_bids_micro_per_hour.tolist() == [3_000_001]
+    assert outcome.order.max_price_micro_per_hour == 6_000_000
+    assert outcome.bids_usd_per_gpu_hour.tolist() == [per_gpu_hour_usd(3_000_001, 3)]
+    assert outcome.clearing_usd_per_gpu_hour == per_gpu_hour_usd(3_000_001, 3)
