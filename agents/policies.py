@@ -5,7 +5,7 @@ A policy sees a job through three calls, in USD per GPU-hour:
   `value` is the job's value per GPU-hour of this order on its fastest acceptable GPU model
   (V / (GPUs × hours there)): at that max price the job on that model costs all it is worth,
   and on a slower model more, so the market's selection refuses such bids by their cost per
-  job (`market.mechanisms.auction.AuctionContext.budget_micro`). `factor` is the tenant's draw from
+  job (`market.core.auction.AuctionContext.budget_micro`). `factor` is the tenant's draw from
   the scenario's `tenants.max_price_factor` range; and `job_cost_per_usd` is what the job's
   escrow deposit costs per USD of max price. Returning None means the tenant takes the job
   elsewhere (reason "budget").

@@ -18,7 +18,7 @@ it needs and its duration on every GPU model.
   value per GPU-hour on its fastest acceptable model, V / (GPUs × hours there), so it lets
   through every model that could be worth it. The market's selection then compares bids by
   price per job and refuses a bid whose cost for the whole job is above the tenant's budget
-  (the max price over the fastest run), never above V (`market.mechanisms.auction.AuctionContext`).
+  (the max price over the fastest run), never above V (`market.core.auction.AuctionContext`).
 
 After an expired order the tenant re-posts higher (never above V); after a failed lease it
 re-posts the remaining work; after too many of either it takes the rest of the job to a

@@ -8,11 +8,14 @@ closes once. Failures, churn and escrow run-out are sampled or computed when a l
 its end is scheduled once, whatever ends it.
 
 The engine keeps the lifecycle; its parts each have one job: money moves in
-`market.core.settlement`, bids are priced in `market.core.bidding`, providers fail and leave in
-`market.core.reliability`, hand-picked orders' bids expire in `market.core.holds`, and a mechanism
-that needs more than one auction per order brings its own part (`market.mechanisms.interruptible`,
-`market.mechanisms.batching`). Observers (metrics, welfare, the recorder) are attached from outside
-(`market.builder`) and hear everything as events on the bus (`market.core.bus`).
+`market.core.settlement`, bids are priced in `market.core.bidding`, who may serve an order is
+`market.core.eligibility`, what an auction weighs besides prices is `market.core.appraisal`,
+when a lease ends is `market.core.lease_end`, providers fail and leave in
+`market.core.reliability`, hand-picked orders' bids expire in `market.core.holds`, and a
+mechanism that needs more than one auction per order brings its own part
+(`market.mechanisms.interruptible`, `market.mechanisms.batching`). Observers (welfare, metrics,
+the result tables) are attached from outside (`market.builder`) and hear everything as events
+on the bus (`market.core.bus`).
 
 Outside actors (notebooks, live clients, bots) and the built-in agents use the same public
 methods: `post_order`, `submit_bid`, `accept_bid`, `close_lease`, `cancel_order`, `subscribe`.
@@ -27,11 +30,14 @@ from typing import Any
 import numpy as np
 import simpy
 
+from market.core.appraisal import Appraisal
+from market.core.auction import NO_WINNER, AuctionContext
 from market.core.bidding import Bidding
 from market.core.bus import EventBus
 from market.core.eligibility import Matcher
 from market.core.holds import HandPicks
 from market.core.intake import OutsideOption, check_order, check_work
+from market.core.lease_end import LeaseEnds
 from market.core.ledger import Ledger
 from market.core.outside import outside_cost_fraction
 from market.core.pool import ProviderPool, ProviderRow
@@ -52,7 +58,6 @@ from market.events import (
     TenantLeft,
     Tick,
 )
-from market.mechanisms.auction import NO_WINNER, AuctionContext
 from market.scenario import Scenario
 from market.units import (
     MICRO_USD_PER_USD,
@@ -108,9 +113,7 @@ class Engine:
         self.prices_seen = self.bidding.history
         self.strategies = self.bidding.strategies
         self.views = self.bidding.views
-        # Leases ended, and ended by a provider fault, per provider: public track records.
-        self._leases_ended = np.zeros(0)
-        self._leases_failed = np.zeros(0)
+        self.appraisal = Appraisal(self.pool, self.catalog)
         self.matcher = Matcher(self.pool, self.catalog)
         self._outside = OutsideOption(self.catalog, outside_cost_fraction(scenario, self.catalog))
         self._normals = np.zeros(0)
@@ -126,12 +129,10 @@ class Engine:
         self._deposit = self.settlement.deposit_micro
         self._window_s = rules.bidding_window_s
         self._max_bids = rules.order_max_bids
-        checks = rules.health_check_failures
-        low, high = rules.health_check_interval_s
-        # Sum of `checks` uniform intervals: its mean and standard deviation (CLT, n ≈ 40).
-        self._detect_mean_s = checks * (low + high) / 2
-        self._detect_sd_s = math.sqrt(checks * (high - low) ** 2 / 12)
         self._finished = False
+        self.lease_ends = LeaseEnds(self.env, self.pool, rules, self._rng, self._standard_normals,
+                                    self._planned_close)
+        self.plan_end = self.lease_ends.plan  # a resumed lease plans its end again
         self.reliability = Reliability(self.env, self.pool,
                                        self.streams.get("providers.reliability"), self.emit)
         self.hand_picks = HandPicks(self.env, self.orders, self.release_bids, rules.bid_timeout_s)
@@ -183,8 +184,7 @@ class Engine:
             row.automated = strategy is not None
         ids = self.pool.add(rows, accounts)
         self.bidding.add(ids, strategy)
-        self._leases_ended = np.concatenate([self._leases_ended, np.zeros(len(ids))])
-        self._leases_failed = np.concatenate([self._leases_failed, np.zeros(len(ids))])
+        self.appraisal.providers_added(len(ids))
         if self.scheduler is not None:
             self.scheduler.providers_added(len(ids))
         self.matcher.providers_added()
@@ -201,7 +201,7 @@ class Engine:
 
     def leases_ended(self, provider: int) -> int:
         """How many leases `provider` has ended so far (its public track record)."""
-        return int(self._leases_ended[provider])
+        return self.appraisal.leases_ended(provider)
 
     # ------------------------------------------------------------------ orders
 
@@ -279,7 +279,7 @@ class Engine:
         # Who could serve it is read before anyone hears of it: the cheapest of them fixes
         # the job's best cost, which its welfare is measured against.
         eligible = self.matcher.eligible(order, self._headroom(order))
-        order.best_cost_micro = self._best_cost_micro(order, eligible)
+        order.best_cost_micro = self.appraisal.best_cost_micro(order, eligible)
         self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
                               req.gpu_models, max_price, attempt, interruptible))
         self._open_auction(order, eligible)
@@ -333,44 +333,13 @@ class Engine:
             self.hand_picks.start(order)
 
     def auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
-        """Hours of the job on each bidder's GPU, each bidder's reliability so far, and the
-        tenant's budget for the order's work."""
-        models = self.pool.model[providers]
-        hours = (np.ones(providers.size) if order.work_s is None
-                 else order.work_s[models] / SECONDS_PER_HOUR)
-        # Laplace-smoothed share of leases that ended without a provider fault.
-        ended = self._leases_ended[providers]
-        reliability = (ended - self._leases_failed[providers] + 1) / (ended + 1)
-        list_micro = (self.catalog.array("list_usd_per_gpu_hour")[models]
-                      * order.gpus * MICRO_USD_PER_USD)
-        # One max price per GPU-hour for every model the order accepts (as on Akash) means
-        # the tenant's budget for the work is that price over its shortest run; it never pays
-        # more than the work left is worth (the whole job's value, pro rata).
-        shortest_h, value_micro = 1.0, float(order.job_value_micro)
-        if order.work_s is not None:
-            shortest_h = float(order.work_s[order.model_mask].min()) / SECONDS_PER_HOUR
-            value_micro *= order.work_left
-        budget_micro = min(order.max_price * shortest_h, value_micro)
-        return AuctionContext(hours, reliability, list_micro, budget_micro=budget_micro,
-                              pays_reserve=order.interruptible)
+        """What the auction weighs besides the bids (`Appraisal.context`)."""
+        return self.appraisal.context(order, providers)
 
     def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
-        """What serving the whole job of `order` (all its work, not only what is left) costs
-        each of `providers` at its avoidable cost of serving (`cost_marginal`), micro-USD
-        (float); for an open-ended order, one hour of it."""
-        pool = self.pool
-        rate = pool.cost_marginal_usd_per_gpu_hour[providers] * order.gpus * MICRO_USD_PER_USD
-        if order.work_s is None:
-            return rate
-        return rate * order.work_s[pool.model[providers]] / order.work_left / SECONDS_PER_HOUR
-
-    def _best_cost_micro(self, order: Order, ids: np.ndarray) -> int:
-        """The lowest cost of serving the whole job: the cheapest provider that could take
-        it now (eligible, with the capacity free) or the outside option, micro-USD."""
-        best = order.outside_cost_micro
-        if ids.size:
-            best = min(best, round(float(self.serving_cost_micro(order, ids).min())))
-        return best
+        """What serving `order`'s whole job costs each of `providers`, micro-USD (float;
+        `Appraisal.serving_cost_micro`)."""
+        return self.appraisal.serving_cost_micro(order, providers)
 
     def place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
                    arrivals: np.ndarray) -> int:
@@ -591,7 +560,7 @@ class Engine:
         self.hand_picks.ended(order.id)  # a held order got its lease: the hold is over
         order.lease = lease
         self.leases[lease.id] = lease
-        self.plan_end(lease)
+        self.lease_ends.plan(lease)
         self.emit(LeaseCreated(now, lease.id, order.id, lease.bid_id, order.tenant, provider,
                                order.job_id, self.catalog.ids[lease.model], lease.gpus, price,
                                int(order.bid_arrivals.size), now - order.created_s,
@@ -599,44 +568,6 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.leased(lease)
         return lease
-
-    def plan_end(self, lease: Lease, resumed: bool = False) -> None:
-        """Schedule the one event that ends this lease, whichever cause comes first (when it
-        starts, and again when it resumes after a pause)."""
-        now = self.env.now
-        order = lease.order
-        pool = self.pool
-        end_s, reason = math.inf, CloseReason.OWNER
-        if order.work_s is not None:
-            if not resumed:
-                lease.planned_work_s = float(order.work_s[lease.model])
-            end_s = now + lease.planned_work_s - lease.worked_s
-        # Each later cause replaces the earlier one only if strictly sooner.
-        failure = float(pool.next_failure_s[lease.provider])
-        if failure < end_s:
-            detect = self._detect_mean_s + self._detect_sd_s * float(
-                self._standard_normals(1)[0])
-            if failure + max(detect, 0.0) < end_s:
-                end_s, reason = failure + max(detect, 0.0), CloseReason.UNSTABLE
-        leave = float(pool.next_leave_s[lease.provider])
-        if leave < end_s:
-            end_s, reason = leave, CloseReason.DECOMMISSION
-        runout = now + order.escrow * SECONDS_PER_HOUR / lease.price
-        if runout < end_s:
-            end_s, reason = runout, CloseReason.INSUFFICIENT_FUNDS
-        if not resumed and self._rng.random() < self.rules.manifest_failure_prob \
-                and now + self.rules.manifest_timeout_s < end_s:
-            end_s, reason = now + self.rules.manifest_timeout_s, CloseReason.MANIFEST_TIMEOUT
-        lease.planned_end_s, lease.planned_reason = end_s, reason
-        if end_s < math.inf:
-            self.env.timeout(end_s - now).callbacks.append(
-                lambda _e, lease=lease, plan=lease.plan: self._end_planned(lease, plan))
-
-    def _end_planned(self, lease: Lease, plan: int) -> None:
-        # Not if the tenant closed it earlier, or a pause made the plan void.
-        if lease.state is LeaseState.ACTIVE and lease.plan == plan:
-            self._close_lease(lease, lease.planned_reason,
-                              finished=lease.planned_reason is CloseReason.OWNER)
 
     def close_lease(self, lease_id: int, reopen: bool = True) -> int | None:
         """The tenant closes a lease (reason owner).
@@ -650,6 +581,10 @@ class Engine:
         if lease is None:
             raise MarketError(f"lease {lease_id} is not active")
         return self._close_lease(lease, CloseReason.OWNER, reopen=reopen)
+
+    def _planned_close(self, lease: Lease, reason: CloseReason) -> None:
+        """A lease's planned end came (`LeaseEnds`): a finished job closes as its owner's."""
+        self._close_lease(lease, reason, finished=reason is CloseReason.OWNER)
 
     def settle(self, lease: Lease) -> None:
         """Pay the provider what the lease owes now (`Settlement.settle`)."""
@@ -671,9 +606,7 @@ class Engine:
             pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
             if self.scheduler is not None:
                 self.scheduler.stopping(lease)
-        self._leases_ended[provider] += 1
-        if reason in PROVIDER_FAULTS:
-            self._leases_failed[provider] += 1
+        self.appraisal.lease_ended(provider, reason in PROVIDER_FAULTS)
         self.settlement.refund_lease_deposit(lease, int(pool.account[provider]))
         # An open-ended lease (no work estimate) has done none of "the rest": it is all left.
         done = 0.0 if lease.planned_work_s == math.inf else \

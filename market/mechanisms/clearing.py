@@ -22,7 +22,7 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from market.mechanisms.auction import NO_WINNER
+from market.core.auction import NO_WINNER
 
 __all__ = [
     "NO_WINNER",

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from market.mechanisms.auction import NO_WINNER, ROUND_OFF, AuctionContext
+from market.core.auction import NO_WINNER, ROUND_OFF, AuctionContext
 
 
 def _acceptable(prices_micro: np.ndarray, max_price_micro: int) -> np.ndarray:

@@ -180,6 +180,11 @@ class Welfare:
         job.leases += 1
         lease = market.leases[event.lease_id]
         cost_whole = float(market.serving_cost_micro(order, [event.provider])[0])
+        if job.open_ended:
+            # Costed per hour, in whole micro-USD as its best cost is: over many hours, a
+            # fraction of a micro-USD per hour would otherwise make a cheapest provider look
+            # a few micro-USD cheaper than the best (a negative misallocation).
+            cost_whole = float(round(cost_whole))
         job.best = min(job.best, round(cost_whole))  # it could serve the job in time
         self.leases[event.lease_id] = _Lease(job, cost_whole, order.work_left,
                                              lease.planned_work_s, event.time_s)

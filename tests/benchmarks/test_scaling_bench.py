@@ -13,7 +13,7 @@ expired orders, fewer when more providers bid. Only `Market.run()` is timed (bui
 providers is not), with `record=False` in both, so no result table is kept.
 
 Days ×5: the `default` scenario for one week and for five, each in a fresh interpreter, so
-that the peak resident size (`ru_maxrss`) is that run's own, with the orders, leases and jobs
+that the peak resident size (`VmHWM`) is that run's own, with the orders, leases and jobs
 streamed to Parquet in a temporary folder (`out=`, `record=True`), as `gpumarket run --out`
 does. `bench` is not used here: five of its weeks take about six minutes.
 """
@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from market import Market, load_scenario
+from tests.benchmarks.peak import PEAK_KIB
 
 # `providers.N.count` of market/scenarios/bench.toml: datacenter, home_rig, hyperscaler.
 BENCH_PROVIDERS = (300, 690, 10)
@@ -88,12 +89,12 @@ def test_ten_times_the_providers() -> None:
 PEAK = """
 import json, resource, sys, time
 from market import Market, load_scenario
-scenario = load_scenario("default", [f"duration_days={sys.argv[1]}"])
+""" + PEAK_KIB + """scenario = load_scenario("default", [f"duration_days={sys.argv[1]}"])
 market = Market(scenario, seed=1, out=sys.argv[2], record=True)
 start = time.perf_counter()
 summary = market.run().summary
 wall_s = time.perf_counter() - start
-print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({"peak_kib": peak_kib(),
                   "wall_s": wall_s, "orders": summary["orders_posted"],
                   "leases": summary["leases_created"],
                   "money_conserved": summary["money_conserved"]}))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from market.experiments.execution import run_sweep
 from market.experiments.sweep import load_sweep
+from tests.benchmarks.peak import PEAK_KIB
 
 SWEEP = """
 name = "bench"
@@ -36,8 +37,8 @@ PEAK = """
 import json, resource, sys
 from market.experiments.execution import run_sweep
 from market.experiments.sweep import load_sweep
-run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=2)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+""" + PEAK_KIB + """run_sweep(load_sweep(sys.argv[1]), sys.argv[2], workers=2)
+print(json.dumps(peak_kib()))
 """
 
 

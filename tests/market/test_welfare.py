@@ -241,3 +241,17 @@ def test_default_week_counts_each_job_once():
     assert w["potential_usd"] == pytest.approx(jobs["potential_usd"].sum(), rel=1e-12)
     assert 0.0 <= w["allocative_efficiency"] <= 1.0 + 1e-9
     assert np.isfinite(jobs["value_usd"]).all()
+
+
+def test_an_open_ended_lease_by_the_cheapest_provider_is_not_misallocated():
+    """Hand case: one provider whose cost is 324,218.75 micro-USD per GPU-hour (not a whole
+    micro-USD) serves an open-ended order for 20 hours. The job's best cost per hour is that
+    provider's, so nothing is misallocated — exactly, not 20 × 0.25 micro-USD below zero."""
+    market = bare_market("duration_days=1")
+    tenant = market.add_tenant("t", 1_000.0)
+    market.add_providers([provider(market, "cheap", cost=0.32421875)], CostPlus(markup=0.2))
+    market.post_order(tenant, units(), 1.0, deposit_usd=20 * 0.32421875 * 1.2 + 1e-3)
+    market.run(until=20.5 * 3600)
+    account = market.welfare.summary()
+    losses = account["deadweight_loss_by_cause_usd"]
+    assert losses["misallocated"] == 0.0 and losses["unserved"] == 0.0, losses
