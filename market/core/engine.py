@@ -60,7 +60,6 @@ from market.events import (
 )
 from market.scenario import Scenario
 from market.units import (
-    MICRO_USD_PER_USD,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     gpu_hour_micro,
