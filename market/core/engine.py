@@ -512,8 +512,9 @@ class Engine:
 
     def bids(self, order_id: int) -> list[dict[str, Any]]:
         """The bids on an open or leased order, in arrival order: id, provider, price per
-        GPU-hour (USD), arrival time (simulated seconds; a future one is still on its way)
-        and Akash state (open, active, lost, closed)."""
+        GPU-hour (USD, for display) and the engine's own integer behind it (micro-USD per hour
+        for the whole order), arrival time (simulated seconds; a future one is still on its
+        way) and Akash state (open, active, lost, closed)."""
         order = self.orders.get(order_id)
         if order is None:
             raise MarketError(f"order {order_id} is not open or leased")
