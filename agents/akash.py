@@ -15,13 +15,16 @@ Three pricing strategies an Akash provider runs, re-implemented from Akash's sou
 
 All three price in micro-units of the order's denomination per block; for a USD-pegged denom
 that is micro-USD per block. The strategy classes bid in USD per GPU-hour for the whole order
-divided by its GPUs, converting with the project's block time::
+divided by its GPUs, converting with the project's block time through `market.units`::
 
-    usd_per_gpu_hour = micro_per_block × (SECONDS_PER_HOUR / SECONDS_PER_BLOCK)
-                       / MICRO_USD_PER_USD / gpus
+    usd_per_gpu_hour = per_gpu_hour_usd(per_block_to_per_hour_micro(micro_per_block), gpus)
+                     = micro_per_block × (SECONDS_PER_HOUR / SECONDS_PER_BLOCK) / gpus / 10^6
 
-(3600 / 6.117 ≈ 588.52 blocks an hour: the inverse of `market.units.usd_per_hour_to_per_block`).
-The order's max price goes the other way, truncated to the chain's 18 decimals. A strategy
+(3600 / 6.117 ≈ 588.52 blocks an hour: the inverse of `market.units.usd_per_hour_to_per_block`);
+the engine rounds that bid to whole micro-USD per hour of the whole order
+(`market.units.order_rate_micro`), as any other bid. The order's max price goes the other way,
+from the engine's own integer (`OrderView.max_price_micro_per_hour`), truncated to the chain's
+18 decimals. A strategy
 returns NaN where the real provider would not bid: the script refuses a rate above the max
 price, the provider drops a zero price or one above the max price, and the Go strategies'
 errors (`PricingError` here) end the provider's bid.
@@ -46,7 +49,14 @@ import numpy as np
 
 from market.catalog import GpuCatalog, load_catalog
 from market.core.resources import ResourceUnit
-from market.units import BLOCKS_PER_MONTH, MICRO_USD_PER_USD, SECONDS_PER_BLOCK, SECONDS_PER_HOUR
+from market.units import (
+    BLOCKS_PER_MONTH,
+    MICRO_USD_PER_USD,
+    SECONDS_PER_BLOCK,
+    SECONDS_PER_HOUR,
+    per_block_to_per_hour_micro,
+    per_gpu_hour_usd,
+)
 
 if TYPE_CHECKING:
     from market.strategy import MarketView, OrderView
@@ -85,8 +95,6 @@ _DEC_PRECISION = 18       # cosmos LegacyDec decimals
 _MAX_SORTABLE_DEC = Decimal(10) ** 18  # cosmos LegacyMaxSortableDec = 1 / 10^-18
 _INT64_MAX = 2**63 - 1
 
-#: Blocks per hour at Akash's 6.117 s block time.
-BLOCKS_PER_HOUR = SECONDS_PER_HOUR / SECONDS_PER_BLOCK
 #: Hours in the script's month: 429,909 blocks of 6.117 s (≈ 730.49 h, 30.437 days).
 HOURS_PER_MONTH = BLOCKS_PER_MONTH * SECONDS_PER_BLOCK / SECONDS_PER_HOUR
 
@@ -557,15 +565,15 @@ def akash_resources(units: tuple[ResourceUnit, ...], catalog: GpuCatalog, *,
 
 def per_block_to_usd_per_gpu_hour(micro_per_block: Any, gpus: int) -> float:
     """A whole-order rate in micro-USD per block as USD per GPU-hour."""
-    return float(_dec(micro_per_block)) * BLOCKS_PER_HOUR / MICRO_USD_PER_USD / gpus
+    return per_gpu_hour_usd(per_block_to_per_hour_micro(float(_dec(micro_per_block))), gpus)
 
 
 def max_price_per_block(order: OrderView) -> Decimal:
     """The order's max price in micro-USD per block for the whole order, truncated to the
-    chain's 18 decimals (the engine keeps it as whole micro-USD per hour)."""
-    micro_per_hour = round(order.max_price_usd_per_gpu_hour * order.gpus * MICRO_USD_PER_USD)
+    chain's 18 decimals (from the engine's own whole micro-USD per hour)."""
     with localcontext(_EXACT):
-        per_block = Decimal(micro_per_hour) * _dec(SECONDS_PER_BLOCK) / _dec(SECONDS_PER_HOUR)
+        per_block = (Decimal(order.max_price_micro_per_hour) * _dec(SECONDS_PER_BLOCK)
+                     / _dec(SECONDS_PER_HOUR))
         return _quantize_dec(per_block)
 
 
@@ -616,7 +624,7 @@ class AkashScript(_OrderPriced):
         if not len(providers) or order.gpus <= 0:
             return out
         models = np.asarray(view.models(providers))
-        max_micro = round(order.max_price_usd_per_gpu_hour * order.gpus * MICRO_USD_PER_USD)
+        max_micro = order.max_price_micro_per_hour
         for model in np.unique(models).tolist():
             gpu_id = view.gpu_models[model]
             out[models == model] = self._remember(
@@ -658,7 +666,7 @@ class AkashScale(_OrderPriced):
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         if not len(providers) or order.gpus <= 0:
             return np.full(len(providers), np.nan)
-        max_micro = round(order.max_price_usd_per_gpu_hour * order.gpus * MICRO_USD_PER_USD)
+        max_micro = order.max_price_micro_per_hour
         price = self._remember((order.units, max_micro), lambda: self._price(order))
         return np.full(len(providers), price)
 
@@ -694,4 +702,4 @@ class AkashRandomRange:
         draws = self.rng.integers(0, bound, size=count)
         divisor = _RANGE_SCALE * 100 if self.quirk else _RANGE_SCALE
         micro_per_block = float(floor) + draws / divisor
-        return micro_per_block * BLOCKS_PER_HOUR / MICRO_USD_PER_USD / order.gpus
+        return per_gpu_hour_usd(per_block_to_per_hour_micro(micro_per_block), order.gpus)

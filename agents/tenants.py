@@ -46,7 +46,7 @@ from market.core.records import PROVIDER_FAULTS
 from market.core.resources import gpu_units
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, LeasePaused, OrderExpired
-from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR, usd_to_micro
 
 if TYPE_CHECKING:
     from market.builder import Market
@@ -352,7 +352,9 @@ class Tenants:
                       job.value) * work_left
         market = self.market
         job.work_left = work_left
-        if market.ledger.balance(market.tenant_accounts[job.tenant]) < round(deposit * 1e6):
+        # Rounded as post_order rounds the deposit it locks: the check passes exactly when
+        # the engine can lock it.
+        if market.ledger.balance(market.tenant_accounts[job.tenant]) < usd_to_micro(deposit):
             # Cannot fund the escrow: the job goes to a hyperscaler (job id -1: never posted).
             self._leave(-1 if job_id is None else job_id, job, "budget", work_left)
             return

@@ -23,26 +23,45 @@ from market.core.records import Order
 from market.core.resources import ResourceUnit
 from market.core.state import MarketState
 from market.events import LeaseCreated
-from market.units import MICRO_USD_PER_USD
+from market.units import order_rate_micro, per_gpu_hour_usd
 
 
 @dataclass(frozen=True, slots=True)
 class OrderView:
-    """An order as providers see it on the chain."""
+    """An order as providers see it on the chain.
+
+    Its max price is the engine's own figure, `max_price_micro_per_hour`: integer micro-USD
+    per hour for the whole order (canonical: bids are compared with it). The float
+    `max_price_usd_per_gpu_hour` is derived from it for people and strategies that price per
+    GPU-hour; `order_rate_micro` of it gives back the same integer.
+    """
 
     order_id: int
     gpus: int
     gpu_models: tuple[str, ...]
     units: tuple[ResourceUnit, ...]
-    max_price_usd_per_gpu_hour: float   # for an interruptible order: the tenant's bid
+    max_price_micro_per_hour: int       # whole order; for an interruptible order: its bid
     created_s: float
     interruptible: bool = False         # its lease may be paused (Vast.ai-style)
+
+    @property
+    def max_price_usd_per_gpu_hour(self) -> float:
+        """The max price per GPU-hour, USD (derived from `max_price_micro_per_hour`)."""
+        return per_gpu_hour_usd(self.max_price_micro_per_hour, self.gpus)
 
     @classmethod
     def of(cls, order: Order) -> OrderView:
         return cls(order.id, order.gpus, order.requirement.gpu_models, order.units,
-                   order.max_price / order.gpus / MICRO_USD_PER_USD, order.created_s,
-                   order.interruptible)
+                   order.max_price, order.created_s, order.interruptible)
+
+    @classmethod
+    def priced(cls, order_id: int, gpus: int, gpu_models: tuple[str, ...],
+               units: tuple[ResourceUnit, ...], max_price_usd_per_gpu_hour: float,
+               created_s: float, interruptible: bool = False) -> OrderView:
+        """An order view from a max price per GPU-hour, converted as the engine converts
+        a posted order's (`order_rate_micro`): for strategies' tests and tools."""
+        return cls(order_id, gpus, gpu_models, units,
+                   order_rate_micro(max_price_usd_per_gpu_hour, gpus), created_s, interruptible)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,13 @@ class Outcome:
     time_s: float
     # Every bid on the order, in arrival order (bids are public on the chain), USD/GPU-hour.
     public_bids_usd_per_gpu_hour: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # The engine's own figures behind the floats above, integer micro-USD per hour for the
+    # whole order (canonical; the floats are `per_gpu_hour_usd` of them): the strategy's
+    # bids, the lease rate (-1 when the order expired) and every public bid.
+    bids_micro_per_hour: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    clearing_micro_per_hour: int = -1
+    public_bids_micro_per_hour: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, np.int64))
 
 
 class MarketView:
@@ -157,7 +183,7 @@ class PriceHistory:
         prices = self._recent.get(event.gpu_model)
         if prices is None:
             prices = self._recent[event.gpu_model] = deque(maxlen=self._keep)
-        prices.append(event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD)
+        prices.append(per_gpu_hour_usd(event.price_micro_per_hour, event.gpus))
 
     def recent(self, gpu_model: str) -> np.ndarray:
         return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from api.cli.output import Output
 from market.experiments.intervals import SIGNED_UNIT, UNIT, clip
+from market.units import micro_to_usd
 
 
 def _usd(value: float) -> str:
@@ -125,7 +126,7 @@ def render(summary: dict[str, Any], out: Output) -> None:
         ("tenants saved vs hyperscaler list", _pct(summary["tenant_savings_vs_list"])),
         ("spent at hyperscalers by leavers", _usd(summary["hyperscaler_spend_usd"])),
         ("platform revenue (take rate)", _usd(summary["platform_revenue_usd"])),
-        ("held in escrow at the end", _usd(summary["escrow_held_micro"] / 1e6)),
+        ("held in escrow at the end", _usd(micro_to_usd(summary["escrow_held_micro"]))),
         ("money conserved", f"{conserved} (ledger total {summary['money_total_micro']} µUSD)"),
     ):
         money.add_row(label, value)

@@ -16,7 +16,7 @@ import numpy as np
 
 from market.errors import MarketError
 from market.events import Event, LeaseCreated
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
+from market.units import SECONDS_PER_HOUR, per_gpu_hour_usd
 
 if TYPE_CHECKING:
     from api.live.series import LiveSeries
@@ -114,7 +114,7 @@ class Narrator:
             self.leases_by_model[event.gpu_model] += 1
             if self.first_lease:
                 self.first_lease = False
-                price = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+                price = per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)
                 self._say(time_s, "lease",
                           f"First lease: {event.gpus} × {event.gpu_model} at {_usd(price)} "
                           "per GPU-hour — the tenant took a provider's bid.")

@@ -35,7 +35,7 @@ from market.events import (
     ProviderLeft,
     ProviderRecovered,
 )
-from market.units import MICRO_USD_PER_USD, owed_micro
+from market.units import micro_to_usd, owed_micro, per_gpu_hour_usd
 
 if TYPE_CHECKING:
     from market.builder import Market
@@ -103,7 +103,7 @@ class LiveSeries:
             self._run(event.provider, event.gpus)
             if not event.interruptible:  # they pay a bid of another kind: not the price index
                 self._prices.setdefault(event.gpu_model, []).append(
-                    event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD)
+                    per_gpu_hour_usd(event.price_micro_per_hour, event.gpus))
         elif kind is LeaseClosed:
             provider, gpus = self._leases.pop(event.lease_id, (0, 0))
             if event.lease_id in self._paused:
@@ -219,10 +219,12 @@ def figures(market: Market) -> dict[str, Any]:
     counts = metrics.counts
     now = market.now
     decided = counts["leases_created"] + counts["orders_expired"]
-    settled = sum(metrics.paid_usd.values()) * MICRO_USD_PER_USD
+    # Paid out of escrow so far, to the micro-USD: the ledger's payouts and fees (summing the
+    # metrics' USD floats back into micro-USD would drift).
+    flows = market.ledger.flows
+    settled = flows.get("take_rate", 0) + flows.get("lease_payout", 0)
     accrued = 0
     for lease in market.leases.values():
-        settled += lease.paid
         accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
     take = market.rules.take_rate
     open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
@@ -232,7 +234,7 @@ def figures(market: Market) -> dict[str, Any]:
             "orders_open": open_count,
             "fill_rate": counts["leases_created"] / decided if decided else 0.0,
             "leases_active": len(market.leases),
-            "tenant_spend_usd": settled / MICRO_USD_PER_USD,
-            "tenant_accrued_usd": accrued / MICRO_USD_PER_USD,
+            "tenant_spend_usd": micro_to_usd(settled),
+            "tenant_accrued_usd": micro_to_usd(accrued),
             "platform_revenue_usd": metrics.platform_usd,
-            "platform_accrued_usd": accrued * take / MICRO_USD_PER_USD}
+            "platform_accrued_usd": micro_to_usd(accrued * take)}

@@ -37,7 +37,7 @@ from market.core.resources import gpu_units
 from market.errors import MarketError
 from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
 from market.scenario import Scenario
-from market.units import GIB, MICRO_USD_PER_USD, SECONDS_PER_HOUR
+from market.units import GIB, SECONDS_PER_HOUR, micro_to_usd, per_gpu_hour_usd
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +102,10 @@ class Session:
         if kind is OrderOpened:
             self.order_tenant.append(event.tenant)
             data["max_price_usd_per_gpu_hour"] = \
-                event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+                per_gpu_hour_usd(event.max_price_micro_per_hour, event.gpus)
         elif kind is LeaseCreated:
             self.lease_tenant.append(event.tenant)
-            price = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+            price = per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)
             self.recent_leases.append({
                 "time_s": event.time_s, "lease_id": event.lease_id,
                 "gpu_model": event.gpu_model, "gpus": event.gpus,
@@ -120,7 +120,7 @@ class Session:
             self.recent_closes.append({
                 "time_s": event.time_s, "lease_id": event.lease_id, "reason": event.reason,
                 "provider": event.provider, "tenant": event.tenant,
-                "paid_usd": event.paid_micro / MICRO_USD_PER_USD})
+                "paid_usd": micro_to_usd(event.paid_micro)})
         for key, value in data.items():  # JSON has no inf (a provider gone for good)
             if type(value) is float and not math.isfinite(value):
                 data[key] = None

@@ -1,7 +1,9 @@
 """What a live market looks like from outside: snapshots as plain JSON-ready data.
 
 Prices are USD per GPU-hour, money USD, times simulated seconds; nothing here changes the
-market.
+market. Next to each price and amount is the engine's own integer (`max_price_micro_per_hour`,
+`price_micro_per_hour`: micro-USD per hour for the whole order; `paid_micro`, `wallet_micro`:
+micro-USD), which is canonical: the floats are derived from it (`market.units`) for display.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 
 from api.live.series import figures
 from market.core.records import OrderState
-from market.units import MICRO_USD_PER_USD
+from market.units import micro_to_usd, per_gpu_hour_usd
 
 if TYPE_CHECKING:
     from api.live.driver import LiveMarket
@@ -31,7 +33,8 @@ WELFARE_HEADLINE = ("consumer_surplus_usd", "producer_surplus_usd", "platform_fe
 def order_view(market: Market, order: Order) -> dict[str, Any]:
     return {"order_id": order.id, "tenant": order.tenant, "job_id": order.job_id,
             "gpus": order.gpus, "gpu_models": list(order.requirement.gpu_models),
-            "max_price_usd_per_gpu_hour": order.max_price / order.gpus / MICRO_USD_PER_USD,
+            "max_price_usd_per_gpu_hour": per_gpu_hour_usd(order.max_price, order.gpus),
+            "max_price_micro_per_hour": int(order.max_price),
             "created_s": order.created_s, "interruptible": order.interruptible,
             "auto_select": order.auto, "held": market.held(order.id),
             "bids": market.bids(order.id)}
@@ -41,10 +44,11 @@ def lease_view(market: Market, lease: Lease) -> dict[str, Any]:
     return {"lease_id": lease.id, "order_id": lease.order.id, "tenant": lease.order.tenant,
             "provider": lease.provider, "gpu_model": market.catalog.ids[lease.model],
             "gpus": lease.gpus,
-            "price_usd_per_gpu_hour": lease.price / lease.gpus / MICRO_USD_PER_USD,
+            "price_usd_per_gpu_hour": per_gpu_hour_usd(lease.price, lease.gpus),
+            "price_micro_per_hour": int(lease.price),
             "started_s": lease.start_s, "running": lease.running,
             "interruptible": lease.interruptible,
-            "paid_usd": lease.paid / MICRO_USD_PER_USD}
+            "paid_usd": micro_to_usd(lease.paid), "paid_micro": int(lease.paid)}
 
 
 def open_orders(market: Market, tenant: int | None = None) -> list[dict[str, Any]]:
@@ -125,8 +129,9 @@ def me(live: LiveMarket, participant: Participant) -> dict[str, Any]:
                  "cost_basis_usd_per_gpu_hour": float(pool.cost_basis_usd_per_gpu_hour[p])}
     else:
         account = market.tenant_accounts[participant.tenant]
+    wallet_micro = int(market.ledger.balance(account))
     return {**participant.to_dict(),
-            "wallet_usd": market.ledger.balance(account) / MICRO_USD_PER_USD,
+            "wallet_usd": micro_to_usd(wallet_micro), "wallet_micro": wallet_micro,
             "provider_facts": facts,
             "open_orders": [] if participant.tenant is None
             else open_orders(market, participant.tenant),

@@ -40,9 +40,9 @@ from api.remote.client import Client
 from api.remote.replies import ApiError
 from api.remote.strategy_args import make_strategy
 from api.remote.stream import Stream
-from api.remote.view import RemoteView, order_view, per_gpu_hour_usd
+from api.remote.view import RemoteView, order_view
 from market.strategy import Outcome, ProviderView
-from market.units import SECONDS_PER_HOUR, micro_to_usd
+from market.units import SECONDS_PER_HOUR, micro_to_usd, order_rate_micro, per_gpu_hour_usd
 
 #: Open orders tracked at once; beyond it the oldest are forgotten (bounded memory even if
 #: an order's end was never seen).
@@ -82,9 +82,11 @@ class _Order:
 
     event: dict[str, Any]                    # its order_opened event
     public_bids_usd_per_gpu_hour: list[float] = field(default_factory=list)
+    public_bids_micro_per_hour: list[int] = field(default_factory=list)  # the same, exact
     public_arrivals_s: list[float] = field(default_factory=list)  # when each reaches the chain
     priced: bool = False                     # the strategy priced it (this run)
     my_bid_usd_per_gpu_hour: float = math.nan
+    my_bid_micro_per_hour: int = -1          # the same, exact (-1: none)
 
     @property
     def order_id(self) -> int:
@@ -380,7 +382,7 @@ class Bot:
             order = self._orders.pop(int(event["order_id"]), None)
             self._bid_holds.pop(int(event["order_id"]), None)
             if kind == "order_expired" and order is not None:
-                self._tell(order, won=False, clearing=math.nan, time_s=float(event["time_s"]))
+                self._tell(order, won=False, clearing_micro=-1, time_s=float(event["time_s"]))
         elif kind == "lease_closed" and event["provider"] == self.provider:
             self._lease_holds.pop(int(event["lease_id"]), None)
             if int(event["lease_id"]) in self._won:
@@ -398,9 +400,11 @@ class Bot:
                                               event["arrivals_s"], strict=False):
             usd = per_gpu_hour_usd(price, order.gpus)
             order.public_bids_usd_per_gpu_hour.append(usd)
+            order.public_bids_micro_per_hour.append(int(price))
             order.public_arrivals_s.append(float(arrival_s))
             if provider == self.provider:
                 order.my_bid_usd_per_gpu_hour = usd
+                order.my_bid_micro_per_hour = int(price)
                 # A bid on an order the tenant picks by hand lapses after bid_timeout_s.
                 lapses_s = math.inf if order.event.get("auto_select") \
                     else float(arrival_s) + self._bid_timeout_s
@@ -426,18 +430,25 @@ class Bot:
                 self.log(f"{self.name}: won order {order_id}: lease {event['lease_id']} at "
                          f"{price:.4f} USD/GPU-h for {event['gpus']} GPU")
         if order is not None:
-            self._tell(order, won=won, clearing=price, time_s=float(event["time_s"]))
+            self._tell(order, won=won, clearing_micro=int(event["price_micro_per_hour"]),
+                       time_s=float(event["time_s"]))
 
-    def _tell(self, order: _Order, *, won: bool, clearing: float, time_s: float) -> None:
+    def _tell(self, order: _Order, *, won: bool, clearing_micro: int, time_s: float) -> None:
         """The strategy's `observe`, for an auction it bid in (not an interruptible one: there
         the bid was its floor, not its price), as the offline market tells it."""
         observe = getattr(self.strategy, "observe", None)
         if observe is None or not order.priced or math.isnan(order.my_bid_usd_per_gpu_hour) \
                 or order.event.get("interruptible"):
             return
+        my_bid = order.my_bid_usd_per_gpu_hour
+        # The lease rate, micro-USD per hour of the whole order (-1: the order expired).
+        clearing = per_gpu_hour_usd(clearing_micro, order.gpus) if clearing_micro >= 0 \
+            else math.nan
         observe(Outcome(order_view(order.event), np.array([self.provider], np.int64),
-                        np.array([order.my_bid_usd_per_gpu_hour]), np.array([won]),
-                        clearing, time_s, np.array(order.public_bids_usd_per_gpu_hour)))
+                        np.array([my_bid]), np.array([won]),
+                        clearing, time_s, np.array(order.public_bids_usd_per_gpu_hour),
+                        np.array([order.my_bid_micro_per_hour], np.int64),
+                        clearing_micro, np.array(order.public_bids_micro_per_hour, np.int64)))
 
     # ------------------------------------------------------------------ bidding
 
@@ -494,9 +505,10 @@ class Bot:
             price = self._price(order)
             order.priced = True
             self.orders_priced += 1
-            cap = float(order.event["max_price_usd_per_gpu_hour"])
-            if 0 < price <= cap * (1 + 1e-12) and math.isfinite(price):
-                price = min(price, cap)  # float noise at the cap is not a higher bid
+            # The engine's own test, on the engine's integers: the bid rounded to whole
+            # micro-USD per hour of the order must be at least one and at most the max price.
+            if math.isfinite(price) and 0 < order_rate_micro(price, order.gpus) \
+                    <= int(order.event["max_price_micro_per_hour"]):
                 self._bid_holds[order.order_id] = (order.gpus, math.inf)  # held at once
                 self.bids_sent += 1
                 task = asyncio.create_task(self._bid(stream, order, price))

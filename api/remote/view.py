@@ -1,7 +1,8 @@
 """What a remote strategy sees of a live market: `RemoteView`, built from the event stream,
 with exactly the reads `market.strategy.MarketView` allows (the clock, the public rules and
 lease prices, its own provider's facts, never a rival's), and the stream's events read as the
-strategy protocol's records (`order_view`; prices as USD per GPU-hour)."""
+strategy protocol's records (`order_view`; prices as USD per GPU-hour, converted by
+`market.units`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ import numpy as np
 
 from market.core.resources import GpuRequest, ResourceUnit, Storage
 from market.strategy import OrderView, ProviderView
-from market.units import micro_to_usd
 
 #: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
 PRICES_KEPT = 256
@@ -106,10 +106,12 @@ class RemoteView:
 
 
 def order_view(event: dict[str, Any]) -> OrderView:
-    """The `OrderView` of an `order_opened` event from the stream (prices per GPU-hour)."""
+    """The `OrderView` of an `order_opened` event from the stream, from the event's integer
+    max price (micro-USD per hour for the whole order), exactly as the offline market builds
+    it: a strategy reads the same `max_price_usd_per_gpu_hour` in both."""
     return OrderView(int(event["order_id"]), int(event["gpus"]), tuple(event["gpu_models"]),
                      tuple(_unit(unit) for unit in event.get("units", ())),
-                     float(event["max_price_usd_per_gpu_hour"]), float(event["time_s"]),
+                     int(event["max_price_micro_per_hour"]), float(event["time_s"]),
                      bool(event.get("interruptible", False)))
 
 
@@ -123,8 +125,3 @@ def _unit(data: dict[str, Any]) -> ResourceUnit:
                                                 gpu.get("vendor", "nvidia")),
         endpoints=int(data.get("endpoints", 0)), ip_leases=int(data.get("ip_leases", 0)),
         count=int(data.get("count", 1)))
-
-
-def per_gpu_hour_usd(price_micro_per_hour: int, gpus: int) -> float:
-    """A whole order's rate in micro-USD per hour as USD per GPU-hour."""
-    return micro_to_usd(price_micro_per_hour) / gpus

@@ -10,7 +10,7 @@ from market.catalog import GpuCatalog
 from market.core.auction import AuctionContext
 from market.core.pool import ProviderPool
 from market.core.records import Order
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
+from market.units import SECONDS_PER_HOUR, order_cost_micro
 
 
 class Appraisal:
@@ -46,7 +46,7 @@ class Appraisal:
         # Laplace-smoothed share of leases that ended without a provider fault.
         ended = self._ended[providers]
         reliability = (ended - self._failed[providers] + 1) / (ended + 1)
-        list_micro = self._list_usd[models] * order.gpus * MICRO_USD_PER_USD
+        list_micro = order_cost_micro(self._list_usd[models], order.gpus)
         # One max price per GPU-hour for every model the order accepts (as on Akash) means
         # the tenant's budget for the work is that price over its shortest run; it never pays
         # more than the work left is worth (the whole job's value, pro rata).
@@ -63,7 +63,7 @@ class Appraisal:
         each of `providers` at its avoidable cost of serving (`cost_marginal`), micro-USD
         (float); for an open-ended order, one hour of it."""
         pool = self._pool
-        rate = pool.cost_marginal_usd_per_gpu_hour[providers] * order.gpus * MICRO_USD_PER_USD
+        rate = order_cost_micro(pool.cost_marginal_usd_per_gpu_hour[providers], order.gpus)
         if order.work_s is None:
             return rate
         return rate * order.work_s[pool.model[providers]] / order.work_left / SECONDS_PER_HOUR

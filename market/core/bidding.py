@@ -18,13 +18,13 @@ import numpy as np
 from market.core.records import Order
 from market.core.state import MarketState
 from market.strategy import MarketView, OrderView, Outcome, PriceHistory
-from market.units import MICRO_USD_PER_USD
+from market.units import gpu_hour_micro, order_rates_micro, per_gpu_hour_usd
 
 
 def _whole_micro(usd: Any) -> np.ndarray:
-    """Asks in USD per GPU-hour as whole micro-USD; -1 where not a positive number (the
-    strategy is then asked per order)."""
-    micro = np.round(np.nan_to_num(np.asarray(usd, float), nan=-1.0) * MICRO_USD_PER_USD)
+    """Asks in USD per GPU-hour as whole micro-USD per GPU-hour (`gpu_hour_micro`); -1 where
+    not a positive number (the strategy is then asked per order)."""
+    micro = gpu_hour_micro(np.nan_to_num(np.asarray(usd, float), nan=-1.0))
     micro[~(micro > 0)] = -1
     return micro.astype(np.int64)
 
@@ -103,7 +103,7 @@ class Bidding:
                 usd = self._market.pool.cost_marginal_usd_per_gpu_hour[members]
             else:
                 usd = np.asarray(min_bids(members, self.views[index]), float)
-            micro = np.round(np.nan_to_num(usd, nan=0.0) * MICRO_USD_PER_USD)
+            micro = gpu_hour_micro(np.nan_to_num(usd, nan=0.0))
             self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
 
     def price(self, order: Order, ids: np.ndarray) -> np.ndarray:
@@ -130,7 +130,7 @@ class Bidding:
                 members = dynamic if single else dynamic & (strategy_of == index)
                 asked = np.asarray(self.strategies[index].prices(
                     view, ids[members], self.views[index]), dtype=float)
-                prices[members] = np.round(asked * (order.gpus * MICRO_USD_PER_USD))
+                prices[members] = order_rates_micro(asked, order.gpus)
             prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
         return prices
 
@@ -142,13 +142,15 @@ class Bidding:
             return
         strategy_of = self._strategy_of[order.bid_providers]
         view = order_view(order)
-        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
-        clearing = price / per_gpu_hour if winner >= 0 else math.nan
-        public = order.bid_prices / per_gpu_hour
+        gpus = order.gpus
+        clearing = per_gpu_hour_usd(price, gpus) if winner >= 0 else math.nan
+        public = per_gpu_hour_usd(order.bid_prices, gpus)
         for index in self.observers:
             mine = strategy_of == index
             if mine.any():
                 providers = order.bid_providers[mine]
+                bids = order.bid_prices[mine]
                 self.strategies[index].observe(Outcome(
-                    view, providers, order.bid_prices[mine] / per_gpu_hour,
-                    providers == winner, clearing, now_s, public))
+                    view, providers, per_gpu_hour_usd(bids, gpus), providers == winner,
+                    clearing, now_s, public, bids, int(price) if winner >= 0 else -1,
+                    order.bid_prices.copy()))

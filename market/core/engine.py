@@ -59,7 +59,15 @@ from market.events import (
     Tick,
 )
 from market.scenario import Scenario
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY, SECONDS_PER_HOUR, usd_to_micro
+from market.units import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    gpu_hour_micro,
+    micro_to_usd,
+    order_rate_micro,
+    per_gpu_hour_usd,
+    usd_to_micro,
+)
 
 #: A periodic process (withdrawals, price index ticks, batch clearings) ticks at most this
 #: many times over a run: finer intervals are refused when the market is built.
@@ -230,9 +238,9 @@ class Engine:
         account = self.tenant_accounts[tenant]
         if deposit < 0 or self.ledger.balance(account) < deposit:
             raise MarketError(f"deposit_usd: {deposit_usd} is more than the tenant's wallet "
-                              f"({self.ledger.balance(account) / MICRO_USD_PER_USD:.2f} USD)")
+                              f"({micro_to_usd(self.ledger.balance(account)):.2f} USD)")
         gpus = req.gpus
-        max_price = usd_to_micro(max_price_usd_per_gpu_hour * gpus)
+        max_price = order_rate_micro(max_price_usd_per_gpu_hour, gpus)
         # Whole-job figures (a re-post carries the same ones with less work left). Without a
         # stated value, the tenant's reserve is the value it reveals: its max price over the
         # shortest run of the whole job; without a stated outside option, the cheapest
@@ -264,7 +272,7 @@ class Engine:
         order.tag = tag
         if interruptible:
             order.interruptible = True
-            order.priority = usd_to_micro(max_price_usd_per_gpu_hour)
+            order.priority = gpu_hour_micro(max_price_usd_per_gpu_hour)
         self.settlement.lock_escrow(order, account, deposit)
         self.orders[order.id] = order
         # Who could serve it is read before anyone hears of it: the cheapest of them fixes
@@ -456,12 +464,12 @@ class Engine:
         pool = self.pool
         if not 0 < price_usd_per_gpu_hour < math.inf:
             raise MarketError("price_usd_per_gpu_hour must be a finite number > 0")
-        price = usd_to_micro(price_usd_per_gpu_hour * order.gpus)
+        price = order_rate_micro(price_usd_per_gpu_hour, order.gpus)
         if price <= 0:
             raise MarketError("price_usd_per_gpu_hour is below one micro-USD per hour")
         if price > order.max_price:
             raise MarketError(f"price_usd_per_gpu_hour: above the order's max price "
-                              f"{order.max_price / order.gpus / MICRO_USD_PER_USD:.4f}")
+                              f"{per_gpu_hour_usd(order.max_price, order.gpus):.4f}")
         now = self.env.now
         arrived = order.bid_open & (order.bid_arrivals <= now)
         if int(arrived.sum()) >= self._max_bids:
@@ -506,15 +514,16 @@ class Engine:
 
     def bids(self, order_id: int) -> list[dict[str, Any]]:
         """The bids on an open or leased order, in arrival order: id, provider, price per
-        GPU-hour (USD), arrival time (simulated seconds; a future one is still on its way)
-        and Akash state (open, active, lost, closed)."""
+        GPU-hour (USD, for display) and the engine's own integer behind it (micro-USD per hour
+        for the whole order), arrival time (simulated seconds; a future one is still on its
+        way) and Akash state (open, active, lost, closed)."""
         order = self.orders.get(order_id)
         if order is None:
             raise MarketError(f"order {order_id} is not open or leased")
         winning = order.lease.bid_id if order.lease is not None else None
-        per_gpu_hour = order.gpus * MICRO_USD_PER_USD
         return [{"bid_id": bid_id, "provider": int(provider),
-                 "price_usd_per_gpu_hour": int(price) / per_gpu_hour,
+                 "price_usd_per_gpu_hour": per_gpu_hour_usd(int(price), order.gpus),
+                 "price_micro_per_hour": int(price),
                  "arrival_s": float(arrival), "state": state.value}
                 for bid_id, provider, price, arrival, state in zip(
                     order.bid_ids, order.bid_providers, order.bid_prices, order.bid_arrivals,
@@ -620,11 +629,13 @@ class Engine:
         # Akash keeps the group open after an owner close: re-auction the rest of the work.
         remaining = None if order.work_s is None else order.work_s * (1.0 - done)
         return self.post_order(
-            order.tenant, order.units, order.max_price / order.gpus / MICRO_USD_PER_USD,
-            deposit_usd=escrow_left / MICRO_USD_PER_USD,
-            job_value_usd=order.job_value_micro / MICRO_USD_PER_USD,
-            outside_usd=order.outside_micro / MICRO_USD_PER_USD,
-            outside_cost_usd=order.outside_cost_micro / MICRO_USD_PER_USD,
+            # Back in people's units, which post_order converts to the very same integers
+            # (market.units: a round trip never drifts).
+            order.tenant, order.units, per_gpu_hour_usd(order.max_price, order.gpus),
+            deposit_usd=micro_to_usd(escrow_left),
+            job_value_usd=micro_to_usd(order.job_value_micro),
+            outside_usd=micro_to_usd(order.outside_micro),
+            outside_cost_usd=micro_to_usd(order.outside_cost_micro),
             job_id=order.job_id, job_kind=order.job_kind, work_s=remaining, work_left=work_left,
             attempt=order.attempt + 1, auto_select=order.auto, audited_only=order.audited_only,
             tag=order.tag)

@@ -35,7 +35,7 @@ from market.experiments.theory import (
     price_variance,
 )
 from market.scenario import load_scenario
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_DAY
+from market.units import SECONDS_PER_DAY, per_gpu_hour_usd
 
 #: (mechanism, the strategy its bidders use in equilibrium)
 SETTINGS = (("first_price", "equilibrium"), ("second_price", "truthful"))
@@ -161,7 +161,7 @@ def run_auctions(overrides: list[str], seed: int) -> Auctions:
     def on_lease(event: LeaseCreated) -> None:
         # Costs stay as drawn until the next auction, long after its lease was made.
         cost = float(market.pool.cost_basis_usd_per_gpu_hour[event.provider])
-        price = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+        price = per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)
         won.append((opened[event.order_id], event.provider, price, cost))
 
     market.subscribe(on_open, kinds=(OrderOpened,))

@@ -29,7 +29,7 @@ from market.events import (
     Tick,
 )
 from market.observe.welfare import Welfare
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
+from market.units import SECONDS_PER_HOUR, micro_to_usd, per_gpu_hour_usd
 
 
 def describe(values: Any) -> dict[str, float | int]:
@@ -72,7 +72,7 @@ class _OpenLease:
         self.provider = event.provider
         self.start_s = event.time_s          # of the current run
         self.running = True                  # False while an interruptible lease is paused
-        self.price_per_gpu_hour = event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD
+        self.price_per_gpu_hour = per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)
 
     def running_gpu_s(self, now_s: float) -> float:
         """GPU-seconds of the current run up to `now_s` (none while paused)."""
@@ -172,7 +172,7 @@ class Metrics:
         lease = self.open_leases.pop(event.lease_id)
         self.close_reasons[event.reason] += 1
         self._served(lease, event.time_s)
-        self.paid_usd[lease.model] += event.paid_micro / MICRO_USD_PER_USD
+        self.paid_usd[lease.model] += micro_to_usd(event.paid_micro)
         if lease.running:
             self.leased_gpus[lease.model] -= lease.gpus
         else:
@@ -188,12 +188,12 @@ class Metrics:
         revenue = self.revenue_usd
         if event.provider >= len(revenue):
             revenue.extend([0.0] * (event.provider + 1 - len(revenue)))
-        revenue[event.provider] += (event.amount_micro - event.fee_micro) / MICRO_USD_PER_USD
-        self.platform_usd += event.fee_micro / MICRO_USD_PER_USD
+        revenue[event.provider] += micro_to_usd(event.amount_micro - event.fee_micro)
+        self.platform_usd += micro_to_usd(event.fee_micro)
 
     def _left(self, event: TenantLeft) -> None:
         self.left_reasons[event.reason] += 1
-        self.left_list_cost_usd += event.list_cost_micro / MICRO_USD_PER_USD
+        self.left_list_cost_usd += micro_to_usd(event.list_cost_micro)
         self.job_first_s.pop(event.job_id, None)
         self.jobs_to_repost.discard(event.job_id)
 
@@ -242,7 +242,7 @@ class Metrics:
             served[lease.model] += lease.running_gpu_s(now) / SECONDS_PER_HOUR
         paid = Counter(self.paid_usd)
         for lease_id, lease in self.open_leases.items():
-            paid[lease.model] += market.leases[lease_id].paid / MICRO_USD_PER_USD
+            paid[lease.model] += micro_to_usd(market.leases[lease_id].paid)
         counts = self.counts
         decided = counts["leases_created"] + counts["orders_expired"]
         by_model = {}

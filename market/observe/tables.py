@@ -27,7 +27,7 @@ from market.events import (
 )
 from market.observe.metrics import Metrics
 from market.observe.welfare import JOBS_COLUMNS, Welfare, rows
-from market.units import MICRO_USD_PER_USD
+from market.units import micro_to_usd, per_gpu_hour_usd
 
 ORDERS_SCHEMA = pa.schema([
     ("order_id", pa.int64()), ("job_id", pa.int64()), ("tenant", pa.int64()),
@@ -148,12 +148,12 @@ class Recorder:
             self._open_orders[event.order_id] = [
                 event.order_id, event.job_id, event.tenant, event.job_kind, event.attempt,
                 event.gpus, ",".join(event.gpu_models),
-                event.max_price_micro_per_hour / event.gpus / MICRO_USD_PER_USD,
+                per_gpu_hour_usd(event.max_price_micro_per_hour, event.gpus),
                 event.time_s, "open", 0, None, None, None, event.interruptible]
         elif kind is LeaseCreated:
             row = self._open_orders.pop(event.order_id)
             row[9:14] = ["leased", event.bids, event.time_s, event.lease_id,
-                         event.price_micro_per_hour / event.gpus / MICRO_USD_PER_USD]
+                         per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)]
             self.orders.append(tuple(row))
             pool = self.market.pool
             population = int(pool.population[event.provider])
@@ -169,7 +169,7 @@ class Recorder:
             self.orders.append(tuple(row))
         elif kind is LeaseClosed:
             row = self._open_leases.pop(event.lease_id)
-            row[11:15] = [event.time_s, event.reason, event.paid_micro / MICRO_USD_PER_USD,
+            row[11:15] = [event.time_s, event.reason, micro_to_usd(event.paid_micro),
                           event.work_left]
             since = self._pause_started.pop(event.lease_id, None)
             if since is not None:  # closed while paused
@@ -189,7 +189,7 @@ class Recorder:
         for row in self._open_orders.values():
             self.orders.append(tuple(row))
         for lease_id, row in self._open_leases.items():
-            row[13] = self.market.leases[lease_id].paid / MICRO_USD_PER_USD
+            row[13] = micro_to_usd(self.market.leases[lease_id].paid)
             since = self._pause_started.pop(lease_id, None)
             if since is not None:  # paused at the end: counted up to now
                 row[17] += self.market.now - since

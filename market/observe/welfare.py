@@ -47,7 +47,7 @@ from market.events import (
     PaymentSettled,
     TenantLeft,
 )
-from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR
+from market.units import SECONDS_PER_HOUR, micro_to_usd
 
 #: Parts of the decomposition, in the order the summary and the jobs table give them.
 PARTS = ("consumer_surplus", "producer_surplus", "platform_fees", "outside_surplus",
@@ -345,16 +345,16 @@ class Welfare:
         paid_match = totals["paid"] == flows.get("take_rate", 0) + flows.get("lease_payout", 0)
         realized = totals["potential"] - totals["deadweight_loss"]
         potential = totals["potential"]
-        usd = MICRO_USD_PER_USD
         return {
-            "potential_usd": potential / usd,
-            "realized_usd": realized / usd,
-            **{f"{part}_usd": totals[part] / usd for part in PARTS},
+            "potential_usd": micro_to_usd(potential),
+            "realized_usd": micro_to_usd(realized),
+            **{f"{part}_usd": micro_to_usd(totals[part]) for part in PARTS},
             "outside_surplus_by_side_usd": {
-                "tenants": (totals["outside_surplus"] - totals["outside_margin"]) / usd,
-                "hyperscalers": totals["outside_margin"] / usd},
-            "deadweight_loss_by_cause_usd": {cause: totals[cause] / usd for cause in LOSSES},
-            "pending_potential_usd": totals["pending_potential"] / usd,
+                "tenants": micro_to_usd(totals["outside_surplus"] - totals["outside_margin"]),
+                "hyperscalers": micro_to_usd(totals["outside_margin"])},
+            "deadweight_loss_by_cause_usd": {cause: micro_to_usd(totals[cause])
+                                             for cause in LOSSES},
+            "pending_potential_usd": micro_to_usd(totals["pending_potential"]),
             "allocative_efficiency": realized / potential if potential > 0 else 1.0,
             "jobs": dict(sorted(statuses.items())),
             "identity_residual_micro": residual,
@@ -381,7 +381,7 @@ def _row(account: dict[str, Any]) -> tuple[Any, ...]:
     for name, _kind in JOBS_COLUMNS:
         key = name.removesuffix("_usd")
         value = account[key]
-        row.append(value / MICRO_USD_PER_USD if name.endswith("_usd") else value)
+        row.append(micro_to_usd(value) if name.endswith("_usd") else value)
     return tuple(row)
 
 

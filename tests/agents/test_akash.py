@@ -383,7 +383,7 @@ def test_conversions_use_the_block_time():
     # 1,000 micro-USD per block for 2 GPUs: × 3600 / 6.117 blocks an hour / 10^6 / 2
     assert per_block_to_usd_per_gpu_hour(D(1000), 2) == \
         pytest.approx(1000 * 3600 / 6.117 / 1e6 / 2, rel=1e-15)
-    order = OrderView(1, 4, ("h100",), (), 2.5, 0.0)
+    order = OrderView.priced(1, 4, ("h100",), (), 2.5, 0.0)
     # 2.5 USD/GPU-h × 4 GPUs = 10,000,000 micro-USD an hour × 6.117 / 3600
     assert max_price_per_block(order) == (D(10_000_000) * D("6.117") / 3600).quantize(
         D("1e-18"), ROUND_DOWN)
@@ -515,6 +515,6 @@ def test_akash_random_range_without_quirk_and_below_the_floor():
     assert max(bids) > micro_per_hour(floor + (ceiling - floor) / 100)
     # a max price below the memory floor (1,600 micro-USD per block): no bid
     tiny = per_block_to_usd_per_gpu_hour(D(1000), 1)
-    prices = AkashRandomRange().prices(OrderView(9, 1, ("h100",), view.units, tiny, 0.0),
+    prices = AkashRandomRange().prices(OrderView.priced(9, 1, ("h100",), view.units, tiny, 0.0),
                                        ids, market.views[0])
     assert np.isnan(prices).all()

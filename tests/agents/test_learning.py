@@ -69,7 +69,7 @@ def market_with(strategy, costs, models=None, overrides=()):
 
 def order(order_id: int = 0, max_price: float = 100.0, gpus: int = 1,
           models: tuple[str, ...] = ("h100",), created_s: float = 0.0) -> OrderView:
-    return OrderView(order_id, gpus, models, (), max_price, created_s)
+    return OrderView.priced(order_id, gpus, models, (), max_price, created_s)
 
 
 def outcome(the_order: OrderView, providers, bids, won, clearing: float,

@@ -120,6 +120,7 @@ def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
             alice_me = await client.me(market_id, alice["token"])
             bob_me = await client.me(market_id, bob["token"])
             assert alice_me["wallet_usd"] == 500 and alice_me["provider_facts"] is None
+            assert alice_me["wallet_micro"] == 500_000_000  # the engine's own integer
             assert bob_me["provider_facts"]["gpu_model"] == "h100"
             alice_before, bob_before = alice_me["wallet_usd"], bob_me["wallet_usd"]
 
@@ -132,6 +133,7 @@ def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
             (posted,) = [o for o in snapshot["open_orders"] if o["order_id"] == order["order_id"]]
             assert posted["gpus"] == 2 and posted["auto_select"] is False
             assert posted["max_price_usd_per_gpu_hour"] == pytest.approx(4.0)
+            assert posted["max_price_micro_per_hour"] == 8_000_000  # 4 USD/GPU-h × 2 GPUs
             assert posted["tenant"] == alice["tenant"]
             # A hand-picked order is held as it is posted; the tenant may end and renew it.
             assert await client.release(market_id, alice["token"], order["order_id"]) == \
@@ -152,12 +154,14 @@ def test_trading_flow_moves_the_lease_price_from_tenant_to_provider(serve):
             assert (lease["tenant"], lease["provider"], lease["gpus"]) == \
                 (alice["tenant"], bob["provider"], 2)
             assert lease["price_usd_per_gpu_hour"] == pytest.approx(1.25)
+            assert lease["price_micro_per_hour"] == 2_500_000 and lease["paid_micro"] == 0
             assert lease["started_s"] == accepted.clock_s == paused["clock_s"]
             alice_me = await client.me(market_id, alice["token"])
             assert [le["lease_id"] for le in alice_me["active_leases"]] == [lease_id]
             assert alice_me["open_orders"] == []
             # An open-ended job locks 24 hours at its max price in escrow.
             assert alice_me["wallet_usd"] == pytest.approx(alice_before - 4.0 * 2 * 24)
+            assert alice_me["wallet_micro"] == 500_000_000 - 8_000_000 * 24
             bob_me = await client.me(market_id, bob["token"])
             assert [le["lease_id"] for le in bob_me["active_leases"]] == [lease_id]
             assert bob_me["provider_facts"]["free_gpus"] == 6
