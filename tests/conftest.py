@@ -1,7 +1,7 @@
 """Test-suite settings (in CI, property tests replay the same examples on every run) and
-shared fixtures: a plug-in strategy installed by entry point, and real live-market servers
-(`gpumarket serve` in a child process on 127.0.0.1, on a port the OS picks, with a fresh
-session log and its own operator token, stopped after the test)."""
+shared fixtures: a plug-in strategy installed by entry point, Chromium for the browser tests,
+and real live-market servers (`gpumarket serve` in a child process on 127.0.0.1, on a port
+the OS picks, with a fresh session log and its own operator token, stopped after the test)."""
 
 import os
 import queue
@@ -23,6 +23,16 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's Chromium, launched once per test module (`tests.chromium`: it skips with a
+    reason where Chromium or Playwright is missing, and fails in CI)."""
+    from tests.chromium import launched
+
+    with launched() as chromium:
+        yield chromium
 
 
 @pytest.fixture

@@ -145,6 +145,7 @@ class Bidding:
         gpus = order.gpus
         clearing = per_gpu_hour_usd(price, gpus) if winner >= 0 else math.nan
         public = per_gpu_hour_usd(order.bid_prices, gpus)
+        public_micro = order.bid_prices.copy()  # strategies get their own, not the order's
         for index in self.observers:
             mine = strategy_of == index
             if mine.any():
@@ -153,4 +154,4 @@ class Bidding:
                 self.strategies[index].observe(Outcome(
                     view, providers, per_gpu_hour_usd(bids, gpus), providers == winner,
                     clearing, now_s, public, bids, int(price) if winner >= 0 else -1,
-                    order.bid_prices.copy()))
+                    public_micro))

@@ -152,18 +152,6 @@ class Engine:
         """Simulated seconds since the start."""
         return self.env.now
 
-    @property
-    def platform(self) -> int:
-        return self.settlement.platform
-
-    @property
-    def escrow(self) -> int:
-        return self.settlement.escrow
-
-    @property
-    def deposits(self) -> int:
-        return self.settlement.deposits
-
     def add_tenant(self, name: str, wallet_usd: float) -> int:
         """Register a tenant with `wallet_usd` of funds; returns its id."""
         if wallet_usd < 0:
@@ -336,11 +324,6 @@ class Engine:
     def auction_context(self, order: Order, providers: np.ndarray) -> AuctionContext:
         """What the auction weighs besides the bids (`Appraisal.context`)."""
         return self.appraisal.context(order, providers)
-
-    def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
-        """What serving `order`'s whole job costs each of `providers`, micro-USD (float;
-        `Appraisal.serving_cost_micro`)."""
-        return self.appraisal.serving_cost_micro(order, providers)
 
     def place_bids(self, order: Order, providers: np.ndarray, prices: np.ndarray,
                    arrivals: np.ndarray) -> int:

@@ -47,10 +47,6 @@ class MarketState(Protocol):
         """Index of each provider's strategy (among the market's strategies)."""
         ...
 
-    def serving_cost_micro(self, order: Order, providers: np.ndarray) -> np.ndarray:
-        """What serving `order`'s whole job costs each of `providers`, micro-USD (float)."""
-        ...
-
     def money(self) -> dict[str, Any]:
         """The ledger's audit (see `market.core.settlement.Settlement.audit`)."""
         ...

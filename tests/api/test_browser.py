@@ -15,13 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
-
-import pytest
-
-from tests.chromium import launched
 
 WAIT_MS = 30_000  # generous: a loaded CI machine runs the market and the browser side by side
 CREATE_SPEED = 600  # simulated seconds per wall second: the market trades at once
@@ -31,12 +26,6 @@ ACCEPT_SPEED = 10
 
 with contextlib.suppress(ImportError):  # else the tests skip, or fail in CI (tests.chromium)
     from playwright.sync_api import Browser, ConsoleMessage, Page, expect
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with launched() as chromium:
-        yield chromium
 
 
 @dataclass

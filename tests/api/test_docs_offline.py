@@ -11,15 +11,12 @@ bounded waits.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
-import pytest
 
 from api.live.exposure import PAGE_POLICY, REDOC_POLICY
-from tests.chromium import launched
 
 with contextlib.suppress(ImportError):  # else the tests skip, or fail in CI (tests.chromium)
     from playwright.sync_api import Browser, Page, Route, expect
@@ -28,12 +25,6 @@ WAIT_MS = 30_000  # generous: ReDoc's bundle is a megabyte of script on a loaded
 #: Operations every server documents (a sample: the list is the OpenAPI document's).
 OPERATIONS = ("/api/health", "/api/markets", "/api/markets/{market_id}/orders")
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with launched() as chromium:
-        yield chromium
 
 
 @dataclass

@@ -25,7 +25,7 @@ from api.live.session import Session
 from api.live.sessionlog import SessionLog
 from market.errors import MarketError
 from market.scenario import load_scenario
-from tests.api.test_browser import WAIT_MS, browser, open_page  # noqa: F401 (fixture)
+from tests.api.test_browser import WAIT_MS, open_page
 from tests.chromium import need
 
 try:
@@ -215,7 +215,7 @@ def watch_charts_headline_and_money(page: Page) -> None:
 
 
 def test_page_flows_charts_bids_headline_money_and_a_hand_pick_at_600x(
-        browser, serve):  # noqa: F811
+        browser, serve):
     _need_browser()
     server = serve()
     fast = create(server, speed=600, name="Hand pick")
@@ -267,7 +267,7 @@ def test_page_flows_charts_bids_headline_money_and_a_hand_pick_at_600x(
         assert seen.errors == [], seen.errors
 
 
-def test_demo_mode_narrates_the_spike(browser, serve):  # noqa: F811
+def test_demo_mode_narrates_the_spike(browser, serve):
     _need_browser()
     server = serve(None, "--demo", "--demo-speed", "5000")
     listing = httpx.get(f"{server.url}/api/markets", timeout=10).json()

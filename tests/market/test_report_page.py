@@ -17,7 +17,6 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -29,7 +28,6 @@ from market.experiments.analysis import load_sweep
 from market.experiments.execution import run_sweep
 from market.experiments.report_html import write_report
 from market.experiments.sweep import load_sweep as load_sweep_file
-from tests.chromium import launched
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 WIDE, PHONE = 1400, 400  # CSS pixels
@@ -64,12 +62,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert (progress.done, progress.failed) == (4, 0)
     sweep = load_sweep(folder / "out")
     return write_report(sweep, folder / "out", baseline={"market.take_rate": 0.0})
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with launched() as chromium:
-        yield chromium
 
 
 def open_page(browser: Browser, path: Path, width: int, shot: Path) -> tuple[Page, list[str]]:
