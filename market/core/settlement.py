@@ -104,15 +104,15 @@ class Settlement:
 
     # ------------------------------------------------------------------ audit
 
-    def audit(self, orders: Iterable[Order], leases: int) -> dict[str, Any]:
+    def audit(self, orders: Iterable[Order], active_leases: int) -> dict[str, Any]:
         """Total money, whether it is unchanged, what escrow and deposits hold — and whether
-        they hold exactly what the open `orders` and the `leases` active lock."""
+        they hold exactly what the open `orders` and the `active_leases` (a count) lock."""
         ledger = self.ledger
         escrow_expected = deposits_open = 0
         for order in orders:
             escrow_expected += order.escrow
             deposits_open += int(order.bid_open.sum())
-        deposits_expected = self.deposit_micro * (deposits_open + leases)
+        deposits_expected = self.deposit_micro * (deposits_open + active_leases)
         conserved = (ledger.total() == 0 and not ledger.overdrawn()
                      and ledger.balance(self.escrow) == escrow_expected
                      and ledger.balance(self.deposits) == deposits_expected)
