@@ -66,3 +66,27 @@ class OutsideOption:
         if not cheapest < math.inf:
             return 0.0, 0.0
         return cheapest, float((price * self._fraction).min())
+
+
+def job_figures_usd(outside: OutsideOption, *, max_price_usd_per_gpu_hour: float, gpus: int,
+                    model_mask: np.ndarray, work_s: np.ndarray | None, shortest_s: float,
+                    work_left: float, job_value_usd: float | None, outside_usd: float | None,
+                    outside_cost_usd: float | None) -> tuple[float, float, float]:
+    """The whole job's value, outside price and outside cost, USD, each as stated or else
+    by rule (a re-post carries the same ones with less work left).
+
+    Without a stated value, the tenant's reserve is the value it reveals: its max price over
+    the shortest run of the whole job. Without a stated outside option, the cheapest
+    acceptable model at its list price, which costs the hyperscaler its opportunity cost
+    (market/core/outside.py); a stated outside price with no stated cost has no known margin.
+    """
+    if job_value_usd is None:
+        job_value_usd = max_price_usd_per_gpu_hour * gpus * shortest_s / SECONDS_PER_HOUR \
+            / (work_left if work_s is not None else 1.0)
+    if outside_usd is None:
+        outside_usd, default_cost = outside.job_usd(gpus, model_mask, work_s, work_left)
+        if outside_cost_usd is None:
+            outside_cost_usd = default_cost
+    if outside_cost_usd is None:
+        outside_cost_usd = outside_usd
+    return job_value_usd, outside_usd, outside_cost_usd

@@ -89,11 +89,16 @@ class Order:
 
     def __init__(self, order_id: int, tenant: int, units: tuple[ResourceUnit, ...],
                  requirement: Requirement, model_mask: np.ndarray, storage_mask: int,
-                 max_price: int, job_value_micro: int, created_s: float) -> None:
+                 max_price: int, job_value_micro: int, created_s: float, *,
+                 job_id: int | None = None, job_kind: str = "",
+                 work_s: np.ndarray | None = None, work_left: float = 1.0, attempt: int = 0,
+                 auto: bool = True, audited_only: bool = False, tag: object = None,
+                 shape_key: bytes = b"", outside_micro: int = 0,
+                 outside_cost_micro: int = 0) -> None:
         self.id = order_id
         self.tenant = tenant
-        self.job_id = order_id
-        self.job_kind = ""
+        self.job_id = order_id if job_id is None else job_id
+        self.job_kind = job_kind
         self.units = units
         self.requirement = requirement
         self.model_mask = model_mask
@@ -105,17 +110,17 @@ class Order:
         # the hyperscaler (market/core/outside.py), and the cheapest way to serve it when it was
         # posted (a provider free to take it, or the outside option).
         self.job_value_micro = job_value_micro
-        self.outside_micro = 0
-        self.outside_cost_micro = 0
+        self.outside_micro = outside_micro
+        self.outside_cost_micro = outside_cost_micro
         self.best_cost_micro = 0
         self.created_s = created_s
         self.state = OrderState.OPEN
-        self.attempt = 0
+        self.attempt = attempt
         self.escrow = 0                     # micro-USD held for it in the escrow account
-        self.work_s: np.ndarray | None = None
-        self.work_left = 1.0
-        self.auto = True
-        self.audited_only = False
+        self.work_s = work_s
+        self.work_left = work_left
+        self.auto = auto
+        self.audited_only = audited_only
         self.bid_ids: list[int] = []
         self.bid_providers = _EMPTY_INT
         self.bid_prices = _EMPTY_INT
@@ -123,8 +128,8 @@ class Order:
         self.bid_open = _EMPTY_BOOL
         self.bid_lost = _EMPTY_BOOL         # bids still open when another one won
         self.lease: Lease | None = None
-        self.shape_key = b""                # orders of one shape share eligibility masks
-        self.tag: object = None             # free for the poster (tenant policies keep state)
+        self.shape_key = shape_key          # orders of one shape share eligibility masks
+        self.tag = tag                      # free for the poster (tenant policies keep state)
         self.view: object = None            # as providers see it (market.bidding.order_view)
         # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its
         # lease against the others on the provider; higher runs, lower is paused.

@@ -35,3 +35,25 @@ class Streams:
     def get(self, name: str) -> np.random.Generator:
         sequence = np.random.SeedSequence(entropy=self.seed, spawn_key=stream_key(name))
         return np.random.Generator(np.random.PCG64(sequence))
+
+
+class NormalBlocks:
+    """Standard normal draws from `rng`, drawn ahead in blocks of at least 65,536: a call
+    per order for a handful of draws would cost more than the draws (bid latencies, failure
+    detection delays)."""
+
+    __slots__ = ("_at", "_block", "_rng")
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self._rng = rng
+        self._block = np.zeros(0)
+        self._at = 0
+
+    def __call__(self, count: int) -> np.ndarray:
+        """The next `count` draws."""
+        if self._at + count > self._block.size:
+            self._block = self._rng.standard_normal(max(65_536, count))
+            self._at = 0
+        start = self._at
+        self._at += count
+        return self._block[start:self._at]

@@ -3,7 +3,7 @@
 Checks that a stream's draws depend only on the seed and its name: same seed and name give the
 same draws, a different name or seed gives different draws, the order in which streams are
 created changes nothing, the derivation does not depend on Python's string hashing, and a
-negative seed is rejected.
+negative seed is rejected. Normal draws taken in blocks are the generator's own, in order.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from market.core.streams import Streams, stream_key
+from market.core.streams import NormalBlocks, Streams, stream_key
 
 DRAWS = 16
 
@@ -76,3 +76,18 @@ def test_draws_do_not_depend_on_python_string_hashing():
                                 capture_output=True, text=True)
         outputs.add(result.stdout.strip())
     assert outputs == {str(draws(7, "provider:3")[:4].tolist())}
+
+
+def test_normal_blocks_hand_out_the_generators_draws_in_order_and_start_a_block_when_short():
+    rng = np.random.default_rng(3)
+    first_block = rng.standard_normal(65_536)
+    second_block = rng.standard_normal(70_000)  # a request larger than a block gets its size
+    normals = NormalBlocks(np.random.default_rng(3))
+    head = normals(5)
+    rest = normals(65_530)
+    assert np.array_equal(np.concatenate([head, rest]), first_block[:65_535])
+    # One draw is left in the block: a request for more starts a fresh block, the remainder
+    # is not spliced in (so a request's draws come from one block).
+    big = normals(70_000)
+    assert np.array_equal(big, second_block)
+    assert normals(0).size == 0
