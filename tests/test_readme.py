@@ -1,4 +1,5 @@
-"""The README's Python examples run as written (those that build a market)."""
+"""The README's Python examples run as written (those that build a market), and its
+interactive sessions print what they show."""
 
 from __future__ import annotations
 
@@ -50,3 +51,18 @@ def test_readme_strategy_example_bids_in_a_market(monkeypatch: pytest.MonkeyPatc
         expected = (cost + market.catalog[model].list_usd_per_gpu_hour) / 2
         assert lease.price_micro_per_hour / lease.gpus / 1e6 == pytest.approx(expected, abs=1e-5)
     assert hasattr(strategy, "last_clearing")  # the engine told it how its auctions ended
+
+
+DOCTESTS = [block for block in re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+            if block.startswith(">>> ")]
+
+
+@pytest.mark.parametrize("index", range(len(DOCTESTS)))
+def test_readme_interactive_examples_print_what_they_show(index: int) -> None:
+    import doctest
+
+    test = doctest.DocTestParser().get_doctest(DOCTESTS[index], {}, f"README.md session {index}",
+                                               None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
