@@ -3,9 +3,9 @@ them (the offline ones from `api.cli.offline`, the live-market ones from `api.cl
 `main`, the console entry point.
 
 Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback);
-`validate` also 1 when the market disagrees with auction theory; `sweep` 3 when some runs
-failed and 130 when interrupted; `bot` 130 when interrupted and 1 when the server failed it
-mid-run.
+`validate` also 1 when the market disagrees with auction theory; `sweep` and `sensitivity` 3
+when some runs failed and 130 when interrupted; `bot` 130 when interrupted and 1 when the
+server failed it mid-run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import offline, online
+from api.cli import offline, online, sensitivity
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
@@ -25,8 +25,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Simulate a decentralized GPU compute marketplace.")
 
 for command in (offline.run, offline.validate, offline.tournament, offline.sweep,
-                offline.report, online.serve, online.replay, online.bot, offline.sweeps,
-                offline.scenarios, offline.schema):
+                offline.report, sensitivity.sensitivity, online.serve, online.replay,
+                online.bot, offline.sweeps, offline.scenarios, offline.schema):
     app.command()(command)
 
 

@@ -18,8 +18,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from api.cli.output import Output, ProgressLines, duration, eta
-from api.cli.shared import INTERRUPTED, FormatOption, fail, output_format, print_json
+from api.cli.output import Output, ProgressLines, duration, eta, runs_progress
+from api.cli.shared import (
+    INTERRUPTED,
+    DaskOption,
+    FormatOption,
+    WorkersOption,
+    check_dask,
+    fail,
+    output_format,
+    print_json,
+)
 from market.scenario import (
     Scenario,
     ScenarioError,
@@ -286,12 +295,8 @@ def sweep(
     file: Annotated[str, typer.Argument(help="sweep file (TOML), or a built-in sweep's name")],
     out: Annotated[Path | None, typer.Option(
         help="output directory (default: sweeps/NAME)")] = None,
-    workers: Annotated[int | None, typer.Option(
-        min=1, help="processes (or Dask workers with --dask local); default: one per core")
-    ] = None,
-    dask: Annotated[str | None, typer.Option(
-        help="run on a Dask cluster: its scheduler address (tcp://host:8786), or 'local' to "
-             "start one here", metavar="ADDRESS|local")] = None,
+    workers: WorkersOption = None,
+    dask: DaskOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="finish an interrupted sweep in --out, skipping finished runs")
     ] = False,
@@ -313,33 +318,11 @@ def sweep(
         loaded = load_sweep(file, allow_large=allow_large)
     except SweepError as error:
         raise fail(str(error)) from None
-    if dask is not None and dask != "local" and "://" not in dask:
-        raise fail(f"--dask: expected a scheduler address like tcp://host:8786 or 'local', "
-                   f"got {dask!r}")
+    check_dask(dask)
     target = out if out is not None else Path("sweeps") / loaded.name
     console = Console(stderr=True)
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} runs"),
-                   TextColumn("[red]{task.fields[failed]} failed"), TimeRemainingColumn(),
-                   console=console, disable=not console.is_terminal, transient=True)
-    task = bar.add_task(loaded.name, total=len(loaded.runs()), failed=0)
-
-    def line(done: float, total: float, elapsed_s: float, detail: dict) -> str:
-        # The pace counts only runs done in this invocation (not those --resume skipped).
-        left = eta(done - detail["skipped"], total - detail["skipped"], elapsed_s)
-        return (f"sweep {loaded.name}: {done:.0f}/{total:.0f} runs done, {detail['failed']} "
-                f"failed, {duration(elapsed_s)} elapsed{left}")
-
-    lines = ProgressLines(line)
-
-    def show(progress) -> None:
-        bar.update(task, completed=progress.done, failed=progress.failed)
-        if not console.is_terminal:
-            lines.update(progress.done, progress.total, failed=progress.failed,
-                         skipped=progress.skipped)
-
     try:
-        with bar, lines:
+        with runs_progress("sweep", loaded.name, len(loaded.runs()), console) as show:
             progress = run_sweep(loaded, target, workers=workers, dask=dask, resume=resume,
                                  event_logs=event_logs, on_progress=show)
     except SweepError as error:
@@ -386,6 +369,9 @@ def report(
     from market.experiments.report_html import write_report
 
     shape = output_format(fmt, as_json)
+    if (directory / "sensitivity.parquet").is_file():
+        _sensitivity_report(directory, shape)
+        return
     try:
         swept = analysis.load_sweep(directory)
         groups = analysis.summarize(swept, metrics or None, by or None)
@@ -412,6 +398,25 @@ def report(
     if passes:
         render_pass_through(passes, analysis.TAKE_RATE in (chosen or {}), output)
     output.show(f"report: {escape(str(page))}")
+
+
+def _sensitivity_report(directory: Path, shape: str) -> None:
+    """`report` on a sensitivity analysis' directory: its indices, and report.html again."""
+    from api.cli.sensitivity import show_indices
+    from market.experiments.sensitivity import read_finished, write_report
+    from market.experiments.sweep import SweepError
+
+    try:
+        done = read_finished(directory)
+        page = write_report(directory)
+    except SweepError as error:
+        raise fail(str(error)) from None
+    rows = done.indices.to_pylist()
+    if shape == "json":
+        print_json({"indices": rows, "report": str(page)})
+        return
+    show_indices(rows, done.spec.confidence, shape, Console(stderr=True))
+    Output(shape).show(f"report: {escape(str(page))}")
 
 
 def sweeps(

@@ -20,13 +20,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.measure import Measurement
 from rich.panel import Panel
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -314,6 +316,36 @@ def eta(done: float, total: float, elapsed_s: float) -> str:
     return f", ETA {duration(elapsed_s * (total - done) / done)}"
 
 
+@contextmanager
+def runs_progress(kind: str, name: str, total: int,
+                  console: Console) -> Iterator[Callable[[Any], None]]:
+    """Progress of `total` runs (a sweep's, an analysis'): rich's bar on a terminal, else a
+    line every few seconds (`ProgressLines`). Yields the callback for `run_sweep`'s
+    `on_progress`; the pace counts only runs done in this invocation (not those `--resume`
+    skipped)."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} runs"),
+                   TextColumn("[red]{task.fields[failed]} failed"), TimeRemainingColumn(),
+                   console=console, disable=not console.is_terminal, transient=True)
+    task = bar.add_task(name, total=total, failed=0)
+
+    def line(done: float, total: float, elapsed_s: float, detail: dict) -> str:
+        left = eta(done - detail["skipped"], total - detail["skipped"], elapsed_s)
+        return (f"{kind} {name}: {done:.0f}/{total:.0f} runs done, {detail['failed']} "
+                f"failed, {duration(elapsed_s)} elapsed{left}")
+
+    lines = ProgressLines(line)
+
+    def show(progress: Any) -> None:
+        bar.update(task, completed=progress.done, failed=progress.failed)
+        if not console.is_terminal:
+            lines.update(progress.done, progress.total, failed=progress.failed,
+                         skipped=progress.skipped)
+
+    with bar, lines:
+        yield show
+
+
 __all__ = ["FORMATS", "FORMAT_HELP", "FormatError", "Heading", "Output", "ProgressLines",
            "choose_format", "configure_help", "duration", "eta", "markdown", "plain",
-           "progress_every_s"]
+           "progress_every_s", "runs_progress"]

@@ -27,6 +27,20 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(BAD_INPUT)
 
 
+WorkersOption = Annotated[int | None, typer.Option(
+    min=1, help="processes (or Dask workers with --dask local); default: one per core")]
+DaskOption = Annotated[str | None, typer.Option(
+    help="run on a Dask cluster: its scheduler address (tcp://host:8786), or 'local' to "
+         "start one here", metavar="ADDRESS|local")]
+
+
+def check_dask(dask: str | None) -> None:
+    """Exit 2 unless `--dask` is absent, 'local' or a scheduler address."""
+    if dask is not None and dask != "local" and "://" not in dask:
+        raise fail(f"--dask: expected a scheduler address like tcp://host:8786 or 'local', "
+                   f"got {dask!r}")
+
+
 FormatOption = Annotated[str | None, typer.Option(
     "--format", help=FORMAT_HELP, metavar="table|plain|markdown|json", show_default=False)]
 

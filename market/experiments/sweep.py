@@ -217,30 +217,23 @@ def load_sweep(name_or_path: str | Path, *, allow_large: bool = False) -> Sweep:
     point's scenario is validated here, before anything runs, and checked against the run
     budget (`market.budget.check_budget`, skipped with `allow_large`); two points that
     resolve to the same scenario are refused. Raises SweepError, one line."""
-    text_name = str(name_or_path)
-    if text_name in builtin_sweeps() and not Path(text_name).suffix:
-        where = f"sweep {text_name!r}"
-        text = resources.files("market").joinpath("sweeps", f"{text_name}.toml").read_text(
-            "utf-8")
-        folder, stem = None, text_name
-    else:
-        path = Path(name_or_path)
-        where = f"sweep file {text_name!r}"
-        if not path.is_file():
-            raise SweepError(f"sweep: {text_name!r} is neither a file nor a built-in sweep "
-                             f"({', '.join(builtin_sweeps())})")
-        text = _read(path, where)
-        folder, stem = path.resolve().parent, path.stem
+    file = read_toml_file(name_or_path, "sweep", "sweeps", builtin_sweeps())
     try:
-        data = tomllib.loads(text)
-    except RecursionError:
-        raise SweepError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
-    except ValueError as error:  # TOMLDecodeError, or an integer of over 4300 digits
-        raise SweepError(f"{where}: not valid TOML: {str(error).split(';')[0]}") from None
-    try:
-        spec = SweepFile.model_validate(data)
+        spec = SweepFile.model_validate(file.data)
     except ValidationError as error:
-        raise SweepError(str(_first_error(error, where))) from None
+        raise SweepError(str(_first_error(error, file.where))) from None
+    where, folder, stem, text, text_name = file.where, file.folder, file.stem, file.text, \
+        file.source
+    return expand_sweep(spec, where, folder=folder, name=spec.name or stem, text=text,
+                        source=text_name, allow_large=allow_large)
+
+
+def expand_sweep(spec: SweepFile, where: str, *, folder: Path | None, name: str, text: str,
+                 source: str, allow_large: bool = False) -> Sweep:
+    """A validated sweep file's points, each validated and budgeted (`load_sweep`); `folder`
+    is where a relative base scenario is found (None: the working directory); `text` and
+    `source` are what the manifest records of where the sweep came from. Raises SweepError,
+    one line."""
     base = spec.base
     if folder is not None and base not in builtin_scenarios() and not Path(base).is_absolute():
         base = str(folder / base)  # relative to the sweep file
@@ -262,8 +255,48 @@ def load_sweep(name_or_path: str | Path, *, allow_large: bool = False) -> Sweep:
                                             index))
         first[scenario_hash] = index
         ids.append(scenario_hash)
-    return Sweep(spec.name or stem, spec.description, base, spec.seed, spec.replications,
-                 params, points, spec.event_logs, dict(spec.set), text, text_name, ids)
+    return Sweep(name, spec.description, base, spec.seed, spec.replications,
+                 params, points, spec.event_logs, dict(spec.set), text, source, ids)
+
+
+@dataclass(frozen=True)
+class TomlFile:
+    """A sweep-like file as read: its TOML data and where it came from."""
+
+    data: dict[str, Any]
+    text: str
+    where: str              # how messages name it: "sweep 'take_rate'", "sweep file 'x.toml'"
+    source: str             # as the user named it
+    folder: Path | None     # where relative paths in it start (None: a built-in)
+    stem: str               # its default name
+
+
+def read_toml_file(name_or_path: str | Path, kind: str, package_folder: str,
+                   builtins: list[str]) -> TomlFile:
+    """Read a `kind` file ("sweep", "sensitivity"): a path, or the name of one of the
+    `builtins` shipped in `market/<package_folder>/`. Raises SweepError, one line, for a
+    missing, unreadable, oversized or invalid TOML file."""
+    text_name = str(name_or_path)
+    if text_name in builtins and not Path(text_name).suffix:
+        where = f"{kind} {text_name!r}"
+        text = resources.files("market").joinpath(package_folder, f"{text_name}.toml"
+                                                  ).read_text("utf-8")
+        folder, stem = None, text_name
+    else:
+        path = Path(name_or_path)
+        where = f"{kind} file {text_name!r}"
+        if not path.is_file():
+            raise SweepError(f"{kind}: {text_name!r} is neither a file nor a built-in {kind} "
+                             f"({', '.join(builtins)})")
+        text = _read(path, where)
+        folder, stem = path.resolve().parent, path.stem
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise SweepError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as error:  # TOMLDecodeError, or an integer of over 4300 digits
+        raise SweepError(f"{where}: not valid TOML: {str(error).split(';')[0]}") from None
+    return TomlFile(data, text, where, text_name, folder, stem)
 
 
 def _read(path: Path, where: str) -> str:
