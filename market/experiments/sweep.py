@@ -165,10 +165,8 @@ class Sweep:
 
     @property
     def seeds(self) -> list[int]:
-        """Replication seeds: children of the root seed (63-bit, so they fit int64)."""
-        children = np.random.SeedSequence(self.seed).spawn(self.replications)
-        return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1))
-                for child in children]
+        """Replication seeds (`replication_seeds`)."""
+        return replication_seeds(self.seed, self.replications)
 
     def runs(self) -> list[RunSpec]:
         """Every run, replication-major: each point's first replication comes before any
@@ -193,6 +191,13 @@ class Sweep:
     def fingerprint(self) -> str:
         """Identifies the set of runs: equal for equal sweeps, whatever their file says."""
         return self._fingerprint
+
+
+def replication_seeds(seed: int, replications: int) -> list[int]:
+    """The run seeds of `replications` replications: children of the root `seed` (63-bit,
+    so they fit int64). Every point of a sweep runs on these: common random numbers."""
+    children = np.random.SeedSequence(seed).spawn(replications)
+    return [int(child.generate_state(1, np.uint64)[0] >> np.uint64(1)) for child in children]
 
 
 def _run_id(scenario_hash: str, seed: int) -> str:

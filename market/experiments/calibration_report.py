@@ -1,0 +1,92 @@
+"""A calibration's HTML report: the fitted parameters, each target observed against
+simulated, and the loss over the evaluations; in the page style of a sweep's report
+(`market.experiments.report_html`), self-contained and readable offline."""
+
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from market.experiments import labels
+from market.experiments.report_html import _CSS, FIGURE_DPI, _figure_html, _save, _table, _th
+
+if TYPE_CHECKING:
+    from market.experiments.calibration import Calibration
+
+
+def write_calibration_report(folder: Path, calibration: Calibration,
+                             best: dict[str, Any]) -> Path:
+    """Write `folder/report.html` and `folder/report/loss.png`; return the page's path."""
+    from market.experiments.calibration import fit_table
+
+    figures = folder / "report"
+    figures.mkdir(parents=True, exist_ok=True)
+    losses = np.array([evaluation["loss"] for evaluation in calibration.log])
+    path = figures / "loss.png"
+    figure = _loss_figure(losses)
+    _save(figure, path)
+    fitted = [f"<tr><td title=\"{escape(p)}\">{escape(labels.parameter(p).label)}</td>"
+              f'<td class="num">{escape(labels.format_number(value))}</td>'
+              f'<td class="num">{escape(labels.format_number(bounds.low))} – '
+              f"{escape(labels.format_number(bounds.high))}</td></tr>"
+              for (p, value), bounds in zip(best["values"].items(),
+                                            calibration.spec.parameters.values(), strict=True)]
+    fit = [
+        f"<tr><td title=\"{escape(row['metric'])}\">"
+        f"{escape(labels.metric(row['metric']).label)}</td>"
+        f'<td class="num">{_number(row["target"])} ± {_number(row["target_sd"])}</td>'
+        f"<td>{escape(row['source'])}</td>"
+        f'<td class="num">{_number(row["simulated"])} [{_number(row["simulated_low"])}, '
+        f'{_number(row["simulated_high"])}]</td>'
+        f'<td class="num">{_number(row["loss"])}</td></tr>'
+        for row in fit_table(calibration, best).to_pylist()]
+    loss = _figure_html(path, figure, "Loss", "Each evaluation and the best so far (log scale).")
+    spec = calibration.spec
+    title = f"Calibration report: {calibration.name}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f"<p>{escape(spec.description)}</p>" if spec.description else "",
+        f"<p>{len(calibration.log)} evaluations ({spec.method}) of {spec.replications} runs "
+        "each, every candidate on the same seeds. Loss: Σ weight × ((simulated − target) / "
+        f"sd)²; best {_number(best['loss'])}. The calibrated scenario is "
+        "<code>calibrated.toml</code>.</p>",
+        '<h2 id="parameters">Fitted parameters</h2>',
+        _table(_th("parameter") + _th("fitted") + _th("bounds"), fitted),
+        '<h2 id="fit">Observed against simulated</h2>',
+        _table(_th("metric") + _th("target ± sd") + _th("source")
+               + _th("simulated [95% CI over the runs]") + _th("loss"), fit),
+        '<h2 id="loss">Loss over the evaluations</h2>',
+        f'<div class="plots">{loss}</div>',
+        "</body></html>", ""]
+    page = folder / "report.html"
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return page
+
+
+def _number(value: float) -> str:
+    return escape(labels.format_number(value)) if math.isfinite(value) else "—"
+
+
+def _loss_figure(losses: np.ndarray) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4.6, 3.0), dpi=FIGURE_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    at = np.arange(1, losses.size + 1)
+    shown = np.maximum(losses, 1e-12)  # a perfect fit is 0: shown at the axis' floor
+    ax.plot(at, shown, "o", markersize=3, color="#4c72b0", label="evaluation")
+    ax.plot(at, np.minimum.accumulate(shown), "-", color="#dd8452", label="best so far")
+    ax.set_yscale("log")
+    ax.set_xlabel("evaluation", fontsize="small")
+    ax.set_ylabel("loss", fontsize="small")
+    figure.legend(loc="outside lower center", ncols=2, fontsize="x-small", frameon=False)
+    return figure
