@@ -12,58 +12,21 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli.main import main
 from api.cli.report import _usd
 from market import registry
 from market.observe.tables import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 from market.scenario import builtin_scenarios, load_scenario
+from tests.api.conftest import RICH_ENV, Outcome, assert_one_error_line
 
 SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a second a run
 SUMMARY_KEYS = ("seed", "orders_posted", "leases_created", "fill_rate", "money_conserved")
 OUT_FILES = {"summary.json", "orders.parquet", "leases.parquet", "jobs.parquet",
              "providers.parquet", "prices.parquet"}
-# Environment variables that would make rich colour its output or draw a progress bar.
-RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a user sees: the exit code, stdout and stderr."""
-
-    code: int | str | None
-    out: str
-    err: str
-
-    @property
-    def err_lines(self) -> list[str]:
-        return [line for line in self.err.splitlines() if line.strip()]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """`cli(*argv)` runs `gpumarket argv` in-process and returns its Outcome.
-
-    Anything but SystemExit (a crash) propagates, as a traceback would for a user."""
-    for name in RICH_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "60")  # narrower than the tables: off a terminal none is cut
-
-    def invoke(*argv: str) -> Outcome:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        out, err = capsys.readouterr()
-        return Outcome(exit_info.value.code, out, err)
-
-    return invoke
-
-
 def run_json(cli, *argv: str) -> tuple[Outcome, dict]:
     """`gpumarket run --json ...` (short); checks it succeeded and parses its stdout."""
     outcome = cli("run", "--json", *SHORT, *argv)
@@ -75,19 +38,6 @@ def write(folder: Path, name: str, text: str) -> str:
     path = folder / name
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def assert_one_error_line(outcome: Outcome, *mentions: str) -> str:
-    """Bad input: exit 2, nothing on stdout, one `error:` line naming `mentions`."""
-    assert "Traceback" not in outcome.out + outcome.err
-    assert outcome.code == 2, (outcome.code, outcome.err)
-    assert outcome.out == ""
-    assert len(outcome.err_lines) == 1, outcome.err
-    line = outcome.err_lines[0]
-    assert line.startswith("error:"), line
-    for mention in mentions:
-        assert mention in line, (mention, line)
-    return line
 
 
 # ------------------------------------------------------------------------- run --json

@@ -8,23 +8,15 @@ import json
 
 import pytest
 
-from api.cli.main import main
+from tests.api.conftest import assert_one_error_line
 from tests.market.test_calibration import SMALL
 
 
-def gpumarket(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_a_calibration_prints_its_fit_and_resumes(tmp_path, capsys):
+def test_a_calibration_prints_its_fit_and_resumes(tmp_path, cli):
     path = tmp_path / "small.toml"
     path.write_text(SMALL, encoding="utf-8")
     out = tmp_path / "out"
-    code, stdout, err = gpumarket(capsys, "calibrate", str(path), "--out", str(out), "--json")
+    code, stdout, err = cli("calibrate", str(path), "--out", str(out), "--json")
     assert code == 0, err
     printed = json.loads(stdout)
     assert printed["evaluations"] == 2
@@ -34,9 +26,9 @@ def test_a_calibration_prints_its_fit_and_resumes(tmp_path, capsys):
     for name in ("calibrated.toml", "fit.parquet", "calibration.jsonl", "report.html"):
         assert (out / name).is_file()
 
-    code, _, err = gpumarket(capsys, "calibrate", str(path), "--out", str(out))
+    code, _, err = cli("calibrate", str(path), "--out", str(out))
     assert code == 2 and "--resume" in err
-    code, stdout, err = gpumarket(capsys, "calibrate", str(path), "--out", str(out),
+    code, stdout, err = cli("calibrate", str(path), "--out", str(out),
                                   "--resume", "--format", "plain")
     assert code == 0, err
     assert "Fitted parameters" in stdout and "Observed against simulated" in stdout
@@ -46,9 +38,6 @@ def test_a_calibration_prints_its_fit_and_resumes(tmp_path, capsys):
     (("calibrate", "nothing.toml"), "neither a file nor a built-in calibration"),
     (("calibrate", "default", "--workers", "0"), "--workers"),
 ])
-def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, cli, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = gpumarket(capsys, *argv)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_error_line(cli(*argv), message)

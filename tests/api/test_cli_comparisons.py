@@ -11,36 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from api.cli.main import main
+from tests.api.conftest import assert_one_error_line
 
 TOURNEY = ("--seeds", "2", "--workers", "1", "--set", "duration_days=0.2")
-RICH_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR")
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    """`cli(*argv)` runs `gpumarket argv` in-process: (exit code, stdout, stderr)."""
-    for name in RICH_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("COLUMNS", "60")  # off a terminal no table is cut to this
-
-    def invoke(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(argv))
-        out, err = capsys.readouterr()
-        return exit_info.value.code, out, err
-
-    return invoke
-
-
-def one_error_line(outcome: tuple[int, str, str], *mentions: str) -> None:
-    code, out, err = outcome
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and out == "" and len(lines) == 1, (code, err)
-    assert lines[0].startswith("error:") and "Traceback" not in err
-    for mention in mentions:
-        assert mention in lines[0], (mention, lines[0])
 
 
 # ----------------------------------------------------------------------------- tournament
@@ -84,7 +59,7 @@ def test_tournament_evolve_reports_significance_per_generation(cli) -> None:
      ("--reference", "cost_plus, truthful", "'hedge'")),
 ])
 def test_tournament_bad_line_up_exits_2(cli, argv, mentions) -> None:
-    one_error_line(cli("tournament", *argv, *TOURNEY), *mentions)
+    assert_one_error_line(cli("tournament", *argv, *TOURNEY), *mentions)
 
 
 # ----------------------------------------------------------------------------- report
@@ -140,5 +115,5 @@ def test_report_baseline_and_pass_through(cli, tmp_path: Path) -> None:
 ])
 def test_report_bad_baseline_exits_2(cli, tmp_path: Path, baseline, mentions) -> None:
     folder = fee_sweep(tmp_path / "fees")
-    one_error_line(cli("report", str(folder), "--baseline", baseline), *mentions)
+    assert_one_error_line(cli("report", str(folder), "--baseline", baseline), *mentions)
     assert not (folder / "report.html").exists()

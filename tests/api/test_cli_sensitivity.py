@@ -11,24 +11,15 @@ import json
 
 import pytest
 
-from api.cli.main import main
+from tests.api.conftest import assert_one_error_line
 from tests.market.test_sensitivity import SMALL
 
 
-def gpumarket(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exit_info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_an_analysis_runs_prints_and_reports(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "60")
+def test_an_analysis_runs_prints_and_reports(tmp_path, cli):
     path = tmp_path / "small.toml"
     path.write_text(SMALL, encoding="utf-8")
     out = tmp_path / "out"
-    code, stdout, err = gpumarket(capsys, "sensitivity", str(path), "--out", str(out),
+    code, stdout, err = cli("sensitivity", str(path), "--out", str(out),
                                   "--workers", "1", "--json")
     assert code == 0, err
     printed = json.loads(stdout)
@@ -41,14 +32,14 @@ def test_an_analysis_runs_prints_and_reports(tmp_path, capsys, monkeypatch):
     assert "Sensitivity report: small" in page and "Take rate" in page
 
     (out / "report.html").unlink()
-    code, stdout, err = gpumarket(capsys, "report", str(out), "--format", "plain")
+    code, stdout, err = cli("report", str(out), "--format", "plain")
     assert code == 0, err
     assert "Sobol' indices, 95% bootstrap intervals" in stdout
     assert "Fill rate" in stdout and "Take rate" in stdout
     assert (out / "report.html").is_file()
 
     # A second invocation into the same directory is refused, not merged: --resume finishes.
-    code, _, err = gpumarket(capsys, "sensitivity", str(path), "--out", str(out),
+    code, _, err = cli("sensitivity", str(path), "--out", str(out),
                              "--workers", "1")
     assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
 
@@ -58,9 +49,6 @@ def test_an_analysis_runs_prints_and_reports(tmp_path, capsys, monkeypatch):
     (("sensitivity", "default", "--dask", "nowhere"), "--dask: expected a scheduler address"),
     (("sensitivity", "default", "--format", "html"), "--format"),
 ])
-def test_bad_arguments_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, cli, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
-    code, _, err = gpumarket(capsys, *argv)
-    assert code == 2
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and message in lines[0]
+    assert_one_error_line(cli(*argv), message)
