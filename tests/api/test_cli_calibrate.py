@@ -29,7 +29,7 @@ def test_a_calibration_prints_its_fit_and_resumes(tmp_path, cli):
     code, _, err = cli("calibrate", str(path), "--out", str(out))
     assert code == 2 and "--resume" in err
     code, stdout, err = cli("calibrate", str(path), "--out", str(out),
-                                  "--resume", "--format", "plain")
+                            "--resume", "--format", "plain")
     assert code == 0, err
     assert "Fitted parameters" in stdout and "Observed against simulated" in stdout
 

@@ -20,7 +20,7 @@ def test_an_analysis_runs_prints_and_reports(tmp_path, cli):
     path.write_text(SMALL, encoding="utf-8")
     out = tmp_path / "out"
     code, stdout, err = cli("sensitivity", str(path), "--out", str(out),
-                                  "--workers", "1", "--json")
+                            "--workers", "1", "--json")
     assert code == 0, err
     printed = json.loads(stdout)
     assert printed["runs"] == 16 and printed["out"] == str(out)
@@ -40,7 +40,7 @@ def test_an_analysis_runs_prints_and_reports(tmp_path, cli):
 
     # A second invocation into the same directory is refused, not merged: --resume finishes.
     code, _, err = cli("sensitivity", str(path), "--out", str(out),
-                             "--workers", "1")
+                       "--workers", "1")
     assert code == 2 and "--resume" in err and len(err.strip().splitlines()) == 1
 
 
