@@ -171,3 +171,12 @@ def test_overlaps_and_size_are_refused_before_anything_runs(tmp_path):
         load_sensitivity(path)
     with pytest.raises(SweepError, match=r"neither a file nor a built-in sensitivity \(default\)"):
         load_sensitivity(tmp_path / "missing.toml")
+
+
+def test_dask_gives_the_same_indices_as_local_processes(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL, encoding="utf-8")
+    _, local = run_sensitivity(load_sensitivity(path), tmp_path / "local", workers=1)
+    _, dask = run_sensitivity(load_sensitivity(path), tmp_path / "dask", workers=2,
+                              dask="local")
+    assert dask.equals(local)
