@@ -8,6 +8,7 @@
 - A small market end to end: files written, the same indices byte for byte on a second run
   and after --resume, and an inert parameter's indices exactly 0.
 - Bad files are refused with one line naming the field.
+- A Dask cluster gives the same indices as local processes.
 """
 
 from __future__ import annotations
