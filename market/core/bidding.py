@@ -164,7 +164,7 @@ class Bidding:
             asked = np.asarray(self.strategies[index].prices(
                 order_view(order), ids[where].copy(), self.views[index]), dtype=float)
             rates = order_rates_micro(asked, order.gpus)
-            rates[~(rates > 0)] = np.nan  # a bid must be a positive price: else none
+            rates[rates <= 0] = np.nan  # a bid must be a positive price: else none (NaN is)
             priced[where] = rates
         return prices if priced is None else priced
 
