@@ -98,6 +98,10 @@ class Outcome:
         default_factory=lambda: np.zeros(0, np.int64))
 
 
+_COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
+                 "marginal": "cost_marginal_usd_per_gpu_hour"}
+
+
 class MarketView:
     """What one strategy may read: public market data and its own providers' facts."""
 
@@ -149,7 +153,8 @@ class MarketView:
             return providers
         # Two reductions over a range rather than a lookup per provider: this runs for every
         # order, over every eligible provider of the strategy.
-        own = (self.members[0] <= providers.min() and providers.max() < self.members[1]
+        own = (self.members[0] <= np.minimum.reduce(providers, axis=None)
+               and np.maximum.reduce(providers, axis=None) < self.members[1]
                if self.members is not None
                else (self._market.strategy_of(providers) == self._index).all())
         if not own:
@@ -160,9 +165,7 @@ class MarketView:
         """Own providers' cost per GPU-hour, USD: `basis` (the population's pricing basis),
         `full` or `marginal`."""
         providers = self._check(providers)
-        column = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
-                  "marginal": "cost_marginal_usd_per_gpu_hour"}[basis]
-        return getattr(self._market.pool, column)[providers]
+        return getattr(self._market.pool, _COST_COLUMNS[basis])[providers]
 
     def models(self, providers: np.ndarray) -> np.ndarray:
         """Own providers' GPU model indexes into `gpu_models`."""
