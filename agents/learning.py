@@ -76,14 +76,17 @@ class AdaptiveMargin:
         # a billionth.
         self._log_low = math.log(max(min_margin, MARGIN_FLOOR))
         self._log_high = math.log(max(max_margin, MARGIN_FLOOR))
-        self._margin = np.zeros(0)           # as of `_since_s`
+        # Each provider's margin as of `_since_s`, kept as its log (the form every bid reads),
+        # and the log-rate at which it moves: beta while busy, -alpha while idle.
+        self._log_margin = np.zeros(0)
+        self._rate = np.zeros(0)
         self._since_s = np.zeros(0)          # NaN: not seen yet
-        self._busy = np.zeros(0, bool)
 
     def _grow(self, size: int) -> None:
-        self._margin = _grown(self._margin, size, self.initial_margin)
+        self._log_margin = _grown(self._log_margin, size,
+                                  np.log(np.full(1, self.initial_margin))[0])
+        self._rate = _grown(self._rate, size, -self.alpha)
         self._since_s = _grown(self._since_s, size, math.nan)
-        self._busy = _grown(self._busy, size, False)
 
     def margins(self, providers: np.ndarray, now_s: float) -> np.ndarray:
         """The providers' margins at simulated time `now_s` (dimensionless)."""
@@ -93,28 +96,39 @@ class AdaptiveMargin:
         except IndexError:  # a provider id not seen before: grow the arrays (once per id)
             self._grow(int(providers.max()) + 1)
             since = self._since_s[providers]
-        # Not seen yet (NaN) counts no time; np.where, not nan_to_num: this runs per order.
-        elapsed = now_s - since
-        elapsed = np.where(elapsed > 0.0, elapsed, 0.0)
-        rate = np.where(self._busy[providers], self.beta, -self.alpha)
+        # This runs per order over every eligible provider: one pass per step, in place.
+        # Not seen yet (NaN) counts no time: fmax takes the number over NaN, and 0 over a
+        # negative (a -0.0 it may keep adds nothing to the log margin either).
+        elapsed = np.subtract(now_s, since, out=since)
+        np.fmax(elapsed, 0.0, out=elapsed)
         # In logs, so that a long spell neither overflows nor rounds the margin to zero;
-        # minimum(maximum()) is np.clip without its Python wrapper (this runs per order).
-        log_margin = np.log(self._margin[providers]) + rate * elapsed
-        return np.exp(np.minimum(np.maximum(log_margin, self._log_low), self._log_high))
+        # minimum(maximum()) is np.clip without its Python wrapper.
+        log_margin = np.multiply(self._rate[providers], elapsed, out=elapsed)
+        np.add(self._log_margin[providers], log_margin, out=log_margin)
+        np.maximum(log_margin, self._log_low, out=log_margin)
+        np.minimum(log_margin, self._log_high, out=log_margin)
+        return np.exp(log_margin, out=log_margin)
 
     def _commit(self, providers: np.ndarray, now_s: float, busy: np.ndarray | bool) -> None:
-        self._margin[providers] = self.margins(providers, now_s)
+        self._store(providers, self.margins(providers, now_s), now_s, busy)
+
+    def _store(self, providers: np.ndarray, margins: np.ndarray, now_s: float,
+               busy: np.ndarray | bool) -> None:
+        """The providers' margins are `margins` as of `now_s`, and they are now `busy`."""
+        self._log_margin[providers] = np.log(margins)
         self._since_s[providers] = now_s
-        self._busy[providers] = busy
+        self._rate[providers] = np.where(busy, self.beta, -self.alpha)
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         providers = np.asarray(providers, dtype=np.int64)
         costs = cost_floors(providers, view)
-        bids = (1.0 + self.margins(providers, view.now_s)) * costs
+        margins = self.margins(providers, view.now_s)
+        bids = np.add(margins, 1.0)
+        bids *= costs
         cap = order.max_price_usd_per_gpu_hour
         priced_out = (bids > cap) & (costs <= cap)
-        if priced_out.any():
-            self._commit(providers[priced_out], view.now_s, False)
+        if priced_out.any():  # the margins of the moment: just computed
+            self._store(providers[priced_out], margins[priced_out], view.now_s, False)
         return bids
 
     def observe(self, outcome: Outcome) -> None:

@@ -98,6 +98,10 @@ class Outcome:
         default_factory=lambda: np.zeros(0, np.int64))
 
 
+_COST_COLUMNS = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
+                 "marginal": "cost_marginal_usd_per_gpu_hour"}
+
+
 class MarketView:
     """What one strategy may read: public market data and its own providers' facts."""
 
@@ -105,6 +109,9 @@ class MarketView:
         self._market = market
         self._index = strategy_index
         self._history = history
+        # The ids of the strategy's providers, [first, end), when they are consecutive (the
+        # market sets it: a population's providers join together); None: look each one up.
+        self.members: tuple[int, int] | None = None
 
     @property
     def now_s(self) -> float:
@@ -142,7 +149,15 @@ class MarketView:
 
     def _check(self, providers: np.ndarray) -> np.ndarray:
         providers = np.asarray(providers, dtype=np.int64)
-        if providers.size and not (self._market.strategy_of(providers) == self._index).all():
+        if not providers.size:
+            return providers
+        # Two reductions over a range rather than a lookup per provider: this runs for every
+        # order, over every eligible provider of the strategy.
+        own = (self.members[0] <= np.minimum.reduce(providers, axis=None)
+               and np.maximum.reduce(providers, axis=None) < self.members[1]
+               if self.members is not None
+               else (self._market.strategy_of(providers) == self._index).all())
+        if not own:
             raise PermissionError("a strategy may read only its own providers' facts")
         return providers
 
@@ -150,9 +165,7 @@ class MarketView:
         """Own providers' cost per GPU-hour, USD: `basis` (the population's pricing basis),
         `full` or `marginal`."""
         providers = self._check(providers)
-        column = {"basis": "cost_basis_usd_per_gpu_hour", "full": "cost_full_usd_per_gpu_hour",
-                  "marginal": "cost_marginal_usd_per_gpu_hour"}[basis]
-        return getattr(self._market.pool, column)[providers]
+        return getattr(self._market.pool, _COST_COLUMNS[basis])[providers]
 
     def models(self, providers: np.ndarray) -> np.ndarray:
         """Own providers' GPU model indexes into `gpu_models`."""

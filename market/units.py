@@ -68,7 +68,8 @@ def order_rates_micro(usd_per_gpu_hour: Any, gpus: int) -> np.ndarray:
     micro = np.asarray(usd_per_gpu_hour, float) * gpus * MICRO_USD_PER_USD
     size = np.abs(micro)
     whole = np.floor(size)
-    whole += size - whole >= 0.5
+    size -= whole  # the fraction, in place: bids are priced many at a time, every order
+    whole += size >= 0.5
     return np.copysign(whole, micro)
 
 

@@ -10,7 +10,7 @@ from market.catalog import GpuCatalog
 from market.core.auction import AuctionContext
 from market.core.pool import ProviderPool
 from market.core.records import Order
-from market.units import SECONDS_PER_HOUR, order_cost_micro
+from market.units import MICRO_USD_PER_USD, SECONDS_PER_HOUR, order_cost_micro
 
 
 class Appraisal:
@@ -73,5 +73,23 @@ class Appraisal:
         it now (eligible, with the capacity free) or the outside option, micro-USD."""
         best = order.outside_cost_micro
         if ids.size:
-            best = min(best, round(float(self.serving_cost_micro(order, ids).min())))
+            best = min(best, round(float(self._cheapest_serving_micro(order, ids))))
         return best
+
+    def _cheapest_serving_micro(self, order: Order, ids: np.ndarray) -> float:
+        """The least of `serving_cost_micro(order, ids)`, the very same float, in fewer
+        passes over the eligible providers (this runs for every order posted).
+
+        That cost is ((rate × hours' seconds) / work left) / 3600 per provider. Dividing by a
+        positive number is monotone (rounding to nearest never reverses an order), so the
+        least quotient is the quotient of the least product: the two divisions are done once,
+        on the least product, instead of per provider. The products are the same floats
+        (same operands, same order), here computed in place."""
+        pool = self._pool
+        rate = pool.cost_marginal_usd_per_gpu_hour[ids]  # order_cost_micro, in place:
+        rate *= order.gpus
+        rate *= MICRO_USD_PER_USD
+        if order.work_s is None:
+            return rate.min()
+        rate *= order.work_s[pool.model[ids]]
+        return rate.min() / order.work_left / SECONDS_PER_HOUR

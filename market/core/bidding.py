@@ -47,6 +47,13 @@ class Bidding:
         self.views: list[MarketView] = []      # what each strategy may see, by index
         self.observers: list[int] = []         # strategies that want auction outcomes
         self._strategy_of = np.zeros(0, np.int32)
+        # A population's providers join together, so strategy i prices exactly the providers
+        # with ids in [_first_id[i], _first_id[i + 1]): in ascending ids, one slice each.
+        self._first_id = np.zeros(1, np.int64)
+        # Strategies with providers that must be asked per order (ask -1), ascending; and
+        # those of them with some providers that are not (their bidders need a mask).
+        self._asked: list[int] = []
+        self._partly_asked: set[int] = set()
         # Asks of order-independent strategies, whole micro-USD per GPU-hour; -1 marks a
         # provider whose strategy must be asked for every order.
         self._static_ask_micro = np.zeros(0, np.int64)
@@ -64,13 +71,18 @@ class Bidding:
             self.observers.append(index)
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
+        first = int(self._first_id[-1])
+        if ids.size and not (ids[0] == first and ids[-1] == first + ids.size - 1):
+            raise ValueError("Bidding.add: a population's ids must follow the last ones")
+        self._first_id = np.append(self._first_id, first + ids.size)
+        self.views[index].members = (first, first + ids.size)
         asks = getattr(strategy, "asks", None)
         static = asks(ids, self.views[index]) if asks is not None \
             else np.full(len(ids), np.nan)
         self.all_automated = self.all_automated and strategy is not None
         # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer.
         self._static_ask_micro = np.concatenate([self._static_ask_micro, _whole_micro(static)])
-        self._all_static = bool((self._static_ask_micro > 0).all())
+        self._sort_static()
         self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
         self._read_min_bids(ids)
 
@@ -88,8 +100,21 @@ class Bidding:
                 continue
             members = providers[self._strategy_of[providers] == index]
             self._static_ask_micro[members] = _whole_micro(asks(members, self.views[index]))
-        self._all_static = bool((self._static_ask_micro > 0).all())
+        self._sort_static()
         self._read_min_bids(providers)
+
+    def _sort_static(self) -> None:
+        """Note which strategies must be asked for every order, for some or all of their
+        providers (those whose order-independent ask is not a positive number)."""
+        static = self._static_ask_micro > 0
+        self._all_static = bool(static.all())
+        self._asked, self._partly_asked = [], set()
+        for index in range(len(self.strategies)):
+            mine = static[self._first_id[index]:self._first_id[index + 1]]
+            if not mine.all():
+                self._asked.append(index)
+                if mine.any():
+                    self._partly_asked.add(index)
 
     def _read_min_bids(self, providers: np.ndarray) -> None:
         """Each provider's floor for interruptible orders: its strategy's
@@ -107,7 +132,8 @@ class Bidding:
             self._min_bid_micro[members] = np.maximum(micro, 1).astype(np.int64)
 
     def price(self, order: Order, ids: np.ndarray) -> np.ndarray:
-        """Bids in whole micro-USD per hour for the whole order (NaN: no bid).
+        """Bids in whole micro-USD per hour for the whole order (NaN: no bid) of the providers
+        `ids`, in ascending order (as `Matcher.eligible` gives them).
 
         Order-independent strategies come from one array of integer asks; the others are
         asked, one call per strategy, in USD per GPU-hour; their bids are rounded to whole
@@ -118,21 +144,29 @@ class Bidding:
         prices = self._static_ask_micro[ids] * order.gpus
         if self._all_static:
             return prices
-        dynamic = prices < 0
-        if dynamic.any():
-            prices = prices.astype(float)
-            strategy_of = self._strategy_of[ids]
-            view = order_view(order)
-            asked_of = strategy_of[dynamic]
-            # Usually one population's strategy is asked per order: no need to sort them.
-            single = (asked_of == asked_of[0]).all()
-            for index in ([int(asked_of[0])] if single else np.unique(asked_of).tolist()):
-                members = dynamic if single else dynamic & (strategy_of == index)
-                asked = np.asarray(self.strategies[index].prices(
-                    view, ids[members], self.views[index]), dtype=float)
-                prices[members] = order_rates_micro(asked, order.gpus)
-            prices[~(prices > 0)] = np.nan  # a bid must be a positive price: else none
-        return prices
+        # Each strategy's bidders are one slice of the ascending ids (see `_first_id`): no
+        # per-provider lookup of strategies, no sort, whatever the number of providers.
+        cuts = np.searchsorted(ids, self._first_id).tolist()
+        priced = None
+        for index in self._asked:  # ascending, as the strategies were always asked
+            start, end = cuts[index], cuts[index + 1]
+            if start == end:
+                continue
+            if index in self._partly_asked:
+                where: Any = (prices[start:end] < 0).nonzero()[0] + start
+                if not where.size:
+                    continue
+            else:
+                where = slice(start, end)
+            if priced is None:
+                priced = prices.astype(float)
+            # The strategy gets its own copy of the ids: it may keep or change them.
+            asked = np.asarray(self.strategies[index].prices(
+                order_view(order), ids[where].copy(), self.views[index]), dtype=float)
+            rates = order_rates_micro(asked, order.gpus)
+            rates[rates <= 0] = np.nan  # a bid must be a positive price: else none (NaN is)
+            priced[where] = rates
+        return prices if priced is None else priced
 
     def tell_outcome(self, order: Order, winner: int, price: int, now_s: float) -> None:
         """Tell each observing strategy how the auction went for its bidders (`winner`: the

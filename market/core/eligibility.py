@@ -75,13 +75,14 @@ class Matcher:
         that this order may take)."""
         free = self.pool.free if headroom is None else self.pool.free + headroom
         safe, unsafe = self._by_attributes(order)
-        gpus_free = (free[:, 0] >= order.need[0]) & self.pool.up
+        gpus_free = free[:, 0] >= order.need[0]
+        gpus_free &= self.pool.up  # in place: these masks span every provider
+        if unsafe is None:
+            return np.logical_and(gpus_free, safe, out=gpus_free).nonzero()[0]
         ids = (safe & gpus_free).nonzero()[0]  # the method: np.flatnonzero costs more
-        if unsafe is not None:
-            others = (unsafe & gpus_free).nonzero()[0]
-            others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
-            ids = np.union1d(ids, others)
-        return ids
+        others = (unsafe & gpus_free).nonzero()[0]
+        others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
+        return np.union1d(ids, others)
 
     def reserved(self, order: Order, providers: np.ndarray) -> None:
         """Note that `providers` reserved `order`'s resources (see `_by_attributes`)."""
