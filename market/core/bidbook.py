@@ -58,14 +58,29 @@ class BidBook:
         `now_s`: each arrives after the provider's latency (log-normal), and the first
         `order_max_bids` to arrive within the bidding window are placed."""
         pool = self.pool
-        arrivals = now_s + np.exp(pool.latency_log_median[providers]
-                                  + pool.latency_sigma[providers] * self._normals(providers.size))
-        first = _earliest(arrivals, self._max_bids)
-        arrivals = arrivals[first]
+        log_latency = (pool.latency_log_median[providers]
+                       + pool.latency_sigma[providers] * self._normals(providers.size))
+        first, arrivals = self._first_arrivals(log_latency, now_s)
         keep = first[arrivals <= now_s + self._window_s]
         if keep.size:
             self.place(order, providers[keep], prices[keep].astype(np.int64),
                        arrivals[: keep.size])
+
+    def _first_arrivals(self, log_latency: np.ndarray, now_s: float
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of the `order_max_bids` earliest arrivals `now_s + exp(log_latency)`,
+        earliest first, and those arrivals. Only the earliest are exponentiated: exp and
+        `now_s +` keep the order, so the earliest log latencies are the earliest arrivals,
+        unless the sum rounds two of them to one time. That is checked on one more than
+        needed, and where it happens the arrivals are all computed and sorted as they are."""
+        count = self._max_bids
+        first = _earliest(log_latency, count + 1)
+        arrivals = now_s + np.exp(log_latency[first])
+        if arrivals.size < 2 or (arrivals[1:] > arrivals[:-1]).all():
+            return first[:count], arrivals[:count]
+        arrivals = now_s + np.exp(log_latency)
+        first = _earliest(arrivals, count)
+        return first, arrivals[first]
 
     def place(self, order: Order, providers: np.ndarray, prices: np.ndarray,
               arrivals: np.ndarray) -> int:
