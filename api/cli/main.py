@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import offline, online
+from api.cli import offline, online, trace
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
@@ -28,6 +28,7 @@ for command in (offline.run, offline.validate, offline.tournament, offline.sweep
                 offline.report, online.serve, online.replay, online.bot, offline.sweeps,
                 offline.scenarios, offline.schema):
     app.command()(command)
+app.add_typer(trace.app, name="trace")
 
 
 def main(argv: list[str] | None = None) -> None:
