@@ -380,6 +380,7 @@ def trace_rows(path: str | Path, rules: TraceRules,
 def _judged(source: Iterable[TraceRow | Skipped], rules: TraceRules
             ) -> Iterator[TraceJob | Skipped]:
     mapping = rules.gpu_map
+    mapped: dict[tuple[str, ...], tuple[str, ...]] = {}
     window = rules.window_s
     for row in source:
         if isinstance(row, Skipped):
@@ -404,8 +405,12 @@ def _judged(source: Iterable[TraceRow | Skipped], rules: TraceRules
             yield Skipped(row, "too_many_gpus")
             continue
         if row.models:
-            models = tuple(dict.fromkeys(
-                mapping[key] for key in map(normalized_gpu_name, row.models) if key in mapping))
+            models = mapped.get(row.models)
+            if models is None:
+                models = tuple(dict.fromkeys(mapping[key] for key in map(
+                    normalized_gpu_name, row.models) if key in mapping))
+                if len(mapped) < 100_000:  # traces list a few hundred combinations
+                    mapped[row.models] = models
             if not models:
                 yield Skipped(row, "unmapped_gpu")
                 continue

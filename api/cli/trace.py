@@ -178,3 +178,23 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
         quantiles.add_row("max" if name == "p100" else name, f"{hours:,.2f}")
     blocks.append(quantiles)
     return blocks
+
+
+def run_trace_table(trace: dict[str, Any]) -> Table:
+    """The trace a run replayed (`gpumarket run`): its file and digest, what was read,
+    replayed and skipped, by reason."""
+    table = Table(title="Trace replayed", show_header=False, box=None, padding=(0, 2))
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    skipped = "\n".join(f"{reason} {count:,}" for reason, count in trace["skipped"].items())
+    for label, value in (
+            ("file", escape(f"{trace['path']} ({trace['format']}, {trace['mode']})")),
+            ("sha256", trace["sha256"]),
+            ("rows read / jobs", f"{trace['rows']:,} / {trace['jobs']:,}"),
+            ("skipped rows", skipped or "none"),
+            ("jobs arrived", f"{trace['arrived']:,}"),
+            ("sampled out", f"{trace['sampled_out']:,}"),
+            ("beyond the end of the run", f"{trace['beyond_end_of_run']:,}"),
+            ("interruptible posted on demand", f"{trace['interruptible_posted_on_demand']:,}")):
+        table.add_row(label, value)
+    return table
