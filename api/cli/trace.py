@@ -161,7 +161,8 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
     if not report["skipped"]:
         skipped.add_row("(none)", "0", "")
     blocks.append(skipped)
-    gpus = _table("GPUs by model", ("model", "GPUs"))
+    gpus = _table("GPUs by acceptable model", ("model", "GPUs"))
+    gpus.caption = "a job that accepts several models counts under each"
     for name, count in report["gpus_by_trace_name"].items():
         gpus.add_row(f"trace {escape(name)}", f"{count:,}")
     for name, count in report["gpus_by_catalog_model"].items():
