@@ -130,11 +130,12 @@ def inspect(
     Output(shape).show(*trace_blocks(report))
 
 
-def _table(title: str, columns: tuple[str, ...]) -> Table:
+def _table(title: str, columns: tuple[str, ...], left: int = 1) -> Table:
+    """A table whose first `left` columns are text (left-justified), the rest numbers."""
     table = Table(title=title, header_style="bold", box=box.SIMPLE, pad_edge=False,
                   show_edge=False, title_justify="left")
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 else "right")
+        table.add_column(column, justify="left" if index < left else "right")
     return table
 
 
@@ -143,7 +144,8 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
     from agents.trace_files import SKIP_REASONS
 
     head = _table(f"Trace {escape(Path(report['path']).name)} ({report['format']})",
-                  ("", "value"))
+                  ("", ""), left=2)
+    head.show_header = False
     span = report["span_s"]
     for label, value in (
             ("rows", f"{report['rows']:,}"), ("jobs", f"{report['jobs']:,}"),
@@ -156,13 +158,14 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
         head.add_row(label, value)
     blocks = [head]
     skipped = _table("Skipped rows", ("reason", "rows", "why"))
+    skipped.columns[2].justify = "left"
     for reason, count in report["skipped"].items():
         skipped.add_row(reason, f"{count:,}", escape(SKIP_REASONS[reason]))
     if not report["skipped"]:
         skipped.add_row("(none)", "0", "")
     blocks.append(skipped)
+    # A job that accepts several models counts under each.
     gpus = _table("GPUs by acceptable model", ("model", "GPUs"))
-    gpus.caption = "a job that accepts several models counts under each"
     for name, count in report["gpus_by_trace_name"].items():
         gpus.add_row(f"trace {escape(name)}", f"{count:,}")
     for name, count in report["gpus_by_catalog_model"].items():
@@ -184,9 +187,10 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
 def run_trace_table(trace: dict[str, Any]) -> Table:
     """The trace a run replayed (`gpumarket run`): its file and digest, what was read,
     replayed and skipped, by reason."""
-    table = Table(title="Trace replayed", show_header=False, box=None, padding=(0, 2))
+    table = Table(title="Trace replayed", show_header=False, box=None, padding=(0, 2),
+                  title_justify="left")
     table.add_column("figure", style="bold")
-    table.add_column("value", justify="right")
+    table.add_column("value")  # a path and a digest: read from the left
     skipped = "\n".join(f"{reason} {count:,}" for reason, count in trace["skipped"].items())
     for label, value in (
             ("file", escape(f"{trace['path']} ({trace['format']}, {trace['mode']})")),
