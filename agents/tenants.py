@@ -30,6 +30,11 @@ what makes the job cost more than V; after an expiry the bid is raised like a ma
 once it would reach the expected on-demand price the job goes on demand instead. A lease
 paused longer than the tenant's patience is closed and the rest of the work re-posted on
 demand.
+
+Jobs come from a source: the synthetic arrivals above, a trace file (`agents.trace_demand`,
+the scenario's `tenants.trace`), or both. Each source makes a job (its GPUs, acceptable
+models, work per model, value, outside option, max price) and hands it to `Tenants.admit`;
+from there on every job lives the lifecycle described here, whatever its source.
 """
 
 from __future__ import annotations

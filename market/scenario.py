@@ -969,24 +969,27 @@ def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scena
 
 def load_scenario(name_or_path: str | Path = "default",
                   overrides: list[str] | tuple[str, ...] = (),
-                  values: Mapping[str, Any] | None = None, label: str = "--set") -> Scenario:
+                  values: Mapping[str, Any] | None = None, label: str = "--set", *,
+                  outside: bool = False) -> Scenario:
     """Load a built-in scenario by name or a TOML file by path, apply `--set` style overrides
     (``"market.take_rate=0.1"``), then `values` (dotted path -> value, as a sweep sets them),
     and validate. Raises ScenarioError (one line) on bad input; `label` says where `values`
-    came from in its messages.
+    came from in its messages. `outside`: the overrides come from outside this machine (a
+    server's client), so they may not name a file on it (`tenants.trace`).
 
     >>> load_scenario("default", ["market.take_rate=0.1"]).market.take_rate
     0.1
     """
     return _resolve(_raw(name_or_path), overrides, values, label,
-                    f"scenario {str(name_or_path)!r}")
+                    f"scenario {str(name_or_path)!r}", outside=outside)
 
 
 def scenario_from_toml(text: str, overrides: list[str] | tuple[str, ...] = (),
                        where: str = "scenario_toml", base: str = "default") -> Scenario:
     """A scenario from TOML text, as a scenario file holds it: an overlay on the built-in
     scenario its `base` names (`base` if none), then `--set` style overrides. Text from
-    outside (an upload) may name only built-in bases, never a file on this machine.
+    outside (an upload) may name only built-in bases, never a file on this machine (neither
+    as a base nor as a trace).
 
     >>> scenario_from_toml("duration_days = 0.5").duration_days
     0.5
@@ -998,12 +1001,14 @@ def scenario_from_toml(text: str, overrides: list[str] | tuple[str, ...] = (),
         raise ScenarioError(f"{where}: field `base`: expected a built-in scenario "
                             f"({', '.join(known)}), got {base!r}")
     data.setdefault("name", "uploaded")
-    return _resolve(_merge(_raw(base), data), overrides, None, "--set", where)
+    return _resolve(_merge(_raw(base), data), overrides, None, "--set", where, outside=True)
 
 
 def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
-             values: Mapping[str, Any] | None, label: str, where: str) -> Scenario:
-    """Fill presets, apply overrides and `values`, validate."""
+             values: Mapping[str, Any] | None, label: str, where: str,
+             outside: bool = False) -> Scenario:
+    """Fill presets, apply overrides and `values`, validate; with `outside`, refuse what
+    would read a file on this machine, before anything looks at it."""
     # Fill populations from their presets first, so that an override edits what the run uses
     # (`providers.1.gpu_mix.rtx4090=0.9` changes one share of the preset's mix).
     presets = _archetypes()
@@ -1018,6 +1023,10 @@ def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
         apply_override(data, keys, value)
     for path, value in (values or {}).items():
         apply_override(data, path.split("."), value, label)
+    tenants = data.get("tenants")
+    if outside and isinstance(tenants, Mapping) and tenants.get("trace") is not None:
+        raise ScenarioError(f"{where}: field `tenants.trace`: a scenario from outside may not "
+                            "read a file on this machine; replay traces with `gpumarket run`")
     return validate_scenario(data, where)
 
 
