@@ -223,7 +223,8 @@ class _Rows:
 
 
 def _number(rows: _Rows, line: int, record: dict[str, str], column: str, *,
-            empty: float | None = None, integer: bool = False) -> float:
+            empty: float | None = None, integer: bool = False, positive: bool = False,
+            high: float = _MAX_NUMBER) -> float:
     text = record[column].strip()
     if not text:
         if empty is not None:
@@ -234,10 +235,12 @@ def _number(rows: _Rows, line: int, record: dict[str, str], column: str, *,
     except ValueError:
         value = math.nan
     kind = "an integer" if integer else "a number"
-    if not (0 <= value <= _MAX_NUMBER) or (integer and not value.is_integer()):
+    if not (0 <= value <= high) or (integer and not value.is_integer()) \
+            or (positive and value == 0):
         shown = text if len(text) <= 40 else text[:37] + "..."
-        raise rows.fail(line, column, f"expected {kind} from 0 to {_MAX_NUMBER:.0e}, got "
-                        f"{shown!r}")
+        low = "> 0" if positive else "from 0"
+        raise rows.fail(line, column, f"expected {kind} {low} {'and <=' if positive else 'to'} "
+                        f"{high:g}, got {shown!r}")
     return value
 
 
@@ -285,9 +288,11 @@ def _generic(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[Tra
         if flag not in flags:
             raise rows.fail(line, "interruptible", f"expected true or false, got {flag[:40]!r}")
         optional = {}
-        for column in ("value_usd", "max_price_usd_per_gpu_hour"):
+        # What a market takes: a value > 0 and a max price > 0 of at most 1,000 USD per
+        # GPU-hour (the scenario's bound on prices).
+        for column, high in (("value_usd", 1e9), ("max_price_usd_per_gpu_hour", 1_000.0)):
             if rec.get(column, "").strip():
-                optional[column] = _number(rows, line, rec, column)
+                optional[column] = _number(rows, line, rec, column, positive=True, high=high)
         yield TraceRow(line, rec.get("name", "") or f"row-{line}",
                        _number(rows, line, rec, "submit_s"),
                        _number(rows, line, rec, "duration_s", empty=math.nan), gpus,

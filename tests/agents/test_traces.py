@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -128,6 +129,18 @@ def test_a_malformed_row_is_one_line_naming_file_line_and_column(tmp_path, rows,
         list(trace_rows(path, rules("alibaba_v2023")))
     message = str(error.value)
     assert message.startswith(str(path)) and where in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("column", "text", "message"), [
+    ("value_usd", "0", "expected a number > 0 and <= 1e+09, got '0'"),
+    ("max_price_usd_per_gpu_hour", "1500", "expected a number > 0 and <= 1000, got '1500'"),
+    ("max_price_usd_per_gpu_hour", "nan", "expected a number > 0 and <= 1000, got 'nan'"),
+])
+def test_generic_values_and_prices_are_bounded(tmp_path, column, text, message):
+    path = write(tmp_path / "jobs.csv", ("submit_s", "duration_s", "gpus", column),
+                 [(0, 60, 1, 5), (1, 60, 1, text)])
+    with pytest.raises(TraceError, match=re.escape(f"line 3: column `{column}`: {message}")):
+        list(trace_rows(path, rules("generic")))
 
 
 def test_a_missing_column_names_it(tmp_path):
@@ -431,3 +444,16 @@ def test_a_scenario_from_outside_may_not_read_a_trace_file(three_jobs):
                 asyncio.run(markets.create(body))
     finally:
         markets.log.close()
+
+
+def test_the_budget_counts_a_traces_jobs(tmp_path):
+    from market.budget import estimate
+
+    path = generic_trace(tmp_path / "jobs.csv", 4_000)
+    trace = {"path": str(path), "format": "generic", "sample_fraction": 0.5}
+    synthetic = estimate(load_scenario("default")).jobs
+    replaced = estimate(scenario(trace))
+    assert replaced.jobs == pytest.approx(4_001 * 0.5)  # lines, header included: a bound
+    assert replaced.candidates == 0  # no synthetic arrivals to thin
+    added = estimate(scenario({**trace, "mode": "add"})).jobs
+    assert added == pytest.approx(synthetic + 4_001 * 0.5)
