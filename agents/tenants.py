@@ -83,8 +83,9 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
     return tuple(kinds)
 
 
-class _Job:
-    """What a tenant remembers about one of its jobs between orders."""
+class TenantJob:
+    """What a tenant remembers about one of its jobs between orders, whichever source made
+    it (the synthetic arrivals, a trace)."""
 
     __slots__ = ("attempts", "expiries", "failures", "fast_hours", "gpus", "kind",
                  "max_price", "model", "outside_cost_usd", "outside_gpu_h",
@@ -123,7 +124,7 @@ class Tenants:
         self.choice_rng = market.streams.get("tenants.choices")
         self.tenants = [market.add_tenant(f"tenant-{i}", config.wallet_usd)
                         for i in range(config.count)]
-        self.jobs: dict[int, _Job] = {}
+        self.jobs: dict[int, TenantJob] = {}
         self.policy = config.policy.build()
         self.policy.bind(market)
         self.spikes = self._spikes()
@@ -340,7 +341,7 @@ class Tenants:
         # The escrow deposit per USD of max price: the policy weighs a budget with it.
         max_price = self.policy.max_price(tenant, value_rate, chunk["factor"][i],
                                           n * fast_hours * self.config.deposit_factor)
-        job = _Job(tenant=tenant,
+        job = TenantJob(tenant=tenant,
                    kind=self.kinds[chunk["kind"][i]].name, gpus=n,
                    units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
                    max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
@@ -354,7 +355,7 @@ class Tenants:
 
     # ------------------------------------------------------------------ the lifecycle
 
-    def admit(self, job: _Job, interruptible: bool | None = None,
+    def admit(self, job: TenantJob, interruptible: bool | None = None,
               rng: np.random.Generator | None = None) -> None:
         """A new job enters the lifecycle, from whichever source (the synthetic arrivals, a
         trace): posted on demand, or interruptible where the market offers it (`None`: with
@@ -382,7 +383,7 @@ class Tenants:
             return
         self._post(job, None, 1.0)
 
-    def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
+    def _post(self, job: TenantJob, job_id: int | None, work_left: float) -> None:
         interruptible = job.spot_bid > 0
         # An interruptible order's max price is its bid, for its one GPU model.
         price = job.spot_bid if interruptible else job.max_price
@@ -409,7 +410,7 @@ class Tenants:
         if job_id is None:
             self.jobs[order_id] = job  # the first order's id names the job
 
-    def _leave(self, job_id: int, job: _Job, reason: str, work_left: float) -> None:
+    def _leave(self, job_id: int, job: TenantJob, reason: str, work_left: float) -> None:
         """Give up on the market: take the rest of the job to a hyperscaler if it is worth
         the list price there; drop it otherwise (a rational tenant pays no more than V)."""
         self.jobs.pop(job_id, None)

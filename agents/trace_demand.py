@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.tenants import TenantJob
 from agents.trace_files import (
     Skipped,
     TraceError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from market.scenario import TraceDemand
 
 
+
 def trace_rules(config: TraceDemand, catalog: Any) -> TraceRules:
     """The rules that make the scenario's trace rows jobs."""
     return TraceRules(
@@ -62,9 +64,6 @@ class TraceArrivals:
     """A trace as a source of jobs for `tenants`."""
 
     def __init__(self, tenants: Tenants, config: TraceDemand) -> None:
-        from agents.tenants import _Job  # the lifecycle's record of a job
-
-        self._job_type = _Job
         self.tenants = tenants
         self.config = config
         market = tenants.market
@@ -169,7 +168,7 @@ class TraceArrivals:
         else:
             max_price = tenants.policy.max_price(tenant, value_rate, factor,
                                                  n * fast_hours * config.deposit_factor)
-        job = self._job_type(
+        job = TenantJob(
             tenant=tenant, kind="trace", gpus=n, units=tenants._units(n, acceptable),
             work_s=work_s, max_price=max_price, value=value, value_rate=value_rate,
             outside_usd=outside_usd, outside_gpu_h=outside_gpu_h,
