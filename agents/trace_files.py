@@ -41,7 +41,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from market.errors import MarketError
 
@@ -81,8 +81,7 @@ class TraceError(MarketError):
     file, the line and the column."""
 
 
-@dataclass(frozen=True, slots=True)
-class TraceRow:
+class TraceRow(NamedTuple):
     """One row of a trace in its own words: times on its clock (seconds), GPUs as it counts
     them (`gpus` may be fractional: shares of a GPU), its GPU names."""
 
@@ -100,8 +99,7 @@ class TraceRow:
     max_price_usd_per_gpu_hour: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TraceJob:
+class TraceJob(NamedTuple):
     """A trace row that becomes a job: whole GPUs, catalog models, times in trace seconds."""
 
     row: TraceRow
@@ -109,9 +107,10 @@ class TraceJob:
     models: tuple[str, ...]   # catalog ids; () = any catalog model
 
 
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    row: TraceRow | None
+class Skipped(NamedTuple):
+    """A trace row that is not a job, and why (a key of SKIP_REASONS)."""
+
+    row: TraceRow
     reason: str
 
 

@@ -457,3 +457,14 @@ def test_the_budget_counts_a_traces_jobs(tmp_path):
     assert replaced.candidates == 0  # no synthetic arrivals to thin
     added = estimate(scenario({**trace, "mode": "add"})).jobs
     assert added == pytest.approx(synthetic + 4_001 * 0.5)
+
+
+def test_v2020_columns_are_the_published_headers():
+    from agents.trace_files import _V2020_JOB_COLUMNS, _V2020_TASK_COLUMNS
+
+    folder = SHARED / "alibaba-gpu-v2020-headers"
+    for table, columns in (("pai_job_table", _V2020_JOB_COLUMNS),
+                           ("pai_task_table", _V2020_TASK_COLUMNS)):
+        header = folder / f"{table}.header"
+        need_shared(header)
+        assert tuple(header.read_text().strip().split(",")) == columns
