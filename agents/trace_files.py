@@ -37,7 +37,7 @@ import csv
 import hashlib
 import heapq
 import math
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,11 +221,15 @@ class _Rows:
         return dict(zip(header, row, strict=False))
 
 
+#: How tables written by data-frame libraries spell a missing value, where one may be missing.
+_MISSING = frozenset(("nan", "null", "none", "na", "\\n"))
+
+
 def _number(rows: _Rows, line: int, record: dict[str, str], column: str, *,
             empty: float | None = None, integer: bool = False, positive: bool = False,
             high: float = _MAX_NUMBER) -> float:
     text = record[column].strip()
-    if not text:
+    if not text or (empty is not None and text.lower() in _MISSING):
         if empty is not None:
             return empty
         raise rows.fail(line, column, "expected a number, got nothing")
@@ -301,6 +305,8 @@ def _generic(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[Tra
 
 #: Job-table rows read ahead of the task table (tables out of step) before the join gives up.
 V2020_JOIN_AHEAD = 1_000_000
+#: Jobs the task table has reached that are kept for tasks that come later.
+V2020_RECENT_JOBS = 10_000
 
 
 def _v2020(path: Path, rules: TraceRules, tasks: Path | None) -> Iterator[TraceRow]:
@@ -308,25 +314,37 @@ def _v2020(path: Path, rules: TraceRules, tasks: Path | None) -> Iterator[TraceR
         raise TraceError(f"{path}: alibaba_v2020 needs the task table too (pai_task_table: "
                          "trace.tasks_path, or --tasks)")
     jobs = iter(_Rows(path, ("job_name", "user"), headerless=_V2020_JOB_COLUMNS))
-    users: dict[str, str] = {}  # job rows read ahead of the tasks, until their tasks come
+    # A streamed join: the tables list jobs in the same order. `ahead` holds job rows read
+    # ahead of the tasks, until the tasks reach them; `recent` the last jobs reached (a job's
+    # tasks may come a little apart), V2020_RECENT_JOBS of them.
+    ahead: OrderedDict[str, str] = OrderedDict()
+    recent: OrderedDict[str, str] = OrderedDict()
     rows = _Rows(tasks, ("job_name", "inst_num", "start_time", "end_time", "plan_gpu",
                          "gpu_type"), headerless=_V2020_TASK_COLUMNS)
     done = False
     for line, rec in rows:
         job = rec["job_name"]
-        # A streamed join: the tables list jobs in the same order; rows of the job table are
-        # held only until the tasks reach them.
-        while job not in users and not done:
-            nxt = next(jobs, None)
-            if nxt is None:
-                done = True
-            else:
-                users[nxt[1]["job_name"]] = nxt[1]["user"].strip()
-                if len(users) > V2020_JOIN_AHEAD:
-                    raise rows.fail(line, "job_name", f"{job[:40]!r} not found within "
-                                    f"{V2020_JOIN_AHEAD:,} rows of the job table {path} "
-                                    "(the tables must list jobs in the same order)")
-        user = users.get(job)
+        user = recent.get(job)
+        if user is None:
+            while job not in ahead and not done:
+                nxt = next(jobs, None)
+                if nxt is None:
+                    done = True
+                else:
+                    ahead[nxt[1]["job_name"]] = nxt[1]["user"].strip()
+                    if len(ahead) > V2020_JOIN_AHEAD:
+                        raise rows.fail(line, "job_name", f"{job[:40]!r} not found within "
+                                        f"{V2020_JOIN_AHEAD:,} rows of the job table {path} "
+                                        "(the tables must list jobs in the same order)")
+            if job in ahead:  # reached: it and the jobs before it leave the read-ahead
+                while True:
+                    name, owner = ahead.popitem(last=False)
+                    recent[name] = owner
+                    if len(recent) > V2020_RECENT_JOBS:
+                        recent.popitem(last=False)
+                    if name == job:
+                        user = owner
+                        break
         instances = _number(rows, line, rec, "inst_num", empty=1.0, integer=True)
         percent = _number(rows, line, rec, "plan_gpu", empty=0.0)
         start = _number(rows, line, rec, "start_time")

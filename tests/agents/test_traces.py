@@ -173,13 +173,15 @@ def test_v2020_joins_tasks_to_jobs_streaming(tmp_path):
         ("jA", "worker", 2, "Terminated", 10, 3610, 600, 29, 50, "V100"),   # 2 x half a GPU
         ("jB", "tensorflow", 1, "Terminated", 20, 620, 600, 29, "", "MISC"),  # CPU only
         ("jC", "worker", 1, "Terminated", 30, 7230, 600, 29, 200, "T4"),     # 2 whole GPUs
-        ("jZ", "worker", 1, "Terminated", 40, 100, 600, 29, 100, "T4")])     # no such job
+        ("jZ", "worker", 1, "Terminated", 40, 100, 600, 29, 100, "T4"),      # no such job
+        ("jC", "ps", 1, "Running", 50, "NaN", 600, 29, "NaN", "")])           # missing: as empty
     gpu_map = {"V100": "a100-40gb", "T4": "rtx3090"}
     items = list(trace_rows(jobs, rules("alibaba_v2020", gpu_map), tasks))
     assert [(i.row.tenant, i.gpus, i.row.share, i.models, i.row.duration_s) for i in items
             if isinstance(i, TraceJob)] == [("alice", 2, True, ("a100-40gb",), 3600),
                                             ("carol", 2, False, ("rtx3090",), 7200)]
-    assert sorted(i.reason for i in items if isinstance(i, Skipped)) == ["cpu_only", "no_job"]
+    assert sorted(i.reason for i in items if isinstance(i, Skipped)) == [
+        "cpu_only", "no_duration", "no_job"]
 
 
 def test_reading_is_streamed_memory_does_not_grow_with_rows(tmp_path):
@@ -468,3 +470,21 @@ def test_v2020_columns_are_the_published_headers():
         header = folder / f"{table}.header"
         need_shared(header)
         assert tuple(header.read_text().strip().split(",")) == columns
+
+
+def test_a_trace_job_lives_the_tenants_lifecycle(tmp_path):
+    # A max price far below any provider's cost: every order expires, the tenant re-posts at
+    # `reprice` (1.5) times the last max price, `max_reposts` (3) times, then takes the job,
+    # worth more than its outside option, to a hyperscaler.
+    path = write(tmp_path / "jobs.csv", ("submit_s", "duration_s", "gpus", "value_usd",
+                                         "max_price_usd_per_gpu_hour"),
+                 [(0, 3600, 1, 1_000, 0.01)])
+    result = Market(scenario({"path": str(path), "format": "generic"}, "duration_days=0.1"),
+                    seed=1).run()
+    orders = sorted(result.orders.to_pylist(), key=lambda o: o["attempt"])
+    assert [o["attempt"] for o in orders] == [0, 1, 2, 3]
+    assert {o["job_id"] for o in orders} == {orders[0]["job_id"]}
+    assert [o["outcome"] for o in orders] == ["expired"] * 4
+    assert [o["max_price_usd_per_gpu_hour"] for o in orders] == pytest.approx(
+        [0.01, 0.015, 0.0225, 0.03375], rel=1e-6)
+    assert result.summary["tenants_left_for_hyperscaler"] == 1
