@@ -228,6 +228,13 @@ def test_relative_trace_paths_are_relative_to_the_scenario_file(tmp_path):
     assert load_scenario(tmp_path / "s.toml").tenants.trace.path == str(tmp_path / "jobs.csv")
 
 
+def whole_jobs_done(result) -> list[dict]:
+    """Leases that ran a whole job to its end (first orders: a re-post runs only the rest)."""
+    first = {o["lease_id"] for o in result.orders.to_pylist() if o["attempt"] == 0}
+    return [lease for lease in result.leases.to_pylist()
+            if lease["reason"] == "owner" and lease["lease_id"] in first]
+
+
 def test_three_jobs_replayed_as_orders(three_jobs):
     loaded = scenario({"path": str(three_jobs), "format": "alibaba_v2023",
                        "gpu_map": {"V100M16": "a100-40gb"}}, "duration_days=0.5")
@@ -245,16 +252,15 @@ def test_three_jobs_replayed_as_orders(three_jobs):
     # Replace mode: every job of the run is a trace job; a10 is the only model p0 accepts, so
     # its finished lease ran the trace's hour exactly.
     assert {o["job_kind"] for o in orders} == {"trace"}
-    done = [lease for lease in result.leases.to_pylist() if lease["reason"] == "owner"]
+    done = whole_jobs_done(result)
     p0 = [lease for lease in done if lease["job_id"] == first[0]["job_id"]]
     assert p0 and p0[0]["end_s"] - p0[0]["start_s"] == pytest.approx(3600.0)
     # Work on another model scales with dense BF16 TFLOPS from the slowest acceptable one.
     catalog = load_catalog()
     slowest = min(m.tflops_bf16_dense for m in catalog)
-    for lease in done:
-        if lease["job_id"] == first[1]["job_id"]:
-            speed = catalog[lease["gpu_model"]].tflops_bf16_dense
-            assert lease["end_s"] - lease["start_s"] == pytest.approx(7200 * slowest / speed)
+    (p1,) = [lease for lease in done if lease["job_id"] == first[1]["job_id"]]
+    speed = catalog[p1["gpu_model"]].tflops_bf16_dense
+    assert p1["end_s"] - p1["start_s"] == pytest.approx(7200 * slowest / speed)
 
 
 def test_add_mode_keeps_the_synthetic_jobs_and_their_draws(three_jobs):
@@ -488,3 +494,17 @@ def test_a_trace_job_lives_the_tenants_lifecycle(tmp_path):
     assert [o["max_price_usd_per_gpu_hour"] for o in orders] == pytest.approx(
         [0.01, 0.015, 0.0225, 0.03375], rel=1e-6)
     assert result.summary["tenants_left_for_hyperscaler"] == 1
+
+
+def test_reference_gpu_sets_what_the_durations_were_measured_on(tmp_path):
+    path = write(tmp_path / "jobs.csv", ("submit_s", "duration_s", "gpus", "models"),
+                 [(i * 600, 3600, 1, "a10|h100|l40s") for i in range(30)])
+    trace = {"path": str(path), "format": "generic", "reference_gpu": "h100"}
+    result = Market(scenario(trace, "duration_days=1"), seed=2).run()
+    catalog = load_catalog()
+    done = whole_jobs_done(result)
+    assert done
+    for lease in done:  # an hour on an H100 is longer on a slower card, in proportion
+        ratio = catalog["h100"].tflops_bf16_dense / catalog[lease["gpu_model"]].tflops_bf16_dense
+        assert lease["end_s"] - lease["start_s"] == pytest.approx(3600 * ratio)
+    assert len({lease["gpu_model"] for lease in done}) >= 2, "leases on one model check less"
