@@ -20,7 +20,8 @@ re-posts after an expiry, failures, leaving for a hyperscaler, interruptible ord
   per name, `trace:<name>`, each with `wallet_usd`; jobs that name none go to one of the
   scenario's `tenants.count` tenants, drawn uniformly.
 - **Sampling**: each job is kept with probability `sample_fraction`, drawn from the run's
-  stream `tenants.trace` (same seed, same jobs).
+  stream `tenants.trace.sample` (same seed, same jobs; a smaller fraction keeps a subset of
+  what a larger one keeps).
 
 The file is read twice, row by row: once when the market is built (every row checked, so a
 malformed row fails before the run with its file, line and column; the digest; the tenants;
@@ -70,6 +71,9 @@ class TraceArrivals:
         self.market = market
         self.rules = trace_rules(config, market.catalog)
         self.rng = market.streams.get("tenants.trace")
+        # Its own stream, one draw per job: a smaller fraction keeps a subset of the jobs a
+        # larger one keeps (same seed), and the jobs kept draw the same values either way.
+        self.sample_rng = market.streams.get("tenants.trace.sample")
         index = {model: i for i, model in enumerate(market.catalog.ids)}
         self.model_index = index
         self.reference = None if config.reference_gpu is None else index[config.reference_gpu]
@@ -123,7 +127,7 @@ class TraceArrivals:
             at = (item.row.submit_s - self.origin_s) * scale
             if at >= horizon:
                 return
-            if self.rng.random() >= fraction:
+            if self.sample_rng.random() >= fraction:
                 self.replayed["sampled_out"] += 1
                 continue
             if at > env.now:

@@ -228,6 +228,15 @@ def test_relative_trace_paths_are_relative_to_the_scenario_file(tmp_path):
     assert load_scenario(tmp_path / "s.toml").tenants.trace.path == str(tmp_path / "jobs.csv")
 
 
+#: Overrides under which every job is leased soon and runs to its end: jobs worth 4 times
+#: their outside option with a max price at 0.9 of that per GPU-hour (above any provider's
+#: ask), reliable providers, manifests always sent.
+EAGER = ("tenants.value_to_outside=[4, 4]", "tenants.max_price_factor=[0.9, 0.9]",
+         "market.manifest_failure_prob=0",
+         *(f"providers.{i}.{field}=0" for i in range(3)
+           for field in ("failure_rate_per_day", "churn_per_day")))
+
+
 def whole_jobs_done(result) -> list[dict]:
     """Leases that ran a whole job to its end (first orders: a re-post runs only the rest)."""
     first = {o["lease_id"] for o in result.orders.to_pylist() if o["attempt"] == 0}
@@ -237,7 +246,7 @@ def whole_jobs_done(result) -> list[dict]:
 
 def test_three_jobs_replayed_as_orders(three_jobs):
     loaded = scenario({"path": str(three_jobs), "format": "alibaba_v2023",
-                       "gpu_map": {"V100M16": "a100-40gb"}}, "duration_days=0.5")
+                       "gpu_map": {"V100M16": "a100-40gb"}}, "duration_days=0.5", *EAGER)
     market = Market(loaded, seed=3)
     result = market.run()
     orders = result.orders.to_pylist()
@@ -279,7 +288,7 @@ def test_spot_jobs_are_posted_interruptible_by_organization(tmp_path):
     path = write(tmp_path / "spot.csv", SPOT, rows)
     loaded = scenario({"path": str(path), "format": "alibaba_spot_v2026"},
                       "duration_days=0.25", base="interruptible")
-    market = Market(loaded, seed=1)
+    market = Market(loaded, seed=3)
     result = market.run()
     first = sorted((o for o in result.orders.to_pylist() if o["attempt"] == 0),
                    key=lambda o: o["created_s"])
@@ -311,6 +320,18 @@ def test_same_seed_same_jobs_and_the_sample_share_is_binomial(tmp_path):
     # Kept ~ Binomial(n, p): within 4 standard deviations (a false alarm 6 times in 100,000).
     tolerance = 4 * math.sqrt(n * p * (1 - p))
     assert all(abs(k - n * p) <= tolerance for k in kept), (kept, tolerance)
+
+
+def test_a_smaller_sample_keeps_a_subset_of_a_larger_one(tmp_path):
+    path = generic_trace(tmp_path / "jobs.csv", 200)  # one job every 30 s
+
+    def kept(fraction: float) -> set[float]:
+        trace = {"path": str(path), "format": "generic", "sample_fraction": fraction}
+        result = Market(scenario(trace, "duration_days=0.1"), seed=7).run()
+        return {o["created_s"] for o in result.orders.to_pylist() if o["attempt"] == 0}
+
+    small, large = kept(0.3), kept(0.6)
+    assert small < large and 0 < len(small) < len(large) < 200
 
 
 def test_time_scale_and_window_place_arrivals(tmp_path):
@@ -500,7 +521,7 @@ def test_reference_gpu_sets_what_the_durations_were_measured_on(tmp_path):
     path = write(tmp_path / "jobs.csv", ("submit_s", "duration_s", "gpus", "models"),
                  [(i * 600, 3600, 1, "a10|h100|l40s") for i in range(30)])
     trace = {"path": str(path), "format": "generic", "reference_gpu": "h100"}
-    result = Market(scenario(trace, "duration_days=1"), seed=2).run()
+    result = Market(scenario(trace, "duration_days=1", *EAGER), seed=2).run()
     catalog = load_catalog()
     done = whole_jobs_done(result)
     assert done
