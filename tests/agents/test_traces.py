@@ -529,3 +529,24 @@ def test_reference_gpu_sets_what_the_durations_were_measured_on(tmp_path):
         ratio = catalog["h100"].tflops_bf16_dense / catalog[lease["gpu_model"]].tflops_bf16_dense
         assert lease["end_s"] - lease["start_s"] == pytest.approx(3600 * ratio)
     assert len({lease["gpu_model"] for lease in done}) >= 2, "leases on one model check less"
+
+
+def test_the_readme_shows_trace_inspect_as_it_prints_on_the_real_file():
+    need_shared(POD_LIST)
+    maps = ["P100=rtx3090", "T4=rtx3090", "V100M16=a10", "V100M32=a10", "G2=l40s",
+            "G3=a100-40gb"]
+    done = runner.invoke(app, ["trace", "inspect", str(POD_LIST), "--output", "plain",
+                               *(arg for pair in maps for arg in ("--gpu-map", pair))])
+    assert done.exit_code == 0, done.output
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert done.output.strip() in readme
+
+
+@pytest.mark.parametrize("args", [["--max-gpus", "0"], ["--no-such-option"], []])
+def test_trace_inspect_usage_errors_are_one_line(three_jobs, args, capsys):
+    from api.cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["trace", "inspect", *([str(three_jobs)] if args else []), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exited.value.code == 2 and len(err) == 1 and err[0].startswith("error:")
