@@ -341,16 +341,16 @@ class Tenants:
         # The escrow deposit per USD of max price: the policy weighs a budget with it.
         max_price = self.policy.max_price(tenant, value_rate, chunk["factor"][i],
                                           n * fast_hours * self.config.deposit_factor)
-        job = TenantJob(tenant=tenant,
-                   kind=self.kinds[chunk["kind"][i]].name, gpus=n,
-                   units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
-                   max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
-                   outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   outside_served_usd=chunk["outside_served_usd"][i],
-                   outside_cost_usd=chunk["outside_cost_usd"][i],
-                   fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
-                   expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
-                   spot_units=None)
+        job = TenantJob(
+            tenant=tenant, kind=self.kinds[chunk["kind"][i]].name, gpus=n,
+            units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
+            max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
+            outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
+            outside_served_usd=chunk["outside_served_usd"][i],
+            outside_cost_usd=chunk["outside_cost_usd"][i],
+            fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
+            expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
+            spot_units=None)
         self.admit(job)
 
     # ------------------------------------------------------------------ the lifecycle

@@ -780,8 +780,8 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
 
 def _trace_paths_from(data: dict[str, Any], folder: Path) -> None:
     """Make a scenario file's relative trace paths relative to its folder."""
-    trace = data.get("tenants", {}).get("trace") if isinstance(data.get("tenants"),
-                                                                Mapping) else None
+    tenants = data.get("tenants")
+    trace = tenants.get("trace") if isinstance(tenants, Mapping) else None
     if not isinstance(trace, Mapping):
         return
     trace = data["tenants"]["trace"] = dict(trace)
