@@ -30,6 +30,11 @@ what makes the job cost more than V; after an expiry the bid is raised like a ma
 once it would reach the expected on-demand price the job goes on demand instead. A lease
 paused longer than the tenant's patience is closed and the rest of the work re-posted on
 demand.
+
+Jobs come from a source: the synthetic arrivals above, a trace file (`agents.trace_demand`,
+the scenario's `tenants.trace`), or both. Each source makes a job (its GPUs, acceptable
+models, work per model, value, outside option, max price) and hands it to `Tenants.admit`;
+from there on every job lives the lifecycle described here, whatever its source.
 """
 
 from __future__ import annotations
@@ -78,8 +83,9 @@ def job_kinds(config: TenantsConfig) -> tuple[JobKind, ...]:
     return tuple(kinds)
 
 
-class _Job:
-    """What a tenant remembers about one of its jobs between orders."""
+class TenantJob:
+    """What a tenant remembers about one of its jobs between orders, whichever source made
+    it (the synthetic arrivals, a trace)."""
 
     __slots__ = ("attempts", "expiries", "failures", "fast_hours", "gpus", "kind",
                  "max_price", "model", "outside_cost_usd", "outside_gpu_h",
@@ -118,7 +124,7 @@ class Tenants:
         self.choice_rng = market.streams.get("tenants.choices")
         self.tenants = [market.add_tenant(f"tenant-{i}", config.wallet_usd)
                         for i in range(config.count)]
-        self.jobs: dict[int, _Job] = {}
+        self.jobs: dict[int, TenantJob] = {}
         self.policy = config.policy.build()
         self.policy.bind(market)
         self.spikes = self._spikes()
@@ -136,9 +142,15 @@ class Tenants:
         # Interruptible orders, where the mechanism offers them (else no draw: the other
         # streams stay as they are).
         offered = bool(getattr(market.mechanism, "interruptible", False))
-        self.spot = config.interruptible if offered and config.interruptible.share > 0 \
-            else None
+        self.spot_terms = config.interruptible if offered else None
+        self.spot = self.spot_terms if offered and config.interruptible.share > 0 else None
         self.spot_rng = market.streams.get("tenants.interruptible")
+        # Jobs from a trace file, with their own streams (the synthetic ones stay as they are).
+        self.trace = None
+        if config.trace is not None:
+            from agents.trace_demand import TraceArrivals
+
+            self.trace = TraceArrivals(self, config.trace)
 
     def start(self) -> None:
         kinds: tuple[type[Event], ...] = (OrderExpired, LeaseClosed)
@@ -146,8 +158,12 @@ class Tenants:
         if getattr(type(self.policy), "after_fill", None) is not Fraction.after_fill:
             kinds += (LeaseCreated,)
         self.market.subscribe(self.on_event, kinds=kinds)
-        if self.spot is not None:
+        if self.spot is not None or (self.trace is not None and self.spot_terms is not None):
             self.market.subscribe(self._paused, kinds=(LeasePaused,))
+        if self.trace is not None:
+            self.market.env.process(self.trace.arrivals())
+            if self.trace.config.mode == "replace":
+                return
         candidates = self.peak_rate_per_s() * self.market.horizon_s
         if not candidates <= MAX_THINNING_CANDIDATES:  # inf and NaN too
             config = self.config
@@ -224,17 +240,8 @@ class Tenants:
         runs = plan.eligible  # by the job's deadline
         seconds = np.where(runs, plan.duration_s, 0.0)  # inf where it cannot: zeroed
         gpu_s = plan.gpus * seconds
-        # The outside option: the cheapest way to run it at a hyperscaler's list prices.
-        reference = runs & self.outside
-        reference = np.where(reference.any(axis=1)[:, None], reference, runs)
-        outside_cost = np.where(reference, gpu_s * self.list_price, np.inf)
-        outside = np.argmin(outside_cost, axis=1)
-        outside_usd = outside_cost[rows, outside] / SECONDS_PER_HOUR
-        outside_gpu_h = gpu_s[rows, outside] / SECONDS_PER_HOUR
-        # What it costs the hyperscaler: on the model the tenant rents there, and at best.
-        served_cost = outside_cost * self.outside_cost_fraction
-        outside_served_usd = served_cost[rows, outside] / SECONDS_PER_HOUR
-        outside_best_usd = served_cost.min(axis=1) / SECONDS_PER_HOUR
+        outside_usd, outside_gpu_h, outside_served_usd, outside_best_usd = \
+            self.outside_option(runs, gpu_s)
         # The order: the GPUs of the model the tenant expects to be cheapest per job here.
         preferred = np.argmin(np.where(runs, gpu_s * self.belief, np.inf), axis=1)
         n = np.maximum(plan.gpus[rows, preferred], 1)
@@ -284,6 +291,24 @@ class Tenants:
         }
         self._next = 0
 
+    def outside_option(self, runs: np.ndarray, gpu_s: np.ndarray) -> tuple[np.ndarray, ...]:
+        """For jobs (rows) that can run on the models `runs` for `gpu_s` GPU-seconds on each
+        (0 where they cannot): the outside option O, the cheapest way to run the whole job
+        at a hyperscaler's list prices (USD), its GPU-hours there, what serving it costs
+        the hyperscaler on that model and at best (USD)."""
+        rows = np.arange(len(runs))
+        reference = runs & self.outside
+        reference = np.where(reference.any(axis=1)[:, None], reference, runs)
+        outside_cost = np.where(reference, gpu_s * self.list_price, np.inf)
+        outside = np.argmin(outside_cost, axis=1)
+        outside_usd = outside_cost[rows, outside] / SECONDS_PER_HOUR
+        outside_gpu_h = gpu_s[rows, outside] / SECONDS_PER_HOUR
+        # What it costs the hyperscaler: on the model the tenant rents there, and at best.
+        served_cost = outside_cost * self.outside_cost_fraction
+        outside_served_usd = served_cost[rows, outside] / SECONDS_PER_HOUR
+        outside_best_usd = served_cost.min(axis=1) / SECONDS_PER_HOUR
+        return outside_usd, outside_gpu_h, outside_served_usd, outside_best_usd
+
     def _on_demand_expected(self, model: int) -> float:
         """What a GPU-hour of catalog model `model` costs on demand here, as a tenant can
         tell: the median of recently published on-demand lease prices, or the marketplace
@@ -316,32 +341,49 @@ class Tenants:
         # The escrow deposit per USD of max price: the policy weighs a budget with it.
         max_price = self.policy.max_price(tenant, value_rate, chunk["factor"][i],
                                           n * fast_hours * self.config.deposit_factor)
-        job = _Job(tenant=tenant,
-                   kind=self.kinds[chunk["kind"][i]].name, gpus=n,
-                   units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
-                   max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
-                   outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
-                   outside_served_usd=chunk["outside_served_usd"][i],
-                   outside_cost_usd=chunk["outside_cost_usd"][i],
-                   fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
-                   expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
-                   spot_units=None)
-        spot = self.spot
-        if spot is not None and max_price is not None and self.spot_rng.random() < spot.share:
+        job = TenantJob(
+            tenant=tenant, kind=self.kinds[chunk["kind"][i]].name, gpus=n,
+            units=self._units(n, chunk["acceptable"][i]), work_s=chunk["work_s"][i],
+            max_price=max_price, value=chunk["value"][i], value_rate=value_rate,
+            outside_usd=chunk["outside_usd"][i], outside_gpu_h=chunk["outside_gpu_h"][i],
+            outside_served_usd=chunk["outside_served_usd"][i],
+            outside_cost_usd=chunk["outside_cost_usd"][i],
+            fast_hours=fast_hours, pref_hours=chunk["pref_hours"][i], attempts=0,
+            expiries=0, failures=0, work_left=1.0, spot_bid=0.0, model=chunk["model"][i],
+            spot_units=None)
+        self.admit(job)
+
+    # ------------------------------------------------------------------ the lifecycle
+
+    def admit(self, job: TenantJob, interruptible: bool | None = None,
+              rng: np.random.Generator | None = None) -> None:
+        """A new job enters the lifecycle, from whichever source (the synthetic arrivals, a
+        trace): posted on demand, or interruptible where the market offers it (`None`: with
+        the scenario's `interruptible.share`; a trace says so itself, and bids with draws
+        from its own `rng`), or taken elsewhere when its max price is beyond its budget."""
+        if interruptible is None:
+            spot = self.spot
+            bids = spot is not None and job.max_price is not None \
+                and self.spot_rng.random() < spot.share
+        else:
+            spot = self.spot_terms
+            bids = interruptible and spot is not None and job.max_price is not None
+        if bids:
+            draw = self.spot_rng if rng is None else rng
             # Never a bid at which the job on its GPU would cost more than it is worth.
-            job.spot_bid = min(max_price, job.value / (n * job.pref_hours),
-                               self.spot_rng.uniform(*spot.bid_fraction)
+            job.spot_bid = min(job.max_price, job.value / (job.gpus * job.pref_hours),
+                               draw.uniform(*spot.bid_fraction)
                                * self._on_demand_expected(job.model))
             # A bid per GPU-hour is for one model (on Vast, for one machine): its own.
             only = np.zeros(len(self.ids), bool)
             only[job.model] = True
-            job.spot_units = self._units(n, only)
-        if max_price is None:  # beyond the tenant's budget: the job goes elsewhere
+            job.spot_units = self._units(job.gpus, only)
+        if job.max_price is None:  # beyond the tenant's budget: the job goes elsewhere
             self._leave(-1, job, "budget", 1.0)
             return
         self._post(job, None, 1.0)
 
-    def _post(self, job: _Job, job_id: int | None, work_left: float) -> None:
+    def _post(self, job: TenantJob, job_id: int | None, work_left: float) -> None:
         interruptible = job.spot_bid > 0
         # An interruptible order's max price is its bid, for its one GPU model.
         price = job.spot_bid if interruptible else job.max_price
@@ -368,7 +410,7 @@ class Tenants:
         if job_id is None:
             self.jobs[order_id] = job  # the first order's id names the job
 
-    def _leave(self, job_id: int, job: _Job, reason: str, work_left: float) -> None:
+    def _leave(self, job_id: int, job: TenantJob, reason: str, work_left: float) -> None:
         """Give up on the market: take the rest of the job to a hyperscaler if it is worth
         the list price there; drop it otherwise (a rational tenant pays no more than V)."""
         self.jobs.pop(job_id, None)
@@ -396,7 +438,7 @@ class Tenants:
             job.spot_bid = 0.0
             market.close_lease(event.lease_id, reopen=False)  # LeaseClosed re-posts the rest
 
-        market.env.timeout(self.spot.patience_s).callbacks.append(give_up)
+        market.env.timeout(self.spot_terms.patience_s).callbacks.append(give_up)
 
     def on_event(self, event: Event) -> None:
         kind = type(event)

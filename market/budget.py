@@ -1,7 +1,8 @@
 """What a run would cost, from its scenario alone, before anything is built.
 
 `estimate(scenario)` adds up the work a run does: new jobs (a Poisson process with a daily
-cycle, weekly growth and demand spikes, integrated in closed form), the orders they post with
+cycle, weekly growth and demand spikes, integrated in closed form; a trace's rows, times its
+sampling fraction, instead or besides), the orders they post with
 re-posts, the bids placed and the provider × order pairs priced to place them, the periodic
 ticks (price index, withdrawals settling every active lease, batch clearings), provider
 failures and departures, the candidate arrivals that thinning draws, and building the
@@ -128,6 +129,12 @@ def _numbers(scenario: Scenario) -> dict[str, Any]:
         "market.withdraw_interval_s": rules.withdraw_interval_s,
         "market.mechanism_params.interval_s": None,
     }
+    # A trace's jobs: at most its rows (each kept with the sampling fraction), counted
+    # without parsing; None without a trace.
+    trace = tenants.trace
+    values["tenants.trace.jobs"] = None if trace is None else \
+        _trace_rows(trace.tasks_path or trace.path) * trace.sample_fraction
+    values["tenants.trace.replace"] = None if trace is None else trace.mode == "replace"
     interval = rules.mechanism_params.get("interval_s")
     if rules.mechanism == "batch_clearing":
         values["market.mechanism_params.interval_s"] = (
@@ -140,6 +147,19 @@ def _numbers(scenario: Scenario) -> dict[str, Any]:
         values["textbook.auctions"] = scenario.textbook.auctions
         values["textbook.bidders"] = scenario.textbook.bidders
     return values
+
+
+def _trace_rows(path: str) -> int:
+    """Lines of a trace file, counted in blocks (100 MB in a tenth of a second): an upper
+    bound on its jobs; 0 where it cannot be read (its reader says why)."""
+    lines = 0
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                lines += block.count(b"\n")
+    except OSError:
+        return 0
+    return lines
 
 
 def _pair_events(providers: float) -> float:
@@ -176,6 +196,9 @@ def _estimate(values: dict[str, Any]) -> Estimate:
         spike_s = min(values["tenants.spikes.duration_h"] * SECONDS_PER_HOUR, horizon_s)
         extra_s = spikes * (values["tenants.spikes.multiplier"] - 1) * spike_s * mean_growth
         jobs = per_s * (grown_s + cycle_s * mean_growth + extra_s)
+        replaced = bool(values.get("tenants.trace.replace"))
+        if values.get("tenants.trace.jobs") is not None:  # a trace replaces or adds jobs
+            jobs = (0.0 if replaced else jobs) + values["tenants.trace.jobs"]
         reposts = 1 + values["tenants.max_reposts"] + values["tenants.max_failures"]
         orders = jobs * min(ORDERS_PER_JOB, reposts)
         bids = orders * BID_SHARE * min(values["market.order_max_bids"], providers)
@@ -184,7 +207,7 @@ def _estimate(values: dict[str, Any]) -> Estimate:
         weeks = horizon_s / SECONDS_PER_WEEK
         peak_growth = max(1.0, math.exp(min(700.0, math.log1p(growth) * weeks)))
         peak = per_s * (1 + amplitude) * peak_growth * values["tenants.spikes.multiplier"]
-        candidates = peak * horizon_s
+        candidates = 0.0 if replaced else peak * horizon_s  # no thinning without arrivals
     ticks = horizon_s / values["market.price_index_interval_s"]
     withdrawals = horizon_s / values["market.withdraw_interval_s"]
     batch = values["market.mechanism_params.interval_s"]

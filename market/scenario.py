@@ -288,6 +288,60 @@ class ResourcesPerGpu(_Model):
     storage_class: Literal["ephemeral", "beta1", "beta2", "beta3"]
 
 
+class TraceDemand(_Model):
+    """Jobs read from a trace file (`agents.trace_files`), instead of or besides the
+    synthetic arrivals; they live as synthetic jobs do (deposits, re-posts, failures, the
+    outside option)."""
+
+    path: Name = Field(description="the trace file (CSV); relative to the scenario file")
+    format: Literal["alibaba_v2023", "alibaba_spot_v2026", "alibaba_v2020", "generic"] = \
+        Field(description="its columns: alibaba_v2023 (pod list), alibaba_spot_v2026 "
+                          "(spot-GPU jobs), alibaba_v2020 (pai_job_table, with tasks_path), "
+                          "generic (submit_s, duration_s, gpus, ...)")
+    tasks_path: Name | None = Field(None, description="alibaba_v2020: the pai_task_table file")
+    mode: Literal["replace", "add"] = Field(
+        "replace", description="replace the synthetic arrivals, or add to them")
+    gpu_map: Annotated[dict[Name, Name], Field(max_length=1_000)] = Field(
+        default_factory=dict, description="trace GPU name -> catalog id (a name that is a "
+        "catalog model's id or full name maps to it by default)")
+    reference_gpu: Name | None = Field(
+        None, description="catalog id the trace's durations were measured on (default: "
+                          "each job's slowest acceptable model)")
+    window_s: _span(1e12, least=0) | None = Field(
+        None, description="[start, end) of submit times kept, trace seconds")
+    time_scale: Annotated[float, Field(gt=0, le=1e6)] = Field(
+        1.0, description="simulated seconds per trace second between arrivals (0.5 replays "
+                         "arrivals twice as fast); durations are kept")
+    sample_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        1.0, description="chance each job is kept (drawn from the run's seed)")
+    gpu_share: Literal["whole", "skip"] = Field(
+        "whole", description="a job asking for a share of a GPU rents whole GPUs, or is "
+                             "skipped")
+    cpu_only: Literal["skip", "keep"] = Field(
+        "skip", description="a job asking for no GPU is skipped, or rents one GPU")
+    max_gpus: Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)] = Field(
+        1_024, description="jobs asking for more GPUs are skipped")
+    reorder_rows: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+        10_000, description="rows held to put a trace out of submission order back in order")
+    interruptible_qos: Annotated[list[Name], Field(max_length=20)] = Field(
+        default_factory=lambda: ["BE"], description="alibaba_v2023: qos classes posted "
+                                                    "interruptible")
+
+    @field_validator("path", "tasks_path")
+    @classmethod
+    def _exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file {_cut(value)!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _tasks(self) -> TraceDemand:
+        if (self.format == "alibaba_v2020") != (self.tasks_path is not None):
+            raise ValueError("tasks_path: must be given for alibaba_v2020 (the task table) "
+                             "and only for it")
+        return self
+
+
 class Tenants(_Model):
     """Tenants post jobs as a Poisson process with a daily cycle, spikes and growth."""
 
@@ -318,6 +372,7 @@ class Tenants(_Model):
     resources_per_gpu: ResourcesPerGpu
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
                JobKindConfig]
+    trace: TraceDemand | None = Field(None, description="jobs read from a trace file")
 
     @field_validator("jobs")
     @classmethod
@@ -555,6 +610,13 @@ class Scenario(_Model):
                 if gpu not in catalog:
                     raise ValueError(f"providers.{index}.gpu_mix: unknown GPU model {gpu!r}; "
                                      f"known: {', '.join(catalog.ids)}")
+        trace = self.tenants.trace
+        if trace is not None:
+            named = [(f"gpu_map.{name}", gpu) for name, gpu in trace.gpu_map.items()]
+            for field, gpu in (*named, ("reference_gpu", trace.reference_gpu)):
+                if gpu is not None and gpu not in catalog:
+                    raise ValueError(f"tenants.trace.{field}: unknown GPU model {gpu!r}; "
+                                     f"known: {', '.join(catalog.ids)}")
         names = [p.name for p in self.providers]
         if len(set(names)) != len(names):
             raise ValueError(f"providers: population names must be unique, got {names}")
@@ -703,6 +765,7 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
             raise ScenarioError(f"{where}: cannot be read as UTF-8 text: {error}") from None
         data = _read_toml(text, where)
         data.setdefault("name", path.stem)  # a file's scenario is named after it by default
+        _trace_paths_from(data, path.parent)
     if where in seen:
         raise ScenarioError(f"{where}: base chain loops ({' -> '.join((*seen, where))})")
     base = data.pop("base", None if text_name == "default" else "default")
@@ -713,6 +776,18 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
     if is_file and not Path(base).is_absolute() and Path(base).suffix:
         base = str(Path(name_or_path).parent / base)  # relative to the file that names it
     return _merge(_raw(base, (*seen, where)), data)
+
+
+def _trace_paths_from(data: dict[str, Any], folder: Path) -> None:
+    """Make a scenario file's relative trace paths relative to its folder."""
+    tenants = data.get("tenants")
+    trace = tenants.get("trace") if isinstance(tenants, Mapping) else None
+    if not isinstance(trace, Mapping):
+        return
+    trace = data["tenants"]["trace"] = dict(trace)
+    for key in ("path", "tasks_path"):
+        if isinstance(trace.get(key), str) and trace[key] and not Path(trace[key]).is_absolute():
+            trace[key] = str(folder / trace[key])
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -894,24 +969,27 @@ def validate_scenario(data: Mapping[str, Any], where: str = "scenario") -> Scena
 
 def load_scenario(name_or_path: str | Path = "default",
                   overrides: list[str] | tuple[str, ...] = (),
-                  values: Mapping[str, Any] | None = None, label: str = "--set") -> Scenario:
+                  values: Mapping[str, Any] | None = None, label: str = "--set", *,
+                  outside: bool = False) -> Scenario:
     """Load a built-in scenario by name or a TOML file by path, apply `--set` style overrides
     (``"market.take_rate=0.1"``), then `values` (dotted path -> value, as a sweep sets them),
     and validate. Raises ScenarioError (one line) on bad input; `label` says where `values`
-    came from in its messages.
+    came from in its messages. `outside`: the overrides come from outside this machine (a
+    server's client), so they may not name a file on it (`tenants.trace`).
 
     >>> load_scenario("default", ["market.take_rate=0.1"]).market.take_rate
     0.1
     """
     return _resolve(_raw(name_or_path), overrides, values, label,
-                    f"scenario {str(name_or_path)!r}")
+                    f"scenario {str(name_or_path)!r}", outside=outside)
 
 
 def scenario_from_toml(text: str, overrides: list[str] | tuple[str, ...] = (),
                        where: str = "scenario_toml", base: str = "default") -> Scenario:
     """A scenario from TOML text, as a scenario file holds it: an overlay on the built-in
     scenario its `base` names (`base` if none), then `--set` style overrides. Text from
-    outside (an upload) may name only built-in bases, never a file on this machine.
+    outside (an upload) may name only built-in bases, never a file on this machine (neither
+    as a base nor as a trace).
 
     >>> scenario_from_toml("duration_days = 0.5").duration_days
     0.5
@@ -923,12 +1001,14 @@ def scenario_from_toml(text: str, overrides: list[str] | tuple[str, ...] = (),
         raise ScenarioError(f"{where}: field `base`: expected a built-in scenario "
                             f"({', '.join(known)}), got {base!r}")
     data.setdefault("name", "uploaded")
-    return _resolve(_merge(_raw(base), data), overrides, None, "--set", where)
+    return _resolve(_merge(_raw(base), data), overrides, None, "--set", where, outside=True)
 
 
 def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
-             values: Mapping[str, Any] | None, label: str, where: str) -> Scenario:
-    """Fill presets, apply overrides and `values`, validate."""
+             values: Mapping[str, Any] | None, label: str, where: str,
+             outside: bool = False) -> Scenario:
+    """Fill presets, apply overrides and `values`, validate; with `outside`, refuse what
+    would read a file on this machine, before anything looks at it."""
     # Fill populations from their presets first, so that an override edits what the run uses
     # (`providers.1.gpu_mix.rtx4090=0.9` changes one share of the preset's mix).
     presets = _archetypes()
@@ -943,6 +1023,10 @@ def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
         apply_override(data, keys, value)
     for path, value in (values or {}).items():
         apply_override(data, path.split("."), value, label)
+    tenants = data.get("tenants")
+    if outside and isinstance(tenants, Mapping) and tenants.get("trace") is not None:
+        raise ScenarioError(f"{where}: field `tenants.trace`: a scenario from outside may not "
+                            "read a file on this machine; replay traces with `gpumarket run`")
     return validate_scenario(data, where)
 
 

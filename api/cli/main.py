@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import calibrate, offline, online, sensitivity
+from api.cli import calibrate, offline, online, sensitivity, trace
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
@@ -26,9 +26,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 for command in (offline.run, offline.validate, offline.tournament, offline.sweep,
                 offline.report, sensitivity.sensitivity, calibrate.calibrate, online.serve,
-                online.replay,
-                online.bot, offline.sweeps, offline.scenarios, offline.schema):
+                online.replay, online.bot, offline.sweeps, offline.scenarios, offline.schema):
     app.command()(command)
+app.add_typer(trace.app, name="trace")
 
 
 def main(argv: list[str] | None = None) -> None:

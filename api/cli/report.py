@@ -131,8 +131,13 @@ def render(summary: dict[str, Any], out: Output) -> None:
     ):
         money.add_row(label, value)
 
-    out.show(Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
-             providers, welfare, money)
+    blocks = [Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
+              providers, welfare, money]
+    if "trace" in summary:  # the jobs came from a trace file: which, and what was skipped
+        from api.cli.trace import run_trace_table
+
+        blocks.append(run_trace_table(summary["trace"]))
+    out.show(*blocks)
 
 
 def _maybe(value: float | None, show: Any) -> str:

@@ -278,7 +278,7 @@ class LiveMarkets:
                 scenario = scenario_from_toml(body.scenario_toml, body.overrides,
                                               base=body.scenario)
             elif body.scenario in builtin_scenarios():
-                scenario = load_scenario(body.scenario, body.overrides)
+                scenario = load_scenario(body.scenario, body.overrides, outside=True)
             else:
                 raise ScenarioError(f"scenario: expected a built-in scenario "
                                     f"({', '.join(builtin_scenarios())}) or scenario_toml, "

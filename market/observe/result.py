@@ -42,6 +42,9 @@ class RunResult:
             **metrics.summary(),
             **market.money(),
         }
+        trace = getattr(market, "trace_demand", None)  # jobs replayed from a trace file
+        if trace is not None:
+            self.summary["trace"] = trace.summary()
 
     def __repr__(self) -> str:
         from market.observe.reprs import result_text
