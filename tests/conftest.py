@@ -1,7 +1,8 @@
 """Test-suite settings (in CI, property tests replay the same examples on every run) and
 shared fixtures: a plug-in strategy installed by entry point, Chromium for the browser tests,
-and real live-market servers (`gpumarket serve` in a child process on 127.0.0.1, on a port
-the OS picks, with a fresh session log and its own operator token, stopped after the test)."""
+real live-market servers (`gpumarket serve` in a child process on 127.0.0.1, on a port
+the OS picks, with a fresh session log and its own operator token, stopped after the test),
+and `cli`, which runs `gpumarket` in-process as a user meets it."""
 
 import os
 import queue
@@ -19,6 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import settings
+
+from api.cli.main import main
+from tests.api.cli_helpers import RICH_ENV, Outcome
 
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
@@ -149,3 +153,23 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 def live_url(serve: Callable[..., Server]) -> str:
     """The base URL of a fresh server, e.g. http://127.0.0.1:PORT."""
     return serve().url
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """`cli(*argv)` runs `gpumarket argv` in-process and returns its Outcome, off a terminal
+    60 columns wide (narrower than the tables: off a terminal none is cut).
+
+    Anything but SystemExit (a crash) propagates, as a traceback would for a user."""
+    for name in RICH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLUMNS", "60")
+
+    def invoke(*argv: str) -> Outcome:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        return Outcome(exit_info.value.code, out, err)
+
+    return invoke

@@ -21,7 +21,7 @@ from api.cli.report import _usd
 from market import registry
 from market.observe.tables import LEASES_SCHEMA, ORDERS_SCHEMA, PRICES_SCHEMA
 from market.scenario import builtin_scenarios, load_scenario
-from tests.api.conftest import RICH_ENV, Outcome, assert_one_error_line
+from tests.api.cli_helpers import RICH_ENV, Outcome, assert_one_error_line
 
 SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a second a run
 SUMMARY_KEYS = ("seed", "orders_posted", "leases_created", "fill_rate", "money_conserved")

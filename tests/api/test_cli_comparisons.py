@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.api.conftest import assert_one_error_line
+from tests.api.cli_helpers import assert_one_error_line
 
 TOURNEY = ("--seeds", "2", "--workers", "1", "--set", "duration_days=0.2")
 

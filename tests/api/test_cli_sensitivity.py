@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.api.conftest import assert_one_error_line
+from tests.api.cli_helpers import assert_one_error_line
 from tests.market.test_sensitivity import SMALL
 
 
