@@ -12,8 +12,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from api.cli.output import FORMAT_HELP
-from api.cli.shared import fail, output_format, print_json
+from api.cli.shared import FormatOption, fail, output_format, print_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Read job traces (Alibaba GPU v2020, v2023, spot-GPU 2026, generic CSV).")
@@ -36,7 +35,7 @@ def detect_format(path: Path, tasks: Path | None) -> str:
                           ("submit_s", "generic")):
         if column in names:
             return found
-    raise fail(f"--format: cannot tell the format of {path} from its header; give one of "
+    raise fail(f"--trace-format: cannot tell the format of {path} from its header; give one of "
                f"{', '.join(TRACE_FORMATS[1:])}")
 
 
@@ -68,7 +67,7 @@ def inspect(
     file: Annotated[Path, typer.Argument(help="the trace file (for alibaba_v2020, its "
                                               "pai_job_table)")],
     trace_format: Annotated[str, typer.Option(
-        "--format", help=f"the trace's format: {', '.join(TRACE_FORMATS)} (auto: from the "
+        "--trace-format", help=f"the trace's format: {', '.join(TRACE_FORMATS)} (auto: from the "
                          "header)")] = "auto",
     tasks: Annotated[Path | None, typer.Option(
         "--tasks", help="alibaba_v2020: the pai_task_table file")] = None,
@@ -84,9 +83,7 @@ def inspect(
     window: Annotated[str | None, typer.Option(
         help="keep jobs submitted in [START,END) trace seconds", metavar="START,END")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print it as one JSON object")] = False,
-    output: Annotated[str | None, typer.Option(
-        "--output", help=FORMAT_HELP, metavar="table|plain|markdown|json",
-        show_default=False)] = None,
+    output: FormatOption = None,
 ) -> None:
     """What a trace holds: jobs, GPUs by model, arrival rate over time, duration quantiles,
     and what a run would skip and why."""
@@ -95,7 +92,7 @@ def inspect(
 
     shape = output_format(output, as_json)
     if trace_format not in TRACE_FORMATS:
-        raise fail(f"--format: expected one of {', '.join(TRACE_FORMATS)}, got "
+        raise fail(f"--trace-format: expected one of {', '.join(TRACE_FORMATS)}, got "
                    f"{trace_format[:100]!r}")
     for name, value, valid in (("--gpu-share", gpu_share, ("whole", "skip")),
                                ("--cpu-only", cpu_only, ("skip", "keep"))):

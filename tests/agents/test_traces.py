@@ -366,17 +366,17 @@ def test_trace_inspect_reports_jobs_gpus_and_skips(three_jobs):
     assert report["gpus_by_catalog_model"] == {"(any)": 2, "a10": 2, "a100-40gb": 1}
     assert report["duration_h"]["p50"] == pytest.approx(1.0)
     assert sum(bucket["jobs"] for bucket in report["arrivals"]) == 3
-    text = runner.invoke(app, ["trace", "inspect", str(three_jobs), "--output", "plain"])
+    text = runner.invoke(app, ["trace", "inspect", str(three_jobs), "--format", "plain"])
     assert text.exit_code == 0 and "unmapped_gpu" in text.output and "p99" in text.output
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--format", "nope"], "--format: expected one of"),
+    (["--trace-format", "nope"], "--trace-format: expected one of"),
     (["--gpu-map", "T4"], "--gpu-map: expected TRACE_NAME=CATALOG_ID"),
     (["--gpu-map", "T4=v100"], "--gpu-map: T4: unknown GPU model"),
     (["--window", "5,1"], "--window: expected START,END"),
     (["--gpu-share", "half"], "--gpu-share: expected whole or skip"),
-    (["--format", "alibaba_v2020"], "--tasks: must be given"),
+    (["--trace-format", "alibaba_v2020"], "--tasks: must be given"),
 ])
 def test_trace_inspect_bad_arguments_exit_2_with_one_line(three_jobs, args, message):
     done = runner.invoke(app, ["trace", "inspect", str(three_jobs), *args])
@@ -535,7 +535,7 @@ def test_the_readme_shows_trace_inspect_as_it_prints_on_the_real_file():
     need_shared(POD_LIST)
     maps = ["P100=rtx3090", "T4=rtx3090", "V100M16=a10", "V100M32=a10", "G2=l40s",
             "G3=a100-40gb"]
-    done = runner.invoke(app, ["trace", "inspect", str(POD_LIST), "--output", "plain",
+    done = runner.invoke(app, ["trace", "inspect", str(POD_LIST), "--format", "plain",
                                *(arg for pair in maps for arg in ("--gpu-map", pair))])
     assert done.exit_code == 0, done.output
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
