@@ -378,25 +378,25 @@ def trace_rows(path: str | Path, rules: TraceRules,
     source = _READERS[rules.format](Path(path), rules, None if tasks is None else Path(tasks))
     heap: list[tuple[float, int, TraceJob | Skipped]] = []
     released = -math.inf
+
+    def release() -> TraceJob | Skipped:
+        """The earliest job held, or its skip if a later one has already gone out."""
+        nonlocal released
+        submit, _, job = heapq.heappop(heap)
+        if submit < released:
+            return Skipped(job.row, "out_of_order")
+        released = submit
+        return job
+
     for order, item in enumerate(_judged(source, rules)):
         if isinstance(item, Skipped):
             yield item
             continue
         heapq.heappush(heap, (item.row.submit_s, order, item))
         if len(heap) > rules.reorder_rows:
-            submit, _, job = heapq.heappop(heap)
-            if submit < released:
-                yield Skipped(job.row, "out_of_order")
-            else:
-                released = submit
-                yield job
+            yield release()
     while heap:
-        submit, _, job = heapq.heappop(heap)
-        if submit < released:
-            yield Skipped(job.row, "out_of_order")
-        else:
-            released = submit
-            yield job
+        yield release()
 
 
 def _judged(source: Iterable[TraceRow | Skipped], rules: TraceRules
