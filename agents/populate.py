@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from agents.providers import add_populations
 from agents.tenants import Tenants
+from agents.trace_demand import TraceArrivals
 
 if TYPE_CHECKING:
     from market.builder import Market
@@ -14,4 +15,13 @@ if TYPE_CHECKING:
 def populate(market: Market) -> None:
     """Fill `market` with the scenario's providers and start its tenants."""
     add_populations(market)
-    Tenants(market).start()
+    start_tenants(market)
+
+
+def start_tenants(market: Market) -> Tenants:
+    """The scenario's tenants, with the arrivals of its trace if it names one, started."""
+    tenants = Tenants(market)
+    if tenants.config.trace is not None:
+        tenants.trace = TraceArrivals(tenants, tenants.config.trace)
+    tenants.start()
+    return tenants

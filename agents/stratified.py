@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.populate import start_tenants
 from agents.providers import build_rows
-from agents.tenants import Tenants
 from market import registry
 from market.experiments.tournament import split_counts
 from market.scenario import ProviderPopulation, Tournament
@@ -66,7 +66,7 @@ def populate(market: Market) -> None:
             for row in part:
                 row.population = number
             market.add_providers(part, _strategy(tournament, competitor, population))
-    Tenants(market).start()
+    start_tenants(market)
 
 
 def _strategy(tournament: Tournament, competitor: int, population: ProviderPopulation) -> Any:

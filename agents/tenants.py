@@ -145,14 +145,15 @@ class Tenants:
         self.spot_terms = config.interruptible if offered else None
         self.spot = self.spot_terms if offered and config.interruptible.share > 0 else None
         self.spot_rng = market.streams.get("tenants.interruptible")
-        # Jobs from a trace file, with their own streams (the synthetic ones stay as they are).
-        self.trace = None
-        if config.trace is not None:
-            from agents.trace_demand import TraceArrivals
-
-            self.trace = TraceArrivals(self, config.trace)
+        # Jobs from a trace file, with their own streams (the synthetic ones stay as they
+        # are): `agents.trace_demand.TraceArrivals`, attached before `start` by whoever builds
+        # the population (`agents.populate.start_tenants`).
+        self.trace: Any = None
 
     def start(self) -> None:
+        if self.config.trace is not None and self.trace is None:
+            raise MarketError("tenants.trace: the trace's arrivals are not attached; start "
+                              "the tenants with agents.populate.start_tenants")
         kinds: tuple[type[Event], ...] = (OrderExpired, LeaseClosed)
         # Every lease would wake the tenants for nothing if the policy learns nothing from it.
         if getattr(type(self.policy), "after_fill", None) is not Fraction.after_fill:

@@ -57,6 +57,7 @@ from scipy.optimize import minimize
 
 from market.experiments.analysis import estimate, half_widths
 from market.experiments.batch import ScenarioRunSpec
+from market.experiments.calibration_report import write_calibration_report
 from market.experiments.execution import _local, execute
 from market.experiments.sweep import (
     SweepError,
@@ -363,10 +364,14 @@ def _write_results(folder: Path, calibration: Calibration, best: dict[str, Any])
                f"{best['loss']:.6g} over {len(calibration.log)} evaluations of "
                f"{calibration.spec.replications} runs each.")
     (folder / SCENARIO_FILE).write_text(scenario_toml(scenario, comment), "utf-8")
-    pq.write_table(fit_table(calibration, best), folder / FIT_FILE)
-    from market.experiments.calibration_report import write_calibration_report
-
-    write_calibration_report(folder, calibration, best)
+    fit = fit_table(calibration, best)
+    pq.write_table(fit, folder / FIT_FILE)
+    spec = calibration.spec
+    write_calibration_report(
+        folder, name=calibration.name, description=spec.description, method=spec.method,
+        replications=spec.replications,
+        bounds={path: (p.low, p.high) for path, p in spec.parameters.items()}, best=best,
+        losses=[evaluation["loss"] for evaluation in calibration.log], fit=fit.to_pylist())
 
 
 def fit_table(calibration: Calibration, best: dict[str, Any]) -> pa.Table:

@@ -7,34 +7,31 @@ from __future__ import annotations
 import math
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from market.experiments import labels
 from market.experiments.report_html import _CSS, FIGURE_DPI, _figure_html, _save, _table, _th
 
-if TYPE_CHECKING:
-    from market.experiments.calibration import Calibration
 
-
-def write_calibration_report(folder: Path, calibration: Calibration,
-                             best: dict[str, Any]) -> Path:
-    """Write `folder/report.html` and `folder/report/loss.png`; return the page's path."""
-    from market.experiments.calibration import fit_table
-
+def write_calibration_report(folder: Path, *, name: str, description: str, method: str,
+                             replications: int, bounds: dict[str, tuple[float, float]],
+                             best: dict[str, Any], losses: list[float],
+                             fit: list[dict[str, Any]]) -> Path:
+    """Write `folder/report.html` and `folder/report/loss.png` for a calibration: its
+    parameters' `bounds`, the `best` evaluation, every evaluation's loss in order, and the
+    fit rows (`market.experiments.calibration.fit_table`); return the page's path."""
     figures = folder / "report"
     figures.mkdir(parents=True, exist_ok=True)
-    losses = np.array([evaluation["loss"] for evaluation in calibration.log])
     path = figures / "loss.png"
-    figure = _loss_figure(losses)
+    figure = _loss_figure(np.array(losses, dtype=float))
     _save(figure, path)
     fitted = [f"<tr><td title=\"{escape(p)}\">{escape(labels.parameter(p).label)}</td>"
               f'<td class="num">{escape(labels.format_number(value))}</td>'
-              f'<td class="num">{escape(labels.format_number(bounds.low))} – '
-              f"{escape(labels.format_number(bounds.high))}</td></tr>"
-              for (p, value), bounds in zip(best["values"].items(),
-                                            calibration.spec.parameters.values(), strict=True)]
+              f'<td class="num">{escape(labels.format_number(bounds[p][0]))} – '
+              f"{escape(labels.format_number(bounds[p][1]))}</td></tr>"
+              for p, value in best["values"].items()]
     fit = [
         f"<tr><td title=\"{escape(row['metric'])}\">"
         f"{escape(labels.metric(row['metric']).label)}</td>"
@@ -43,17 +40,16 @@ def write_calibration_report(folder: Path, calibration: Calibration,
         f'<td class="num">{_number(row["simulated"])} [{_number(row["simulated_low"])}, '
         f'{_number(row["simulated_high"])}]</td>'
         f'<td class="num">{_number(row["loss"])}</td></tr>'
-        for row in fit_table(calibration, best).to_pylist()]
+        for row in fit]
     loss = _figure_html(path, figure, "Loss", "Each evaluation and the best so far (log scale).")
-    spec = calibration.spec
-    title = f"Calibration report: {calibration.name}"
+    title = f"Calibration report: {name}"
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
-        f"<p>{escape(spec.description)}</p>" if spec.description else "",
-        f"<p>{len(calibration.log)} evaluations ({spec.method}) of {spec.replications} runs "
+        f"<p>{escape(description)}</p>" if description else "",
+        f"<p>{len(losses)} evaluations ({method}) of {replications} runs "
         "each, every candidate on the same seeds. Loss: Σ weight × ((simulated − target) / "
         f"sd)²; best {_number(best['loss'])}. The calibrated scenario is "
         "<code>calibrated.toml</code>.</p>",

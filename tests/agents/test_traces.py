@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from agents.populate import start_tenants
+from agents.tenants import Tenants
 from agents.trace_files import (
     SKIP_REASONS,
     Skipped,
@@ -30,7 +32,7 @@ from agents.trace_files import (
     trace_rows,
 )
 from api.cli.main import app
-from market import Market, load_scenario
+from market import Market, MarketError, load_scenario
 from market.catalog import load_catalog
 from market.scenario import ScenarioError
 
@@ -270,6 +272,14 @@ def test_three_jobs_replayed_as_orders(three_jobs):
     (p1,) = [lease for lease in done if lease["job_id"] == first[1]["job_id"]]
     speed = catalog[p1["gpu_model"]].tflops_bf16_dense
     assert p1["end_s"] - p1["start_s"] == pytest.approx(7200 * slowest / speed)
+
+
+def test_tenants_started_without_their_trace_refuse_to_start(three_jobs):
+    loaded = scenario({"path": str(three_jobs), "format": "alibaba_v2023"}, "duration_days=0.5")
+    market = Market(loaded, seed=3, populate=False)
+    with pytest.raises(MarketError, match=r"^tenants.trace: the trace's arrivals are not "):
+        Tenants(market).start()
+    assert start_tenants(market).trace is not None  # the population's way attaches it
 
 
 def test_add_mode_keeps_the_synthetic_jobs_and_their_draws(three_jobs):
