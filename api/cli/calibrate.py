@@ -30,7 +30,7 @@ def calibrate(
         help="calibration file (TOML), or a built-in calibration's name (default)")],
     out: Annotated[Path | None, typer.Option(
         help="output directory (default: calibrations/NAME)")] = None,
-    workers: WorkersOption = 1,
+    workers: WorkersOption = None,
     resume: Annotated[bool, typer.Option(
         "--resume", help="finish an interrupted calibration in --out: logged evaluations are "
         "replayed, not run again")] = False,
@@ -81,7 +81,7 @@ def calibrate(
 
     try:
         with bar, lines:
-            best = run_calibration(calibration, target, workers=workers or 1, resume=resume,
+            best = run_calibration(calibration, target, workers=workers, resume=resume,
                                    on_evaluation=show)
     except SweepError as error:
         raise fail(str(error)) from None

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -252,11 +253,13 @@ def builtin_calibrations() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def evaluate(calibration: Calibration, values: dict[str, float], workers: int = 1
+def evaluate(calibration: Calibration, values: dict[str, float], workers: int | None = 1
              ) -> dict[str, Any]:
-    """Run a candidate on every replication seed: its targets' metrics (mean, sd, n) and its
-    loss. Raises SweepError (one line) when a run fails: a candidate inside the bounds
-    should run."""
+    """Run a candidate on every replication seed, on `workers` processes (None: one per
+    core; never more than the replications; 1: in this process): its targets' metrics
+    (mean, sd, n) and its loss. Raises SweepError (one line) when a run fails: a candidate
+    inside the bounds should run."""
+    workers = min(workers or os.cpu_count() or 1, len(calibration.seeds))
     scenario = calibration.scenario(values)
     scenario_hash = _scenario_hash(scenario)
     specs = [ScenarioRunSpec(_run_id(scenario_hash, seed), 0, replication, seed,
@@ -282,7 +285,7 @@ def evaluate(calibration: Calibration, values: dict[str, float], workers: int = 
     return {"values": values, "metrics": metrics, "loss": loss}
 
 
-def calibrate(calibration: Calibration, out: str | Path, *, workers: int = 1,
+def calibrate(calibration: Calibration, out: str | Path, *, workers: int | None = 1,
               resume: bool = False,
               on_evaluation: Callable[[int, int, dict[str, Any]], None] | None = None
               ) -> dict[str, Any]:

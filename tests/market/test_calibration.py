@@ -7,6 +7,7 @@
   from fit.parquet; an observed target aims at the middle of the reported span with a quarter
   of its width as sd; the calibrated scenario file reads back as the fitted scenario.
 - Bad files are refused with one line naming the field, before anything runs.
+- A candidate evaluates the same in this process and on worker processes.
 """
 
 from __future__ import annotations
@@ -140,3 +141,13 @@ def test_bad_files_are_refused_naming_the_field(tmp_path, old, new, message):
 def test_the_built_in_calibration_loads_with_its_whole_box_valid():
     loaded = load_calibration("default")
     assert len(loaded.aims) == 3 and all(aim.sd > 0 for aim in loaded.aims)
+
+
+def test_a_candidate_evaluates_the_same_in_this_process_and_on_workers(tmp_path):
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL, encoding="utf-8")
+    loaded = load_calibration(path)
+    values = {"tenants.arrivals_per_hour": 40.0}
+    here = calibration_module.evaluate(loaded, values, workers=1)
+    there = calibration_module.evaluate(loaded, values, workers=2)
+    assert json.dumps(here, sort_keys=True) == json.dumps(there, sort_keys=True)
