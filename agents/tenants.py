@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from agents.demand_curve import DemandCurve
 from agents.policies import Fraction
 from agents.workloads import JOB_KINDS, JobKind, plan_jobs, sample_jobs
 from market.core.outside import outside_cost_fraction, outside_models
@@ -165,7 +166,8 @@ class Tenants:
             self.market.env.process(self.trace.arrivals())
             if self.trace.config.mode == "replace":
                 return
-        candidates = self.peak_rate_per_s() * self.market.horizon_s
+        self.demand = DemandCurve(self.market, self.config)
+        candidates = self.peak_rate_per_s() * self.demand.cap * self.market.horizon_s
         if not candidates <= MAX_THINNING_CANDIDATES:  # inf and NaN too
             config = self.config
             weeks = self.market.horizon_s / (7 * SECONDS_PER_DAY)
@@ -216,17 +218,21 @@ class Tenants:
 
     def _arrivals(self):
         env = self.market.env
-        peak = self.peak_rate_per_s()
+        demand = self.demand
+        # Thinning: candidates at the peak rate (times the demand curve's cap), kept with
+        # probability rate(t) × cap / peak; then the demand curve keeps each with probability
+        # multiplier / cap (`agents.demand_curve`; cap 1 and always kept without elasticity).
+        peak = self.peak_rate_per_s() * demand.cap
         rng = self.arrival_rng
         t = env.now
         while True:
-            # Thinning: candidates at the peak rate, kept with probability rate(t) / peak.
             times = t + np.cumsum(rng.exponential(1.0 / peak, size=_CHUNK))
-            kept = times[rng.random(_CHUNK) * peak <= self.rate_per_s(times)]
+            kept = times[rng.random(_CHUNK) * peak <= self.rate_per_s(times) * demand.cap]
             t = float(times[-1])
             for arrival in kept.tolist():
                 yield env.timeout(arrival - env.now)
-                self._new_job()
+                if demand.admits():
+                    self._new_job()
 
     # ------------------------------------------------------------------ jobs
 

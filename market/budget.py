@@ -124,6 +124,8 @@ def _numbers(scenario: Scenario) -> dict[str, Any]:
         "tenants.spikes.duration_h": tenants.spikes.duration_h,
         "tenants.max_reposts": tenants.max_reposts,
         "tenants.max_failures": tenants.max_failures,
+        "tenants.price_elasticity": tenants.price_elasticity,
+        "tenants.max_demand_multiplier": tenants.max_demand_multiplier,
         "market.order_max_bids": rules.order_max_bids,
         "market.price_index_interval_s": rules.price_index_interval_s,
         "market.withdraw_interval_s": rules.withdraw_interval_s,
@@ -207,7 +209,11 @@ def _estimate(values: dict[str, Any]) -> Estimate:
         weeks = horizon_s / SECONDS_PER_WEEK
         peak_growth = max(1.0, math.exp(min(700.0, math.log1p(growth) * weeks)))
         peak = per_s * (1 + amplitude) * peak_growth * values["tenants.spikes.multiplier"]
-        candidates = 0.0 if replaced else peak * horizon_s  # no thinning without arrivals
+        # A demand curve (price elasticity) draws its candidates at up to its cap times that;
+        # the jobs themselves are estimated at the reference price.
+        cap = values["tenants.max_demand_multiplier"] if values["tenants.price_elasticity"] \
+            else 1.0
+        candidates = 0.0 if replaced else peak * cap * horizon_s  # no thinning, no arrivals
     ticks = horizon_s / values["market.price_index_interval_s"]
     withdrawals = horizon_s / values["market.withdraw_interval_s"]
     batch = values["market.mechanism_params.interval_s"]

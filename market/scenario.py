@@ -373,6 +373,15 @@ class Tenants(_Model):
     jobs: dict[Literal["training", "fine_tuning", "batch_inference", "online_inference"],
                JobKindConfig]
     trace: TraceDemand | None = Field(None, description="jobs read from a trace file")
+    price_elasticity: Annotated[float, Field(ge=0, le=10)] = Field(
+        0.0, description="elasticity of new jobs' arrival rate to the market's price index: "
+        "the rate is arrivals_per_hour x (index / reference_price_to_list)^-elasticity, "
+        "capped at max_demand_multiplier times it (0: a fixed rate)")
+    reference_price_to_list: Annotated[float, Field(gt=0, le=10)] = Field(
+        0.5, description="the price index (price paid per GPU-hour over its model's list "
+        "price, over the last price interval) at which arrivals_per_hour holds")
+    max_demand_multiplier: Annotated[float, Field(ge=1, le=100)] = Field(
+        4.0, description="how far low prices may raise the arrival rate, as a multiple")
 
     @field_validator("jobs")
     @classmethod

@@ -119,3 +119,13 @@ def test_about_ten_minutes_of_work_is_refused() -> None:
     """MAX_EVENTS sits below ten minutes of the reference machine, well above the bench."""
     assert MAX_EVENTS * 80e-6 < 600
     assert estimate(load_scenario("bench")).events * 5 < MAX_EVENTS
+
+
+def test_a_demand_curve_draws_up_to_its_cap_in_candidates() -> None:
+    fixed = estimate(load_scenario("default"))
+    elastic = estimate(load_scenario("default", ["tenants.price_elasticity=1",
+                                                 "tenants.max_demand_multiplier=3"]))
+    assert elastic.candidates == pytest.approx(3 * fixed.candidates, rel=1e-12)
+    assert elastic.jobs == fixed.jobs  # the jobs at the reference price
+    inert = estimate(load_scenario("default", ["tenants.max_demand_multiplier=3"]))
+    assert inert.candidates == fixed.candidates  # no elasticity, no curve
