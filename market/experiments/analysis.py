@@ -51,11 +51,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from market.experiments import labels
+from market.experiments.sweep import BOOKKEEPING
 
 CONFIDENCE = 0.95
 """Coverage of every interval here: two-sided, Student's t."""
 
-BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
 """Columns of runs.parquet that describe the run, not the market."""
 
 DEFAULT_METRICS = ("fill_rate", "tenant_savings_vs_list", "allocative_efficiency",

@@ -18,7 +18,6 @@ with the same points and seeds writes, and `out=DIR` writes that sweep directory
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -34,9 +33,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from market.budget import check_budget
-from market.experiments.execution import BOOKKEEPING, Output, Progress, _local, execute, run_sweep
+from market.experiments.execution import Output, Progress, _local, execute, run_sweep
 from market.experiments.summaries import _pandas, _plain, summarize, summary_table
 from market.experiments.sweep import (
+    BOOKKEEPING,
     MAX_RUNS,
     RunSpec,
     Sweep,
@@ -245,7 +245,6 @@ def run_in_memory(sweep: Sweep, *, workers: int | None = 1,
     nothing: the same rows and column types as `market.experiments.execution.Output.gather`
     gives."""
     pd = _pandas()
-    import pyarrow as pa
 
     specs = sweep.runs()
     progress = Progress(total=len(specs))
@@ -265,14 +264,8 @@ def run_in_memory(sweep: Sweep, *, workers: int | None = 1,
         if on_progress is not None:
             on_progress(progress)
     rows.sort(key=lambda row: (row["point"], row["replication"]))
-    schema = output._runs_schema(rows)
-    texts = [f.name for f in schema if f.type == pa.string() and f.name not in BOOKKEEPING]
-    for row in rows:  # a metric some runs report as a number, others not: text for all
-        for name in texts:
-            if row.get(name) is not None and not isinstance(row[name], str):
-                row[name] = json.dumps(row[name])
-    table = pa.Table.from_pylist(rows, schema=schema)
-    return table.to_pandas() if rows else pd.DataFrame(columns=schema.names)
+    table = output.runs_table(rows)
+    return table.to_pandas() if rows else pd.DataFrame(columns=table.schema.names)
 
 
 class _ProgressLine:

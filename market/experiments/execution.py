@@ -37,10 +37,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from market.experiments.sweep import RunSpec, Sweep, SweepError
+from market.experiments.sweep import BOOKKEEPING, RunSpec, Sweep, SweepError
 from market.observe.tables import _Table
-
-BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
 
 TIMESERIES_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("point", pa.int32()), ("replication", pa.int32()),
@@ -248,15 +246,21 @@ class Output:
                           "replication": row["replication"], **point}
                          for point in part["series"]], schema=TIMESERIES_SCHEMA))
         os.replace(temporary, self.dir / "timeseries.parquet")
+        _atomic_write_table(self.dir / "runs.parquet", self.runs_table(rows))
+        statuses = [row["status"] for row in rows]
+        return statuses.count("ok"), statuses.count("failed")
+
+    def runs_table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """`rows` (one per run) as the runs table, typed by `_runs_schema`; a metric some runs
+        report as a number and others not becomes text in every run (JSON for the
+        numbers)."""
         schema = self._runs_schema(rows)
         texts = [f.name for f in schema if f.type == pa.string() and f.name not in BOOKKEEPING]
-        for row in rows:  # a metric some runs report as a number, others not: text for all
+        for row in rows:
             for name in texts:
                 if row.get(name) is not None and not isinstance(row[name], str):
                     row[name] = json.dumps(row[name])
-        _atomic_write_table(self.dir / "runs.parquet", pa.Table.from_pylist(rows, schema=schema))
-        statuses = [row["status"] for row in rows]
-        return statuses.count("ok"), statuses.count("failed")
+        return pa.Table.from_pylist(rows, schema=schema)
 
     def _runs_schema(self, rows: list[dict[str, Any]]) -> pa.Schema:
         """Bookkeeping, then the swept parameters, then every metric any run reported, each

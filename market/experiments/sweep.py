@@ -66,6 +66,10 @@ MAX_FILE_BYTES = 1_000_000
 MAX_POINT_BYTES = 64_000_000
 
 
+#: The columns of a sweep's runs table that describe a run rather than measure it.
+BOOKKEEPING = ("run_id", "point", "replication", "seed", "status", "error", "elapsed_s")
+
+
 class SweepError(ValueError):
     """A sweep file or sweep directory a user got wrong: one line naming the field."""
 
