@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 
 from market.experiments import labels
-from market.experiments.report_html import _CSS, FIGURE_DPI, _figure_html, _save, _table, _th
+from market.experiments.report_html import (
+    _document,
+    _figure,
+    _figure_html,
+    _figures_folder,
+    _save,
+    _table,
+    _th,
+)
 
 
 def write_calibration_report(folder: Path, *, name: str, description: str, method: str,
@@ -22,8 +30,7 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
     """Write `folder/report.html` and `folder/report/loss.png` for a calibration: its
     parameters' `bounds`, the `best` evaluation, every evaluation's loss in order, and the
     fit rows (`market.experiments.calibration.fit_table`); return the page's path."""
-    figures = folder / "report"
-    figures.mkdir(parents=True, exist_ok=True)
+    figures = _figures_folder(folder)
     path = figures / "loss.png"
     figure = _loss_figure(np.array(losses, dtype=float))
     _save(figure, path)
@@ -43,11 +50,7 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
         for row in fit]
     loss = _figure_html(path, figure, "Loss", "Each evaluation and the best so far (log scale).")
     title = f"Calibration report: {name}"
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+    body = [
         f"<p>{escape(description)}</p>" if description else "",
         f"<p>{len(losses)} evaluations ({method}) of {replications} runs "
         "each, every candidate on the same seeds. Loss: Σ weight × ((simulated − target) / "
@@ -59,10 +62,9 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
         _table(_th("metric") + _th("target ± sd") + _th("source")
                + _th("simulated [95% CI over the runs]") + _th("loss"), fit),
         '<h2 id="loss">Loss over the evaluations</h2>',
-        f'<div class="plots">{loss}</div>',
-        "</body></html>", ""]
+        f'<div class="plots">{loss}</div>']
     page = folder / "report.html"
-    page.write_text("\n".join(parts), encoding="utf-8")
+    page.write_text(_document(title, body), encoding="utf-8")
     return page
 
 
@@ -71,12 +73,7 @@ def _number(value: float) -> str:
 
 
 def _loss_figure(losses: np.ndarray) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.6, 3.0), dpi=FIGURE_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
+    figure, ax = _figure()
     at = np.arange(1, losses.size + 1)
     shown = np.maximum(losses, 1e-12)  # a perfect fit is 0: shown at the axis' floor
     ax.plot(at, shown, "o", markersize=3, color="#4c72b0", label="evaluation")

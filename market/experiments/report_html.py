@@ -110,10 +110,7 @@ def write_report(sweep: Sweep, directory: str | Path, metrics: Iterable[str] | N
     except ReportError as error:
         series, no_series = [], f"No price index figures: {error}."
     folder = Path(directory)
-    figures = folder / "report"
-    figures.mkdir(parents=True, exist_ok=True)
-    for old in figures.glob("*.png"):  # figures of an earlier report must not linger
-        old.unlink()
+    figures = _figures_folder(folder)
     sections = [("summary", "Summary", _summary_table(summaries, names, params)
                  + (_failures(sweep) if sweep.failed else ""))]
     sections.append(("metrics", "Metrics by parameter",
@@ -150,12 +147,6 @@ def _page(sweep: Sweep, params: list[str], sections: list[tuple[str, str, str]])
     nav = " ".join(f'<a href="#{anchor}">{escape(heading.split(" (")[0])}</a>'
                    for anchor, heading, _ in sections)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
         f"<p>{escape(str(description))}</p>" if description else "",
         f"<p>{escape(runs)}, {failed} failed. Swept: {escape(swept)}.{escape(grouped)} Means "
         f"over OK runs with {CONFIDENCE:.0%} confidence intervals (Student's t), shown as "
@@ -166,8 +157,30 @@ def _page(sweep: Sweep, params: list[str], sections: list[tuple[str, str, str]])
     ]
     for anchor, heading, html in sections:
         parts += [f'<h2 id="{anchor}">{escape(heading)}</h2>', html]
-    parts += ["</body></html>", ""]
-    return "\n".join(parts)
+    return _document(title, parts)
+
+
+def _document(title: str, body: list[str]) -> str:
+    """A whole self-contained page: `title` as its title and first heading, then `body`
+    (HTML parts, in order), in the reports' one style."""
+    return "\n".join([
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{escape(title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        *body, "</body></html>", ""])
+
+
+def _figures_folder(folder: Path) -> Path:
+    """`folder/report/`, made if need be, without the figures of an earlier report (they
+    must not linger)."""
+    figures = folder / "report"
+    figures.mkdir(parents=True, exist_ok=True)
+    for old in figures.glob("*.png"):
+        old.unlink()
+    return figures
 
 
 def _swept(sweep: Sweep, param: str) -> str:
@@ -572,8 +585,8 @@ def _price_figures(series: list[PriceSeries], folder: Path) -> str:
     return _grid(figures, notes)
 
 
-def _figure() -> tuple[Figure, Any]:
-    figure = Figure(figsize=FIGURE_INCHES, dpi=FIGURE_DPI, layout="constrained")
+def _figure(inches: tuple[float, float] = FIGURE_INCHES) -> tuple[Figure, Any]:
+    figure = Figure(figsize=inches, dpi=FIGURE_DPI, layout="constrained")
     FigureCanvasAgg(figure)  # attaches itself: this figure renders with Agg, whatever pyplot's
     return figure, figure.add_subplot()
 

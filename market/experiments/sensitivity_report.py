@@ -17,9 +17,11 @@ import pyarrow as pa
 
 from market.experiments import labels
 from market.experiments.report_html import (
-    _CSS,
-    FIGURE_DPI,
+    FIGURE_INCHES,
+    _document,
+    _figure,
     _figure_html,
+    _figures_folder,
     _note,
     _save,
     _slug,
@@ -36,10 +38,7 @@ def write_sensitivity_report(directory: str | Path, indices: pa.Table, *, name: 
     """Write `directory/report.html` (and `directory/report/*.png`) for `indices`
     (`market.experiments.sensitivity.sobol_table`); return the page's path."""
     folder = Path(directory)
-    figures = folder / "report"
-    figures.mkdir(parents=True, exist_ok=True)
-    for old in figures.glob("*.png"):  # figures of an earlier report must not linger
-        old.unlink()
+    figures = _figures_folder(folder)
     rows = indices.to_pylist()
     metrics = list(dict.fromkeys(row["metric"] for row in rows))
     cells, drawn, notes = [], [], []
@@ -64,11 +63,7 @@ def write_sensitivity_report(directory: str | Path, indices: pa.Table, *, name: 
                 _index_cell(row, "first_order"), _index_cell(row, "total_order")]) + "</tr>")
     head = _th("metric") + _th("parameter") + _th("first order S") + _th("total order ST")
     title = f"Sensitivity report: {name}"
-    parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{escape(title)}</title>", f"<style>{_CSS}</style></head><body>",
-        f"<h1>{escape(title)}</h1>",
+    body = [
         f"<p>{escape(description)}</p>" if description else "",
         f"<p>Saltelli's design: {samples} samples × (parameters + 2) rows, {points} distinct "
         f"points, {runs} runs (each point's metric is its mean over its replications). "
@@ -78,10 +73,9 @@ def write_sensitivity_report(directory: str | Path, indices: pa.Table, *, name: 
         "1 when samples are few: the intervals say how far.</p>",
         '<h2 id="indices">Indices</h2>', _table(head, cells),
         '<h2 id="charts">Charts</h2>',
-        f'<div class="plots">{"".join(drawn)}</div>' + "".join(_note(n) for n in notes),
-        "</body></html>", ""]
+        f'<div class="plots">{"".join(drawn)}</div>' + "".join(_note(n) for n in notes)]
     page = folder / "report.html"
-    page.write_text("\n".join(parts), encoding="utf-8")
+    page.write_text(_document(title, body), encoding="utf-8")
     return page
 
 
@@ -95,14 +89,8 @@ def _index_cell(row: dict[str, Any], key: str) -> str:
 
 
 def _bars(rows: list[dict[str, Any]], title: str) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     names = [labels.parameter(row["parameter"]).label for row in rows]
-    height = 1.2 + 0.45 * len(rows)
-    figure = Figure(figsize=(4.6, height), dpi=FIGURE_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
+    figure, ax = _figure((FIGURE_INCHES[0], 1.2 + 0.45 * len(rows)))
     at = np.arange(len(rows))
     for offset, key, colour, label in ((-0.2, "first_order", FIRST_COLOUR, "first order S"),
                                        (0.2, "total_order", TOTAL_COLOUR, "total order ST")):
