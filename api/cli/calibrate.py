@@ -41,14 +41,9 @@ def calibrate(
     """Fit a scenario's parameters to target statistics (observed GPU prices, or stated
     values): every candidate on the same seeds, each evaluation logged as it is made; writes
     calibrated.toml, fit.parquet and report.html."""
-    from market.experiments.calibration import (
-        SCENARIO_FILE,
-        fit_table,
-        load_calibration,
-    )
-    from market.experiments.calibration import (
-        calibrate as run_calibration,
-    )
+    from market.experiments.calibration import SCENARIO_FILE, fit_table, load_calibration
+    from market.experiments.calibration import calibrate as run_calibration
+    from market.experiments.calibration_report import simulated
     from market.experiments.sweep import SweepError
 
     shape = output_format(fmt, as_json)
@@ -103,17 +98,14 @@ def calibrate(
         fitted.add_row(escape(labels.parameter(path).label), labels.format_number(value))
     loss = labels.format_number(best["loss"])
     observed = Table(title=f"Observed against simulated (loss {loss})")
-    for column in ("metric", "target ± sd", "simulated [95% CI]", "loss"):
+    for column in ("metric", "target ± sd", "simulated ± 95% CI", "loss"):
         observed.add_column(column, justify="left" if column == "metric" else "right")
     for row in fit:
         observed.add_row(escape(labels.metric(row["metric"]).label),
-                         f"{_number(row['target'])} ± {_number(row['target_sd'])}",
-                         f"{_number(row['simulated'])} [{_number(row['simulated_low'])}, "
-                         f"{_number(row['simulated_high'])}]", _number(row["loss"]))
+                         f"{labels.format_number(row['target'])} ± "
+                         f"{labels.format_number(row['target_sd'])}",
+                         simulated(row),
+                         labels.format_number(row["loss"]))
     Output(shape).show(fitted, observed)
     console.print(f"{calibration.name}: {len(calibration.log)} evaluations; the calibrated "
                   f"scenario is {target}/{SCENARIO_FILE}, the report {target}/report.html")
-
-
-def _number(value: float) -> str:
-    return labels.format_number(value) if math.isfinite(value) else "—"

@@ -106,7 +106,4 @@ def show_indices(rows: list[dict], confidence: float, shape: str, console: Conso
 
 
 def _interval(row: dict, key: str) -> str:
-    if math.isnan(row[key]):
-        return "—"
-    return (f"{labels.format_number(row[key])} [{labels.format_number(row[f'{key}_low'])}, "
-            f"{labels.format_number(row[f'{key}_high'])}]")
+    return labels.format_bounds(row[key], row[f"{key}_low"], row[f"{key}_high"])

@@ -4,7 +4,6 @@ simulated, and the loss over the evaluations; in the page style of a sweep's rep
 
 from __future__ import annotations
 
-import math
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -44,8 +43,7 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
         f"{escape(labels.metric(row['metric']).label)}</td>"
         f'<td class="num">{_number(row["target"])} ± {_number(row["target_sd"])}</td>'
         f"<td>{escape(row['source'])}</td>"
-        f'<td class="num">{_number(row["simulated"])} [{_number(row["simulated_low"])}, '
-        f'{_number(row["simulated_high"])}]</td>'
+        f'<td class="num">{escape(simulated(row))}</td>'
         f'<td class="num">{_number(row["loss"])}</td></tr>'
         for row in fit]
     loss = _figure_html(path, figure, "Loss", "Each evaluation and the best so far (log scale).")
@@ -60,7 +58,7 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
         _table(_th("parameter") + _th("fitted") + _th("bounds"), fitted),
         '<h2 id="fit">Observed against simulated</h2>',
         _table(_th("metric") + _th("target ± sd") + _th("source")
-               + _th("simulated [95% CI over the runs]") + _th("loss"), fit),
+               + _th("simulated ± 95% CI over the runs") + _th("loss"), fit),
         '<h2 id="loss">Loss over the evaluations</h2>',
         f'<div class="plots">{loss}</div>']
     page = folder / "report.html"
@@ -69,7 +67,13 @@ def write_calibration_report(folder: Path, *, name: str, description: str, metho
 
 
 def _number(value: float) -> str:
-    return escape(labels.format_number(value)) if math.isfinite(value) else "—"
+    return escape(labels.format_number(value))
+
+
+def simulated(row: dict[str, Any]) -> str:
+    """A fit row's simulated mean ± the half-width of its 95% t interval (as sweep reports
+    show means)."""
+    return labels.format_interval(row["simulated"], row["simulated_high"] - row["simulated"])
 
 
 def _loss_figure(losses: np.ndarray) -> Any:

@@ -288,6 +288,18 @@ def format_number(x: float, digits: int = SIGNIFICANT) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+def format_bounds(value: float, low: float, high: float) -> str:
+    """"value [low, high]", for an interval that need not be symmetric (a bootstrap's); "—"
+    when there is no value.
+
+    >>> format_bounds(0.143, -0.187, 0.475), format_bounds(float("nan"), 0.0, 1.0)
+    ('0.143 [-0.187, 0.475]', '—')
+    """
+    if math.isnan(value):
+        return "—"
+    return f"{format_number(value)} [{format_number(low)}, {format_number(high)}]"
+
+
 def format_interval(mean: float, half_width: float, digits: int = INTERVAL_DIGITS) -> str:
     """"mean ± half-width": the half-width to `digits` significant digits and the mean to the
     same decimal place (more would be noise); a mean alone when there is no interval.
@@ -371,6 +383,6 @@ def group_title(values: dict[str, object]) -> str:
     return text or "All runs"
 
 
-__all__ = ["INTERVAL_DIGITS", "SIGNIFICANT", "Quantity", "format_difference",
+__all__ = ["INTERVAL_DIGITS", "SIGNIFICANT", "Quantity", "format_bounds", "format_difference",
            "format_estimate", "format_interval", "format_number", "format_param_value",
            "group_title", "metric", "parameter"]

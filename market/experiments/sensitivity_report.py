@@ -80,11 +80,7 @@ def write_sensitivity_report(directory: str | Path, indices: pa.Table, *, name: 
 
 
 def _index_cell(row: dict[str, Any], key: str) -> str:
-    value, low, high = row[key], row[f"{key}_low"], row[f"{key}_high"]
-    if math.isnan(value):
-        return '<td class="num">—</td>'
-    text = (f"{labels.format_number(value)} [{labels.format_number(low)}, "
-            f"{labels.format_number(high)}]")
+    text = labels.format_bounds(row[key], row[f"{key}_low"], row[f"{key}_high"])
     return f'<td class="num">{escape(text)}</td>'
 
 
