@@ -17,7 +17,6 @@ from api.cli.output import Output, ProgressLines, duration
 from api.cli.shared import (
     INTERRUPTED,
     FormatOption,
-    WorkersOption,
     fail,
     output_format,
     print_json,
@@ -30,7 +29,10 @@ def calibrate(
         help="calibration file (TOML), or a built-in calibration's name (default)")],
     out: Annotated[Path | None, typer.Option(
         help="output directory (default: calibrations/NAME)")] = None,
-    workers: WorkersOption = None,
+    workers: Annotated[int, typer.Option(
+        min=1, help="processes each candidate's replications run on (1: in this process, the "
+        "default; each evaluation starts its processes afresh, which pays only when a run "
+        "takes several seconds)")] = 1,
     resume: Annotated[bool, typer.Option(
         "--resume", help="finish an interrupted calibration in --out: logged evaluations are "
         "replayed, not run again")] = False,

@@ -256,8 +256,9 @@ def builtin_calibrations() -> list[str]:
 def evaluate(calibration: Calibration, values: dict[str, float], workers: int | None = 1
              ) -> dict[str, Any]:
     """Run a candidate on every replication seed, on `workers` processes (None: one per
-    core; never more than the replications; 1: in this process): its targets' metrics
-    (mean, sd, n) and its loss. Raises SweepError (one line) when a run fails: a candidate
+    core; never more than the replications; 1: in this process, the fastest for short runs,
+    as the processes start afresh for each candidate): its targets' metrics (mean, sd, n) and
+    its loss. Raises SweepError (one line) when a run fails: a candidate
     inside the bounds should run."""
     workers = min(workers or os.cpu_count() or 1, len(calibration.seeds))
     scenario = calibration.scenario(values)
