@@ -747,11 +747,17 @@ def _builtin_data(folder: str, filename: str) -> dict[str, Any]:
     return _data_cache[key]
 
 
+def builtin_tomls(folder: str) -> list[str]:
+    """Names of the TOML files that ship inside the package in `market/<folder>/` (built-in
+    scenarios, sweeps, sensitivity analyses, calibrations)."""
+    files = resources.files("market").joinpath(folder)
+    return sorted(p.name.removesuffix(".toml") for p in files.iterdir()
+                  if p.name.endswith(".toml"))
+
+
 def builtin_scenarios() -> list[str]:
     """Names of the scenarios that ship inside the package."""
-    folder = resources.files("market").joinpath("scenarios")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return builtin_tomls("scenarios")
 
 
 def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -70,7 +70,13 @@ from market.experiments.sweep import (
     replication_seeds,
 )
 from market.observed import load_observed_prices, observed_span
-from market.scenario import Scenario, ScenarioError, builtin_scenarios, load_scenario
+from market.scenario import (
+    Scenario,
+    ScenarioError,
+    builtin_scenarios,
+    builtin_tomls,
+    load_scenario,
+)
 from market.scenario_toml import scenario_toml
 
 #: What a target adds to the loss at a candidate where its metric has no value.
@@ -246,11 +252,7 @@ def load_calibration(path: str | Path) -> Calibration:
 
 def builtin_calibrations() -> list[str]:
     """Names of the example calibrations that ship inside the package."""
-    from importlib import resources
-
-    folder = resources.files("market").joinpath("calibrations")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return builtin_tomls("calibrations")
 
 
 def evaluate(calibration: Calibration, values: dict[str, float], workers: int | None = 1

@@ -44,7 +44,6 @@ import math
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -65,6 +64,7 @@ from market.experiments.sweep import (
     expand_sweep,
     read_toml_file,
 )
+from market.scenario import builtin_tomls
 
 #: Most parameters one analysis varies (each adds n points).
 MAX_PARAMETERS = 50
@@ -251,9 +251,7 @@ def load_sensitivity(path: str | Path, *, allow_large: bool = False) -> Analysis
 
 def builtin_sensitivities() -> list[str]:
     """Names of the example analyses that ship inside the package."""
-    folder = resources.files("market").joinpath("sensitivities")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return builtin_tomls("sensitivities")
 
 
 def run_sensitivity(analysis: Analysis, out: str | Path, *, workers: int | None = None,

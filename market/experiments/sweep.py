@@ -53,6 +53,7 @@ from market.scenario import (
     ScenarioError,
     _first_error,
     builtin_scenarios,
+    builtin_tomls,
     load_scenario,
 )
 
@@ -215,9 +216,7 @@ def _scenario_hash(scenario: Scenario) -> str:
 
 def builtin_sweeps() -> list[str]:
     """Names of the example sweeps that ship inside the package."""
-    folder = resources.files("market").joinpath("sweeps")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return builtin_tomls("sweeps")
 
 
 def load_sweep(name_or_path: str | Path, *, allow_large: bool = False) -> Sweep:
