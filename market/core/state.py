@@ -34,6 +34,8 @@ class MarketState(Protocol):
     orders: dict[int, Order]     # open or leased, not yet closed
     leases: dict[int, Lease]     # active
     tenant_accounts: list[int]
+    arrived_s: np.ndarray        # per provider: when it joined (simulated seconds)
+    exited_s: np.ndarray         # per provider: when it left for good (inf: still on it)
 
     @property
     def now(self) -> float:
