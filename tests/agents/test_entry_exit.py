@@ -12,6 +12,7 @@ from agents.entry_exit import start_entry_exit
 from agents.markups import CostPlus
 from agents.providers import add_populations, gpu_costs, outside_provider
 from market import Market, load_scenario
+from market.budget import check_budget, estimate
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units
 from market.errors import MarketError
@@ -318,3 +319,11 @@ def test_only_the_named_populations_enter_and_exit():
     summary = Market(scenario, seed=1, record=False).run().summary["entry_exit"]
     assert summary["entered"] == summary["exited"] == 0
     assert summary["providers_on_market"] == 24
+
+
+def test_the_budget_counts_the_entrants_a_run_may_add():
+    small = estimate(load_scenario("longrun"))
+    grown = load_scenario("longrun", ["entry_exit.max_entrants=100000"])
+    assert estimate(grown).providers == small.providers - 100 + 100_000
+    with pytest.raises(ScenarioError, match=r"^entry_exit\.max_entrants: the run would"):
+        check_budget(grown)
