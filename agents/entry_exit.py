@@ -10,24 +10,26 @@ whole number of reviews), once a whole window has passed:
   more from this review on, serves its running leases to their planned ends, and leaves when
   the last one ends (`Market.retire_provider`). Draining, not closing, keeps the tenants' work
   running and every payment as it was: money is conserved as for any lease.
-- **Entry.** For each population that may enter and each GPU model of its mix: expected revenue
-  per GPU-hour = the model's mean price over the window (GPU-weighted, of the leases that
-  started in it) × (1 − take rate) × the recent utilization of the population's providers of
-  that model (busy GPU-hours over GPU-hours present in the window; committed GPUs not yet
-  arrived count as idle capacity; all populations' providers of the model when the population
-  has none). Expected long-run profit per GPU-hour = that − the entrant's cost of a GPU-hour on
-  the market at that utilization (capex + operations + idle power + serving × utilization,
-  `agents.providers.gpu_costs` at the middle of its electricity range). The population commits
-  to one new provider of the model when profit / full cost > `hurdle`, at most
+- **Entry.** For each population that may enter and each GPU model of its mix: expected
+  revenue per GPU-hour = the model's mean price over the window (GPU-weighted, of the leases
+  that started in it; without one, the last window's) × (1 − take rate) × the recent
+  utilization of the population's providers of that model (busy GPU-hours over GPU-hours
+  present in the window; committed GPUs not yet arrived count as idle capacity; all
+  populations' providers of the model when the population has none). Expected long-run
+  profit per GPU-hour = that − the entrant's cost of a GPU-hour on the market at that
+  utilization (capex + operations + idle power + serving × utilization,
+  `agents.providers.gpu_costs` at the middle of its electricity range). The population
+  commits to one new provider of the model when profit / full cost > `hurdle`, at most
   `max_entrants_per_review` a population per review (best ratios first) and `max_entrants`
   over the run. It arrives `investment_lag_days` later, drawn as its population draws its
   providers (GPU count and electricity price) from its own stream
-  (`providers.<population>.entry`, so no other stream shifts), and bids with its population's
-  strategy (the same instance).
+  (`providers.<population>.entry`, so no other stream shifts), and bids with its
+  population's strategy (the same instance).
 
 The agent keeps one row per population per review (`series`, the `entry_exit` table,
-`market.observe.tables.ENTRY_EXIT_SCHEMA`) and the
-run's totals (`summary`, the summary's `entry_exit`).
+`market.observe.tables.ENTRY_EXIT_SCHEMA`) and the run's totals (`summary`, the summary's
+`entry_exit`). `agents.populate` starts it where the scenario has an `[entry_exit]` table; a
+market built with `populate=False` starts it with `start_entry_exit`.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class EntryExit:
         self._snapshots: deque[_Snapshot] = deque(maxlen=self.window_reviews + 1)
         self._prices: deque[tuple[Counter[str], Counter[str]]] = deque(
             maxlen=self.window_reviews)
+        self._last_prices: dict[str, float] = {}  # each model's last window price
         self._value: Counter[str] = Counter()   # Σ price × GPUs of leases since the review
         self._gpus: Counter[str] = Counter()
         self.pipeline: list[tuple[int, str, int]] = []  # committed: population, model, GPUs
@@ -172,12 +175,16 @@ class EntryExit:
 
     def _window_prices(self) -> dict[str, float]:
         """Each GPU model's mean price over the window, USD per GPU-hour (GPU-weighted, of
-        the leases that started in it); models without a lease are left out."""
+        the leases that started in it). A model without a lease in the window keeps its last
+        window's price (as the price index holds through an hour without a lease: a model
+        whose GPUs are all on long leases still has a price); one never leased has none."""
         value, gpus = Counter(), Counter()
         for bucket_value, bucket_gpus in self._prices:
             value.update(bucket_value)
             gpus.update(bucket_gpus)
-        return {model: value[model] / gpus[model] for model in gpus if gpus[model] > 0}
+        self._last_prices.update(
+            {model: value[model] / gpus[model] for model in gpus if gpus[model] > 0})
+        return dict(self._last_prices)
 
     def expected_return(self, index: int, model: str, price_usd_per_gpu_hour: float,
                         now: _Snapshot, start: _Snapshot) -> float | None:

@@ -160,13 +160,13 @@ def test_retire_provider_refuses_an_unknown_id():
 
 # ----------------------------------------------------------------------------- entry
 
-def _one_busy_provider(hurdle: float) -> tuple[Market, list, list, float]:
+def _one_busy_provider(hurdle: float, days: float = 3.5) -> tuple[Market, list, list, float]:
     """One 8-GPU H100 provider of the longrun population, kept busy by one 3-day job from
     the start; reviews daily over a one-day window; entrants take 2 days to arrive. Returns
     the market run to day 3.5, its lease and entry events, and the expected long-run profit
     over full cost that the first review sees, computed here by hand."""
     market = _hand_market([
-        "duration_days=3.5", "providers.0.count=1", "providers.0.gpu_mix={h100=1.0}",
+        f"duration_days={days}", "providers.0.count=1", "providers.0.gpu_mix={h100=1.0}",
         "providers.0.gpus_per_provider=[8, 8]", f"entry_exit.hurdle={hurdle}",
         "entry_exit.investment_lag_days=2", "entry_exit.max_entrants_per_review=5"])
     add_populations(market)
@@ -207,6 +207,22 @@ def test_an_entrant_arrives_lag_days_after_the_review_that_saw_profit_above_the_
     assert row["on_market_hours"] == pytest.approx(0.5 * 24)
     assert row["capex_usd"] == pytest.approx(
         market.pool.cost_capex_usd_per_gpu_hour[1] * market.pool.capacity[1, 0] * 12)
+
+
+def test_a_window_without_a_new_lease_judges_by_the_last_price():
+    # The second review's window (day 1 to 2) has no lease starting: its GPUs are all on the
+    # 3-day lease. It keeps the first window's price, at full utilization: a higher return,
+    # which clears a hurdle that the first review's did not.
+    market, leases, _, first = _one_busy_provider(0.0)
+    price = leases[0].price_micro_per_hour / leases[0].gpus / 1e6
+    population = market.scenario.providers[0]
+    low, high = population.electricity_usd_per_kwh
+    full = gpu_costs(market.catalog, "h100", population, (low + high) / 2)["full"]
+    second = (price * (1 - 0.2) - full) / full
+    assert second > first
+    market, _, entries, _ = _one_busy_provider((first + second) / 2, days=4.5)
+    (entry,) = entries
+    assert (entry.committed_s, entry.time_s) == (2 * DAY, 4 * DAY)
 
 
 def test_no_entry_when_the_expected_profit_is_below_the_hurdle():
