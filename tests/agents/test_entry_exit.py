@@ -326,6 +326,10 @@ def test_off_by_default_and_same_seed_same_bytes():
     assert runs[0].to_json() == runs[1].to_json()
     assert runs[0].entry_exit.equals(runs[1].entry_exit)
     assert runs[0].summary["entry_exit"]["entered"] > 0
+    # A notebook shows the rules with the scenario and the counts with the result.
+    assert "every 7 days, of the last 28 days" in load_scenario("longrun")._repr_html_()
+    assert "Entry and exit" not in load_scenario("default")._repr_html_()
+    assert "on market at the end" in runs[0]._repr_html_()
 
 
 def test_only_the_named_populations_enter_and_exit():
