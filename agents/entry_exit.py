@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from agents.providers import build_rows, gpu_costs
+from market import registry
 from market.events import LeaseCreated, ProviderEntered, ProviderExited
 from market.units import SECONDS_PER_DAY, SECONDS_PER_HOUR, per_gpu_hour_usd
 
@@ -89,6 +90,7 @@ class EntryExit:
         self._rng = {i: market.streams.get(f"providers.{names[i]}.entry") for i in self.may_enter}
         self._numbers = {i: populations[i].count for i in self.may_enter}
         self._one_of: dict[tuple[int, str], ProviderPopulation] = {}
+        self._new_strategies: dict[int, Any] = {}
         self._snapshots: deque[_Snapshot] = deque(maxlen=self.window_reviews + 1)
         self._prices: deque[tuple[Counter[str], Counter[str]]] = deque(
             maxlen=self.window_reviews)
@@ -240,12 +242,24 @@ class EntryExit:
             return
         self.pipeline.remove(entry)
         population = market.scenario.providers[entry[0]]
-        # The population's own strategy instance: strategies keep per-provider state by
-        # provider id (`market.strategy`), so one instance serves the entrants too.
-        (provider,) = market.add_providers([row], market.strategies[entry[0]])
+        (provider,) = market.add_providers([row], self._strategy(entry[0]))
         self.entered[population.name] += 1
         market.emit(ProviderEntered(market.now, int(provider), population.name, entry[1],
                                     row.gpus, committed_s))
+
+    def _strategy(self, index: int) -> Any:
+        """The strategy of population `index`: its providers' own instance (strategies keep
+        per-provider state by provider id, `market.strategy`, so one instance serves the
+        entrants too), or a new one from the scenario when it has no provider."""
+        market = self.market
+        members = np.flatnonzero(market.pool.population == index)
+        if members.size:
+            return market.strategies[int(market.strategy_of(members[:1])[0])]
+        if index not in self._new_strategies:
+            config = market.scenario.providers[index].strategy
+            self._new_strategies[index] = registry.load("strategies", config.name)(
+                **config.params)
+        return self._new_strategies[index]
 
     # ------------------------------------------------------------------ what it shows
 

@@ -347,3 +347,22 @@ def test_the_budget_counts_the_entrants_a_run_may_add():
     assert estimate(grown).providers == small.providers - 100 + 100_000
     with pytest.raises(ScenarioError, match=r"^entry_exit\.max_entrants: the run would"):
         check_budget(grown)
+
+
+def test_a_population_with_no_provider_yet_enters_with_its_own_strategy():
+    # A second population with none at the start: its H100s are judged by the incumbents'.
+    scenario = load_scenario("longrun", [
+        "duration_days=56", "entry_exit.entrants=[\"newcomers\"]",
+        'providers=[{name="datacenters", archetype="datacenter", count=4, '
+        'gpu_mix={h100=1.0}, gpus_per_provider=[8, 16], '
+        'strategy={name="cost_plus", params={markup=1.0}}}, '
+        '{name="newcomers", archetype="datacenter", count=0, gpu_mix={h100=1.0}, '
+        'gpus_per_provider=[8, 8], strategy={name="cost_plus", params={markup=0.8}}}]'])
+    market = Market(scenario, seed=1, record=False)
+    entries = _collect(market, ProviderEntered)
+    market.run()
+    assert entries and {e.population for e in entries} == {"newcomers"}
+    first = entries[0].provider
+    strategy = market.strategies[int(market.strategy_of(np.array([first]))[0])]
+    assert isinstance(strategy, CostPlus) and strategy.markup == 0.8
+    assert market.pool.names[first] == "newcomers-0"
