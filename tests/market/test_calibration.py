@@ -84,7 +84,7 @@ seed = 3
 replications = 2
 evaluations = 2
 [set]
-duration_days = 0.1
+duration_days = 0.2  # long enough for H100s to trade in both runs
 [parameters]
 "tenants.arrivals_per_hour" = { low = 24, high = 96, start = 48 }
 [[targets]]
