@@ -84,7 +84,7 @@ seed = 3
 replications = 2
 evaluations = 2
 [set]
-duration_days = 0.1
+duration_days = 0.2  # long enough for H100s to trade in both runs
 [parameters]
 "tenants.arrivals_per_hour" = { low = 24, high = 96, start = 48 }
 [[targets]]
@@ -140,7 +140,7 @@ def test_bad_files_are_refused_naming_the_field(tmp_path, old, new, message):
 
 def test_the_built_in_calibration_loads_with_its_whole_box_valid():
     loaded = load_calibration("default")
-    assert len(loaded.aims) == 3 and all(aim.sd > 0 for aim in loaded.aims)
+    assert len(loaded.aims) == 4 and all(aim.sd > 0 for aim in loaded.aims)
 
 
 def test_a_candidate_evaluates_the_same_in_this_process_and_on_workers(tmp_path):

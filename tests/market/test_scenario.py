@@ -7,6 +7,7 @@ copied, so the tests follow the data while still checking how it is merged.
 
 from __future__ import annotations
 
+import copy
 import json
 import tomllib
 from importlib import resources
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from market.experiments.calibration import load_calibration
 from market.scenario import (
     ScenarioError,
     builtin_scenarios,
@@ -85,10 +87,20 @@ def contains(whole: Any, part: Any) -> bool:
 
 
 def test_default_populations_take_their_archetype_presets(default):
+    # ... but for the values `gpumarket calibrate default` fits (README "Calibration").
     presets = package_toml("data", "archetypes.toml")
-    for population in default.providers:
+    fitted = [path.split(".") for path in load_calibration("default").parameters
+              if path.startswith("providers.")]
+    for index, population in enumerate(default.providers):
         dumped = plain(population.model_dump())
-        for field, value in presets[population.archetype].items():
+        preset = copy.deepcopy(presets[population.archetype])
+        for _, at, *keys in fitted:
+            if int(at) == index:
+                table = preset
+                for key in keys[:-1]:
+                    table = table[key]
+                del table[keys[-1]]
+        for field, value in preset.items():
             assert contains(dumped[field], value), (population.name, field)
 
 
