@@ -163,8 +163,8 @@ def _cut(text: str, limit: int) -> str:
 
 
 def result_text(result: Summarized) -> str:
-    """A run in one line: `<RunResult 'default' seed 1, 0.50 days: 2,493 orders, 40.4%
-    filled, efficiency 89.8%, tenants paid $6,131.07>`."""
+    """A run in one line: `<RunResult 'default' seed 1, 0.50 days: 2,324 orders, 46.0%
+    filled, efficiency 76.1%, tenants paid $5,265.96>`."""
     s = result.summary
     return (f"<RunResult {s.get('scenario')!r} seed {s.get('seed')}, "
             f"{number(s.get('simulated_days'))} days: {count(s.get('orders_posted'))} orders, "

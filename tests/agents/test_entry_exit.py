@@ -290,11 +290,14 @@ def test_with_sunk_capex_profit_settles_between_minus_capex_and_the_hurdle():
     profit = _profit_per_gpu_hour(["providers.0.count=24"], seed=1)
     scenario = load_scenario("longrun")
     population = scenario.providers[0]
-    capex = max(gpu_costs(scenario.catalog(), model, population, 0.08)["capex"]
-                for model in population.gpu_mix)
+    capexes = [gpu_costs(scenario.catalog(), model, population, 0.08)["capex"]
+               for model in population.gpu_mix]
+    capex = max(capexes)
     start = profit[:4].mean()
     late, se = _mean_and_error(profit[len(profit) // 2:])
-    assert start < -capex * 0.8  # far too many: barely anyone busy
+    # Far too many: barely anyone busy, so a GPU loses at least the capex of the cheapest
+    # model of the mix (and its operations and idle power besides).
+    assert start < -min(capexes)
     assert -capex - 3 * se < late < scenario.entry_exit.hurdle + 3 * se
     assert abs(late) < abs(start)
 
