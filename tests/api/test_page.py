@@ -26,6 +26,7 @@ from api.live.sessionlog import SessionLog
 from market.errors import MarketError
 from market.scenario import load_scenario
 from tests.api.test_browser import WAIT_MS, open_page
+from tests.api.test_server import wait_for
 from tests.chromium import need
 
 try:
@@ -270,9 +271,13 @@ def test_page_flows_charts_bids_headline_money_and_a_hand_pick_at_600x(
 def test_demo_mode_narrates_the_spike(browser, serve):
     _need_browser()
     server = serve(None, "--demo", "--demo-speed", "5000")
-    listing = httpx.get(f"{server.url}/api/markets", timeout=10).json()
-    demo = [m for m in listing if m["name"] == "Guided demo"]
-    assert len(demo) == 1, listing
+
+    def demo_listed() -> list[dict]:  # the demo market opens just after the server answers
+        listing = httpx.get(f"{server.url}/api/markets", timeout=10).json()
+        return [m for m in listing if m["name"] == "Guided demo"]
+
+    demo = wait_for(demo_listed, "the demo market to be listed")
+    assert len(demo) == 1, demo
     page, watched = open_page(browser, server.url)
     page.goto(f"{server.url}/#/m/{demo[0]['market_id']}")
     caption = page.get_by_test_id("caption")
