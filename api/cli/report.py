@@ -133,10 +133,14 @@ def render(summary: dict[str, Any], out: Output) -> None:
 
     blocks = [Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
               providers, welfare, money]
-    if "trace" in summary:  # the jobs came from a trace file: which, and what was skipped
-        from api.cli.trace import run_trace_table
+    if "node_lists" in summary or "trace" in summary:
+        from api.cli.trace import run_node_list_table, run_trace_table
 
-        blocks.append(run_trace_table(summary["trace"]))
+        # Providers made of real machines: which file, what was kept.
+        for population, nodes in summary.get("node_lists", {}).items():
+            blocks.append(run_node_list_table(population, nodes))
+        if "trace" in summary:  # jobs from a trace file: which, and what was skipped
+            blocks.append(run_trace_table(summary["trace"]))
     out.show(*blocks)
 
 

@@ -200,3 +200,24 @@ def run_trace_table(trace: dict[str, Any]) -> Table:
             ("interruptible posted on demand", f"{trace['interruptible_posted_on_demand']:,}")):
         table.add_row(label, value)
     return table
+
+
+def run_node_list_table(population: str, nodes: dict[str, Any]) -> Table:
+    """A population made of a node list (`gpumarket run`): its file and digest, the machines
+    read, kept and skipped, their GPUs by model, and the providers made of them."""
+    table = Table(title=f"Providers from a node list: {escape(population)}", show_header=False,
+                  box=None, padding=(0, 2), title_justify="left")
+    table.add_column("figure", style="bold")
+    table.add_column("value")
+    skipped = "\n".join(f"{reason} {count:,}" for reason, count in nodes["skipped"].items())
+    gpus = "\n".join(f"{model} {count:,}" for model, count in nodes["gpus_by_model"].items())
+    for label, value in (
+            ("file", escape(f"{nodes['path']} ({nodes['format']})")),
+            ("sha256", nodes["sha256"]),
+            ("nodes read / kept", f"{nodes['nodes']:,} / {nodes['nodes_kept']:,}"),
+            ("skipped nodes", skipped or "none"),
+            ("GPUs by model", gpus or "none"),
+            ("providers", f"{nodes['providers']:,}")):
+        table.add_row(label, value)
+    return table
+

@@ -92,6 +92,8 @@ class Engine(OutsideCalls):
         self.place_bids = self.bid_book.place
         self.release_bids = self.bid_book.release
         self._outside = OutsideOption(self.catalog, outside_cost_fraction(scenario, self.catalog))
+        # Each node-list population's file and what it gave (`agents.node_lists`).
+        self.node_lists: dict[str, dict[str, Any]] = {}
         self.tenant_names: list[str] = []
         self.tenant_accounts: list[int] = []
         self.orders: dict[int, Order] = {}     # open or leased, not yet closed
@@ -333,6 +335,8 @@ class Engine(OutsideCalls):
         order.lease = None  # break the order <-> lease cycle: refcounting frees both
         pool = self.pool
         provider = lease.provider
+        if pool.nodes.any:  # a paused lease kept its nodes too
+            pool.nodes.release(order, np.array([provider]))
         if lease.running:
             pool.free[provider] += order.need
             pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)

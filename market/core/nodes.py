@@ -1,0 +1,165 @@
+"""Providers' nodes: capacity per machine, and the node each replica of an order runs on.
+
+A provider built from a real cluster's node list (`agents.node_lists`) owns several nodes. Each
+replica of an order is a pod that runs on one machine, so a provider's free capacity in total
+is not enough to serve an order: some node must have each replica's GPUs, CPU and memory free.
+Akash's provider checks its inventory the same way before it bids. The placement rule is first
+fit: the order's replicas, largest first, each on the first of the provider's nodes (in the
+node list's order) that has room.
+
+A provider with no node list is one node with its whole capacity; for it the totals say it
+all, and nothing here runs. Per node the table tracks GPUs, CPU millicores and memory bytes
+(`NODE_CAPACITY`); storage and leased IPs stay the provider's (Akash's persistent storage is a
+cluster-wide pool, and leased IPs belong to the provider).
+
+A paused interruptible lease keeps its nodes: its replicas resume where they ran. So on a
+provider with nodes an order never counts the room such leases hold, and never displaces one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from market.core.records import Order
+from market.core.resources import CAPACITY, ResourceUnit
+
+#: What each node tracks, as the first dimensions of `CAPACITY`.
+NODE_CAPACITY = CAPACITY[:3]
+_DIMENSIONS = len(NODE_CAPACITY)
+_MAX_SHAPES = 65_536
+
+#: One node's capacity: GPUs, CPU millicores, memory bytes.
+NodeSpec = tuple[int, int, int]
+
+
+def replicas(order: Order) -> np.ndarray:
+    """The order's replicas as rows of (GPUs, CPU millicores, memory bytes), largest first
+    (int64 ``[r, 3]``)."""
+    rows = []
+    for unit in order.units:
+        gpus = unit.gpu.units if unit.gpu is not None else 0
+        rows.extend([(gpus, unit.cpu_millicores, unit.memory_bytes)] * unit.count)
+    rows.sort(reverse=True)
+    return np.array(rows, np.int64).reshape(-1, _DIMENSIONS)
+
+
+class Nodes:
+    """The nodes of the providers that have a node list, as a struct of arrays.
+
+    A provider's nodes are the rows ``first[p] : first[p] + count[p]`` (``count[p] == 0``: the
+    provider has no node list). `placed` remembers, per (order id, provider), the node of
+    each replica, from the bid that reserved them until the bid is released or its lease
+    ends.
+    """
+
+    def __init__(self) -> None:
+        self.provider = np.zeros(0, np.int64)
+        self.capacity = np.zeros((0, _DIMENSIONS), np.int64)
+        self.free = np.zeros((0, _DIMENSIONS), np.int64)
+        self.first = np.zeros(0, np.int64)
+        self.count = np.zeros(0, np.int64)
+        self.any = False                     # some provider has a node list
+        self.placed: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._replicas: dict[tuple[ResourceUnit, ...], np.ndarray] = {}
+
+    def add(self, ids: np.ndarray, node_lists: Sequence[Sequence[NodeSpec]]) -> None:
+        """Providers `ids` joined, each with its node list (empty: no node list)."""
+        first = np.full(len(ids), self.provider.size, np.int64)
+        count = np.zeros(len(ids), np.int64)
+        rows: list[NodeSpec] = []
+        owners: list[int] = []
+        for i, (provider, nodes) in enumerate(zip(ids.tolist(), node_lists, strict=True)):
+            first[i] = self.provider.size + len(rows)
+            count[i] = len(nodes)
+            rows.extend(nodes)
+            owners.extend([provider] * len(nodes))
+        self.first = np.concatenate([self.first, first])
+        self.count = np.concatenate([self.count, count])
+        if rows:
+            capacity = np.array(rows, np.int64).reshape(-1, _DIMENSIONS)
+            self.provider = np.concatenate([self.provider, np.array(owners, np.int64)])
+            self.capacity = np.concatenate([self.capacity, capacity])
+            self.free = np.concatenate([self.free, capacity])
+            self.any = True
+
+    def _shape(self, order: Order) -> np.ndarray:
+        """`replicas(order)`, cached by the order's units (its shape key counts totals only:
+        one 8-GPU replica and two 4-GPU ones share it)."""
+        shape = self._replicas.get(order.units)
+        if shape is None:
+            if len(self._replicas) >= _MAX_SHAPES:  # bounded: forget the oldest half
+                for key in list(self._replicas)[: _MAX_SHAPES // 2]:
+                    del self._replicas[key]
+            shape = self._replicas[order.units] = replicas(order)
+        return shape
+
+    def fitting(self, order: Order, ids: np.ndarray) -> np.ndarray:
+        """Those of providers `ids` (ascending) on whose nodes the order's replicas fit now;
+        providers without a node list all stay."""
+        noded = self.count[ids] > 0
+        if not noded.any():
+            return ids
+        shape = self._shape(order)
+        if shape.shape[0] == 1:  # one replica: some node of the provider has room for it
+            roomy = np.zeros(self.count.size, bool)
+            roomy[self.provider[(self.free >= shape[0]).all(axis=1)]] = True
+            keep = roomy[ids]
+        else:
+            keep = np.ones(ids.size, bool)
+            for i in noded.nonzero()[0].tolist():
+                keep[i] = self._first_fit(int(ids[i]), shape) is not None
+        return ids[keep | ~noded]
+
+    def fits(self, order: Order, provider: int) -> bool:
+        """Whether `order`'s replicas fit on `provider`'s nodes now (True without nodes)."""
+        return self.count[provider] == 0 or \
+            self._first_fit(provider, self._shape(order)) is not None
+
+    def _first_fit(self, provider: int, shape: np.ndarray) -> np.ndarray | None:
+        """The node row of each replica of `shape` on `provider`'s nodes, or None."""
+        start = int(self.first[provider])
+        free = self.free[start: start + int(self.count[provider])].copy()
+        placed = np.empty(shape.shape[0], np.int64)
+        for i, replica in enumerate(shape):
+            room = (free >= replica).all(axis=1).nonzero()[0]
+            if not room.size:
+                return None
+            free[room[0]] -= replica
+            placed[i] = start + room[0]
+        return placed
+
+    def reserve(self, order: Order, providers: np.ndarray) -> np.ndarray:
+        """Place `order`'s replicas on each of `providers`' nodes; returns a bool mask of those
+        it placed (a provider without a node list always; one whose nodes lack room, not)."""
+        placed = np.ones(providers.size, bool)
+        if not self.any:
+            return placed
+        noded = (self.count[providers] > 0).nonzero()[0]
+        if not noded.size:
+            return placed
+        shape = self._shape(order)
+        for i in noded.tolist():
+            provider = int(providers[i])
+            rows = self._first_fit(provider, shape)
+            if rows is None:
+                placed[i] = False
+                continue
+            np.subtract.at(self.free, rows, shape)
+            self.placed[(order.id, provider)] = (rows, shape)
+        return placed
+
+    def release(self, order: Order, providers: np.ndarray) -> None:
+        """Give back what `order`'s replicas hold on `providers`' nodes."""
+        if not self.any:
+            return
+        for provider in providers.tolist():
+            held = self.placed.pop((order.id, provider), None)
+            if held is not None:
+                np.add.at(self.free, held[0], held[1])
+
+    def of(self, provider: int) -> slice:
+        """`provider`'s node rows."""
+        start = int(self.first[provider])
+        return slice(start, start + int(self.count[provider]))
