@@ -157,8 +157,11 @@ def rows_from_nodes(population: ProviderPopulation, index: int, catalog: GpuCata
             raise ValueError(f"providers.{index}.count: provider {i} of {gpu_id} would have "
                              f"{gpus:,} GPUs, above {MAX_GPUS_PER_PROVIDER:,}; expected more "
                              "providers")
-        rows.append(provider_row(population, index, catalog, f"{population.name}-{i}", gpu_id,
-                                 gpus, float(electricity[i]), specs))
+        row = provider_row(population, index, catalog, f"{population.name}-{i}", gpu_id,
+                           gpus, float(electricity[i]), specs)
+        if population.nodes is not None and population.nodes.placement == "pooled":
+            row.nodes = ()  # its machines' totals, as one: placement by totals
+        rows.append(row)
     return rows
 
 

@@ -299,6 +299,9 @@ class NodeListSource(_Model):
     gpu_map: Annotated[dict[Name, Name], Field(max_length=1_000)] = Field(
         default_factory=dict, description="the list's GPU name -> catalog id (a name that is "
         "a catalog model's id or full name maps to it by default)")
+    placement: Literal["per_node", "pooled"] = Field(
+        "per_node", description="per_node: each replica of an order must fit on one node; "
+        "pooled: a provider's machines count as one (to measure what fragmentation costs)")
 
     @field_validator("path")
     @classmethod

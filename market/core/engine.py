@@ -335,13 +335,13 @@ class Engine(OutsideCalls):
         order.lease = None  # break the order <-> lease cycle: refcounting frees both
         pool = self.pool
         provider = lease.provider
-        if pool.nodes.any:  # a paused lease kept its nodes too
-            pool.nodes.release(order, np.array([provider]))
         if lease.running:
             pool.free[provider] += order.need
             pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
             if self.scheduler is not None:
                 self.scheduler.stopping(lease)
+            if pool.nodes.any:  # (a paused lease holds no node)
+                pool.nodes.release(order, np.array([provider]))
         self.appraisal.lease_ended(provider, reason in PROVIDER_FAULTS)
         self.settlement.refund_lease_deposit(lease, int(pool.account[provider]))
         # An open-ended lease (no work estimate) has done none of "the rest": it is all left.

@@ -12,13 +12,15 @@ all, and nothing here runs. Per node the table tracks GPUs, CPU millicores and m
 (`NODE_CAPACITY`); storage and leased IPs stay the provider's (Akash's persistent storage is a
 cluster-wide pool, and leased IPs belong to the provider).
 
-A paused interruptible lease keeps its nodes: its replicas resume where they ran. So on a
-provider with nodes an order never counts the room such leases hold, and never displaces one.
+Where interruptible leases run (`market.mechanisms.interruptible`), an order may count as free
+what the leases it outranks hold on each node (`headroom`), as it does in the totals; the
+scheduler then ranks each provider's interruptible leases node by node. A paused lease holds
+no node: it resumes on the first nodes with room for its replicas.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -62,6 +64,13 @@ class Nodes:
         self.count = np.zeros(0, np.int64)
         self.any = False                     # some provider has a node list
         self.placed: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        # Set by a scheduler that may displace leases: what each node holds that an order may
+        # take (None: nothing).
+        self.headroom: Callable[[Order], np.ndarray | None] | None = None
+        # Fragmentation: providers with the order's resources free in all but on no one node
+        # (counted per order posted), and orders that every such provider turned away.
+        self.providers_turned_away = 0
+        self.orders_turned_away = 0
         self._replicas: dict[tuple[ResourceUnit, ...], np.ndarray] = {}
 
     def add(self, ids: np.ndarray, node_lists: Sequence[Sequence[NodeSpec]]) -> None:
@@ -84,7 +93,7 @@ class Nodes:
             self.free = np.concatenate([self.free, capacity])
             self.any = True
 
-    def _shape(self, order: Order) -> np.ndarray:
+    def shape(self, order: Order) -> np.ndarray:
         """`replicas(order)`, cached by the order's units (its shape key counts totals only:
         one 8-GPU replica and two 4-GPU ones share it)."""
         shape = self._replicas.get(order.units)
@@ -95,39 +104,57 @@ class Nodes:
             shape = self._replicas[order.units] = replicas(order)
         return shape
 
+    def _room(self, order: Order) -> np.ndarray:
+        """What `order` may take on each node: free, plus what it may displace."""
+        headroom = None if self.headroom is None else self.headroom(order)
+        return self.free if headroom is None else self.free + headroom
+
     def fitting(self, order: Order, ids: np.ndarray) -> np.ndarray:
         """Those of providers `ids` (ascending) on whose nodes the order's replicas fit now;
         providers without a node list all stay."""
         noded = self.count[ids] > 0
         if not noded.any():
             return ids
-        shape = self._shape(order)
+        shape = self.shape(order)
+        room = self._room(order)
         if shape.shape[0] == 1:  # one replica: some node of the provider has room for it
             roomy = np.zeros(self.count.size, bool)
-            roomy[self.provider[(self.free >= shape[0]).all(axis=1)]] = True
+            roomy[self.provider[(room >= shape[0]).all(axis=1)]] = True
             keep = roomy[ids]
         else:
             keep = np.ones(ids.size, bool)
             for i in noded.nonzero()[0].tolist():
-                keep[i] = self._first_fit(int(ids[i]), shape) is not None
-        return ids[keep | ~noded]
+                keep[i] = self.first_fit(int(ids[i]), shape, room) is not None
+        keep |= ~noded
+        turned_away = ids.size - int(keep.sum())
+        if turned_away:
+            self.providers_turned_away += turned_away
+            self.orders_turned_away += turned_away == ids.size
+        return ids[keep]
+
+    def fragmentation(self) -> dict[str, int]:
+        """What whole capacity without room on one node cost so far: providers turned away
+        (one per order and provider) and orders no provider could take for that alone."""
+        return {"providers_turned_away": self.providers_turned_away,
+                "orders_turned_away": self.orders_turned_away}
 
     def fits(self, order: Order, provider: int) -> bool:
         """Whether `order`'s replicas fit on `provider`'s nodes now (True without nodes)."""
         return self.count[provider] == 0 or \
-            self._first_fit(provider, self._shape(order)) is not None
+            self.first_fit(provider, self.shape(order), self._room(order)) is not None
 
-    def _first_fit(self, provider: int, shape: np.ndarray) -> np.ndarray | None:
-        """The node row of each replica of `shape` on `provider`'s nodes, or None."""
+    def first_fit(self, provider: int, shape: np.ndarray, room: np.ndarray) -> np.ndarray | None:
+        """The node row of each replica of `shape` on `provider`'s nodes, placed first fit in
+        `room` (per node row; not changed), or None where one does not fit."""
         start = int(self.first[provider])
-        free = self.free[start: start + int(self.count[provider])].copy()
+        left = room[start: start + int(self.count[provider])].copy()
         placed = np.empty(shape.shape[0], np.int64)
         for i, replica in enumerate(shape):
-            room = (free >= replica).all(axis=1).nonzero()[0]
-            if not room.size:
+            fits = (left >= replica).all(axis=1).nonzero()[0]
+            if not fits.size:
                 return None
-            free[room[0]] -= replica
-            placed[i] = start + room[0]
+            left[fits[0]] -= replica
+            placed[i] = start + fits[0]
         return placed
 
     def reserve(self, order: Order, providers: np.ndarray) -> np.ndarray:
@@ -139,16 +166,22 @@ class Nodes:
         noded = (self.count[providers] > 0).nonzero()[0]
         if not noded.size:
             return placed
-        shape = self._shape(order)
+        shape = self.shape(order)
+        room = self._room(order)
         for i in noded.tolist():
             provider = int(providers[i])
-            rows = self._first_fit(provider, shape)
+            rows = self.first_fit(provider, shape, room)
             if rows is None:
                 placed[i] = False
                 continue
-            np.subtract.at(self.free, rows, shape)
-            self.placed[(order.id, provider)] = (rows, shape)
+            self.assign(order, provider, rows)
         return placed
+
+    def assign(self, order: Order, provider: int, rows: np.ndarray) -> None:
+        """`order`'s replicas take node `rows` of `provider` (one per replica)."""
+        shape = self.shape(order)
+        np.subtract.at(self.free, rows, shape)
+        self.placed[(order.id, provider)] = (rows, shape)
 
     def release(self, order: Order, providers: np.ndarray) -> None:
         """Give back what `order`'s replicas hold on `providers`' nodes."""

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agents.markups import CostPlus
 from market.core.nodes import Nodes, replicas
 from market.core.resources import gpu_units
-from market.events import BidsPlaced, LeaseClosed
+from market.events import BidsPlaced, LeaseClosed, LeaseCreated, LeasePaused, LeaseResumed
 from tests.market.test_engine import (
     CPU_PER_GPU,
     HOUR,
@@ -131,30 +131,42 @@ def test_replicas_are_listed_largest_first():
 
 # --------------------------------------------------------------------------- invariants
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(machines=st.lists(st.lists(st.sampled_from([1, 2, 4, 8]), min_size=1, max_size=4),
                          min_size=1, max_size=4),
        orders=st.lists(st.tuples(st.integers(1, 16), st.sampled_from([1, 2, 4, 8]),
-                                 st.floats(0.1, 3.0)), min_size=1, max_size=12),
-       seed=st.integers(0, 10))
-def test_node_capacity_is_never_overdrawn_and_always_adds_up(machines, orders, seed):
-    """Whatever orders come, no node holds more than it has, what nodes hold adds up to what
-    their provider holds, every GPU comes back once the leases end, and money is conserved."""
-    market = bare_market("market.bidding_window_s=60", seed=seed)
+                                 st.floats(0.1, 3.0), st.booleans(), st.floats(1.0, 5.0)),
+                       min_size=1, max_size=12),
+       mechanism=st.sampled_from(["tenant_pick", "interruptible"]), seed=st.integers(0, 10))
+def test_node_capacity_is_never_overdrawn_and_always_adds_up(machines, orders, mechanism, seed):
+    """Whatever orders come, on-demand or interruptible, no node holds more than it has
+    once the auctions are over, what nodes hold adds up to what their provider holds (paused
+    leases hold nothing), the scheduler's count of what interruptible leases hold is right,
+    every GPU comes back once the leases end, and money is conserved."""
+    market = bare_market("market.bidding_window_s=60", f"market.mechanism={mechanism}",
+                         seed=seed)
     tenant = market.add_tenant("alice", 100_000.0)
     ids = market.add_providers([noded(market, f"p{i}", tuple(m)) for i, m in
                                 enumerate(machines)], CostPlus(markup=0))
     nodes = market.pool.nodes
-    for k, (gpus, per_replica, hours) in enumerate(orders):
+    for k, (gpus, per_replica, hours, spot, price) in enumerate(orders):
         market.run(until=k * 600.0)
-        market.post_order(tenant, replica_units(gpus, per_replica), 5.0, deposit_usd=500.0,
-                          work_s=work(market, hours))
+        market.post_order(tenant, replica_units(gpus, per_replica), price, deposit_usd=500.0,
+                          work_s=work(market, hours),
+                          interruptible=spot and mechanism == "interruptible")
         market.run(until=k * 600.0 + 120)
         assert (nodes.free >= 0).all()
         for p in ids.tolist():
             held = nodes.capacity[nodes.of(p)] - nodes.free[nodes.of(p)]
             assert held.sum(axis=0).tolist() == \
                 (market.pool.capacity[p, :3] - market.pool.free[p, :3]).tolist()
+        if market.scheduler is not None and market.scheduler.running:
+            counted = np.zeros_like(nodes.free)
+            for lease in market.leases.values():
+                if lease.interruptible and lease.running:
+                    rows, shape = nodes.placed[(lease.order.id, lease.provider)]
+                    np.add.at(counted, rows, shape)
+            assert np.array_equal(market.scheduler.node_held, counted)
     market.run(until=len(orders) * 600.0 + 5 * HOUR)
     assert not market.leases and not nodes.placed
     assert np.array_equal(nodes.free, nodes.capacity)
@@ -165,3 +177,67 @@ def test_a_provider_without_nodes_costs_the_table_nothing():
     nodes = Nodes()
     nodes.add(np.arange(3), [(), (), ()])
     assert not nodes.any and nodes.count.tolist() == [0, 0, 0] and nodes.free.shape == (0, 3)
+
+
+# ------------------------------------------------------------------ interruptible leases
+
+def spot_market(machines: tuple[int, ...]):
+    """An interruptible market with one provider of these machines (floor: its cost + 20%)."""
+    market = bare_market("market.mechanism=interruptible")
+    market.add_tenant("tenant", 100_000.0)
+    (provider,) = market.add_providers([noded(market, "p", machines, cost=0.5)],
+                                       CostPlus(markup=0.2)).tolist()
+    events = record(market)
+    return market, events, provider
+
+
+def post_spot(market, gpus: int, per_replica: int, price: float, hours: float,
+              interruptible: bool = True) -> int:
+    return market.post_order(0, replica_units(gpus, per_replica), price,
+                             deposit_usd=price * gpus * hours * 2, work_s=work(market, hours),
+                             interruptible=interruptible)
+
+
+def lease_id(events, order_id: int) -> int:
+    return next(e.lease_id for e in events if isinstance(e, LeaseCreated)
+                and e.order_id == order_id)
+
+
+def test_on_demand_displaces_the_interruptible_lease_on_the_node_it_needs_then_it_resumes():
+    market, events, p = spot_market((4, 4))
+    spot = post_spot(market, 4, 4, 1.0, hours=3)       # first fit: node 0
+    market.run(until=HOUR)
+    on_demand = post_spot(market, 8, 4, 3.0, hours=1, interruptible=False)  # both nodes
+    market.run(until=HOUR + 600)
+    paused = [e for e in events if isinstance(e, LeasePaused)]
+    assert [e.lease_id for e in paused] == [lease_id(events, spot)]
+    nodes = market.pool.nodes
+    assert nodes.free[nodes.of(p), 0].tolist() == [0, 0]
+    assert (spot, p) not in nodes.placed and (on_demand, p) in nodes.placed
+    market.run(until=4 * HOUR)
+    resumed = [e for e in events if isinstance(e, LeaseResumed)]
+    assert [e.lease_id for e in resumed] == [lease_id(events, spot)]
+    assert resumed[0].time_s > paused[0].time_s + HOUR - 600
+    market.run(until=8 * HOUR)
+    assert nodes.free.tolist() == nodes.capacity.tolist() and not nodes.placed
+    assert_money_conserved(market)
+
+
+def test_the_higher_bid_keeps_running_even_when_the_lower_one_sat_on_the_free_node():
+    """B (high bid) runs on node 0, A (low bid) on node 1. An on-demand 4-GPU order is placed
+    first fit on node 0, B's node; the ranking then moves B to node 1 and pauses A."""
+    market, events, p = spot_market((4, 4))
+    high = post_spot(market, 4, 4, 2.0, hours=5)  # node 0
+    market.run(until=600)
+    low = post_spot(market, 4, 4, 1.0, hours=5)   # node 1
+    market.run(until=1200)
+    post_spot(market, 4, 4, 3.0, hours=1, interruptible=False)
+    market.run(until=1800)
+    paused = {e.lease_id for e in events if isinstance(e, LeasePaused)}
+    resumed = {e.lease_id for e in events if isinstance(e, LeaseResumed)}
+    assert lease_id(events, low) in paused and lease_id(events, low) not in resumed
+    assert market.leases[lease_id(events, high)].running  # moved: paused and resumed at once
+    nodes = market.pool.nodes
+    assert nodes.placed[(high, p)][0].tolist() == [nodes.first[p] + 1]
+    assert (nodes.free >= 0).all()
+    assert_money_conserved(market)
