@@ -14,8 +14,9 @@ cluster-wide pool, and leased IPs belong to the provider).
 
 Where interruptible leases run (`market.mechanisms.interruptible`), an order may count as free
 what the leases it outranks hold on each node (`headroom`), as it does in the totals; the
-scheduler then ranks each provider's interruptible leases node by node. A paused lease holds
-no node: it resumes on the first nodes with room for its replicas.
+scheduler then ranks each provider's interruptible leases node by node. An order is placed on
+free nodes where it can be, and on nodes where it displaces leases only where it cannot. A
+paused lease holds no node: it resumes on the first nodes with room for its replicas.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ class Nodes:
         # (counted per order posted), and orders that every such provider turned away.
         self.providers_turned_away = 0
         self.orders_turned_away = 0
-        self._replicas: dict[tuple[ResourceUnit, ...], np.ndarray] = {}
+        self._replicas: dict[int, tuple[tuple[ResourceUnit, ...], np.ndarray]] = {}
 
     def add(self, ids: np.ndarray, node_lists: Sequence[Sequence[NodeSpec]]) -> None:
         """Providers `ids` joined, each with its node list (empty: no node list)."""
@@ -94,20 +95,37 @@ class Nodes:
             self.any = True
 
     def shape(self, order: Order) -> np.ndarray:
-        """`replicas(order)`, cached by the order's units (its shape key counts totals only:
-        one 8-GPU replica and two 4-GPU ones share it)."""
-        shape = self._replicas.get(order.units)
-        if shape is None:
-            if len(self._replicas) >= _MAX_SHAPES:  # bounded: forget the oldest half
-                for key in list(self._replicas)[: _MAX_SHAPES // 2]:
-                    del self._replicas[key]
-            shape = self._replicas[order.units] = replicas(order)
+        """`replicas(order)`, cached by the identity of the order's units (a tenant re-posting
+        work passes the same units again; the shape key will not do: it counts totals only,
+        and one 8-GPU replica and two 4-GPU ones share it)."""
+        units = order.units
+        cached = self._replicas.get(id(units))
+        if cached is not None and cached[0] is units:
+            return cached[1]
+        if len(self._replicas) >= _MAX_SHAPES:  # bounded: forget the oldest half
+            for key in list(self._replicas)[: _MAX_SHAPES // 2]:
+                del self._replicas[key]
+        shape = replicas(order)
+        self._replicas[id(units)] = (units, shape)  # the units kept: their id stays theirs
         return shape
 
-    def _room(self, order: Order) -> np.ndarray:
-        """What `order` may take on each node: free, plus what it may displace."""
+    def _room(self, order: Order) -> np.ndarray | None:
+        """What `order` may take on each node counting what it may displace: free plus
+        headroom; None when it may displace nothing."""
         headroom = None if self.headroom is None else self.headroom(order)
-        return self.free if headroom is None else self.free + headroom
+        return None if headroom is None else self.free + headroom
+
+    def _first_rows(self, providers: np.ndarray, replica: np.ndarray, room: np.ndarray
+                    ) -> np.ndarray:
+        """For one replica: the first node row of each of `providers` with room for it, or -1,
+        for all of them at once (a provider's nodes are consecutive rows)."""
+        roomy = (room >= replica).all(axis=1).nonzero()[0]
+        if not roomy.size:
+            return np.full(providers.size, -1, np.int64)
+        starts = self.first[providers]
+        at = np.searchsorted(roomy, starts)
+        rows = roomy[np.minimum(at, roomy.size - 1)]
+        return np.where((at < roomy.size) & (rows < starts + self.count[providers]), rows, -1)
 
     def fitting(self, order: Order, ids: np.ndarray) -> np.ndarray:
         """Those of providers `ids` (ascending) on whose nodes the order's replicas fit now;
@@ -117,15 +135,13 @@ class Nodes:
             return ids
         shape = self.shape(order)
         room = self._room(order)
+        room = self.free if room is None else room
+        keep = ~noded
         if shape.shape[0] == 1:  # one replica: some node of the provider has room for it
-            roomy = np.zeros(self.count.size, bool)
-            roomy[self.provider[(room >= shape[0]).all(axis=1)]] = True
-            keep = roomy[ids]
+            keep[noded] = self._first_rows(ids[noded], shape[0], room) >= 0
         else:
-            keep = np.ones(ids.size, bool)
             for i in noded.nonzero()[0].tolist():
                 keep[i] = self.first_fit(int(ids[i]), shape, room) is not None
-        keep |= ~noded
         turned_away = ids.size - int(keep.sum())
         if turned_away:
             self.providers_turned_away += turned_away
@@ -140,22 +156,16 @@ class Nodes:
 
     def fits(self, order: Order, provider: int) -> bool:
         """Whether `order`'s replicas fit on `provider`'s nodes now (True without nodes)."""
-        return self.count[provider] == 0 or \
-            self.first_fit(provider, self.shape(order), self._room(order)) is not None
+        room = self._room(order)
+        return self.count[provider] == 0 or self.first_fit(
+            provider, self.shape(order), self.free if room is None else room) is not None
 
     def first_fit(self, provider: int, shape: np.ndarray, room: np.ndarray) -> np.ndarray | None:
         """The node row of each replica of `shape` on `provider`'s nodes, placed first fit in
         `room` (per node row; not changed), or None where one does not fit."""
         start = int(self.first[provider])
-        left = room[start: start + int(self.count[provider])].copy()
-        placed = np.empty(shape.shape[0], np.int64)
-        for i, replica in enumerate(shape):
-            fits = (left >= replica).all(axis=1).nonzero()[0]
-            if not fits.size:
-                return None
-            left[fits[0]] -= replica
-            placed[i] = start + fits[0]
-        return placed
+        where = place_first_fit(room[start: start + int(self.count[provider])].copy(), shape)
+        return None if where is None else where + start
 
     def reserve(self, order: Order, providers: np.ndarray) -> np.ndarray:
         """Place `order`'s replicas on each of `providers`' nodes; returns a bool mask of those
@@ -167,20 +177,33 @@ class Nodes:
         if not noded.size:
             return placed
         shape = self.shape(order)
+        # Free nodes first; only where none has room, nodes where it displaces leases.
         room = self._room(order)
+        if shape.shape[0] == 1:  # the common case, at once: providers' nodes are disjoint
+            bidders = providers[noded]
+            rows = self._first_rows(bidders, shape[0], self.free)
+            if room is not None and (rows < 0).any():
+                rows = np.where(rows >= 0, rows, self._first_rows(bidders, shape[0], room))
+            placed[noded] = rows >= 0
+            for provider, row in zip(bidders.tolist(), rows.tolist(), strict=True):
+                if row >= 0:
+                    self.assign(order, provider, np.array([row]))
+            return placed
         for i in noded.tolist():
             provider = int(providers[i])
-            rows = self.first_fit(provider, shape, room)
-            if rows is None:
+            where = self.first_fit(provider, shape, self.free)
+            if where is None and room is not None:
+                where = self.first_fit(provider, shape, room)
+            if where is None:
                 placed[i] = False
                 continue
-            self.assign(order, provider, rows)
+            self.assign(order, provider, where)
         return placed
 
     def assign(self, order: Order, provider: int, rows: np.ndarray) -> None:
         """`order`'s replicas take node `rows` of `provider` (one per replica)."""
         shape = self.shape(order)
-        np.subtract.at(self.free, rows, shape)
+        take(self.free, rows, shape, -1)
         self.placed[(order.id, provider)] = (rows, shape)
 
     def release(self, order: Order, providers: np.ndarray) -> None:
@@ -190,9 +213,32 @@ class Nodes:
         for provider in providers.tolist():
             held = self.placed.pop((order.id, provider), None)
             if held is not None:
-                np.add.at(self.free, held[0], held[1])
+                take(self.free, held[0], held[1], 1)
 
     def of(self, provider: int) -> slice:
         """`provider`'s node rows."""
         start = int(self.first[provider])
         return slice(start, start + int(self.count[provider]))
+
+
+def place_first_fit(left: np.ndarray, shape: np.ndarray) -> np.ndarray | None:
+    """Each replica of `shape` (largest first) on the first row of `left` (room per node)
+    with room for it, taking it from `left`; the rows, or None where one does not fit."""
+    placed = np.empty(shape.shape[0], np.int64)
+    for i, replica in enumerate(shape):
+        fits = (left >= replica).all(axis=1)
+        row = int(fits.argmax())
+        if not fits[row]:
+            return None
+        left[row] -= replica
+        placed[i] = row
+    return placed
+
+
+def take(table: np.ndarray, rows: np.ndarray, shape: np.ndarray, sign: int) -> None:
+    """Add (sign 1) or take (-1) each replica of `shape` to or from its row of `table`."""
+    if rows.size == 1:
+        table[rows[0]] += sign * shape[0]
+    else:  # rows may repeat: two replicas on one node
+        np.add.at(table, rows, sign * shape)
+

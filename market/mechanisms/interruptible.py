@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from market.core.engine import Engine
-from market.core.nodes import NODE_CAPACITY
+from market.core.nodes import NODE_CAPACITY, place_first_fit, take
 from market.core.records import Lease, Order
 from market.core.resources import CAPACITY
 from market.events import LeasePaused, LeaseResumed, ProviderRecovered
@@ -72,7 +72,7 @@ class InterruptibleScheduler:
                 if lease.running and lease.priority < order.priority:
                     held = placed.get((lease.order.id, provider))
                     if held is not None:
-                        np.add.at(headroom, held[0], held[1])
+                        take(headroom, held[0], held[1], 1)
         return headroom
 
     def _hold_nodes(self) -> bool:
@@ -89,7 +89,7 @@ class InterruptibleScheduler:
         if self._hold_nodes():
             held = self._pool.nodes.placed.get((lease.order.id, lease.provider))
             if held is not None:
-                np.add.at(self.node_held, held[0], sign * held[1])
+                take(self.node_held, held[0], held[1], sign)
 
     # ------------------------------------------------------------------ the engine's calls
 
@@ -167,31 +167,40 @@ class InterruptibleScheduler:
                        ) -> tuple[list[bool], list[np.ndarray | None]]:
         """Which of `provider`'s interruptible leases run, ranked as `interruptible_schedule`
         ranks them (highest bid first, ties to the earlier lease) with backfilling, node by
-        node; and the node rows where each paused lease that runs again resumes."""
+        node; and the node rows where each lease that starts again (paused, or outranked
+        where it ran) resumes."""
         nodes = self._pool.nodes
-        # What the nodes would have free if no interruptible lease ran.
-        room = nodes.free.copy()
-        for lease in leases:
-            held = nodes.placed.get((lease.order.id, provider)) if lease.running else None
-            if held is not None:
-                np.add.at(room, held[0], held[1])
+        mine = nodes.of(provider)
+        # What its nodes would have free if no interruptible lease ran, and what the running
+        # ones not yet ranked (lower ones, as the ranking goes down) hold.
+        room = nodes.free[mine].copy()
+        lower = np.zeros_like(room)
+        held = [nodes.placed.get((lease.order.id, provider)) if lease.running else None
+                for lease in leases]
+        for where in held:
+            if where is not None:
+                take(room, where[0] - mine.start, where[1], 1)
+                take(lower, where[0] - mine.start, where[1], 1)
         running = [False] * len(leases)
         rows: list[np.ndarray | None] = [None] * len(leases)
         for i in sorted(range(len(leases)), key=lambda i: -leases[i].priority):
-            lease = leases[i]
-            shape = nodes.shape(lease.order)
-            if lease.running:
-                rows_held = nodes.placed[(lease.order.id, provider)][0]
-                after = room.copy()
-                np.subtract.at(after, rows_held, shape)
-                if (after[rows_held] >= 0).all():  # it keeps its nodes
-                    room, running[i] = after, True
+            shape = nodes.shape(leases[i].order)
+            if held[i] is not None:
+                local = held[i][0] - mine.start
+                take(lower, local, shape, -1)
+                take(room, local, shape, -1)
+                if (room[local] >= 0).all():  # it keeps its nodes
+                    running[i] = True
                     continue
-            # Paused, or outranked where it runs: the first nodes with room, if any.
-            where = nodes.first_fit(provider, shape, room)
-            if where is not None:
-                np.subtract.at(room, where, shape)
-                running[i], rows[i] = True, where
+                take(room, local, shape, 1)
+            # Paused, or outranked where it runs: the first nodes with room, those no lower
+            # lease runs on first (not to move one needlessly).
+            for free in (room - lower, room):
+                where = place_first_fit(free.copy(), shape)  # a failure takes nothing
+                if where is not None:
+                    take(room, where, shape, -1)
+                    running[i], rows[i] = True, where + mine.start
+                    break
         return running, rows
 
     def _pause(self, lease: Lease) -> None:
