@@ -184,10 +184,13 @@ class Nodes:
             rows = self._first_rows(bidders, shape[0], self.free)
             if room is not None and (rows < 0).any():
                 rows = np.where(rows >= 0, rows, self._first_rows(bidders, shape[0], room))
-            placed[noded] = rows >= 0
-            for provider, row in zip(bidders.tolist(), rows.tolist(), strict=True):
-                if row >= 0:
-                    self.assign(order, provider, np.array([row]))
+            ok = rows >= 0
+            placed[noded] = ok
+            rows = rows[ok]
+            self.free[rows] -= shape[0]  # one row per provider: no row twice
+            key = order.id
+            self.placed.update(((key, provider), (rows[i: i + 1], shape))
+                               for i, provider in enumerate(bidders[ok].tolist()))
             return placed
         for i in noded.tolist():
             provider = int(providers[i])
@@ -210,10 +213,14 @@ class Nodes:
         """Give back what `order`'s replicas hold on `providers`' nodes."""
         if not self.any:
             return
-        for provider in providers.tolist():
-            held = self.placed.pop((order.id, provider), None)
-            if held is not None:
-                take(self.free, held[0], held[1], 1)
+        pop = self.placed.pop
+        held = [h for h in (pop((order.id, p), None) for p in providers.tolist())
+                if h is not None]
+        if len(held) > 1 and held[0][1].shape[0] == 1:  # one replica each, on distinct rows
+            self.free[np.concatenate([h[0] for h in held])] += held[0][1][0]
+            return
+        for rows, shape in held:
+            take(self.free, rows, shape, 1)
 
     def of(self, provider: int) -> slice:
         """`provider`'s node rows."""

@@ -171,6 +171,9 @@ class InterruptibleScheduler:
         where it ran) resumes."""
         nodes = self._pool.nodes
         mine = nodes.of(provider)
+        if all(lease.running for lease in leases) and (nodes.free[mine] >= 0).all():
+            # Nothing overdrawn and nothing waiting: every lease keeps its nodes.
+            return [True] * len(leases), [None] * len(leases)
         # What its nodes would have free if no interruptible lease ran, and what the running
         # ones not yet ranked (lower ones, as the ranking goes down) hold.
         room = nodes.free[mine].copy()
@@ -195,6 +198,8 @@ class InterruptibleScheduler:
                 take(room, local, shape, 1)
             # Paused, or outranked where it runs: the first nodes with room, those no lower
             # lease runs on first (not to move one needlessly).
+            if room[:, 0].max() < shape[0, 0]:  # no node has the GPUs of its largest replica
+                continue
             for free in (room - lower, room):
                 where = place_first_fit(free.copy(), shape)  # a failure takes nothing
                 if where is not None:
