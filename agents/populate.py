@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agents.entry_exit import start_entry_exit
 from agents.providers import add_populations
 from agents.tenants import Tenants
 from agents.trace_demand import TraceArrivals
@@ -13,9 +14,11 @@ if TYPE_CHECKING:
 
 
 def populate(market: Market) -> None:
-    """Fill `market` with the scenario's providers and start its tenants."""
+    """Fill `market` with the scenario's providers, start its tenants, and entry and exit
+    where the scenario has them."""
     add_populations(market)
     start_tenants(market)
+    start_entry_exit(market)
 
 
 def start_tenants(market: Market) -> Tenants:

@@ -145,6 +145,9 @@ def _numbers(scenario: Scenario) -> dict[str, Any]:
         values[f"providers.{index}.count"] = population.count
         values[f"providers.{index}.failure_rate_per_day"] = population.failure_rate_per_day
         values[f"providers.{index}.churn_per_day"] = population.churn_per_day
+    # Entry can grow the market: at most this many providers more (0 without entry).
+    entry_exit = scenario.entry_exit
+    values["entry_exit.max_entrants"] = 0 if entry_exit is None else entry_exit.max_entrants
     if scenario.textbook is not None:
         values["textbook.auctions"] = scenario.textbook.auctions
         values["textbook.bidders"] = scenario.textbook.bidders
@@ -174,7 +177,9 @@ def _estimate(values: dict[str, Any]) -> Estimate:
     days = values["duration_days"]
     indexes = sorted({int(key.split(".")[1]) for key in values
                       if key.startswith("providers.") and key.endswith(".count")})
-    providers = sum(values[f"providers.{i}.count"] for i in indexes)
+    # Entrants count as if on the market all along: an upper bound.
+    providers = sum(values[f"providers.{i}.count"] for i in indexes) \
+        + values.get("entry_exit.max_entrants", 0)
     tenants = values["tenants.count"]
     candidates = 0.0
     if values["population"] == "textbook" and "textbook.auctions" in values:

@@ -187,6 +187,29 @@ class ProviderLeft(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderEntered(Event):
+    """New capacity arrived for good (`agents.entry_exit`): a provider decided to invest at
+    `committed_s`, and its GPUs are on the market from now on."""
+
+    kind: ClassVar[str] = "provider_entered"
+    provider: int
+    population: str
+    gpu_model: str
+    gpus: int
+    committed_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderExited(Event):
+    """A provider left the market for good: it decided to at `decided_s` (its avoidable costs
+    went uncovered), stopped bidding then, and left when its last lease ended."""
+
+    kind: ClassVar[str] = "provider_exited"
+    provider: int
+    decided_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class TenantLeft(Event):
     """A tenant gave up on the market and took the job to a hyperscaler at list price."""
 
@@ -213,5 +236,5 @@ class Tick(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     OrderOpened, BidsPlaced, OrderExpired, OrderCancelled, LeaseCreated, PaymentSettled,
     LeaseClosed, LeasePaused, LeaseResumed, ProviderFailed, ProviderRecovered, ProviderLeft,
-    TenantLeft, Tick,
+    ProviderEntered, ProviderExited, TenantLeft, Tick,
 )

@@ -591,6 +591,40 @@ class ProviderPopulation(_Model):
         return value
 
 
+class EntryExit(_Model):
+    """Providers leave when their avoidable costs go uncovered, and new ones enter when the
+    expected long-run profit beats a hurdle (`agents.entry_exit`). Off unless given."""
+
+    review_days: Annotated[float, Field(ge=0.01, le=MAX_DAYS)] = Field(
+        7.0, description="how often providers and prospective entrants review the market, "
+        "simulated days")
+    window_days: Annotated[float, Field(ge=0.01, le=MAX_DAYS)] = Field(
+        28.0, description="the recent past a review looks at (revenue and costs for exit; "
+        "prices and utilization for entry), simulated days; a whole number of reviews")
+    hurdle: Annotated[float, Field(ge=0, le=10)] = Field(
+        0.1, description="enter when expected long-run profit per GPU-hour over the full "
+        "cost per GPU-hour is above this")
+    investment_lag_days: Annotated[float, Field(ge=0, le=MAX_DAYS)] = Field(
+        30.0, description="from the decision to enter to the new provider's arrival, "
+        "simulated days")
+    entrants: Annotated[list[Name], Field(max_length=100)] | None = Field(
+        None, description="populations whose kind of provider may enter (default: all)")
+    exiters: Annotated[list[Name], Field(max_length=100)] | None = Field(
+        None, description="populations whose providers may exit (default: all)")
+    max_entrants_per_review: Annotated[int, Field(ge=0, le=1_000)] = Field(
+        1, description="new providers one population may commit to at one review")
+    max_entrants: Annotated[int, Field(ge=0, le=MAX_PROVIDERS)] = Field(
+        200, description="new providers over the whole run, all populations together")
+
+    @model_validator(mode="after")
+    def _whole_reviews(self) -> EntryExit:
+        reviews = self.window_days / self.review_days
+        if reviews < 1 - 1e-9 or abs(reviews - round(reviews)) > 1e-9:
+            raise ValueError(f"window_days: expected a whole number of reviews (a multiple "
+                             f"of review_days {self.review_days:g}), got {self.window_days:g}")
+        return self
+
+
 class Scenario(_Model):
     """Everything a run simulates; with a seed, everything it does."""
 
@@ -611,6 +645,8 @@ class Scenario(_Model):
         "GPU-hour)")
     textbook: Textbook | None = None
     tournament: Tournament | None = None
+    entry_exit: EntryExit | None = Field(
+        None, description="providers exit and enter on their profits (off when absent)")
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -661,6 +697,12 @@ class Scenario(_Model):
         names = [p.name for p in self.providers]
         if len(set(names)) != len(names):
             raise ValueError(f"providers: population names must be unique, got {names}")
+        if self.entry_exit is not None:
+            for field in ("entrants", "exiters"):
+                for name in getattr(self.entry_exit, field) or ():
+                    if name not in names:
+                        raise ValueError(f"entry_exit.{field}: unknown population {name!r}; "
+                                         f"known: {', '.join(names)}")
         if self.population == "stratified" and self.tournament is None:
             raise ValueError("tournament: the stratified population needs a [tournament] table")
         if self.population == "textbook":

@@ -107,6 +107,10 @@ def run(
         result = market.run()
     if out is not None:
         result.write(out)
+        if "entry_exit" in result.summary:  # prices, providers and profit over the months
+            from market.experiments.entry_exit_report import write_run_report
+
+            write_run_report(out)
     if shape == "json":
         sys.stdout.write(result.to_json() + "\n")
     else:
@@ -347,7 +351,9 @@ def sweep(
 
 
 def report(
-    directory: Annotated[Path, typer.Argument(help="a sweep's output directory")],
+    directory: Annotated[Path, typer.Argument(
+        help="a sweep's output directory, a sensitivity analysis', or one run's (run --out) "
+        "with entry and exit")],
     metrics: Annotated[list[str] | None, typer.Option(
         "--metric", help="a metric column of runs.parquet (repeatable; default: headline "
         "metrics)")] = None,
@@ -364,13 +370,19 @@ def report(
 ) -> None:
     """Summarize a sweep: means with 95% confidence intervals per parameter combination,
     paired differences from a --baseline point, the fee pass-through where the take rate is
-    swept, and report.html with plots."""
+    swept, and report.html with plots. On one run's folder with entry and exit: report.html
+    with its prices, providers on the market and long-run profit over time."""
     from market.experiments import analysis
     from market.experiments.report_html import write_report
 
     shape = output_format(fmt, as_json)
     if (directory / "sensitivity.parquet").is_file():
         _sensitivity_report(directory, shape)
+        return
+    from market.experiments.entry_exit_report import is_run_folder
+
+    if is_run_folder(directory) and not (directory / "runs.parquet").is_file():
+        _run_report(directory, shape)
         return
     try:
         swept = analysis.load_sweep(directory)
@@ -398,6 +410,21 @@ def report(
     if passes:
         render_pass_through(passes, analysis.TAKE_RATE in (chosen or {}), output)
     output.show(f"report: {escape(str(page))}")
+
+
+def _run_report(directory: Path, shape: str) -> None:
+    """`report` on one run's directory (`run --out`) with entry and exit: report.html."""
+    from market.experiments.analysis import ReportError
+    from market.experiments.entry_exit_report import write_run_report
+
+    try:
+        page = write_run_report(directory)
+    except ReportError as error:
+        raise fail(str(error)) from None
+    if shape == "json":
+        print_json({"report": str(page)})
+        return
+    Output(shape).show(f"report: {escape(str(page))}")
 
 
 def _sensitivity_report(directory: Path, shape: str) -> None:

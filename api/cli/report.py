@@ -39,8 +39,11 @@ def show_run(summary: dict[str, Any], shape: str, out: Path | None) -> None:
     output = Output(shape)
     render(summary, output)
     if out is not None:
-        output.show(f"wrote summary.json, orders, leases, jobs, providers and prices "
+        extra = ", entry_exit" if "entry_exit" in summary else ""
+        output.show(f"wrote summary.json, orders, leases, jobs, providers, prices{extra} "
                     f"(.parquet) to {escape(str(out))}")
+        if (out / "report.html").is_file() and "entry_exit" in summary:
+            output.show(f"report: {escape(str(out / 'report.html'))}")
 
 
 def render(summary: dict[str, Any], out: Output) -> None:
@@ -141,7 +144,22 @@ def render(summary: dict[str, Any], out: Output) -> None:
             blocks.append(run_node_list_table(population, nodes))
         if "trace" in summary:  # jobs from a trace file: which, and what was skipped
             blocks.append(run_trace_table(summary["trace"]))
+    if "entry_exit" in summary:  # providers entered and left during the run
+        blocks.append(_entry_exit_table(summary["entry_exit"]))
     out.show(*blocks)
+
+
+def _entry_exit_table(figures: dict[str, Any]) -> Table:
+    """Entry and exit by population: entered, exited, and on the market at the end."""
+    table = Table(title="Entry and exit", header_style="bold", box=box.SIMPLE)
+    for name in ("population", "entered", "exited", "on market", "GPUs on market"):
+        table.add_column(name, justify="left" if name == "population" else "right")
+    for name, row in figures["by_population"].items():
+        table.add_row(name, f"{row['entered']:,}", f"{row['exited']:,}",
+                      f"{row['providers_on_market']:,}", f"{row['gpus_on_market']:,}")
+    table.caption = (f"{figures['leaving']} leaving (serving their last leases), "
+                     f"{figures['committed']} committed and on their way")
+    return table
 
 
 def _maybe(value: float | None, show: Any) -> str:

@@ -26,7 +26,7 @@ from market.core.records import Order, OrderState
 from market.core.reliability import Reliability
 from market.core.settlement import Settlement
 from market.errors import MarketError
-from market.events import Event, OrderCancelled, TenantLeft
+from market.events import Event, LeaseClosed, OrderCancelled, ProviderExited, TenantLeft
 from market.units import order_rate_micro, per_gpu_hour_usd, usd_to_micro
 
 
@@ -50,6 +50,12 @@ class OutsideCalls:
     matcher: Matcher
     reliability: Reliability
     scheduler: Any
+    leases: dict[int, Any]
+    subscribe: Callable[..., Callable[[], None]]
+    arrived_s: np.ndarray
+    exited_s: np.ndarray
+    _leaving: dict[int, float]
+    _hears_leaving: bool
 
     # ------------------------------------------------------------------ participants
 
@@ -71,6 +77,10 @@ class OutsideCalls:
             accounts.append(self.settlement.open_wallet(f"provider:{row.name}", wallet_usd))
             row.automated = strategy is not None
         ids = self.pool.add(rows, accounts)
+        # Its costs run from now on (a provider joining a live market is not charged for
+        # the hours before it came).
+        self.arrived_s = np.concatenate([self.arrived_s, np.full(len(ids), self.env.now)])
+        self.exited_s = np.concatenate([self.exited_s, np.full(len(ids), math.inf)])
         self.bidding.add(ids, strategy)
         self.appraisal.providers_added(len(ids))
         if self.scheduler is not None:
@@ -78,6 +88,45 @@ class OutsideCalls:
         self.matcher.providers_added()
         self.reliability.add(ids)
         return ids
+
+    def retire_provider(self, provider: int) -> bool:
+        """`provider` leaves the market for good. It bids no more from now on (its open bids
+        lapse, as a provider's do when it is down), serves its running leases to their planned
+        ends, and leaves when the last one ends (`ProviderExited`; its costs stop then).
+        Failures and absences never bring it back. Returns whether it left at once; raises
+        MarketError (nothing changed) for an unknown provider or one already leaving."""
+        if not 0 <= provider < self.pool.n:
+            raise MarketError(f"provider: unknown id {provider}")
+        if self.reliability.retired(provider):
+            raise MarketError(f"provider {provider} is already leaving the market")
+        self.reliability.retire(provider)
+        decided_s = self.env.now
+        if not self._serving(provider):
+            self._exit(provider, decided_s)
+            return True
+        self._leaving[provider] = decided_s
+        if not self._hears_leaving:  # subscribed after the observers: they hear the close first
+            self._hears_leaving = True
+            self.subscribe(self._lease_closed_leaving, kinds=(LeaseClosed,))
+        return False
+
+    def on_market(self) -> np.ndarray:
+        """Whether each provider is on the market now: it has arrived and not left for good
+        (up or down; a retiring one serving its last leases counts)."""
+        return np.isinf(self.exited_s)
+
+    def _serving(self, provider: int) -> bool:
+        return any(lease.provider == provider for lease in self.leases.values())
+
+    def _lease_closed_leaving(self, event: LeaseClosed) -> None:
+        provider = event.provider
+        if provider in self._leaving and not self._serving(provider):
+            self._exit(provider, self._leaving.pop(provider))
+
+    def _exit(self, provider: int, decided_s: float) -> None:
+        self.exited_s[provider] = self.env.now
+        self.reliability.gone(provider)
+        self.emit(ProviderExited(self.env.now, provider, decided_s))
 
     def refresh_asks(self, providers: np.ndarray) -> None:
         """Read again the order-independent asks of `providers` (`Bidding.refresh_asks`)."""

@@ -109,6 +109,12 @@ class Engine(OutsideCalls):
         self.reliability = Reliability(env, self.pool,
                                        self.streams.get("providers.reliability"), self.emit)
         self.hand_picks = HandPicks(env, self.orders, self.release_bids, rules.bid_timeout_s)
+        # When each provider joined and left the market for good (simulated seconds; inf:
+        # still on it): its costs run between the two (`OutsideCalls.retire_provider`).
+        self.arrived_s = np.zeros(0)
+        self.exited_s = np.zeros(0)
+        self._leaving: dict[int, float] = {}  # retired, serving their last leases: decided_s
+        self._hears_leaving = False
         # A mechanism that pauses leases (interruptible) or clears many orders at once (batch)
         # attaches its own part here.
         self.scheduler: Any = None

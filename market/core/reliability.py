@@ -3,7 +3,10 @@
 Each provider's next failure and next departure are drawn ahead (exponential times), so a lease
 starting now knows when its provider will fail or leave and can schedule its own end once. A
 provider is up while nothing holds it down: failures and absences count separately, so a rig
-that fails while its owner has it offline comes back only when both are over.
+that fails while its owner has it offline comes back only when both are over. A provider that
+retires (exits the market for good) is held down by one reason that never ends: no failure or
+absence brings it back, no new one is drawn for it, and once it is gone none already drawn
+happens.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Reliability:
         self.rng = rng  # the "providers.reliability" stream
         self._emit = emit
         self._down = np.zeros(0, np.int32)  # reasons each provider is down
+        self._retired = np.zeros(0, bool)   # leaving for good (or gone): never up again
+        self._gone = np.zeros(0, bool)      # left: its pending outages no longer happen
 
     @staticmethod
     def check(rows: Sequence[ProviderRow]) -> None:
@@ -73,9 +78,27 @@ class Reliability:
     def add(self, providers: np.ndarray) -> None:
         """Start the failure and churn clocks of newly added `providers` (see `check`)."""
         self._down = np.concatenate([self._down, np.zeros(len(providers), np.int32)])
+        self._retired = np.concatenate([self._retired, np.zeros(len(providers), bool)])
+        self._gone = np.concatenate([self._gone, np.zeros(len(providers), bool)])
         for provider in providers.tolist():
             self._schedule(provider, FAILURE)
             self._schedule(provider, CHURN)
+
+    def retire(self, provider: int) -> None:
+        """`provider` leaves the market for good: down from now on, whatever its clocks do.
+        Failures and absences already drawn still happen while it serves its last leases
+        (their ends were planned on them); `gone` stops them once it has left."""
+        self._retired[provider] = True
+        self._hold_down(provider)
+
+    def retired(self, provider: int) -> bool:
+        """Whether `provider` has retired (it may still be serving its last leases)."""
+        return bool(self._retired[provider])
+
+    def gone(self, provider: int) -> None:
+        """A retired `provider` has left: nothing of its reliability happens any more."""
+        self._gone[provider] = True
+        self.pool.next_failure_s[provider] = self.pool.next_leave_s[provider] = math.inf
 
     def _hold_down(self, provider: int) -> None:
         self._down[provider] += 1
@@ -92,7 +115,7 @@ class Reliability:
         """Draw when `provider` next goes away for `absence`, and schedule it."""
         rate = getattr(self.pool, absence.rate)[provider]
         next_at = getattr(self.pool, absence.next_at)
-        if rate <= 0:
+        if rate <= 0 or self._retired[provider]:
             next_at[provider] = math.inf
             return
         delay = self.rng.exponential(1.0 / rate)
@@ -100,6 +123,8 @@ class Reliability:
         self.env.timeout(delay).callbacks.append(lambda _e: self._go(provider, absence))
 
     def _go(self, provider: int, absence: _Absence) -> None:
+        if self._gone[provider]:
+            return
         low, high = getattr(self.pool, absence.away)[provider]
         away = self.rng.uniform(low, high)
         getattr(self.pool, absence.next_at)[provider] = math.inf
@@ -108,5 +133,5 @@ class Reliability:
         self.env.timeout(away).callbacks.append(lambda _e: self._back(provider, absence))
 
     def _back(self, provider: int, absence: _Absence) -> None:
-        self._release_down(provider)
+        self._release_down(provider)  # a retired provider stays down: its reason never ends
         self._schedule(provider, absence)

@@ -24,6 +24,7 @@ from market.events import (
     OrderExpired,
     OrderOpened,
     PaymentSettled,
+    ProviderExited,
     ProviderLeft,
     TenantLeft,
     Tick,
@@ -204,6 +205,24 @@ class Metrics:
         self.absent_s[event.provider] += max(back - event.time_s, 0.0)
         self.back_at_s[event.provider] = back
 
+    def _provider_exited(self, event: ProviderExited) -> None:
+        # An absence under way ends with the provider's time on the market.
+        back = self.back_at_s.get(event.provider)
+        if back is not None and back > event.time_s:
+            self.absent_s[event.provider] -= back - event.time_s
+            self.back_at_s[event.provider] = event.time_s
+
+    def on_market_span_h(self) -> np.ndarray:
+        """Hours each provider has been in the market so far, from its arrival to now or to
+        its exit for good (absences included)."""
+        market = self.market
+        now = market.now
+        if not market.arrived_s.any() and np.isinf(market.exited_s).all():
+            # Everyone since the start: the very hours (and floats) runs always had.
+            return np.full(market.pool.n, now / SECONDS_PER_HOUR)
+        until = np.minimum(market.exited_s, now)
+        return np.maximum(until - market.arrived_s, 0.0) / SECONDS_PER_HOUR
+
     def _absent_s(self) -> np.ndarray:
         """Seconds each provider has been off the market so far."""
         now = self.market.now
@@ -215,8 +234,11 @@ class Metrics:
 
     def _tick(self, event: Tick) -> None:
         pool = self.market.pool
-        totals = np.bincount(pool.model, weights=pool.capacity[:, 0],
-                             minlength=len(self.market.catalog))
+        capacity = pool.capacity[:, 0]
+        gone = ~np.isinf(self.market.exited_s)
+        if gone.any():  # providers that left for good have no GPUs on the market
+            capacity = np.where(gone, 0, capacity)
+        totals = np.bincount(pool.model, weights=capacity, minlength=len(self.market.catalog))
         for index, model in enumerate(self.market.catalog.ids):
             if totals[index] == 0 and not self._bucket_leases[model]:
                 continue
@@ -318,11 +340,12 @@ class Metrics:
     def provider_accounts(self) -> dict[str, np.ndarray]:
         """Each provider's figures so far, USD: revenue (net of fees) and costs. Avoidable
         costs: serving (marginal cost × GPU-hours served), idle power and operations (per
-        GPU-hour on the market); capex amortization runs every hour. Short-run profit =
-        revenue − avoidable cost; long-run profit = short-run profit − capex."""
+        GPU-hour on the market); capex amortization runs every hour from the provider's
+        arrival to its exit for good (or now). Short-run profit = revenue − avoidable cost;
+        long-run profit = short-run profit − capex."""
         market = self.market
         pool = market.pool
-        hours = market.now / SECONDS_PER_HOUR
+        hours = self.on_market_span_h()
         busy_h = self._busy_gpu_s() / SECONDS_PER_HOUR
         gpus = pool.capacity[:, 0].astype(float)
         present_h = np.maximum(hours - self._absent_s() / SECONDS_PER_HOUR, 0.0)
@@ -352,9 +375,12 @@ class Metrics:
                    "capex_usd", "short_run_profit_usd", "long_run_profit_usd")
         values = [accounts[name].tolist() for name in columns]
         ids = self.market.catalog.ids
+        arrived = self.market.arrived_s.tolist()
+        exited = [None if math.isinf(t) else t for t in self.market.exited_s.tolist()]
         return [(p, pool.names[p], pool.population_names[pool.population[p]],
                  pool.population_archetypes[pool.population[p]], ids[pool.model[p]],
-                 int(pool.capacity[p, 0]), *(column[p] for column in values))
+                 int(pool.capacity[p, 0]), *(column[p] for column in values),
+                 arrived[p], exited[p])
                 for p in range(pool.n)]
 
     def _by_group(self, labels: np.ndarray,
@@ -365,7 +391,8 @@ class Metrics:
         pool = self.market.pool
         busy_h = accounts["busy_gpu_hours"]
         gpus = pool.capacity[:, 0].astype(float)
-        hours = self.market.now / SECONDS_PER_HOUR
+        hours = self.on_market_span_h()
+        uniform = bool((hours == hours[0]).all()) if hours.size else True
         money = ("revenue_usd", "serving_cost_usd", "idle_power_cost_usd", "operations_cost_usd",
                  "avoidable_cost_usd", "capex_usd", "short_run_profit_usd",
                  "long_run_profit_usd")
@@ -373,7 +400,10 @@ class Metrics:
         for label in sorted(set(labels.tolist())):
             members = labels == label
             group = {name: float(accounts[name][members].sum()) for name in money}
-            capacity_h = float(gpus[members].sum() * hours)
+            # Summed per provider only where they came or went at different times: the
+            # same hours for everyone give the very floats runs always had.
+            capacity_h = float(gpus[members].sum() * hours[0]) if uniform else \
+                float((gpus[members] * hours[members]).sum())
             revenue = group["revenue_usd"]
             result[label] = {
                 "providers": int(members.sum()),
@@ -446,5 +476,6 @@ _HANDLERS = {
     PaymentSettled: Metrics._paid,
     TenantLeft: Metrics._left,
     ProviderLeft: Metrics._provider_left,
+    ProviderExited: Metrics._provider_exited,
     Tick: Metrics._tick,
 }

@@ -124,6 +124,18 @@ def scenario_html(scenario: Any) -> str:
     if scenario.tournament is not None:
         parts.append(_section("Tournament", "<div>" + escape(", ".join(
             scenario.tournament.labels())) + "</div>"))
+    entry_exit = scenario.entry_exit
+    if entry_exit is not None:
+        parts.append(_section("Entry and exit", "<div>" + _facts([
+            ("reviews", f"every {entry_exit.review_days:g} days, of the last "
+                        f"{entry_exit.window_days:g} days"),
+            ("hurdle", percent(entry_exit.hurdle)),
+            ("investment lag", f"{entry_exit.investment_lag_days:g} days"),
+            ("may enter", ", ".join(entry_exit.entrants) if entry_exit.entrants is not None
+             else "all"),
+            ("may exit", ", ".join(entry_exit.exiters) if entry_exit.exiters is not None
+             else "all"),
+        ]) + "</div>"))
     parts.append("</div>")
     return "".join(parts)
 
@@ -213,6 +225,13 @@ def result_html(result: Summarized) -> str:
               percent(p.get("utilization")), usd(p.get("revenue_usd")),
               usd(p.get("short_run_profit_usd")), usd(p.get("long_run_profit_usd")))
              for name, p in populations.items()))))
+    entry_exit = s.get("entry_exit")
+    if entry_exit:
+        parts.append(_section("Entry and exit", _table(
+            ("population", "entered", "exited", "on market at the end", "GPUs on market"),
+            ((name, count(p.get("entered")), count(p.get("exited")),
+              count(p.get("providers_on_market")), count(p.get("gpus_on_market")))
+             for name, p in (entry_exit.get("by_population") or {}).items()))))
     parts.append("</div>")
     return "".join(parts)
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from market.core.state import MarketState
 from market.observe.metrics import Metrics
-from market.observe.tables import PRICES_SCHEMA, Recorder
+from market.observe.tables import ENTRY_EXIT_SCHEMA, PRICES_SCHEMA, Recorder
 from market.units import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # plots bring in matplotlib: only for those who draw
@@ -49,6 +49,10 @@ class RunResult:
         trace = getattr(market, "trace_demand", None)  # jobs replayed from a trace file
         if trace is not None:
             self.summary["trace"] = trace.summary()
+        # Providers entering and leaving (`agents.entry_exit`), where the scenario has them.
+        self._entry_exit = getattr(market, "entry_exit", None)
+        if self._entry_exit is not None:
+            self.summary["entry_exit"] = self._entry_exit.summary()
 
     def __repr__(self) -> str:
         from market.observe.reprs import result_text
@@ -106,6 +110,17 @@ class RunResult:
         leased at the bucket's end). Kept with or without `record`."""
         return self._table("prices")
 
+    @property
+    def entry_exit(self) -> pa.Table | None:
+        """One row per provider population per entry-and-exit review: `time_s`,
+        `population`, `providers_on_market` and `gpus_on_market` then, how many `entered`
+        and `exited` so far, how many are `committed` (on their way), and the population's
+        `long_run_profit_usd_per_gpu_hour` since the previous review (long-run profit over
+        its GPU-hours on the market). None when the scenario has no entry and exit."""
+        if self._entry_exit is None:
+            return None
+        return pa.Table.from_pylist(self._entry_exit.series, schema=ENTRY_EXIT_SCHEMA)
+
     def to_json(self) -> str:
         """The summary as one JSON object: sorted keys, so equal runs give equal bytes."""
         return json.dumps(self.summary, sort_keys=True, allow_nan=False)
@@ -122,3 +137,5 @@ class RunResult:
         if recorder is not None and recorder.out != folder:
             for name in ("orders", "leases", "jobs", "providers", "prices"):
                 pq.write_table(self._table(name), folder / f"{name}.parquet")
+        if self._entry_exit is not None:
+            pq.write_table(self.entry_exit, folder / "entry_exit.parquet")

@@ -54,6 +54,13 @@ PRICES_SCHEMA = pa.schema([
     ("utilization", pa.float64()),
 ])
 
+#: One row per provider population per entry-and-exit review (`agents.entry_exit`).
+ENTRY_EXIT_SCHEMA = pa.schema([
+    ("time_s", pa.float64()), ("population", pa.string()), ("providers_on_market", pa.int64()),
+    ("gpus_on_market", pa.int64()), ("entered", pa.int64()), ("exited", pa.int64()),
+    ("committed", pa.int64()), ("long_run_profit_usd_per_gpu_hour", pa.float64()),
+])
+
 JOBS_SCHEMA = pa.schema([(name, getattr(pa, kind)()) for name, kind in JOBS_COLUMNS])
 
 PROVIDERS_SCHEMA = pa.schema([
@@ -64,6 +71,7 @@ PROVIDERS_SCHEMA = pa.schema([
     ("idle_power_cost_usd", pa.float64()), ("operations_cost_usd", pa.float64()),
     ("avoidable_cost_usd", pa.float64()), ("capex_usd", pa.float64()),
     ("short_run_profit_usd", pa.float64()), ("long_run_profit_usd", pa.float64()),
+    ("arrived_s", pa.float64()), ("exited_s", pa.float64()),
 ])
 
 #: Rows of a table held as Python tuples before they become an Arrow batch (and, with `out`,

@@ -247,6 +247,48 @@ def test_small_markets_keep_their_invariants(overrides, seed):
     assert (market.pool.free + held == market.pool.capacity).all()
 
 
+@st.composite
+def entry_and_exit(draw) -> list[str]:
+    """An [entry_exit] table whose reviews fall inside a small market's horizon."""
+    review = draw(st.sampled_from([0.02, 0.05]))
+    return [f"entry_exit={{review_days={review}, "
+            f"window_days={review * draw(st.integers(1, 3)):.2f}, "
+            f"hurdle={draw(st.sampled_from([0, 0.5, 5]))}, "
+            f"investment_lag_days={draw(st.sampled_from([0, 0.02, 0.1]))}, "
+            f"max_entrants_per_review={draw(st.integers(0, 3))}, "
+            f"max_entrants={draw(st.integers(0, 6))}}}"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(overrides=small_markets(), entry_exit=entry_and_exit(), seed=st.integers(0, 2**32 - 1))
+def test_small_markets_with_entry_and_exit_keep_their_invariants(overrides, entry_exit, seed):
+    market, audit = audited_run([*overrides, *entry_exit], seed)
+    leased_after_retiring = []
+
+    def on_lease(event: LeaseCreated) -> None:
+        if market.reliability.retired(event.provider):
+            leased_after_retiring.append(event)
+
+    market.subscribe(on_lease, kinds=(LeaseCreated,))
+    market.run(until=market.horizon_s / 2)
+    check_books(market)
+    result = market.run()
+    check_books(market)
+    assert result.summary["money_conserved"]
+    assert not leased_after_retiring  # a retired provider wins nothing more
+    assert set(audit.closed) | set(market.leases) == set(audit.created)
+    gone = ~np.isinf(market.exited_s)
+    assert not any(gone[lease.provider] for lease in market.leases.values())
+    assert not market.pool.up[gone].any()
+    figures = result.summary["entry_exit"]
+    assert figures["exited"] == int(gone.sum())
+    assert figures["entered"] == int((market.arrived_s > 0).sum())
+    assert figures["providers_on_market"] == market.pool.n - figures["exited"]
+    accounts = market.metrics.provider_accounts()
+    span_h = (np.minimum(market.exited_s, market.now) - market.arrived_s) / 3600
+    assert (accounts["on_market_hours"] <= span_h + 1e-9).all()
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_every_step_of_a_busy_market_keeps_the_ranking(seed):
     market = Market(load_scenario("interruptible", [

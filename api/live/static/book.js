@@ -291,4 +291,8 @@ MarketBook.prototype.handlers = {
   provider_recovered(event) {
     this.downUntilS.delete(event.provider);
   },
+
+  provider_exited(event) {  // left the market for good (entry and exit): never back
+    this.downUntilS.set(event.provider, Infinity);
+  },
 };
