@@ -81,7 +81,8 @@ def render(summary: dict[str, Any], out: Output) -> None:
             ("median price, interruptible / on-demand, all GPUs",
              f"{spot['price_usd_per_gpu_hour']['median']:.3f} / "
              f"{spot['on_demand_price_usd_per_gpu_hour']['median']:.3f} USD/GPU-h"),
-            ("pauses / resumes", f"{spot['pauses']:,} / {spot['resumes']:,}"),
+            ("pauses / resumes (at once)", f"{spot['pauses']:,} / {spot['resumes']:,} "
+                                           f"({spot['resumed_at_once']:,})"),
             ("GPU-hours paused", f"{spot['paused_gpu_hours']:,.0f}"),
         ):
             orders.add_row(label, value)
@@ -141,7 +142,8 @@ def render(summary: dict[str, Any], out: Output) -> None:
 
         # Providers made of real machines: which file, what was kept.
         for population, nodes in summary.get("node_lists", {}).items():
-            blocks.append(run_node_list_table(population, nodes))
+            blocks.append(run_node_list_table(population, nodes,
+                                              summary.get("node_fragmentation")))
         if "trace" in summary:  # jobs from a trace file: which, and what was skipped
             blocks.append(run_trace_table(summary["trace"]))
     if "entry_exit" in summary:  # providers entered and left during the run

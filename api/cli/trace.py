@@ -202,9 +202,11 @@ def run_trace_table(trace: dict[str, Any]) -> Table:
     return table
 
 
-def run_node_list_table(population: str, nodes: dict[str, Any]) -> Table:
+def run_node_list_table(population: str, nodes: dict[str, Any],
+                        fragmentation: dict[str, int] | None = None) -> Table:
     """A population made of a node list (`gpumarket run`): its file and digest, the machines
-    read, kept and skipped, their GPUs by model, and the providers made of them."""
+    read, kept and skipped, their GPUs by model, the providers made of them, and (for the
+    market as a whole) what was turned away for want of room on one node."""
     table = Table(title=f"Providers from a node list: {escape(population)}", show_header=False,
                   box=None, padding=(0, 2), title_justify="left")
     table.add_column("figure", style="bold")
@@ -219,5 +221,9 @@ def run_node_list_table(population: str, nodes: dict[str, Any]) -> Table:
             ("GPUs by model", gpus or "none"),
             ("providers", f"{nodes['providers']:,}")):
         table.add_row(label, value)
+    if fragmentation is not None:
+        table.add_row("turned away, no node with room",
+                      f"{fragmentation['orders_turned_away']:,} orders, "
+                      f"{fragmentation['providers_turned_away']:,} providers' bids")
     return table
 
