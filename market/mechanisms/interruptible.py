@@ -171,9 +171,26 @@ class InterruptibleScheduler:
         where it ran) resumes."""
         nodes = self._pool.nodes
         mine = nodes.of(provider)
-        if all(lease.running for lease in leases) and (nodes.free[mine] >= 0).all():
-            # Nothing overdrawn and nothing waiting: every lease keeps its nodes.
-            return [True] * len(leases), [None] * len(leases)
+        running = [lease.running for lease in leases]
+        rows: list[np.ndarray | None] = [None] * len(leases)
+        free = nodes.free[mine]
+        if (free >= 0).all():
+            paused = [i for i, runs in enumerate(running) if not runs]
+            lowest = min((lease.priority for lease in leases if lease.running),
+                         default=math.inf)
+            if not paused or max(leases[i].priority for i in paused) < lowest:
+                # Nothing overdrawn, and no waiting lease outranks a running one: the running
+                # keep their nodes, and the waiting may start in what is free, by rank.
+                free = free.copy()
+                for i in sorted(paused, key=lambda i: -leases[i].priority):
+                    shape = nodes.shape(leases[i].order)
+                    if free[:, 0].max() < shape[0, 0]:
+                        continue
+                    where = place_first_fit(free.copy(), shape)  # a failure takes nothing
+                    if where is not None:
+                        take(free, where, shape, -1)
+                        running[i], rows[i] = True, where + mine.start
+                return running, rows
         # What its nodes would have free if no interruptible lease ran, and what the running
         # ones not yet ranked (lower ones, as the ranking goes down) hold.
         room = nodes.free[mine].copy()
@@ -185,7 +202,6 @@ class InterruptibleScheduler:
                 take(room, where[0] - mine.start, where[1], 1)
                 take(lower, where[0] - mine.start, where[1], 1)
         running = [False] * len(leases)
-        rows: list[np.ndarray | None] = [None] * len(leases)
         for i in sorted(range(len(leases)), key=lambda i: -leases[i].priority):
             shape = nodes.shape(leases[i].order)
             if held[i] is not None:
