@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -236,3 +237,17 @@ def test_the_real_spot_node_list_is_read_whole():
     groups = group_nodes(nodes, 300, model_quota)
     assert len(groups) == 300
     assert sum(len(run) for _, run in groups) == sum(len(n) for n in nodes.by_model.values())
+
+
+def test_the_run_report_shows_the_list_and_what_fragmentation_turned_away(tmp_path, small_list):
+    toml = tmp_path / "s.toml"
+    toml.write_text('duration_days = 0.25\n[[providers]]\nname = "cluster"\narchetype = '
+                    '"datacenter"\ncount = 3\n[providers.nodes]\npath = "nodes.csv"\n'
+                    'format = "alibaba_v2023"\ngpu_map = { T4 = "rtx3090" }\n')
+    run = runner.invoke(app, ["run", "-s", str(toml), "--format", "plain"])
+    assert run.exit_code == 0, run.output
+    block = run.output[run.output.index("Providers from a node list: cluster"):]
+    assert re.search(r"nodes read / kept\s+10 / 8", block)
+    assert re.search(r"skipped nodes\s+no_gpu 1\n\s+unmapped_gpu 1", block)
+    assert re.search(r"turned away, no node with room\s+\d[\d,]* orders, \d[\d,]* providers'",
+                     block)
