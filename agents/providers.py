@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import ValidationError
 
+from agents.node_lists import NodeList, group_nodes, node_specs, read_node_list
 from market import registry
 from market.catalog import GpuCatalog
+from market.core.nodes import NodeSpec
 from market.core.pool import ProviderRow
-from market.scenario import ProviderPopulation
+from market.scenario import MAX_GPUS_PER_PROVIDER, ProviderPopulation
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 if TYPE_CHECKING:
@@ -96,35 +98,70 @@ def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
         choices = np.array([max(step, low)])
     gpus = rng.choice(choices, size=count)
     electricity = rng.uniform(*population.electricity_usd_per_kwh, size=count)
+    return [provider_row(population, index, catalog, f"{population.name}-{i}",
+                         gpu_ids[int(models[i])], int(gpus[i]), float(electricity[i]))
+            for i in range(count)]
+
+
+def provider_row(population: ProviderPopulation, index: int, catalog: GpuCatalog, name: str,
+                 gpu_id: str, gpus: int, electricity_usd_per_kwh: float,
+                 nodes: tuple[NodeSpec, ...] = ()) -> ProviderRow:
+    """One provider of `population` (the `index`-th): `gpus` of `gpu_id` with the
+    population's capacity per GPU, or the capacity of its `nodes` where it has them, and
+    the population's costs at this electricity price."""
+    costs = gpu_costs(catalog, gpu_id, population, electricity_usd_per_kwh)
+    if nodes:
+        cpu, memory = sum(node[1] for node in nodes), sum(node[2] for node in nodes)
+    else:
+        cpu = population.cpu_millicores_per_gpu * gpus
+        memory = int(population.memory_gib_per_gpu * GIB) * gpus
+    return ProviderRow(
+        name=name,
+        population=index,
+        model=catalog.index(gpu_id),
+        gpus=gpus,
+        cpu_millicores=cpu,
+        memory_bytes=memory,
+        storage_bytes=int(population.storage_gib_per_gpu * GIB) * gpus,
+        ip_leases=population.ip_leases,
+        storage_classes=tuple(population.storage_classes),
+        audited=population.audited,
+        cost_full_usd_per_gpu_hour=costs["full"],
+        cost_marginal_usd_per_gpu_hour=costs["marginal"],
+        cost_idle_usd_per_gpu_hour=costs["idle"],
+        cost_fixed_usd_per_gpu_hour=costs["fixed"],
+        cost_basis_usd_per_gpu_hour=costs["basis"],
+        cost_capex_usd_per_gpu_hour=costs["capex"],
+        latency_log_median=math.log(population.bid_latency.median_s),
+        latency_sigma=population.bid_latency.sigma,
+        failure_rate_per_s=population.failure_rate_per_day / SECONDS_PER_DAY,
+        repair_s=tuple(h * SECONDS_PER_HOUR for h in population.repair_hours),
+        churn_rate_per_s=population.churn_per_day / SECONDS_PER_DAY,
+        offline_s=tuple(d * SECONDS_PER_DAY for d in population.offline_days),
+        nodes=nodes,
+    )
+
+
+def rows_from_nodes(population: ProviderPopulation, index: int, catalog: GpuCatalog,
+                    rng: np.random.Generator, nodes: NodeList) -> list[ProviderRow]:
+    """`population.count` providers made of a node list's machines (`agents.node_lists`:
+    grouped by GPU model, in file order), electricity drawn as for drawn providers."""
+    groups = group_nodes(nodes, population.count, model_quota)
+    electricity = rng.uniform(*population.electricity_usd_per_kwh, size=len(groups))
+    memory_per_gpu = int(population.memory_gib_per_gpu * GIB)
     rows = []
-    for i in range(count):
-        gpu_id = gpu_ids[int(models[i])]
-        n = int(gpus[i])
-        costs = gpu_costs(catalog, gpu_id, population, float(electricity[i]))
-        rows.append(ProviderRow(
-            name=f"{population.name}-{i}",
-            population=index,
-            model=catalog.index(gpu_id),
-            gpus=n,
-            cpu_millicores=population.cpu_millicores_per_gpu * n,
-            memory_bytes=int(population.memory_gib_per_gpu * GIB) * n,
-            storage_bytes=int(population.storage_gib_per_gpu * GIB) * n,
-            ip_leases=population.ip_leases,
-            storage_classes=tuple(population.storage_classes),
-            audited=population.audited,
-            cost_full_usd_per_gpu_hour=costs["full"],
-            cost_marginal_usd_per_gpu_hour=costs["marginal"],
-            cost_idle_usd_per_gpu_hour=costs["idle"],
-            cost_fixed_usd_per_gpu_hour=costs["fixed"],
-            cost_basis_usd_per_gpu_hour=costs["basis"],
-            cost_capex_usd_per_gpu_hour=costs["capex"],
-            latency_log_median=math.log(population.bid_latency.median_s),
-            latency_sigma=population.bid_latency.sigma,
-            failure_rate_per_s=population.failure_rate_per_day / SECONDS_PER_DAY,
-            repair_s=tuple(h * SECONDS_PER_HOUR for h in population.repair_hours),
-            churn_rate_per_s=population.churn_per_day / SECONDS_PER_DAY,
-            offline_s=tuple(d * SECONDS_PER_DAY for d in population.offline_days),
-        ))
+    for i, (gpu_id, machines) in enumerate(groups):
+        specs = node_specs(machines, population.cpu_millicores_per_gpu, memory_per_gpu)
+        gpus = sum(spec[0] for spec in specs)
+        if gpus > MAX_GPUS_PER_PROVIDER:
+            raise ValueError(f"providers.{index}.count: provider {i} of {gpu_id} would have "
+                             f"{gpus:,} GPUs, above {MAX_GPUS_PER_PROVIDER:,}; expected more "
+                             "providers")
+        row = provider_row(population, index, catalog, f"{population.name}-{i}", gpu_id,
+                           gpus, float(electricity[i]), specs)
+        if population.nodes is not None and population.nodes.placement == "pooled":
+            row.nodes = ()  # its machines' totals, as one: placement by totals
+        rows.append(row)
     return rows
 
 
@@ -133,7 +170,15 @@ def add_populations(market: Market) -> None:
     instance and random stream (named after the population)."""
     for index, population in enumerate(market.scenario.providers):
         rng = market.streams.get(f"providers.{population.name}.inventory")
-        rows = build_rows(population, index, market.catalog, rng)
+        if population.nodes is None:
+            rows = build_rows(population, index, market.catalog, rng)
+        else:
+            source = population.nodes
+            nodes = read_node_list(source.path, source.format, market.catalog,
+                                   source.gpu_map)
+            rows = rows_from_nodes(population, index, market.catalog, rng, nodes)
+            # The run's result reports what each list gave (market.observe.result).
+            market.node_lists[population.name] = nodes.summary(len(rows))
         factory = registry.load("strategies", population.strategy.name)
         try:
             strategy = factory(**population.strategy.params)

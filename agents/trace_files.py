@@ -166,7 +166,7 @@ def resolve_gpu_map(catalog: Any, given: dict[str, str]) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------- raw reading
 
-class _Rows:
+class CsvRows:
     """A CSV file read row by row as dicts, with errors naming the file, line and column."""
 
     def __init__(self, path: Path, required: tuple[str, ...],
@@ -225,7 +225,7 @@ class _Rows:
 _MISSING = frozenset(("nan", "null", "none", "na", "\\n"))
 
 
-def _number(rows: _Rows, line: int, record: dict[str, str], column: str, *,
+def csv_number(rows: CsvRows, line: int, record: dict[str, str], column: str, *,
             empty: float | None = None, integer: bool = False, positive: bool = False,
             high: float = _MAX_NUMBER) -> float:
     text = record[column].strip()
@@ -253,13 +253,13 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _v2023(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[TraceRow]:
-    rows = _Rows(path, _REQUIRED["alibaba_v2023"])
+    rows = CsvRows(path, _REQUIRED["alibaba_v2023"])
     qos = set(rules.interruptible_qos)
     for line, rec in rows:
-        num_gpu = _number(rows, line, rec, "num_gpu", integer=True)
-        milli = _number(rows, line, rec, "gpu_milli", empty=0.0)
-        created = _number(rows, line, rec, "creation_time")
-        deleted = _number(rows, line, rec, "deletion_time", empty=math.nan)
+        num_gpu = csv_number(rows, line, rec, "num_gpu", integer=True)
+        milli = csv_number(rows, line, rec, "gpu_milli", empty=0.0)
+        created = csv_number(rows, line, rec, "creation_time")
+        deleted = csv_number(rows, line, rec, "deletion_time", empty=math.nan)
         share = 0 < milli < 1000 and num_gpu > 0
         yield TraceRow(line, rec["name"], created, deleted - created,
                        num_gpu * milli / 1000 if share else num_gpu, int(num_gpu), share,
@@ -267,26 +267,26 @@ def _v2023(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[Trace
 
 
 def _spot_v2026(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[TraceRow]:
-    rows = _Rows(path, _REQUIRED["alibaba_spot_v2026"])
+    rows = CsvRows(path, _REQUIRED["alibaba_spot_v2026"])
     for line, rec in rows:
-        per_worker = _number(rows, line, rec, "gpu_request", empty=0.0)
-        workers = _number(rows, line, rec, "worker_num", empty=1.0, integer=True)
+        per_worker = csv_number(rows, line, rec, "gpu_request", empty=0.0)
+        workers = csv_number(rows, line, rec, "worker_num", empty=1.0, integer=True)
         kind = rec["job_type"].strip()
         if kind not in ("HP", "Spot"):
             raise rows.fail(line, "job_type", f"expected HP or Spot, got {kind[:40]!r}")
         share = per_worker % 1 > 0
-        yield TraceRow(line, rec["job_name"], _number(rows, line, rec, "submit_time"),
-                       _number(rows, line, rec, "duration", empty=math.nan),
+        yield TraceRow(line, rec["job_name"], csv_number(rows, line, rec, "submit_time"),
+                       csv_number(rows, line, rec, "duration", empty=math.nan),
                        per_worker * workers, int(math.ceil(per_worker) * workers), share,
                        _names(rec["gpu_model"]), rec["organization"].strip(), kind == "Spot")
 
 
 def _generic(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[TraceRow]:
-    rows = _Rows(path, _REQUIRED["generic"])
+    rows = CsvRows(path, _REQUIRED["generic"])
     flags = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False,
              "": False}
     for line, rec in rows:
-        gpus = _number(rows, line, rec, "gpus")
+        gpus = csv_number(rows, line, rec, "gpus")
         flag = rec.get("interruptible", "").strip().lower()
         if flag not in flags:
             raise rows.fail(line, "interruptible", f"expected true or false, got {flag[:40]!r}")
@@ -295,10 +295,10 @@ def _generic(path: Path, rules: TraceRules, _tasks: Path | None) -> Iterator[Tra
         # GPU-hour (the scenario's bound on prices).
         for column, high in (("value_usd", 1e9), ("max_price_usd_per_gpu_hour", 1_000.0)):
             if rec.get(column, "").strip():
-                optional[column] = _number(rows, line, rec, column, positive=True, high=high)
+                optional[column] = csv_number(rows, line, rec, column, positive=True, high=high)
         yield TraceRow(line, rec.get("name", "") or f"row-{line}",
-                       _number(rows, line, rec, "submit_s"),
-                       _number(rows, line, rec, "duration_s", empty=math.nan), gpus,
+                       csv_number(rows, line, rec, "submit_s"),
+                       csv_number(rows, line, rec, "duration_s", empty=math.nan), gpus,
                        math.ceil(gpus), gpus % 1 > 0, _names(rec.get("models", "")),
                        rec.get("tenant", "").strip(), flags[flag], **optional)
 
@@ -313,13 +313,13 @@ def _v2020(path: Path, rules: TraceRules, tasks: Path | None) -> Iterator[TraceR
     if tasks is None:
         raise TraceError(f"{path}: alibaba_v2020 needs the task table too (pai_task_table: "
                          "trace.tasks_path, or --tasks)")
-    jobs = iter(_Rows(path, ("job_name", "user"), headerless=_V2020_JOB_COLUMNS))
+    jobs = iter(CsvRows(path, ("job_name", "user"), headerless=_V2020_JOB_COLUMNS))
     # A streamed join: the tables list jobs in the same order. `ahead` holds job rows read
     # ahead of the tasks, until the tasks reach them; `recent` the last jobs reached (a job's
     # tasks may come a little apart), V2020_RECENT_JOBS of them.
     ahead: OrderedDict[str, str] = OrderedDict()
     recent: OrderedDict[str, str] = OrderedDict()
-    rows = _Rows(tasks, ("job_name", "inst_num", "start_time", "end_time", "plan_gpu",
+    rows = CsvRows(tasks, ("job_name", "inst_num", "start_time", "end_time", "plan_gpu",
                          "gpu_type"), headerless=_V2020_TASK_COLUMNS)
     done = False
     for line, rec in rows:
@@ -345,10 +345,10 @@ def _v2020(path: Path, rules: TraceRules, tasks: Path | None) -> Iterator[TraceR
                     if name == job:
                         user = owner
                         break
-        instances = _number(rows, line, rec, "inst_num", empty=1.0, integer=True)
-        percent = _number(rows, line, rec, "plan_gpu", empty=0.0)
-        start = _number(rows, line, rec, "start_time")
-        end = _number(rows, line, rec, "end_time", empty=math.nan)
+        instances = csv_number(rows, line, rec, "inst_num", empty=1.0, integer=True)
+        percent = csv_number(rows, line, rec, "plan_gpu", empty=0.0)
+        start = csv_number(rows, line, rec, "start_time")
+        end = csv_number(rows, line, rec, "end_time", empty=math.nan)
         share = percent % 100 > 0
         row = TraceRow(line, f"{job}/{rec['task_name']}", start, end - start,
                        instances * percent / 100, int(instances * math.ceil(percent / 100)),

@@ -288,6 +288,29 @@ class ResourcesPerGpu(_Model):
     storage_class: Literal["ephemeral", "beta1", "beta2", "beta3"]
 
 
+class NodeListSource(_Model):
+    """A provider population made of a real cluster's machines (`agents.node_lists`)."""
+
+    path: Name = Field(description="the node list (CSV); relative to the scenario file")
+    format: Literal["alibaba_v2023", "alibaba_spot_v2026", "generic"] = Field(
+        description="its columns: alibaba_v2023 (sn, cpu_milli, memory_mib, gpu, model), "
+                    "alibaba_spot_v2026 (gpu_model, gpu_capacity_num, cpu_num, node_name), "
+                    "generic (node, gpus, model, [cpu_millicores], [memory_gib])")
+    gpu_map: Annotated[dict[Name, Name], Field(max_length=1_000)] = Field(
+        default_factory=dict, description="the list's GPU name -> catalog id (a name that is "
+        "a catalog model's id or full name maps to it by default)")
+    placement: Literal["per_node", "pooled"] = Field(
+        "per_node", description="per_node: each replica of an order must fit on one node; "
+        "pooled: a provider's machines count as one (to measure what fragmentation costs)")
+
+    @field_validator("path")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        if not Path(value).is_file():
+            raise ValueError(f"no such file {_cut(value)!r}")
+        return value
+
+
 class TraceDemand(_Model):
     """Jobs read from a trace file (`agents.trace_files`), instead of or besides the
     synthetic arrivals; they live as synthetic jobs do (deposits, re-posts, failures, the
@@ -540,6 +563,10 @@ class ProviderPopulation(_Model):
     offline_days: _span(MAX_DAYS) = Field(description="[min, max] days a departure lasts")
     bid_latency: Latency
     strategy: StrategyRef
+    nodes: NodeListSource | None = Field(
+        None, description="make the population's `count` providers of a real cluster's "
+        "machines (each keeps its nodes; GPU models and capacity come from the list, costs "
+        "from the population)")
 
     @model_validator(mode="before")
     @classmethod
@@ -655,6 +682,11 @@ class Scenario(_Model):
                 if gpu not in catalog:
                     raise ValueError(f"providers.{index}.gpu_mix: unknown GPU model {gpu!r}; "
                                      f"known: {', '.join(catalog.ids)}")
+            if population.nodes is not None:
+                for name, gpu in population.nodes.gpu_map.items():
+                    if gpu not in catalog:
+                        raise ValueError(f"providers.{index}.nodes.gpu_map.{name}: unknown "
+                                         f"GPU model {gpu!r}; known: {', '.join(catalog.ids)}")
         trace = self.tenants.trace
         if trace is not None:
             named = [(f"gpu_map.{name}", gpu) for name, gpu in trace.gpu_map.items()]
@@ -822,7 +854,7 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
             raise ScenarioError(f"{where}: cannot be read as UTF-8 text: {error}") from None
         data = _read_toml(text, where)
         data.setdefault("name", path.stem)  # a file's scenario is named after it by default
-        _trace_paths_from(data, path.parent)
+        _file_paths_from(data, path.parent)
     if where in seen:
         raise ScenarioError(f"{where}: base chain loops ({' -> '.join((*seen, where))})")
     base = data.pop("base", None if text_name == "default" else "default")
@@ -835,16 +867,28 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
     return _merge(_raw(base, (*seen, where)), data)
 
 
-def _trace_paths_from(data: dict[str, Any], folder: Path) -> None:
-    """Make a scenario file's relative trace paths relative to its folder."""
+def _file_paths_from(data: dict[str, Any], folder: Path) -> None:
+    """Make a scenario file's relative paths (its trace's, its node lists') relative to its
+    folder."""
     tenants = data.get("tenants")
     trace = tenants.get("trace") if isinstance(tenants, Mapping) else None
-    if not isinstance(trace, Mapping):
-        return
-    trace = data["tenants"]["trace"] = dict(trace)
-    for key in ("path", "tasks_path"):
-        if isinstance(trace.get(key), str) and trace[key] and not Path(trace[key]).is_absolute():
-            trace[key] = str(folder / trace[key])
+    if isinstance(trace, Mapping):
+        data["tenants"]["trace"] = _relative_to(trace, folder, ("path", "tasks_path"))
+    providers = data.get("providers")
+    for population in providers if isinstance(providers, list) else ():
+        nodes = population.get("nodes") if isinstance(population, dict) else None
+        if isinstance(nodes, Mapping):
+            population["nodes"] = _relative_to(nodes, folder, ("path",))
+
+
+def _relative_to(table: Mapping[str, Any], folder: Path, keys: tuple[str, ...]
+                 ) -> dict[str, Any]:
+    """`table` with its relative paths at `keys` made relative to `folder`."""
+    table = dict(table)
+    for key in keys:
+        if isinstance(table.get(key), str) and table[key] and not Path(table[key]).is_absolute():
+            table[key] = str(folder / table[key])
+    return table
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -1080,11 +1124,25 @@ def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
         apply_override(data, keys, value)
     for path, value in (values or {}).items():
         apply_override(data, path.split("."), value, label)
-    tenants = data.get("tenants")
-    if outside and isinstance(tenants, Mapping) and tenants.get("trace") is not None:
-        raise ScenarioError(f"{where}: field `tenants.trace`: a scenario from outside may not "
-                            "read a file on this machine; replay traces with `gpumarket run`")
+    if outside:
+        _refuse_files(data, where)
     return validate_scenario(data, where)
+
+
+def _refuse_files(data: Mapping[str, Any], where: str) -> None:
+    """Raise ScenarioError if a scenario from outside names a file on this machine (a trace,
+    a node list)."""
+    tenants = data.get("tenants")
+    fields = ["tenants.trace"] if isinstance(tenants, Mapping) \
+        and tenants.get("trace") is not None else []
+    providers = data.get("providers")
+    fields += [f"providers.{index}.nodes"
+               for index, population in enumerate(providers if isinstance(providers, list)
+                                                  else ())
+               if isinstance(population, Mapping) and population.get("nodes") is not None]
+    if fields:
+        raise ScenarioError(f"{where}: field `{fields[0]}`: a scenario from outside may not "
+                            "read a file on this machine; run it with `gpumarket run`")
 
 
 def scenario_schema() -> dict[str, Any]:

@@ -81,7 +81,8 @@ def render(summary: dict[str, Any], out: Output) -> None:
             ("median price, interruptible / on-demand, all GPUs",
              f"{spot['price_usd_per_gpu_hour']['median']:.3f} / "
              f"{spot['on_demand_price_usd_per_gpu_hour']['median']:.3f} USD/GPU-h"),
-            ("pauses / resumes", f"{spot['pauses']:,} / {spot['resumes']:,}"),
+            ("pauses / resumes (at once)", f"{spot['pauses']:,} / {spot['resumes']:,} "
+                                           f"({spot['resumed_at_once']:,})"),
             ("GPU-hours paused", f"{spot['paused_gpu_hours']:,.0f}"),
         ):
             orders.add_row(label, value)
@@ -136,10 +137,15 @@ def render(summary: dict[str, Any], out: Output) -> None:
 
     blocks = [Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
               providers, welfare, money]
-    if "trace" in summary:  # the jobs came from a trace file: which, and what was skipped
-        from api.cli.trace import run_trace_table
+    if "node_lists" in summary or "trace" in summary:
+        from api.cli.trace import run_node_list_table, run_trace_table
 
-        blocks.append(run_trace_table(summary["trace"]))
+        # Providers made of real machines: which file, what was kept.
+        for population, nodes in summary.get("node_lists", {}).items():
+            blocks.append(run_node_list_table(population, nodes,
+                                              summary.get("node_fragmentation")))
+        if "trace" in summary:  # jobs from a trace file: which, and what was skipped
+            blocks.append(run_trace_table(summary["trace"]))
     if "entry_exit" in summary:  # providers entered and left during the run
         blocks.append(_entry_exit_table(summary["entry_exit"]))
     out.show(*blocks)

@@ -181,22 +181,49 @@ def trace_blocks(report: dict[str, Any]) -> list[Table]:
     return blocks
 
 
+def _figures(title: str, rows: list[tuple[str, str]]) -> Table:
+    """A run's block of labelled figures, values read from the left (paths, digests)."""
+    table = Table(title=title, show_header=False, box=None, padding=(0, 2),
+                  title_justify="left")
+    table.add_column("figure", style="bold")
+    table.add_column("value")
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def _counts(counts: dict[str, int]) -> str:
+    """`name count` lines, or "none"."""
+    return "\n".join(f"{name} {count:,}" for name, count in counts.items()) or "none"
+
+
 def run_trace_table(trace: dict[str, Any]) -> Table:
     """The trace a run replayed (`gpumarket run`): its file and digest, what was read,
     replayed and skipped, by reason."""
-    table = Table(title="Trace replayed", show_header=False, box=None, padding=(0, 2),
-                  title_justify="left")
-    table.add_column("figure", style="bold")
-    table.add_column("value")  # a path and a digest: read from the left
-    skipped = "\n".join(f"{reason} {count:,}" for reason, count in trace["skipped"].items())
-    for label, value in (
-            ("file", escape(f"{trace['path']} ({trace['format']}, {trace['mode']})")),
-            ("sha256", trace["sha256"]),
-            ("rows read / jobs", f"{trace['rows']:,} / {trace['jobs']:,}"),
-            ("skipped rows", skipped or "none"),
-            ("jobs arrived", f"{trace['arrived']:,}"),
-            ("sampled out", f"{trace['sampled_out']:,}"),
-            ("beyond the end of the run", f"{trace['beyond_end_of_run']:,}"),
-            ("interruptible posted on demand", f"{trace['interruptible_posted_on_demand']:,}")):
-        table.add_row(label, value)
-    return table
+    return _figures("Trace replayed", [
+        ("file", escape(f"{trace['path']} ({trace['format']}, {trace['mode']})")),
+        ("sha256", trace["sha256"]),
+        ("rows read / jobs", f"{trace['rows']:,} / {trace['jobs']:,}"),
+        ("skipped rows", _counts(trace["skipped"])),
+        ("jobs arrived", f"{trace['arrived']:,}"),
+        ("sampled out", f"{trace['sampled_out']:,}"),
+        ("beyond the end of the run", f"{trace['beyond_end_of_run']:,}"),
+        ("interruptible posted on demand", f"{trace['interruptible_posted_on_demand']:,}")])
+
+
+def run_node_list_table(population: str, nodes: dict[str, Any],
+                        fragmentation: dict[str, int] | None = None) -> Table:
+    """A population made of a node list (`gpumarket run`): its file and digest, the machines
+    read, kept and skipped, their GPUs by model, the providers made of them, and (for the
+    market as a whole) what was turned away for want of room on one node."""
+    rows = [("file", escape(f"{nodes['path']} ({nodes['format']})")),
+            ("sha256", nodes["sha256"]),
+            ("nodes read / kept", f"{nodes['nodes']:,} / {nodes['nodes_kept']:,}"),
+            ("skipped nodes", _counts(nodes["skipped"])),
+            ("GPUs by model", _counts(nodes["gpus_by_model"])),
+            ("providers", f"{nodes['providers']:,}")]
+    if fragmentation is not None:
+        rows.append(("turned away, no node with room",
+                     f"{fragmentation['orders_turned_away']:,} orders, "
+                     f"{fragmentation['providers_turned_away']:,} providers' bids"))
+    return _figures(f"Providers from a node list: {escape(population)}", rows)

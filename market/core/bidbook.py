@@ -88,8 +88,15 @@ class BidBook:
         the whole order; `arrivals`: simulated seconds, ascending); a provider that cannot pay
         the deposit does not bid. Returns the id the first bid got (or would have got)."""
         first_id = self.next_bid
+        nodes = self.pool.nodes
+        if nodes.any:  # replicas go on nodes first: a provider out of room does not bid
+            placed = nodes.reserve(order, providers)
+            if not placed.all():
+                providers, prices, arrivals = providers[placed], prices[placed], arrivals[placed]
         paid = self.settlement.take_deposits(self.pool.account[providers].tolist())
         if paid is not None:
+            if nodes.any:
+                nodes.release(order, providers[~paid])
             providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]
         if not providers.size:
             return first_id
@@ -127,6 +134,7 @@ class BidBook:
         order.bid_open[which] = False
         providers = order.bid_providers[which]
         self.pool.free[providers] += order.need
+        self.pool.nodes.release(order, providers)
         self.settlement.refund_deposits(self.pool.account[providers].tolist())
         if self.scheduler is not None:  # capacity came back: paused leases may resume
             self.scheduler.capacity_back(providers)

@@ -168,15 +168,9 @@ class OutsideCalls:
                               f"({self._max_bids}) bids")
         if provider in order.bid_providers.tolist():
             raise MarketError(f"provider {provider} already bid on order {order_id}")
-        headroom = self._headroom(order)
-        free = pool.free[provider] if headroom is None else \
-            pool.free[provider] + headroom[provider]
-        if not (pool.up[provider] and order.model_mask[pool.model[provider]]
-                and (free >= order.need).all()
-                and (pool.storage_mask[provider] & order.storage_mask) == order.storage_mask
-                and (pool.audited[provider] or not order.audited_only)):
+        if not self.matcher.can_take(order, provider, self._headroom(order)):
             raise MarketError(f"provider {provider} does not match order {order_id} "
-                              "(GPU model, storage class, audit, or free capacity)")
+                              "(GPU model, storage class, audit, or free capacity on a node)")
         if not self.settlement.can_bid(int(pool.account[provider])):
             raise MarketError(f"provider {provider} cannot pay the bid deposit")
         bid_id = self.place_bids(order, np.array([provider]), np.array([price], np.int64),

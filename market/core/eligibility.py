@@ -78,11 +78,26 @@ class Matcher:
         gpus_free = free[:, 0] >= order.need[0]
         gpus_free &= self.pool.up  # in place: these masks span every provider
         if unsafe is None:
-            return np.logical_and(gpus_free, safe, out=gpus_free).nonzero()[0]
-        ids = (safe & gpus_free).nonzero()[0]  # the method: np.flatnonzero costs more
-        others = (unsafe & gpus_free).nonzero()[0]
-        others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
-        return np.union1d(ids, others)
+            ids = np.logical_and(gpus_free, safe, out=gpus_free).nonzero()[0]
+        else:
+            ids = (safe & gpus_free).nonzero()[0]  # the method: np.flatnonzero costs more
+            others = (unsafe & gpus_free).nonzero()[0]
+            others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
+            ids = np.union1d(ids, others)
+        nodes = self.pool.nodes
+        return nodes.fitting(order, ids) if nodes.any else ids
+
+    def can_take(self, order: Order, provider: int, headroom: np.ndarray | None = None) -> bool:
+        """Whether `provider` matches `order` and has its resources free now (counting
+        `headroom`, as `eligible` does): the check for one bid placed by hand."""
+        pool = self.pool
+        free = pool.free[provider] if headroom is None else \
+            pool.free[provider] + headroom[provider]
+        return bool(pool.up[provider] and order.model_mask[pool.model[provider]]
+                    and (free >= order.need).all()
+                    and (pool.storage_mask[provider] & order.storage_mask) == order.storage_mask
+                    and (pool.audited[provider] or not order.audited_only)
+                    and pool.nodes.fits(order, provider))
 
     def reserved(self, order: Order, providers: np.ndarray) -> None:
         """Note that `providers` reserved `order`'s resources (see `_by_attributes`)."""

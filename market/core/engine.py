@@ -92,6 +92,8 @@ class Engine(OutsideCalls):
         self.place_bids = self.bid_book.place
         self.release_bids = self.bid_book.release
         self._outside = OutsideOption(self.catalog, outside_cost_fraction(scenario, self.catalog))
+        # Each node-list population's file and what it gave (`agents.node_lists`).
+        self.node_lists: dict[str, dict[str, Any]] = {}
         self.tenant_names: list[str] = []
         self.tenant_accounts: list[int] = []
         self.orders: dict[int, Order] = {}     # open or leased, not yet closed
@@ -344,6 +346,8 @@ class Engine(OutsideCalls):
             pool.busy_gpu_s[provider] += lease.gpus * (now - lease.run_start_s)
             if self.scheduler is not None:
                 self.scheduler.stopping(lease)
+            if pool.nodes.any:  # (a paused lease holds no node)
+                pool.nodes.release(order, np.array([provider]))
         self.appraisal.lease_ended(provider, reason in PROVIDER_FAULTS)
         self.settlement.refund_lease_deposit(lease, int(pool.account[provider]))
         # An open-ended lease (no work estimate) has done none of "the rest": it is all left.

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from market.core.nodes import NODE_CAPACITY, Nodes, NodeSpec
 from market.core.resources import CAPACITY, STORAGE_CLASSES
 
 
@@ -56,6 +57,9 @@ class ProviderRow:
     churn_rate_per_s: float = 0.0
     offline_s: tuple[float, float] = (86_400.0, 86_400.0)
     automated: bool = True          # False: an outside actor bids for it by hand
+    # Its machines, each (GPUs, CPU millicores, memory bytes), summing to the totals above;
+    # empty: one machine with all of it (`market.core.nodes`).
+    nodes: tuple[NodeSpec, ...] = ()
 
 
 _FLOAT_COLUMNS = (
@@ -94,6 +98,7 @@ class ProviderPool:
         self.busy_gpu_s = np.zeros(0)       # GPU-seconds leased, accumulated at lease end
         self.next_failure_s = np.zeros(0)   # inf = never
         self.next_leave_s = np.zeros(0)
+        self.nodes = Nodes()
 
     def add_population(self, name: str, archetype: str) -> int:
         """Register one more population (an outside provider joining a live market); returns
@@ -107,6 +112,8 @@ class ProviderPool:
         """Append providers; returns their ids."""
         if not rows:
             return np.zeros(0, np.int64)
+        for row in rows:
+            _check_nodes(row)
         first = self.n
 
         def grow(name: str, values: Any, dtype: Any) -> None:
@@ -133,4 +140,18 @@ class ProviderPool:
         grow("next_leave_s", [np.inf] * len(rows), np.float64)
         self.names.extend(r.name for r in rows)
         self.n += len(rows)
-        return np.arange(first, self.n)
+        ids = np.arange(first, self.n)
+        self.nodes.add(ids, [r.nodes for r in rows])
+        return ids
+
+
+def _check_nodes(row: ProviderRow) -> None:
+    """Raise ValueError (before anything is added) unless `row`'s nodes sum to its totals."""
+    if not row.nodes:
+        return
+    sums = np.array(row.nodes, np.int64).reshape(-1, len(NODE_CAPACITY)).sum(axis=0)
+    totals = (row.gpus, row.cpu_millicores, row.memory_bytes)
+    for name, total, summed in zip(NODE_CAPACITY, totals, sums.tolist(), strict=True):
+        if total != summed:
+            raise ValueError(f"provider {row.name!r}: its nodes have {summed} {name} in all, "
+                             f"its row says {total}")

@@ -34,6 +34,7 @@ class MarketState(Protocol):
     orders: dict[int, Order]     # open or leased, not yet closed
     leases: dict[int, Lease]     # active
     tenant_accounts: list[int]
+    node_lists: dict[str, dict[str, Any]]  # node-list populations: what each file gave
     arrived_s: np.ndarray        # per provider: when it joined (simulated seconds)
     exited_s: np.ndarray         # per provider: when it left for good (inf: still on it)
 

@@ -85,7 +85,8 @@ class BatchClearer:
         """Lease `order` to `provider` at `per_gpu` micro-USD per GPU-hour if the provider
         still has room and pays the bid deposit; otherwise the order expires."""
         market = self._market
-        if provider >= 0 and (market.pool.free[provider] >= order.need).all():
+        if provider >= 0 and (market.pool.free[provider] >= order.need).all() \
+                and market.pool.nodes.fits(order, provider):
             total = per_gpu * order.gpus
             bid_id = market.place_bids(order, np.array([provider]), np.array([total], np.int64),
                                        np.array([market.now]))

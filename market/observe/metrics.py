@@ -162,6 +162,8 @@ class Metrics:
 
     def _resumed(self, event: LeaseResumed) -> None:
         self.counts["leases_resumed"] += 1
+        if event.paused_s == 0:  # a restart: moved to other nodes, or back at once
+            self.counts["leases_resumed_at_once"] += 1
         lease = self.open_leases[event.lease_id]
         lease.running = True
         lease.start_s = event.time_s
@@ -329,6 +331,7 @@ class Metrics:
             "on_demand_price_usd_per_gpu_hour": describe(self.on_demand_prices),
             "pauses": counts["leases_paused"],
             "resumes": counts["leases_resumed"],
+            "resumed_at_once": counts["leases_resumed_at_once"],
             "closed_while_paused": counts["leases_closed_paused"],
             "paused_now": len(self.pause_started),
             "paused_gpu_hours": paused_gpu_s / SECONDS_PER_HOUR,

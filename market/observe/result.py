@@ -42,6 +42,10 @@ class RunResult:
             **metrics.summary(),
             **market.money(),
         }
+        if market.node_lists:  # providers made of real clusters' machines
+            self.summary["node_lists"] = dict(market.node_lists)
+        if market.pool.nodes.any:  # orders turned away for want of room on one node
+            self.summary["node_fragmentation"] = market.pool.nodes.fragmentation()
         trace = getattr(market, "trace_demand", None)  # jobs replayed from a trace file
         if trace is not None:
             self.summary["trace"] = trace.summary()
