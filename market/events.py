@@ -92,6 +92,7 @@ class OrderCancelled(Event):
     kind: ClassVar[str] = "order_cancelled"
     order_id: int
     tenant: int
+    no_bids: tuple[int, ...] = ()  # as OrderExpired's
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ from market.errors import MarketError
 
 _MAX_SHAPES = 65_536
 _MAX_WHY_SHAPES = 4_096
+#: The attribute code of a provider that matches: offline's, which no attribute gives.
+_MATCHED = no_bids.OFFLINE
 
 
 class Matcher:
@@ -32,8 +34,8 @@ class Matcher:
         self._masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
         self._proportional: dict[bytes, np.ndarray] = {}
         self._everyone_proportional: dict[bytes, bool] = {}
-        # Per order shape: each provider's attribute reason (`market.core.no_bids`; 0 where
-        # it matches, and `no_bids.OFFLINE` never occurs) and how many providers give each.
+        # Per order shape: each provider's attribute reason (`market.core.no_bids`;
+        # `_MATCHED` where it matches) and how many providers give each.
         self._why_not: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray]] = {}
         # Providers that once reserved an order needing more of some resource per GPU than
         # they have per GPU: their free GPUs no longer vouch for their other resources.
@@ -98,27 +100,29 @@ class Matcher:
         return nodes.fitting(order, ids, why) if nodes.any else ids
 
     def _count_screened(self, order: Order, matched_free: int, why: np.ndarray) -> None:
-        """Add to `why` the providers down, those whose attributes do not match (cached per
-        shape), and those matching and up without `matched_free` of them: short of capacity
+        """Add to `why` the providers whose attributes do not match (cached per shape), those
+        down, and those matching and up but not among the `matched_free`: short of capacity
         in total."""
         codes, counts = self._attribute_reasons(order)
-        up = self.pool.up
-        down = (~up).nonzero()[0]
-        why[no_bids.OFFLINE] += down.size
-        if down.size:  # the down ones count as offline, not under their attribute reason
-            counts = counts - np.bincount(codes[down], minlength=counts.size)
-        why[no_bids.NO_MODEL: no_bids.STORAGE_CLASS + 1] += counts[no_bids.NO_MODEL:
-                                                                   no_bids.STORAGE_CLASS + 1]
-        why[no_bids.CAPACITY] += int(counts[0]) - matched_free
+        down = (~self.pool.up).nonzero()[0]
+        if down.size:  # down ones of an accepted model count as offline (no_model comes first)
+            counted_down = np.bincount(codes[down], minlength=counts.size)
+            counted_down[no_bids.NO_MODEL] = 0
+            why[no_bids.OFFLINE] += int(counted_down.sum())
+            counts = counts - counted_down
+        why[no_bids.NO_MODEL] += counts[no_bids.NO_MODEL]
+        why[no_bids.AUDIT] += counts[no_bids.AUDIT]
+        why[no_bids.STORAGE_CLASS] += counts[no_bids.STORAGE_CLASS]
+        why[no_bids.CAPACITY] += int(counts[_MATCHED]) - matched_free
 
     def _attribute_reasons(self, order: Order) -> tuple[np.ndarray, np.ndarray]:
-        """Each provider's first attribute reason not to serve `order` (0: it matches) and
+        """Each provider's first attribute reason not to serve `order` (`_MATCHED`: none) and
         the providers per reason, as `_by_attributes` matches them (cached per shape)."""
         key = (order.shape_key, order.audited_only)
         cached = self._why_not.get(key)
         if cached is None:
             pool = self.pool
-            codes = np.zeros(pool.n, np.int8)
+            codes = np.full(pool.n, _MATCHED, np.int8)
             left = order.model_mask[pool.model]
             codes[~left] = no_bids.NO_MODEL
             if order.audited_only:
@@ -128,6 +132,7 @@ class Matcher:
                 codes[left & ((pool.storage_mask & order.storage_mask)
                               != order.storage_mask)] = no_bids.STORAGE_CLASS
             cached = (codes, np.bincount(codes, minlength=len(no_bids.REASONS)))
+            # (`_MATCHED` is offline's code: no provider is offline by its attributes.)
             if len(self._why_not) >= _MAX_WHY_SHAPES:  # bounded: n bytes per shape
                 self._why_not.clear()
             self._why_not[key] = cached

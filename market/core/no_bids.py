@@ -5,8 +5,8 @@ step of the way an Akash provider screens, prices and sends a bid. Each step cou
 providers it drops (`Order.no_bids`, one integer per reason of `REASONS`), so a provider is
 counted once, under the first reason that applies, in this precedence (the steps' order):
 
-1. `offline`: down (failed, or on its offline hours) or gone from the market;
-2. `no_model`: its GPU model is not one the order accepts;
+1. `no_model`: its GPU model is not one the order accepts;
+2. `offline`: down (failed, or on its offline hours) or gone from the market;
 3. `audit`: the order wants audited providers only, and it is not audited;
 4. `storage_class`: it lacks a storage class the order asks for;
 5. `capacity`: not enough free in total (GPUs, or CPU, memory, storage beside them);
@@ -34,15 +34,15 @@ from typing import Any
 import numpy as np
 
 #: The reasons, in their precedence (the order of the steps that drop providers).
-REASONS = ("offline", "no_model", "audit", "storage_class", "capacity", "fragmented",
+REASONS = ("no_model", "offline", "audit", "storage_class", "capacity", "fragmented",
            "node_headroom", "by_hand", "price", "late", "bid_cap", "deposit")
-OFFLINE, NO_MODEL, AUDIT, STORAGE_CLASS, CAPACITY, FRAGMENTED, NODE_HEADROOM, BY_HAND, \
+NO_MODEL, OFFLINE, AUDIT, STORAGE_CLASS, CAPACITY, FRAGMENTED, NODE_HEADROOM, BY_HAND, \
     PRICE, LATE, BID_CAP, DEPOSIT = range(len(REASONS))
 
 #: One line each, for reports and the README.
 MEANINGS = {
-    "offline": "down or gone from the market",
     "no_model": "no GPU model the order accepts",
+    "offline": "down or gone from the market",
     "audit": "the order wants audited providers; not audited",
     "storage_class": "lacks a storage class the order asks for",
     "capacity": "not enough free in total",
@@ -72,11 +72,16 @@ def as_dict(counts: Sequence[int] | np.ndarray, *, nonzero: bool = True) -> dict
 
 
 def dominant(counts: Sequence[int] | np.ndarray) -> str | None:
-    """The reason most providers gave (ties: the earlier in precedence); None if none."""
+    """The reason most providers with a GPU model the order accepts gave (ties: the earlier
+    in precedence); `no_model` when no other provider is left; None if none. Providers of
+    other models say nothing of why the order's own kind of provider did not bid: in a market
+    of several models they outnumber the rest on nearly every order."""
     counts = np.asarray(counts)
     if not counts.size or not counts.any():
         return None
-    return REASONS[int(counts.argmax())]
+    if not counts[NO_MODEL + 1:].any():
+        return REASONS[NO_MODEL]
+    return REASONS[NO_MODEL + 1 + int(counts[NO_MODEL + 1:].argmax())]
 
 
 class Breakdown:

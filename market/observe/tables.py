@@ -38,8 +38,8 @@ ORDERS_SCHEMA = pa.schema([
     ("decided_s", pa.float64()), ("lease_id", pa.int64()),
     ("price_usd_per_gpu_hour", pa.float64()), ("interruptible", pa.bool_()),
     # Providers that did not bid when its auction opened, one column per reason
-    # (market.core.no_bids); null where not counted (still open at the end, cancelled, or
-    # cleared in a batch). Plain int columns: pandas sums and filters them as they load.
+    # (market.core.no_bids); null only where not counted (orders cleared in a batch). Plain
+    # int columns: pandas sums, filters and groups them as they load, with no parsing.
     *((column, pa.int32()) for column in COLUMNS),
 ])
 _NOT_COUNTED = [None] * len(COLUMNS)
@@ -205,7 +205,11 @@ class Recorder:
         """Write what is still open (orders `open`, leases `active`) and the price series."""
         if self.closed:
             return
-        for row in self._open_orders.values():
+        orders = self.market.orders
+        for order_id, row in self._open_orders.items():
+            order = orders.get(order_id)
+            if order is not None and order.no_bids is not None:
+                row[15:] = order.no_bids.tolist()
             self.orders.append(tuple(row))
         for lease_id, row in self._open_leases.items():
             row[13] = micro_to_usd(self.market.leases[lease_id].paid)
