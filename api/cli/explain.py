@@ -18,7 +18,8 @@ from market.core.no_bids import COLUMNS, MEANINGS, REASONS, dominant
 
 
 def explain(
-    order_id: Annotated[int, typer.Argument(help="an order id of the run (orders.parquet)",
+    order_id: Annotated[int, typer.Argument(metavar="ORDER_ID",
+                                            help="an order id of the run (orders.parquet)",
                                             show_default=False)],
     out: Annotated[Path, typer.Option(
         help="the run's output folder (gpumarket run --out DIR)", show_default=False)],
