@@ -44,6 +44,7 @@ class BidBook:
         self.env = env
         self._normals = normals
         self._window_s = rules.bidding_window_s
+        self._log_window_s = float(np.log(rules.bidding_window_s))
         self._max_bids = rules.order_max_bids
         self.pool = pool
         self.settlement = settlement
@@ -69,10 +70,10 @@ class BidBook:
             late = first.size - keep.size
             crowded = providers.size - first.size
             if crowded and not late:
-                # Beyond the cap: crowded out, unless too late anyway (log latencies keep
-                # the order of arrivals; the split only, not the sum, rests on rounding).
-                later = np.delete(log_latency, first)
-                late = int(np.count_nonzero(later > np.log(self._window_s)))
+                # Beyond the cap: crowded out, unless too late anyway. Log latencies keep the
+                # order of arrivals, so those late are the latest; the split alone, not the
+                # sum, rests on how `now_s +` rounds.
+                late = min(int(np.count_nonzero(log_latency > self._log_window_s)), crowded)
                 crowded -= late
             else:  # the cap's last place was already late: so is everyone after it
                 late, crowded = late + crowded, 0
@@ -99,7 +100,7 @@ class BidBook:
         return first, arrivals[first]
 
     def place(self, order: Order, providers: np.ndarray, prices: np.ndarray,
-              arrivals: np.ndarray, why: np.ndarray | None = None) -> int:
+              arrivals: np.ndarray, why: list[int] | None = None) -> int:
         """Reserve capacity and lock a deposit for each bid (`prices`: micro-USD per hour of
         the whole order; `arrivals`: simulated seconds, ascending); a provider that cannot pay
         the deposit does not bid. With `why` (a count per `market.core.no_bids.REASONS`),
@@ -116,7 +117,7 @@ class BidBook:
         paid = self.settlement.take_deposits(self.pool.account[providers].tolist())
         if paid is not None:
             if why is not None:
-                why[DEPOSIT] += paid.size - int(paid.sum())
+                why[DEPOSIT] += paid.size - int(np.count_nonzero(paid))
             if nodes.any:
                 nodes.release(order, providers[~paid])
             providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]

@@ -220,7 +220,7 @@ class OutsideCalls:
         self.release_bids(order, np.arange(order.bid_arrivals.size))
         self.end_order(order)
         self.emit(OrderCancelled(self.env.now, order.id, order.tenant,
-                                 () if order.no_bids is None else tuple(order.no_bids.tolist())))
+                                 () if order.no_bids is None else tuple(order.no_bids)))
 
     def hold_order(self, order_id: int) -> None:
         """The tenant of a hand-picked open order takes time to choose: its bids stay open

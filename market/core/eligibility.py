@@ -36,7 +36,7 @@ class Matcher:
         self._everyone_proportional: dict[bytes, bool] = {}
         # Per order shape: each provider's attribute reason (`market.core.no_bids`;
         # `_MATCHED` where it matches) and how many providers give each.
-        self._why_not: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray]] = {}
+        self._why_not: dict[tuple[bytes, bool], tuple[np.ndarray, list[int], list[Any]]] = {}
         # Providers that once reserved an order needing more of some resource per GPU than
         # they have per GPU: their free GPUs no longer vouch for their other resources.
         self._lopsided = np.zeros(0, bool)
@@ -78,7 +78,7 @@ class Matcher:
         return req, model_mask, smask, key
 
     def eligible(self, order: Order, headroom: np.ndarray | None = None,
-                 why: np.ndarray | None = None) -> np.ndarray:
+                 why: list[int] | None = None) -> np.ndarray:
         """Ids of providers that match `order`, are up, and have its resources free, counting
         as free also `headroom` (per provider and resource: what interruptible leases hold
         that this order may take). With `why` (a count per `no_bids.REASONS`), add to it the
@@ -99,25 +99,30 @@ class Matcher:
         nodes = self.pool.nodes
         return nodes.fitting(order, ids, why) if nodes.any else ids
 
-    def _count_screened(self, order: Order, matched_free: int, why: np.ndarray) -> None:
+    def _count_screened(self, order: Order, matched_free: int, why: list[int]) -> None:
         """Add to `why` the providers whose attributes do not match (cached per shape), those
         down, and those matching and up but not among the `matched_free`: short of capacity
         in total."""
-        codes, counts = self._attribute_reasons(order)
-        down = (~self.pool.up).nonzero()[0]
-        if down.size:  # down ones of an accepted model count as offline (no_model comes first)
-            counted_down = np.bincount(codes[down], minlength=counts.size)
-            counted_down[no_bids.NO_MODEL] = 0
-            why[no_bids.OFFLINE] += int(counted_down.sum())
-            counts = counts - counted_down
+        cached = self._attribute_reasons(order)
+        codes, counts, seen = cached
+        # The down ones, by attribute reason: those of an accepted model count as offline
+        # (no_model comes first), the others stay no_model. Providers go down and up far
+        # less often than orders come: kept per shape until the up flags change.
+        up = self.pool.up.tobytes()
+        if seen[0] != up:
+            seen[0] = up
+            seen[1] = np.bincount(codes[~self.pool.up], minlength=len(counts)).tolist()
+        down = seen[1]
         why[no_bids.NO_MODEL] += counts[no_bids.NO_MODEL]
-        why[no_bids.AUDIT] += counts[no_bids.AUDIT]
-        why[no_bids.STORAGE_CLASS] += counts[no_bids.STORAGE_CLASS]
-        why[no_bids.CAPACITY] += int(counts[_MATCHED]) - matched_free
+        why[no_bids.OFFLINE] += sum(down) - down[no_bids.NO_MODEL]
+        why[no_bids.AUDIT] += counts[no_bids.AUDIT] - down[no_bids.AUDIT]
+        why[no_bids.STORAGE_CLASS] += counts[no_bids.STORAGE_CLASS] - down[no_bids.STORAGE_CLASS]
+        why[no_bids.CAPACITY] += counts[_MATCHED] - down[_MATCHED] - matched_free
 
-    def _attribute_reasons(self, order: Order) -> tuple[np.ndarray, np.ndarray]:
-        """Each provider's first attribute reason not to serve `order` (`_MATCHED`: none) and
-        the providers per reason, as `_by_attributes` matches them (cached per shape)."""
+    def _attribute_reasons(self, order: Order) -> tuple[np.ndarray, list[int], list[Any]]:
+        """Each provider's first attribute reason not to serve `order` (`_MATCHED`: none),
+        the providers per reason, as `_by_attributes` matches them, and room for the down
+        ones' count per reason with the up flags it was counted at (cached per shape)."""
         key = (order.shape_key, order.audited_only)
         cached = self._why_not.get(key)
         if cached is None:
@@ -131,7 +136,8 @@ class Matcher:
             if order.storage_mask:
                 codes[left & ((pool.storage_mask & order.storage_mask)
                               != order.storage_mask)] = no_bids.STORAGE_CLASS
-            cached = (codes, np.bincount(codes, minlength=len(no_bids.REASONS)))
+            cached = (codes, np.bincount(codes, minlength=len(no_bids.REASONS)).tolist(),
+                      [None, None])
             # (`_MATCHED` is offline's code: no provider is offline by its attributes.)
             if len(self._why_not) >= _MAX_WHY_SHAPES:  # bounded: n bytes per shape
                 self._why_not.clear()

@@ -423,4 +423,4 @@ class Engine(OutsideCalls):
 
 def _counts(order: Order) -> tuple[int, ...]:
     """`order.no_bids` as the events carry it."""
-    return () if order.no_bids is None else tuple(order.no_bids.tolist())
+    return () if order.no_bids is None else tuple(order.no_bids)

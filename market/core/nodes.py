@@ -128,7 +128,7 @@ class Nodes:
         rows = roomy[np.minimum(at, roomy.size - 1)]
         return np.where((at < roomy.size) & (rows < starts + self.count[providers]), rows, -1)
 
-    def fitting(self, order: Order, ids: np.ndarray, why: np.ndarray | None = None
+    def fitting(self, order: Order, ids: np.ndarray, why: list[int] | None = None
                 ) -> np.ndarray:
         """Those of providers `ids` (ascending) on whose nodes the order's replicas fit now;
         providers without a node list all stay. With `why` (a count per

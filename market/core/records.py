@@ -134,7 +134,7 @@ class Order:
         self.view: object = None            # as providers see it (market.bidding.order_view)
         # Providers that did not bid when its auction opened, per reason (market.core.no_bids;
         # None: not auctioned per order).
-        self.no_bids: np.ndarray | None = None
+        self.no_bids: list[int] | None = None
         # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its
         # lease against the others on the provider; higher runs, lower is paused.
         self.interruptible = False

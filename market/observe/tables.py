@@ -209,7 +209,7 @@ class Recorder:
         for order_id, row in self._open_orders.items():
             order = orders.get(order_id)
             if order is not None and order.no_bids is not None:
-                row[15:] = order.no_bids.tolist()
+                row[15:] = order.no_bids
             self.orders.append(tuple(row))
         for lease_id, row in self._open_leases.items():
             row[13] = micro_to_usd(self.market.leases[lease_id].paid)
