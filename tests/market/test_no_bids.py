@@ -131,10 +131,13 @@ def _screening_reason(market, order, provider_id: int) -> int | None:
     return None
 
 
+#: Machines by GPU count; "cramped": 4 GPUs beside one GPU's CPU, and 2 beside five's.
+CRAMPED = ((4, CPU_PER_GPU, 4 * MEMORY_PER_GPU), (2, 5 * CPU_PER_GPU, 2 * MEMORY_PER_GPU))
 provider_specs = st.lists(st.tuples(
-    st.sampled_from(MODELS), st.sampled_from([(1,), (2,), (4,), (2, 2), (4, 4), (1, 2, 4)]),
+    st.sampled_from(MODELS),
+    st.sampled_from([(1,), (2,), (4,), (2, 2), (4, 4), (1, 2, 4), "cramped"]),
     st.booleans(), st.booleans(), st.floats(0.5, 3.0), st.floats(0.5, 120.0),
-    st.booleans()), min_size=1, max_size=8)
+    st.booleans(), st.sampled_from([False, False, True])), min_size=1, max_size=8)
 order_specs = st.lists(st.tuples(st.integers(1, 6), st.sampled_from((*MODELS, "both")),
                                  st.booleans(), st.sampled_from([1, 2, 4])),
                        min_size=1, max_size=6)
@@ -146,15 +149,20 @@ def test_reasons_and_bids_add_up_to_the_providers(providers, orders, cap):
     market = bare_market("market.bidding_window_s=60", f"market.order_max_bids={cap}")
     tenant = market.add_tenant("alice", 10_000.0)
     rows = []
-    for i, (model, machines, audited, ssd, cost, latency, hand) in enumerate(providers):
-        row = noded(market, f"p{i}", machines, model=model, audited=audited, cost=cost,
-                    latency_s=latency,
-                    storage=("ephemeral", "beta2") if ssd else ("ephemeral", "beta3"))
-        if len(machines) == 1:
+    for i, (model, machines, audited, ssd, cost, latency, hand, broken) in enumerate(providers):
+        row = noded(market, f"p{i}", (4, 2) if machines == "cramped" else machines,
+                    model=model, audited=audited, cost=cost, latency_s=latency,
+                    storage=("ephemeral", "beta2") if ssd else ("ephemeral", "beta3"),
+                    # fails within seconds and stays down
+                    failure_rate_per_s=1.0 if broken else 0.0, repair_s=(1e6, 1e6))
+        if machines == "cramped":
+            row.nodes = CRAMPED
+        elif len(machines) == 1:
             row.nodes = ()  # one machine: no node list
         rows.append((row, hand))
     for row, hand in rows:
         market.add_providers([row], None if hand else CostPlus(markup=0))
+    market.run(until=30.0)
     for i, (gpus, model, audited_only, per_replica) in enumerate(orders):
         models = MODELS if model == "both" else (model,)
         order_units = units(gpus, models) if gpus % per_replica else _replicas(
