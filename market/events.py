@@ -82,6 +82,9 @@ class OrderExpired(Event):
     tenant: int
     job_id: int
     bids: int
+    # Providers that did not bid when the auction opened, per market.core.no_bids.REASONS
+    # (empty: not counted, as for an order cleared in a batch).
+    no_bids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +92,7 @@ class OrderCancelled(Event):
     kind: ClassVar[str] = "order_cancelled"
     order_id: int
     tenant: int
+    no_bids: tuple[int, ...] = ()  # as OrderExpired's
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,9 @@ class LeaseCreated(Event):
     interruptible: bool = False
     serving_cost_micro: float = 0.0  # the whole job on this provider at its avoidable cost
     planned_work_s: float = float("inf")  # how long the order's work takes here (inf: open)
+    # Providers that did not bid when the auction opened, per market.core.no_bids.REASONS
+    # (empty: not counted, as for an order cleared in a batch).
+    no_bids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

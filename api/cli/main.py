@@ -17,14 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import calibrate, offline, online, sensitivity, trace
+from api.cli import calibrate, explain, offline, online, sensitivity, trace
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Simulate a decentralized GPU compute marketplace.")
 
-for command in (offline.run, offline.validate, offline.tournament, offline.sweep,
+for command in (offline.run, explain.explain, offline.validate, offline.tournament, offline.sweep,
                 offline.report, sensitivity.sensitivity, calibrate.calibrate, online.serve,
                 online.replay, online.bot, offline.sweeps, offline.scenarios, offline.schema):
     app.command()(command)

@@ -135,8 +135,10 @@ def render(summary: dict[str, Any], out: Output) -> None:
     ):
         money.add_row(label, value)
 
-    blocks = [Panel(Group(head, "", orders), title="gpumarket run", expand=False), prices,
-              providers, welfare, money]
+    blocks = [Panel(Group(head, "", orders), title="gpumarket run", expand=False)]
+    if summary.get("no_bids", {}).get("expired_orders"):
+        blocks.append(_no_bids_table(summary["no_bids"]))
+    blocks += [prices, providers, welfare, money]
     if "node_lists" in summary or "trace" in summary:
         from api.cli.trace import run_node_list_table, run_trace_table
 
@@ -161,6 +163,25 @@ def _entry_exit_table(figures: dict[str, Any]) -> Table:
                       f"{row['providers_on_market']:,}", f"{row['gpus_on_market']:,}")
     table.caption = (f"{figures['leaving']} leaving (serving their last leases), "
                      f"{figures['committed']} committed and on their way")
+    return table
+
+
+def _no_bids_table(figures: dict[str, Any]) -> Table:
+    """Why expired orders got no acceptable bid: each reason's orders (where it was the
+    dominant one) and providers, per expired order (`market.core.no_bids`)."""
+    orders = figures["expired_orders"]
+    table = Table(title=f"Why no bids? ({orders:,} expired orders)", header_style="bold",
+                  box=box.SIMPLE, pad_edge=False, padding=(0, 1))
+    for column in ("reason", "dominant in", "providers per order"):
+        table.add_column(column, justify="left" if column == "reason" else "right",
+                         no_wrap=True)
+    dominant, providers = figures["dominant_reason_orders"], figures["providers"]
+    for reason in sorted(providers, key=lambda r: (-dominant[r], -providers[r])):
+        if providers[reason]:
+            table.add_row(reason.replace("_", " "), f"{dominant[reason]:,}",
+                          f"{providers[reason] / orders:,.1f}")
+    table.caption = ("dominant: the reason most providers of an accepted GPU model gave; "
+                     "an order: gpumarket explain --out DIR ORDER_ID")
     return table
 
 

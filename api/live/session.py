@@ -33,9 +33,17 @@ from api.live.commands import (
 from api.live.narration import Narrator
 from api.live.series import LiveSeries
 from market.builder import Market
+from market.core.no_bids import as_dict, dominant
 from market.core.resources import gpu_units
 from market.errors import MarketError
-from market.events import Event, LeaseClosed, LeaseCreated, OrderOpened
+from market.events import (
+    Event,
+    LeaseClosed,
+    LeaseCreated,
+    OrderCancelled,
+    OrderExpired,
+    OrderOpened,
+)
 from market.scenario import Scenario
 from market.units import GIB, SECONDS_PER_HOUR, micro_to_usd, per_gpu_hour_usd
 
@@ -59,8 +67,13 @@ class Participant:
 #: tenant's value and best cost, a provider's cost of serving (private on a real market).
 PRIVATE_FIELDS: dict[type[Event], tuple[str, ...]] = {
     OrderOpened: ("job_value_micro", "best_cost_micro"),
-    LeaseCreated: ("serving_cost_micro", "planned_work_s"),
+    # Why providers did not bid is the order's tenant's to read (`views.me`), not the stream's.
+    LeaseCreated: ("serving_cost_micro", "planned_work_s", "no_bids"),
+    OrderExpired: ("no_bids",),
+    OrderCancelled: ("no_bids",),
 }
+#: How many of its latest expired orders a tenant's own view keeps, with their reasons.
+EXPIRED_KEPT = 20
 
 
 class Session:
@@ -84,6 +97,9 @@ class Session:
         self.recent_leases: deque[dict[str, Any]] = deque(maxlen=200)
         self.recent_closes: deque[dict[str, Any]] = deque(maxlen=200)
         self.prices: dict[str, deque[tuple[float, float]]] = {}
+        # Each tenant's latest expired orders and why providers did not bid (tenant id ->
+        # newest last); only participants' tenants read them, so only theirs are kept.
+        self.expired: dict[int, deque[dict[str, Any]]] = {}
         # The page's charts and captions, built from the same numbered events.
         self.series = LiveSeries(self.market)
         self.narrator = Narrator(self.market, self.series)
@@ -116,6 +132,10 @@ class Session:
                 if series is None:
                     series = self.prices[event.gpu_model] = deque(maxlen=200)
                 series.append((event.time_s, price))
+        elif kind is OrderExpired:
+            kept = self.expired.get(event.tenant)
+            if kept is not None:
+                kept.append(expired_view(event))
         elif kind is LeaseClosed:
             self.recent_closes.append({
                 "time_s": event.time_s, "lease_id": event.lease_id, "reason": event.reason,
@@ -173,6 +193,7 @@ class Session:
 
     def _join_tenant(self, body: JoinTenant, actor: Participant | None) -> dict[str, Any]:
         tenant = self.market.add_tenant(f"{body.name} (live)", body.wallet_usd)
+        self.expired[tenant] = deque(maxlen=EXPIRED_KEPT)
         return self._joined(Participant(len(self.participants), "tenant", body.name,
                                         tenant=tenant))
 
@@ -264,6 +285,14 @@ class Session:
             self._own_order(body.order_id, actor)
         released = self.market.release_order(body.order_id)
         return {"order_id": body.order_id, "released": released}
+
+
+def expired_view(event: OrderExpired) -> dict[str, Any]:
+    """An expired order as its tenant sees it: when, how many bids, and why providers did
+    not bid (reason -> providers, in precedence order; `market.core.no_bids`)."""
+    return {"order_id": event.order_id, "time_s": event.time_s, "bids": event.bids,
+            "no_bids": as_dict(event.no_bids) if event.no_bids else None,
+            "dominant": dominant(event.no_bids) if event.no_bids else None}
 
 
 def _role(actor: Participant | None, role: str) -> Participant:

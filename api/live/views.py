@@ -135,4 +135,8 @@ def me(live: LiveMarket, participant: Participant) -> dict[str, Any]:
             "provider_facts": facts,
             "open_orders": [] if participant.tenant is None
             else open_orders(market, participant.tenant),
-            "active_leases": active_leases(market, participant.tenant, participant.provider)}
+            "active_leases": active_leases(market, participant.tenant, participant.provider),
+            # A tenant's latest orders that closed without a lease, newest first, each with
+            # why providers did not bid (`market.core.no_bids`).
+            "expired_orders": [] if participant.tenant is None
+            else list(reversed(live.session.expired.get(participant.tenant, ())))}

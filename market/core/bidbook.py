@@ -15,6 +15,7 @@ import numpy as np
 import simpy
 
 from market.core.eligibility import Matcher
+from market.core.no_bids import BID_CAP, DEPOSIT, FRAGMENTED, LATE
 from market.core.pool import ProviderPool
 from market.core.records import Order
 from market.core.settlement import Settlement
@@ -43,6 +44,7 @@ class BidBook:
         self.env = env
         self._normals = normals
         self._window_s = rules.bidding_window_s
+        self._log_window_s = float(np.log(rules.bidding_window_s))
         self._max_bids = rules.order_max_bids
         self.pool = pool
         self.settlement = settlement
@@ -56,15 +58,30 @@ class BidBook:
              now_s: float) -> None:
         """`providers` send their bids (`prices`, micro-USD per hour of the whole order) at
         `now_s`: each arrives after the provider's latency (log-normal), and the first
-        `order_max_bids` to arrive within the bidding window are placed."""
+        `order_max_bids` to arrive within the bidding window are placed. Those left out,
+        and those that cannot pay the deposit, are counted in `order.no_bids` (when set)."""
         pool = self.pool
         log_latency = (pool.latency_log_median[providers]
                        + pool.latency_sigma[providers] * self._normals(providers.size))
         first, arrivals = self._first_arrivals(log_latency, now_s)
         keep = first[arrivals <= now_s + self._window_s]
+        why = order.no_bids
+        if why is not None:
+            late = first.size - keep.size
+            crowded = providers.size - first.size
+            if crowded and not late:
+                # Beyond the cap: crowded out, unless too late anyway. Log latencies keep the
+                # order of arrivals, so those late are the latest; the split alone, not the
+                # sum, rests on how `now_s +` rounds.
+                late = min(int(np.count_nonzero(log_latency > self._log_window_s)), crowded)
+                crowded -= late
+            else:  # the cap's last place was already late: so is everyone after it
+                late, crowded = late + crowded, 0
+            why[LATE] += late
+            why[BID_CAP] += crowded
         if keep.size:
             self.place(order, providers[keep], prices[keep].astype(np.int64),
-                       arrivals[: keep.size])
+                       arrivals[: keep.size], why)
 
     def _first_arrivals(self, log_latency: np.ndarray, now_s: float
                         ) -> tuple[np.ndarray, np.ndarray]:
@@ -83,18 +100,24 @@ class BidBook:
         return first, arrivals[first]
 
     def place(self, order: Order, providers: np.ndarray, prices: np.ndarray,
-              arrivals: np.ndarray) -> int:
+              arrivals: np.ndarray, why: list[int] | None = None) -> int:
         """Reserve capacity and lock a deposit for each bid (`prices`: micro-USD per hour of
         the whole order; `arrivals`: simulated seconds, ascending); a provider that cannot pay
-        the deposit does not bid. Returns the id the first bid got (or would have got)."""
+        the deposit does not bid. With `why` (a count per `market.core.no_bids.REASONS`),
+        those that did not bid are added to it. Returns the id the first bid got (or would
+        have got)."""
         first_id = self.next_bid
         nodes = self.pool.nodes
         if nodes.any:  # replicas go on nodes first: a provider out of room does not bid
             placed = nodes.reserve(order, providers)
             if not placed.all():
                 providers, prices, arrivals = providers[placed], prices[placed], arrivals[placed]
+                if why is not None:  # (screening saw them fit: only by hand may this happen)
+                    why[FRAGMENTED] += placed.size - providers.size
         paid = self.settlement.take_deposits(self.pool.account[providers].tolist())
         if paid is not None:
+            if why is not None:
+                why[DEPOSIT] += paid.size - int(np.count_nonzero(paid))
             if nodes.any:
                 nodes.release(order, providers[~paid])
             providers, prices, arrivals = providers[paid], prices[paid], arrivals[paid]

@@ -219,7 +219,8 @@ class OutsideCalls:
         order = self._open_order(order_id)
         self.release_bids(order, np.arange(order.bid_arrivals.size))
         self.end_order(order)
-        self.emit(OrderCancelled(self.env.now, order.id, order.tenant))
+        self.emit(OrderCancelled(self.env.now, order.id, order.tenant,
+                                 () if order.no_bids is None else tuple(order.no_bids)))
 
     def hold_order(self, order_id: int) -> None:
         """The tenant of a hand-picked open order takes time to choose: its bids stay open

@@ -12,12 +12,16 @@ from typing import Any
 import numpy as np
 
 from market.catalog import GpuCatalog
+from market.core import no_bids
 from market.core.pool import ProviderPool, storage_mask
 from market.core.records import Order
 from market.core.resources import ResourceUnit, requirement
 from market.errors import MarketError
 
 _MAX_SHAPES = 65_536
+_MAX_WHY_SHAPES = 4_096
+#: The attribute code of a provider that matches: offline's, which no attribute gives.
+_MATCHED = no_bids.OFFLINE
 
 
 class Matcher:
@@ -30,6 +34,9 @@ class Matcher:
         self._masks: dict[tuple[bytes, bool], tuple[np.ndarray, np.ndarray | None]] = {}
         self._proportional: dict[bytes, np.ndarray] = {}
         self._everyone_proportional: dict[bytes, bool] = {}
+        # Per order shape: each provider's attribute reason (`market.core.no_bids`;
+        # `_MATCHED` where it matches) and how many providers give each.
+        self._why_not: dict[tuple[bytes, bool], tuple[np.ndarray, list[int], list[Any]]] = {}
         # Providers that once reserved an order needing more of some resource per GPU than
         # they have per GPU: their free GPUs no longer vouch for their other resources.
         self._lopsided = np.zeros(0, bool)
@@ -41,6 +48,7 @@ class Matcher:
         self._masks.clear()
         self._proportional.clear()
         self._everyone_proportional.clear()
+        self._why_not.clear()
 
     def shape(self, units: tuple[ResourceUnit, ...]) -> tuple[Any, np.ndarray, int, bytes]:
         """Requirement, GPU model mask, storage mask and shape key of `units`, cached by
@@ -69,10 +77,12 @@ class Matcher:
         self._shapes[id(units)] = (units, req, model_mask, smask, key)
         return req, model_mask, smask, key
 
-    def eligible(self, order: Order, headroom: np.ndarray | None = None) -> np.ndarray:
+    def eligible(self, order: Order, headroom: np.ndarray | None = None,
+                 why: list[int] | None = None) -> np.ndarray:
         """Ids of providers that match `order`, are up, and have its resources free, counting
         as free also `headroom` (per provider and resource: what interruptible leases hold
-        that this order may take)."""
+        that this order may take). With `why` (a count per `no_bids.REASONS`), add to it the
+        providers left out, each under its first reason (offline to node headroom)."""
         free = self.pool.free if headroom is None else self.pool.free + headroom
         safe, unsafe = self._by_attributes(order)
         gpus_free = free[:, 0] >= order.need[0]
@@ -84,8 +94,55 @@ class Matcher:
             others = (unsafe & gpus_free).nonzero()[0]
             others = others[(free[others, 1:] >= order.need[1:]).all(axis=1)]
             ids = np.union1d(ids, others)
+        if why is not None:
+            self._count_screened(order, ids.size, why)
         nodes = self.pool.nodes
-        return nodes.fitting(order, ids) if nodes.any else ids
+        return nodes.fitting(order, ids, why) if nodes.any else ids
+
+    def _count_screened(self, order: Order, matched_free: int, why: list[int]) -> None:
+        """Add to `why` the providers whose attributes do not match (cached per shape), those
+        down, and those matching and up but not among the `matched_free`: short of capacity
+        in total."""
+        cached = self._attribute_reasons(order)
+        codes, counts, seen = cached
+        # The down ones, by attribute reason: those of an accepted model count as offline
+        # (no_model comes first), the others stay no_model. Providers go down and up far
+        # less often than orders come: kept per shape until the up flags change.
+        up = self.pool.up.tobytes()
+        if seen[0] != up:
+            seen[0] = up
+            seen[1] = np.bincount(codes[~self.pool.up], minlength=len(counts)).tolist()
+        down = seen[1]
+        why[no_bids.NO_MODEL] += counts[no_bids.NO_MODEL]
+        why[no_bids.OFFLINE] += sum(down) - down[no_bids.NO_MODEL]
+        why[no_bids.AUDIT] += counts[no_bids.AUDIT] - down[no_bids.AUDIT]
+        why[no_bids.STORAGE_CLASS] += counts[no_bids.STORAGE_CLASS] - down[no_bids.STORAGE_CLASS]
+        why[no_bids.CAPACITY] += counts[_MATCHED] - down[_MATCHED] - matched_free
+
+    def _attribute_reasons(self, order: Order) -> tuple[np.ndarray, list[int], list[Any]]:
+        """Each provider's first attribute reason not to serve `order` (`_MATCHED`: none),
+        the providers per reason, as `_by_attributes` matches them, and room for the down
+        ones' count per reason with the up flags it was counted at (cached per shape)."""
+        key = (order.shape_key, order.audited_only)
+        cached = self._why_not.get(key)
+        if cached is None:
+            pool = self.pool
+            codes = np.full(pool.n, _MATCHED, np.int8)
+            left = order.model_mask[pool.model]
+            codes[~left] = no_bids.NO_MODEL
+            if order.audited_only:
+                codes[left & ~pool.audited] = no_bids.AUDIT
+                left &= pool.audited
+            if order.storage_mask:
+                codes[left & ((pool.storage_mask & order.storage_mask)
+                              != order.storage_mask)] = no_bids.STORAGE_CLASS
+            cached = (codes, np.bincount(codes, minlength=len(no_bids.REASONS)).tolist(),
+                      [None, None])
+            # (`_MATCHED` is offline's code: no provider is offline by its attributes.)
+            if len(self._why_not) >= _MAX_WHY_SHAPES:  # bounded: n bytes per shape
+                self._why_not.clear()
+            self._why_not[key] = cached
+        return cached
 
     def can_take(self, order: Order, provider: int, headroom: np.ndarray | None = None) -> bool:
         """Whether `provider` matches `order` and has its resources free now (counting

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import simpy
 
+from market.core import no_bids
 from market.core.appraisal import Appraisal
 from market.core.auction import NO_WINNER, AuctionContext
 from market.core.bidbook import BidBook
@@ -190,7 +191,8 @@ class Engine(OutsideCalls):
         self.orders[order.id] = order
         # Who could serve it is read before anyone hears of it: the cheapest of them fixes
         # the job's best cost, which its welfare is measured against.
-        eligible = self.matcher.eligible(order, self._headroom(order))
+        order.no_bids = no_bids.empty()  # each step of the way adds whom it leaves out
+        eligible = self.matcher.eligible(order, self._headroom(order), order.no_bids)
         order.best_cost_micro = self.appraisal.best_cost_micro(order, eligible)
         self.emit(OrderOpened(self.env.now, order.id, tenant, order.job_id, job_kind, gpus,
                               req.gpu_models, max_price, attempt, interruptible, auto_select,
@@ -208,16 +210,24 @@ class Engine(OutsideCalls):
         """Price the bids of the eligible providers `ids` and schedule the auction's close."""
         pool = self.pool
         now = self.env.now
+        why = order.no_bids
         if ids.size and not self.bidding.all_automated:
+            screened = ids.size
             ids = ids[pool.automated[ids]]
+            if why is not None:
+                why[no_bids.BY_HAND] += screened - ids.size
         if order.auto and self.clearing is not None:
-            self.clearing.queue(order)  # no per-order bids: it waits for the next clearing
+            # No per-order bids: it waits for the next clearing (and no reasons are counted).
+            order.no_bids = None
+            self.clearing.queue(order)
             return
         if ids.size:
             prices = self.bidding.price(order, ids)
             ok = prices <= order.max_price  # NaN (no bid) compares False
             ids = ids[ok]
             prices = prices[ok]
+            if why is not None:
+                why[no_bids.PRICE] += ok.size - ids.size
         if ids.size:
             self.bid_book.send(order, ids, prices, now)
         if order.auto:
@@ -267,7 +277,8 @@ class Engine(OutsideCalls):
             self.bidding.tell_outcome(order, -1, 0, now)
             self.release_bids(order, np.arange(arrivals.size))
             self.end_order(order)
-            self.emit(OrderExpired(now, order.id, order.tenant, order.job_id, arrivals.size))
+            self.emit(OrderExpired(now, order.id, order.tenant, order.job_id, arrivals.size,
+                                   _counts(order)))
             return
         self.lease(order, int(valid[winner]), price)
 
@@ -304,7 +315,7 @@ class Engine(OutsideCalls):
                                int(order.bid_arrivals.size), now - order.created_s,
                                order.interruptible,
                                float(self.appraisal.serving_cost_micro(order, [provider])[0]),
-                               lease.planned_work_s))
+                               lease.planned_work_s, _counts(order)))
         if self.scheduler is not None:
             self.scheduler.leased(lease)
         return lease
@@ -408,3 +419,8 @@ class Engine(OutsideCalls):
     def money(self) -> dict[str, Any]:
         """The ledger's audit: total money, whether it is unchanged, what escrow holds."""
         return self.settlement.audit(self.orders.values(), len(self.leases))
+
+
+def _counts(order: Order) -> tuple[int, ...]:
+    """`order.no_bids` as the events carry it."""
+    return () if order.no_bids is None else tuple(order.no_bids)

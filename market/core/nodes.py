@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from market.core.no_bids import FRAGMENTED, NODE_HEADROOM
 from market.core.records import Order
 from market.core.resources import CAPACITY, ResourceUnit
 
@@ -127,9 +128,12 @@ class Nodes:
         rows = roomy[np.minimum(at, roomy.size - 1)]
         return np.where((at < roomy.size) & (rows < starts + self.count[providers]), rows, -1)
 
-    def fitting(self, order: Order, ids: np.ndarray) -> np.ndarray:
+    def fitting(self, order: Order, ids: np.ndarray, why: list[int] | None = None
+                ) -> np.ndarray:
         """Those of providers `ids` (ascending) on whose nodes the order's replicas fit now;
-        providers without a node list all stay."""
+        providers without a node list all stay. With `why` (a count per
+        `market.core.no_bids.REASONS`), add to it the providers turned away, split by
+        `turned_away_why`."""
         noded = self.count[ids] > 0
         if not noded.any():
             return ids
@@ -146,7 +150,23 @@ class Nodes:
         if turned_away:
             self.providers_turned_away += turned_away
             self.orders_turned_away += turned_away == ids.size
+            if why is not None:
+                headroom = self.turned_away_why(ids[~keep], shape, room)
+                why[FRAGMENTED] += turned_away - headroom
+                why[NODE_HEADROOM] += headroom
         return ids[keep]
+
+    def turned_away_why(self, providers: np.ndarray, shape: np.ndarray, room: np.ndarray
+                        ) -> int:
+        """How many of `providers`, which have the order's resources free in total but not
+        on their nodes, would fit its replicas' GPUs alone (CPU and memory aside): those lack
+        headroom beside the GPUs; the others have their GPUs fragmented across nodes."""
+        gpus_only = shape.copy()
+        gpus_only[:, 1:] = 0
+        if shape.shape[0] == 1:
+            return int((self._first_rows(providers, gpus_only[0], room) >= 0).sum())
+        return sum(self.first_fit(provider, gpus_only, room) is not None
+                   for provider in providers.tolist())
 
     def fragmentation(self) -> dict[str, int]:
         """What whole capacity without room on one node cost so far: providers turned away

@@ -72,6 +72,7 @@ class Order:
         "max_price",
         "model_mask",
         "need",
+        "no_bids",
         "outside_cost_micro",
         "outside_micro",
         "priority",
@@ -131,6 +132,9 @@ class Order:
         self.shape_key = shape_key          # orders of one shape share eligibility masks
         self.tag = tag                      # free for the poster (tenant policies keep state)
         self.view: object = None            # as providers see it (market.bidding.order_view)
+        # Providers that did not bid when its auction opened, per reason (market.core.no_bids;
+        # None: not auctioned per order).
+        self.no_bids: list[int] | None = None
         # Vast.ai-style interruptible: the tenant's bid, micro-USD per GPU-hour, ranks its
         # lease against the others on the provider; higher runs, lower is paused.
         self.interruptible = False

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from market.core.no_bids import Breakdown
 from market.core.records import PROVIDER_FAULTS
 from market.core.state import MarketState
 from market.events import (
@@ -115,6 +116,8 @@ class Metrics:
         # absences still under way, and when the current absence of each ends.
         self.absent_s: Counter[int] = Counter()
         self.back_at_s: dict[int, float] = {}
+        # Why providers did not bid on the orders that expired (market.core.no_bids).
+        self.no_bids = Breakdown()
         for kind, handler in _HANDLERS.items():
             market.subscribe(handler.__get__(self), kinds=(kind,))
 
@@ -129,6 +132,7 @@ class Metrics:
 
     def _expired(self, event: OrderExpired) -> None:
         self.counts["orders_expired"] += 1
+        self.no_bids.add(event.no_bids)
 
     def _cancelled(self, event: OrderCancelled) -> None:
         self.counts["orders_cancelled"] += 1
@@ -292,6 +296,7 @@ class Metrics:
             "jobs_posted": counts["jobs_posted"],
             "orders_filled": counts["leases_created"],
             "orders_expired": counts["orders_expired"],
+            "no_bids": self.no_bids.summary(),
             "orders_cancelled": counts["orders_cancelled"],
             "orders_open": len(market.orders) - len(market.leases),
             "fill_rate": counts["leases_created"] / decided if decided else 0.0,

@@ -14,6 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from market.core.no_bids import COLUMNS
 from market.core.state import MarketState
 from market.events import (
     Event,
@@ -36,7 +37,12 @@ ORDERS_SCHEMA = pa.schema([
     ("created_s", pa.float64()), ("outcome", pa.string()), ("bids", pa.int32()),
     ("decided_s", pa.float64()), ("lease_id", pa.int64()),
     ("price_usd_per_gpu_hour", pa.float64()), ("interruptible", pa.bool_()),
+    # Providers that did not bid when its auction opened, one column per reason
+    # (market.core.no_bids); null only where not counted (orders cleared in a batch). Plain
+    # int columns: pandas sums, filters and groups them as they load, with no parsing.
+    *((column, pa.int32()) for column in COLUMNS),
 ])
+_NOT_COUNTED = [None] * len(COLUMNS)
 
 LEASES_SCHEMA = pa.schema([
     ("lease_id", pa.int64()), ("order_id", pa.int64()), ("job_id", pa.int64()),
@@ -157,11 +163,14 @@ class Recorder:
                 event.order_id, event.job_id, event.tenant, event.job_kind, event.attempt,
                 event.gpus, ",".join(event.gpu_models),
                 per_gpu_hour_usd(event.max_price_micro_per_hour, event.gpus),
-                event.time_s, "open", 0, None, None, None, event.interruptible]
+                event.time_s, "open", 0, None, None, None, event.interruptible,
+                *_NOT_COUNTED]
         elif kind is LeaseCreated:
             row = self._open_orders.pop(event.order_id)
             row[9:14] = ["leased", event.bids, event.time_s, event.lease_id,
                          per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)]
+            if event.no_bids:
+                row[15:] = event.no_bids
             self.orders.append(tuple(row))
             pool = self.market.pool
             population = int(pool.population[event.provider])
@@ -174,6 +183,8 @@ class Recorder:
             row = self._open_orders.pop(event.order_id)
             row[9:12] = ["expired" if kind is OrderExpired else "cancelled",
                          getattr(event, "bids", 0), event.time_s]
+            if getattr(event, "no_bids", ()):
+                row[15:] = event.no_bids
             self.orders.append(tuple(row))
         elif kind is LeaseClosed:
             row = self._open_leases.pop(event.lease_id)
@@ -194,7 +205,11 @@ class Recorder:
         """Write what is still open (orders `open`, leases `active`) and the price series."""
         if self.closed:
             return
-        for row in self._open_orders.values():
+        orders = self.market.orders
+        for order_id, row in self._open_orders.items():
+            order = orders.get(order_id)
+            if order is not None and order.no_bids is not None:
+                row[15:] = order.no_bids
             self.orders.append(tuple(row))
         for lease_id, row in self._open_leases.items():
             row[13] = micro_to_usd(self.market.leases[lease_id].paid)

@@ -119,7 +119,8 @@ def test_run_as_markdown_is_valid_pipe_tables(cli) -> None:
     summary = json.loads(ok(cli("run", "--json", *SHORT)))
     out = ok(cli("run", *SHORT, "--format", "markdown"))
     tables = markdown_tables(out)
-    assert len(tables) == 5
+    assert summary["no_bids"]["expired_orders"]  # so the "Why no bids?" table is shown
+    assert len(tables) == 6
     prices = next(t for t in tables if t[0][0] == "GPU")
     assert sorted(row[0] for row in prices[1:]) == sorted(summary["price_usd_per_gpu_hour"])
     assert "## gpumarket run" in out and "**Who paid what**" in out

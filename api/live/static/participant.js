@@ -21,6 +21,34 @@ const ENDED_STATES = new Set(["stopped", "finished", "failed", "damaged"]);
 
 const roundTo = (value, decimals) => Number(value.toFixed(decimals));
 
+// Why providers did not bid on an order, in the market's words (market/core/no_bids.py).
+const NO_BID_REASONS = {
+  no_model: "another GPU model",
+  offline: "offline",
+  audit: "not audited",
+  storage_class: "no such storage class",
+  capacity: "not enough free",
+  fragmented: "GPUs split across machines",
+  node_headroom: "no CPU or memory beside the GPUs",
+  by_hand: "bid only by hand",
+  price: "asked above your max price",
+  late: "too slow for the bidding window",
+  bid_cap: "crowded out by the bid cap",
+  deposit: "could not pay the bid deposit",
+};
+
+/** One line for an order of mine that closed without a lease: its bids and why not more. */
+function expiredLine(order) {
+  const bids = `${order.bids} bid${order.bids === 1 ? "" : "s"}`;
+  const head = `Order #${order.order_id} closed without a lease at ` +
+    `${formatClock(order.time_s)} (${bids}).`;
+  if (!order.no_bids) return head;
+  const ranked = Object.entries(order.no_bids).sort((a, b) => b[1] - a[1]);
+  const why = ranked.map(([reason, count]) =>
+    `${count} ${NO_BID_REASONS[reason] ?? reason}`).join(", ");
+  return `${head} Providers that did not bid: ${why}.`;
+}
+
 /** A lease of mine, in the shape of /me's active_leases, from a lease_created event. */
 function leaseFromEvent(event) {
   return {
@@ -538,6 +566,11 @@ export class ParticipantPanel {
     syncChildren(this.el("my-orders"), orders, (o) => o.order_id,
       (order) => this.orderCard(order), (card, order) => this.updateOrderCard(card, order));
     this.el("my-orders-empty").hidden = Boolean(orders.length);
+    const expired = this.me?.expired_orders || [];
+    syncChildren(this.el("my-expired"), expired, (o) => o.order_id,
+      () => h("li", { "data-testid": "my-expired-order" }),
+      (item, order) => setText(item, expiredLine(order)));
+    this.el("my-expired-wrap").hidden = !expired.length;
   }
 
   orderCard(order) {
