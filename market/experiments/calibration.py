@@ -61,6 +61,7 @@ from market.experiments.batch import ScenarioRunSpec
 from market.experiments.calibration_report import write_calibration_report
 from market.experiments.execution import _local, execute
 from market.experiments.sweep import (
+    ExperimentFile,
     SweepError,
     _check_path,
     _first_error,
@@ -142,15 +143,9 @@ class Target(BaseModel):
         return self
 
 
-class CalibrationFile(BaseModel):
+class CalibrationFile(ExperimentFile):
     """The fields of a calibration file (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = ""
-    description: str = ""
-    base: str = "default"
-    seed: Annotated[int, Field(ge=0)] = 1
     replications: Annotated[int, Field(ge=1, le=1_000)] = 4
     evaluations: Annotated[int, Field(ge=1, le=10_000)] = 40
     method: Literal["nelder-mead", "powell"] = "nelder-mead"

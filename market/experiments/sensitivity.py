@@ -56,6 +56,7 @@ from scipy.stats import bootstrap, qmc
 from market.experiments.execution import Progress, run_sweep
 from market.experiments.sweep import (
     MAX_RUNS,
+    ExperimentFile,
     Sweep,
     SweepError,
     SweepFile,
@@ -105,16 +106,9 @@ class Range(BaseModel):
         return self.low + unit * (self.high - self.low)
 
 
-class SensitivityFile(BaseModel):
+class SensitivityFile(ExperimentFile):
     """The fields of a sensitivity file (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field("", description="the analysis' name (default: the file's)")
-    description: str = ""
-    base: str = Field("default", description="base scenario: a built-in name or a path, "
-                      "relative to the file")
-    seed: Annotated[int, Field(ge=0)] = 1
     replications: Annotated[int, Field(ge=1, le=1_000)] = 1
     samples: Annotated[int, Field(ge=4, le=65_536)] = Field(
         32, description="n, a power of 2: the design has n x (parameters + 2) points")

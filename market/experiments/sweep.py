@@ -75,16 +75,22 @@ class SweepError(ValueError):
     """A sweep file or sweep directory a user got wrong: one line naming the field."""
 
 
-class SweepFile(BaseModel):
-    """The fields of a sweep file (see the module docstring)."""
+class ExperimentFile(BaseModel):
+    """The fields every experiment file opens with: a sweep's, a sensitivity analysis', a
+    calibration's."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field("", description="the sweep's name (default: the file's)")
+    name: str = Field("", description="its name (default: the file's)")
     description: str = ""
     base: str = Field("default", description="base scenario: a built-in name or a path, "
-                      "relative to the sweep file")
+                      "relative to the file")
     seed: Annotated[int, Field(ge=0)] = Field(1, description="root seed of the replications")
+
+
+class SweepFile(ExperimentFile):
+    """The fields of a sweep file (see the module docstring)."""
+
     replications: Annotated[int, Field(ge=1, le=100_000)] = 1
     set: dict[str, Any] = Field(default_factory=dict, description="dotted path -> value "
                                 "for every run")
