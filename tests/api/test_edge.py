@@ -34,8 +34,8 @@ from api.live.markets import LiveMarkets
 from api.live.server import create_app
 
 # Generous rate limits: the examples come faster than a client's budget allows.
-LIMITS = Limits(rate_per_s=1e6, rate_burst=1_000_000, max_markets=64,
-                max_participants_per_market=10_000)
+LIMITS = Limits(rate_per_s=1e6, rate_burst=1_000_000, create_rate_per_s=1e6,
+                create_burst=1_000_000, max_markets=64, max_participants_per_market=10_000)
 WAIT_S = 10.0
 HEALTH_S = 1.0  # the most /api/health may take between two examples, wall seconds
 
