@@ -209,7 +209,7 @@ class EntryExit:
                                      if i == index and m == model)
         utilization = float(now.since(start, "busy_h")[members].sum()) / capacity_h
         costs = self._costs(index, model)
-        revenue = price_usd_per_gpu_hour * (1.0 - market.rules.take_rate) * utilization
+        revenue = price_usd_per_gpu_hour * (1.0 - market.rules.fee_rate) * utilization
         cost = costs["capex"] + costs["fixed"] + costs["idle"] + costs["marginal"] * utilization
         return (revenue - cost) / costs["full"] if costs["full"] > 0 else None
 

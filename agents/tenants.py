@@ -403,7 +403,8 @@ class Tenants:
         job.work_left = work_left
         # Rounded as post_order rounds the deposit it locks: the check passes exactly when
         # the engine can lock it.
-        if market.ledger.balance(market.tenant_accounts[job.tenant]) < usd_to_micro(deposit):
+        if not market.settlement.can_lock(market.tenant_accounts[job.tenant],
+                                          usd_to_micro(deposit)):
             # Cannot fund the escrow: the job goes to a hyperscaler (job id -1: never posted).
             self._leave(-1 if job_id is None else job_id, job, "budget", work_left)
             return

@@ -87,7 +87,7 @@ def reserve_usd_per_gpu_hour(market: Market) -> float:
     """The textbook tenant's max price: the top of the cost range grossed up by the take
     rate, high / (1 − take_rate), USD per GPU-hour."""
     high = market.scenario.textbook.cost_high_usd_per_gpu_hour
-    return high / (1.0 - market.rules.take_rate)
+    return high / (1.0 - market.rules.fee_rate)
 
 
 def _auctioneer(market: Market, bidders: np.ndarray, tenant: int):

@@ -233,6 +233,49 @@ class TenantLeft(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ActMinted(Event):
+    """BME: a tenant topped up its ACT, buying `akt_burned_uakt` for `usd_spent_micro` at
+    the spot price and burning it into the vault at the oracle's `price_micro` (micro-USD per
+    AKT); `act_minted_uact` is what it got (micro-ACT, one ACT per USD)."""
+
+    kind: ClassVar[str] = "act_minted"
+    tenant: int
+    usd_spent_micro: int
+    akt_burned_uakt: int
+    act_minted_uact: int
+    price_micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class AktSettled(Event):
+    """BME: a lease's payment reached its provider in AKT: `act_burn_uact` burned,
+    `akt_out_uakt` paid at `price_micro` (micro-USD per AKT), `vault_paid_uakt` of it from the
+    vault and `minted_uakt` newly minted. `direct`: the tenant paid in AKT (mints were halted
+    when it deposited), so nothing was burned or minted."""
+
+    kind: ClassVar[str] = "akt_settled"
+    lease_id: int
+    provider: int
+    act_burn_uact: int
+    akt_out_uakt: int
+    price_micro: int
+    vault_paid_uakt: int
+    minted_uakt: int
+    direct: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MintStatusChanged(Event):
+    """BME: the mint status changed (healthy, warning, halt_cr, halt_oracle) at
+    `collateral_ratio` (None while no ACT is outstanding)."""
+
+    kind: ClassVar[str] = "mint_status_changed"
+    status: str
+    previous: str
+    collateral_ratio: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Tick(Event):
     """The clock passed another `price_index_interval_s`: a time to sample series and show
     progress."""
@@ -243,5 +286,5 @@ class Tick(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     OrderOpened, BidsPlaced, OrderExpired, OrderCancelled, LeaseCreated, PaymentSettled,
     LeaseClosed, LeasePaused, LeaseResumed, ProviderFailed, ProviderRecovered, ProviderLeft,
-    ProviderEntered, ProviderExited, TenantLeft, Tick,
+    ProviderEntered, ProviderExited, TenantLeft, ActMinted, AktSettled, MintStatusChanged, Tick,
 )

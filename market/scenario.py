@@ -114,6 +114,82 @@ class _Model(BaseModel):
             raise ScenarioError(f"{where}: {error}") from None
 
 
+class AktPrice(_Model):
+    """The AKT/USD price path under BME settlement (`market.bme.price`), on its own seeded
+    stream: geometric Brownian motion, or a series replayed from a CSV file."""
+
+    model: Literal["gbm", "csv"] = Field(description="gbm: geometric Brownian motion from "
+                                         "start_usd; csv: replay `path` (time_s, price_usd)")
+    start_usd: Annotated[float, Field(gt=0, le=1e6)] = Field(
+        description="gbm: the price at the start, USD per AKT")
+    drift_per_year: Annotated[float, Field(ge=-10, le=10)] = Field(
+        description="gbm: expected log-return per year, before the -volatility^2/2 term")
+    volatility_per_year: Annotated[float, Field(ge=0, le=20)] = Field(
+        description="gbm: standard deviation of the log-return over a year")
+    step_s: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        description="gbm: a new price every this many seconds; it holds in between")
+    path: Name | None = Field(None, description="csv: the price series, columns time_s "
+                              "(seconds from the run's start, ascending) and price_usd; "
+                              "relative to the scenario file")
+
+    @model_validator(mode="after")
+    def _csv_has_path(self) -> AktPrice:
+        if self.model == "csv":
+            if self.path is None:
+                raise ValueError("path: model 'csv' needs the price series file")
+            if not Path(self.path).is_file():
+                raise ValueError(f"path: no such file {_cut(self.path)!r}")
+        return self
+
+
+class BmeRules(_Model):
+    """Burn-Mint Equilibrium (Akash AEP-76): tenants prepay in ACT minted by burning AKT at
+    the oracle price, leases settle in AKT paid from the vault or minted
+    (`market.bme.settlement`). Used when `market.settlement` is "bme"."""
+
+    akt_price: AktPrice
+    twap_window_s: Annotated[float, Field(ge=1, le=86_400)] = Field(
+        description="the oracle's price: the time-weighted mean of the AKT price over this "
+                    "many seconds")
+    oracle_max_staleness_s: Annotated[float, Field(ge=1, le=SECONDS_PER_YEAR)] = Field(
+        description="the oracle is unhealthy when its newest price is older than this")
+    oracle_max_deviation: Annotated[float, Field(gt=0, le=10)] = Field(
+        description="... or when the TWAP and the spot price (the second source) differ by "
+                    "more than this fraction of the spot price")
+    mint_spread_bps: Annotated[float, Field(ge=0, le=10_000)] = Field(
+        description="kept back when ACT is minted: ACT = AKT burned x price x (1 - spread)")
+    settle_spread_bps: Annotated[float, Field(ge=0, le=10_000)] = Field(
+        description="kept back when a provider is paid: AKT = floor(ACT x (1 - spread) / "
+                    "price)")
+    runway_days: Annotated[float, Field(ge=0, le=MAX_DAYS)] = Field(
+        description="tenants keep this many days of their leases' run-rate in ACT")
+    recharge_below: Fraction = Field(
+        description="a tenant tops up (to the full runway, in one batch) when its ACT falls "
+                    "below this share of the runway")
+    check_interval_s: Annotated[float, Field(ge=MIN_PERIOD_S, le=SECONDS_PER_YEAR)] = Field(
+        description="how often the oracle, the collateral ratio and tenants' runways are "
+                    "checked, seconds")
+    cr_warning: Annotated[float, Field(gt=0, le=10)] = Field(
+        description="below this collateral ratio, mints slow: each must cover at least "
+                    "min_topup_days of the tenant's run-rate")
+    cr_halt: Annotated[float, Field(gt=0, le=10)] = Field(
+        description="below this collateral ratio, new ACT mints stop: tenants pay in AKT "
+                    "directly until it recovers")
+    min_topup_days: Annotated[float, Field(ge=0, le=MAX_DAYS)] = Field(
+        description="the smallest mint while the collateral ratio is below cr_warning, days "
+                    "of run-rate")
+    cashout_interval_s: Annotated[float, Field(ge=MIN_PERIOD_S, le=SECONDS_PER_YEAR)] = Field(
+        description="providers sell the AKT they earned this often (and at the run's end), "
+                    "at the spot price")
+
+    @model_validator(mode="after")
+    def _breakers_ordered(self) -> BmeRules:
+        if self.cr_halt > self.cr_warning:
+            raise ValueError(f"cr_halt: {self.cr_halt:g} is above cr_warning "
+                             f"{self.cr_warning:g}; expected cr_halt <= cr_warning")
+        return self
+
+
 class MarketRules(_Model):
     """Platform rules: the auction and escrow (Akash's defaults unless stated)."""
 
@@ -135,8 +211,13 @@ class MarketRules(_Model):
     manifest_timeout_s: Annotated[float, Field(ge=1, le=SECONDS_PER_YEAR)] = Field(
         description="a lease without a manifest closes after this many seconds")
     manifest_failure_prob: Fraction = Field(description="chance a tenant never sends it")
+    settlement: Literal["aep23", "bme"] = Field(
+        description="how leases are paid: aep23 (USD escrow, the platform takes take_rate of "
+                    "every payout; Akash until March 2026) or bme (ACT escrow settled in AKT, "
+                    "no take rate; Akash since AEP-76)")
     take_rate: Annotated[float, Field(ge=0, lt=1)] = Field(description="platform's share of "
-                                                           "every payout")
+                                                           "every payout (aep23 only)")
+    bme: BmeRules = Field(description="Burn-Mint Equilibrium's parameters (settlement bme)")
     # Periodic processes: every run pays for each of their ticks, so no finer than a minute.
     withdraw_interval_s: Annotated[float, Field(ge=MIN_PERIOD_S, le=SECONDS_PER_YEAR)] = Field(
         description="providers withdraw this often, seconds")
@@ -153,6 +234,12 @@ class MarketRules(_Model):
 
     mechanism_params: Annotated[dict[Name, Param], Field(max_length=100)] = Field(
         default_factory=dict, description="the mechanism's parameters, e.g. { step = 0.01 }")
+
+    @property
+    def fee_rate(self) -> float:
+        """The platform's share of every payout as it applies: `take_rate` under aep23, none
+        under bme (AEP-76 removed the take rates)."""
+        return self.take_rate if self.settlement == "aep23" else 0.0
 
     @field_validator("mechanism")
     @classmethod
@@ -868,12 +955,19 @@ def _raw(name_or_path: str | Path, seen: tuple[str, ...] = ()) -> dict[str, Any]
 
 
 def _file_paths_from(data: dict[str, Any], folder: Path) -> None:
-    """Make a scenario file's relative paths (its trace's, its node lists') relative to its
+    """Make a scenario file's relative paths (its trace's, its node lists', its AKT price
+    series') relative to its
     folder."""
     tenants = data.get("tenants")
     trace = tenants.get("trace") if isinstance(tenants, Mapping) else None
     if isinstance(trace, Mapping):
         data["tenants"]["trace"] = _relative_to(trace, folder, ("path", "tasks_path"))
+    market = data.get("market")
+    bme = market.get("bme") if isinstance(market, Mapping) else None
+    price = bme.get("akt_price") if isinstance(bme, Mapping) else None
+    if isinstance(price, Mapping):
+        data["market"] = {**market, "bme": {**bme, "akt_price": _relative_to(price, folder,
+                                                                             ("path",))}}
     providers = data.get("providers")
     for population in providers if isinstance(providers, list) else ():
         nodes = population.get("nodes") if isinstance(population, dict) else None

@@ -124,8 +124,9 @@ class MarketView:
 
     @property
     def take_rate(self) -> float:
-        """The platform's share of every payout (a public rule of the market)."""
-        return self._market.rules.take_rate
+        """The platform's share of every payout (a public rule of the market; none under
+        BME settlement)."""
+        return self._market.rules.fee_rate
 
     @property
     def bids_net_of_fee(self) -> bool:

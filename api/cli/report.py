@@ -39,7 +39,8 @@ def show_run(summary: dict[str, Any], shape: str, out: Path | None) -> None:
     output = Output(shape)
     render(summary, output)
     if out is not None:
-        extra = ", entry_exit" if "entry_exit" in summary else ""
+        extra = (", entry_exit" if "entry_exit" in summary else "") + \
+            (", bme, bme_providers" if "bme" in summary else "")
         output.show(f"wrote summary.json, orders, leases, jobs, providers, prices{extra} "
                     f"(.parquet) to {escape(str(out))}")
         if (out / "report.html").is_file() and "entry_exit" in summary:
@@ -150,7 +151,48 @@ def render(summary: dict[str, Any], out: Output) -> None:
             blocks.append(run_trace_table(summary["trace"]))
     if "entry_exit" in summary:  # providers entered and left during the run
         blocks.append(_entry_exit_table(summary["entry_exit"]))
+    if "bme" in summary:  # settled in AKT: the price, the breakers, the supply
+        blocks.append(_bme_table(summary["bme"]))
     out.show(*blocks)
+
+
+def _bme_table(figures: dict[str, Any]) -> Table:
+    """Burn-Mint Equilibrium: the AKT price, the collateral ratio and its breakers, AKT's
+    supply, and what providers' AKT was worth when paid and when sold."""
+    table = Table(title="Burn-Mint Equilibrium (paid in AKT)", show_header=False, box=None,
+                  padding=(0, 2))
+    table.add_column("figure", style="bold")
+    table.add_column("value", justify="right")
+    price = figures["akt_price_usd"]
+    ratio = figures["collateral_ratio"]
+    share = figures["mint_status_share"]
+    breakers = figures["breaker_activations"]
+    sellers = figures["providers"]
+    for label, value in (
+        ("AKT price, start → end (min–max)",
+         f"{price['start']:.4f} → {price['end']:.4f} ({price['min']:.4f}–{price['max']:.4f})"),
+        ("collateral ratio, end / min", f"{_maybe(ratio['end'], lambda x: f'{x:.3f}')} / "
+                                        f"{_maybe(ratio['min'], lambda x: f'{x:.3f}')}"),
+        ("time healthy / warning / halted",
+         f"{_pct(share['healthy'])} / {_pct(share['warning'])} / "
+         f"{_pct(share['halt_cr'] + share['halt_oracle'])}"),
+        ("breakers tripped: warning / halt (CR) / halt (oracle)",
+         f"{breakers['warning']:,} / {breakers['halt_cr']:,} / {breakers['halt_oracle']:,}"),
+        ("ACT minted / burned / outstanding",
+         f"{_usd(figures['act_minted_usd'])} / {_usd(figures['act_burned_usd'])} / "
+         f"{_usd(figures['outstanding_act_usd'])}"),
+        ("AKT burned / paid from vault / minted",
+         f"{figures['akt_burned']:,.0f} / {figures['akt_paid_from_vault']:,.0f} / "
+         f"{figures['akt_minted']:,.0f}"),
+        ("AKT supply change (net)", f"{figures['net_supply_change_akt']:+,.0f}"),
+        ("top-ups / orders paid in AKT", f"{figures['topups']:,} / "
+                                         f"{figures['orders_paid_in_akt']:,}"),
+        ("providers' AKT at settlement / when sold",
+         f"{_usd(sellers['usd_at_settlement'])} / {_usd(sellers['usd_at_sale'])}"),
+    ):
+        table.add_row(label, value)
+    table.caption = "ACT: one USD of compute; the vault holds the AKT burned for it"
+    return table
 
 
 def _entry_exit_table(figures: dict[str, Any]) -> Table:

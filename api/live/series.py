@@ -221,12 +221,11 @@ def figures(market: Market) -> dict[str, Any]:
     decided = counts["leases_created"] + counts["orders_expired"]
     # Paid out of escrow so far, to the micro-USD: the ledger's payouts and fees (summing the
     # metrics' USD floats back into micro-USD would drift).
-    flows = market.ledger.flows
-    settled = flows.get("take_rate", 0) + flows.get("lease_payout", 0)
+    settled = market.settlement.paid_micro()[1]
     accrued = 0
     for lease in market.leases.values():
         accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
-    take = market.rules.take_rate
+    take = market.rules.fee_rate
     open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
     return {"orders_posted": counts["orders_posted"],
             "orders_filled": counts["leases_created"],

@@ -87,7 +87,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
     summary = market.metrics.summary()
     return {
         **live.summary(),
-        "mechanism": rules.mechanism, "take_rate": rules.take_rate,
+        "mechanism": rules.mechanism, "take_rate": rules.fee_rate, "settlement": rules.settlement,
         "bids_net_of_fee": rules.bids_net_of_fee,
         "bidding_window_s": rules.bidding_window_s, "bid_timeout_s": rules.bid_timeout_s,
         "order_max_bids": rules.order_max_bids,

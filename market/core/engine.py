@@ -27,6 +27,7 @@ from market.core.appraisal import Appraisal
 from market.core.auction import NO_WINNER, AuctionContext
 from market.core.bidbook import BidBook
 from market.core.bidding import Bidding
+from market.core.bme_settlement import BmeSettlement
 from market.core.bus import EventBus
 from market.core.clock import Clock, check_periods
 from market.core.desk import OutsideCalls
@@ -76,8 +77,18 @@ class Engine(OutsideCalls):
         self.subscribe = self.bus.subscribe
         self.emit: Callable[[Event], None] = self.bus.emit
         self.ledger = Ledger()
-        self.settlement = Settlement(self.ledger, rules.bid_deposit_usd, rules.take_rate,
-                                     self.emit)
+        self.tenant_names: list[str] = []
+        self.tenant_accounts: list[int] = []
+        self.orders: dict[int, Order] = {}     # open or leased, not yet closed
+        self.leases: dict[int, Lease] = {}     # active
+        self.settlement: Settlement
+        if rules.settlement == "bme":  # AEP-76: ACT escrow settled in AKT
+            self.settlement = BmeSettlement(
+                self.ledger, rules.bid_deposit_usd, rules.bme, self.emit, env,
+                self.streams.get("bme.akt_price"), self.leases.values, self.tenant_accounts)
+        else:
+            self.settlement = Settlement(self.ledger, rules.bid_deposit_usd, rules.take_rate,
+                                         self.emit)
         self.pool = ProviderPool([p.name for p in scenario.providers],
                                  [p.archetype for p in scenario.providers])
         self.bidding = Bidding(self)
@@ -95,10 +106,6 @@ class Engine(OutsideCalls):
         self._outside = OutsideOption(self.catalog, outside_cost_fraction(scenario, self.catalog))
         # Each node-list population's file and what it gave (`agents.node_lists`).
         self.node_lists: dict[str, dict[str, Any]] = {}
-        self.tenant_names: list[str] = []
-        self.tenant_accounts: list[int] = []
-        self.orders: dict[int, Order] = {}     # open or leased, not yet closed
-        self.leases: dict[int, Lease] = {}     # active
         self._next_order = self._next_lease = 0
         self._rng = self.streams.get("market.engine")
         self._deposit = self.settlement.deposit_micro
@@ -167,9 +174,10 @@ class Engine(OutsideCalls):
         req, model_mask, smask, shape_key = self.matcher.shape(units)
         deposit = usd_to_micro(deposit_usd)
         account = self.tenant_accounts[tenant]
-        if deposit < 0 or self.ledger.balance(account) < deposit:
+        if deposit < 0 or not self.settlement.can_lock(account, deposit):
+            wallet = micro_to_usd(self.settlement.spendable_micro(account))
             raise MarketError(f"deposit_usd: {deposit_usd} is more than the tenant's wallet "
-                              f"({micro_to_usd(self.ledger.balance(account)):.2f} USD)")
+                              f"({wallet:.2f} USD)")
         gpus = req.gpus
         max_price = order_rate_micro(max_price_usd_per_gpu_hour, gpus)
         job_value_usd, outside_usd, outside_cost_usd = job_figures_usd(
@@ -405,6 +413,7 @@ class Engine(OutsideCalls):
             return
         self.clock.finished = True
         self._settle_active()
+        self.settlement.close_books()
 
     def _settle_active(self) -> None:
         """Pay every active lease what it owes now (withdrawals, and the run's end)."""

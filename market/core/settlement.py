@@ -41,6 +41,23 @@ class Settlement:
         self.ledger.transfer(self.ledger.external, account, usd_to_micro(wallet_usd), "fund")
         return account
 
+    def spendable_micro(self, account: int) -> int:
+        """What the participant can spend on deposits, micro-USD."""
+        return self.ledger.balance(account)
+
+    def can_lock(self, account: int, deposit_micro: int) -> bool:
+        """Whether `account` can fund a deposit of `deposit_micro` now."""
+        return self.ledger.balance(account) >= deposit_micro
+
+    def paid_micro(self) -> tuple[int, int]:
+        """(fees, paid out of escrow so far), micro-USD: the take and the whole payouts."""
+        flows = self.ledger.flows
+        fees = flows.get("take_rate", 0)
+        return fees, fees + flows.get("lease_payout", 0)
+
+    def close_books(self) -> None:
+        """The run ends (after the last settlement): nothing more to do under AEP-23."""
+
     # ------------------------------------------------------------------ tenants' escrow
 
     def lock_escrow(self, order: Order, account: int, deposit_micro: int) -> None:
@@ -104,17 +121,22 @@ class Settlement:
 
     # ------------------------------------------------------------------ audit
 
-    def audit(self, orders: Iterable[Order], active_leases: int) -> dict[str, Any]:
-        """Total money, whether it is unchanged, what escrow and deposits hold — and whether
-        they hold exactly what the open `orders` and the `active_leases` (a count) lock."""
-        ledger = self.ledger
+    def _escrow_matches(self, orders: Iterable[Order]) -> tuple[bool, int]:
+        """Whether escrow holds exactly what the open `orders` lock; and how many bids
+        they hold open."""
         escrow_expected = deposits_open = 0
         for order in orders:
             escrow_expected += order.escrow
             deposits_open += int(order.bid_open.sum())
+        return self.ledger.balance(self.escrow) == escrow_expected, deposits_open
+
+    def audit(self, orders: Iterable[Order], active_leases: int) -> dict[str, Any]:
+        """Total money, whether it is unchanged, what escrow and deposits hold — and whether
+        they hold exactly what the open `orders` and the `active_leases` (a count) lock."""
+        ledger = self.ledger
+        escrow_ok, deposits_open = self._escrow_matches(orders)
         deposits_expected = self.deposit_micro * (deposits_open + active_leases)
-        conserved = (ledger.total() == 0 and not ledger.overdrawn()
-                     and ledger.balance(self.escrow) == escrow_expected
+        conserved = (ledger.total() == 0 and not ledger.overdrawn() and escrow_ok
                      and ledger.balance(self.deposits) == deposits_expected)
         return {
             "money_conserved": conserved,

@@ -17,6 +17,7 @@ from market.catalog import GpuCatalog
 from market.core.ledger import Ledger
 from market.core.pool import ProviderPool
 from market.core.records import Lease, Order
+from market.core.settlement import Settlement
 from market.events import Event
 from market.scenario import MarketRules, Scenario
 
@@ -30,6 +31,7 @@ class MarketState(Protocol):
     catalog: GpuCatalog
     pool: ProviderPool
     ledger: Ledger
+    settlement: Settlement       # escrow and payouts (AEP-23 or BME)
     horizon_s: float
     orders: dict[int, Order]     # open or leased, not yet closed
     leases: dict[int, Lease]     # active

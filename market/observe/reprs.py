@@ -103,7 +103,9 @@ def scenario_html(scenario: Any) -> str:
     parts.append(_section("Market", "<div>" + _facts([
         ("mechanism", _plugin(rules.mechanism, rules.mechanism_params)),
         ("selection", rules.selection),
-        ("take rate", percent(rules.take_rate)),
+        ("settlement", "BME (ACT escrow, paid in AKT)" if rules.settlement == "bme"
+         else "AEP-23 (USD escrow)"),
+        ("take rate", percent(rules.fee_rate)),
         ("bids net of fee", "yes" if rules.bids_net_of_fee else "no"),
         ("bidding window", f"{number(rules.bidding_window_s, 0)} s"),
         ("bids kept per order", count(rules.order_max_bids)),

@@ -10,7 +10,13 @@ import pyarrow as pa
 
 from market.core.state import MarketState
 from market.observe.metrics import Metrics
-from market.observe.tables import ENTRY_EXIT_SCHEMA, PRICES_SCHEMA, Recorder
+from market.observe.tables import (
+    BME_PROVIDERS_SCHEMA,
+    BME_SCHEMA,
+    ENTRY_EXIT_SCHEMA,
+    PRICES_SCHEMA,
+    Recorder,
+)
 from market.units import SECONDS_PER_DAY
 
 if TYPE_CHECKING:  # plots bring in matplotlib: only for those who draw
@@ -53,6 +59,10 @@ class RunResult:
         self._entry_exit = getattr(market, "entry_exit", None)
         if self._entry_exit is not None:
             self.summary["entry_exit"] = self._entry_exit.summary()
+        # Settlement in AKT (`market.core.bme_settlement`), where the scenario has it.
+        self._bme = market.settlement if market.rules.settlement == "bme" else None
+        if self._bme is not None:
+            self.summary["bme"] = self._bme.summary()
 
     def __repr__(self) -> str:
         from market.observe.reprs import result_text
@@ -121,6 +131,26 @@ class RunResult:
             return None
         return pa.Table.from_pylist(self._entry_exit.series, schema=ENTRY_EXIT_SCHEMA)
 
+    @property
+    def bme(self) -> pa.Table | None:
+        """Burn-Mint Equilibrium over time, one row per check (`market.bme.check_interval_s`)
+        and one at the end: `time_s`, `akt_spot_usd`, `akt_twap_usd` (the oracle's price),
+        `oracle_healthy`, `collateral_ratio` (null while no ACT is outstanding),
+        `mint_status`, `outstanding_act_usd`, `vault_akt`, and the AKT `akt_burned` and
+        `akt_minted` so far. None unless `market.settlement` is "bme"."""
+        if self._bme is None:
+            return None
+        return pa.Table.from_pylist(self._bme.series, schema=BME_SCHEMA)
+
+    @property
+    def bme_providers(self) -> pa.Table | None:
+        """One row per provider paid in AKT: `provider`, `akt_earned`, `usd_at_settlement`
+        (each payment at its settlement price) and `usd_at_sale` (what selling it fetched).
+        None unless `market.settlement` is "bme"."""
+        if self._bme is None:
+            return None
+        return pa.Table.from_pylist(self._bme.providers_rows(), schema=BME_PROVIDERS_SCHEMA)
+
     def to_json(self) -> str:
         """The summary as one JSON object: sorted keys, so equal runs give equal bytes."""
         return json.dumps(self.summary, sort_keys=True, allow_nan=False)
@@ -139,3 +169,6 @@ class RunResult:
                 pq.write_table(self._table(name), folder / f"{name}.parquet")
         if self._entry_exit is not None:
             pq.write_table(self.entry_exit, folder / "entry_exit.parquet")
+        if self._bme is not None:
+            pq.write_table(self.bme, folder / "bme.parquet")
+            pq.write_table(self.bme_providers, folder / "bme_providers.parquet")

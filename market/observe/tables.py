@@ -60,6 +60,20 @@ PRICES_SCHEMA = pa.schema([
     ("utilization", pa.float64()),
 ])
 
+#: Burn-Mint Equilibrium over time, one row per check (`market.core.bme_settlement`).
+BME_SCHEMA = pa.schema([
+    ("time_s", pa.float64()), ("akt_spot_usd", pa.float64()), ("akt_twap_usd", pa.float64()),
+    ("oracle_healthy", pa.bool_()), ("collateral_ratio", pa.float64()),
+    ("mint_status", pa.string()), ("outstanding_act_usd", pa.float64()),
+    ("vault_akt", pa.float64()), ("akt_burned", pa.float64()), ("akt_minted", pa.float64()),
+])
+
+#: One row per provider paid in AKT.
+BME_PROVIDERS_SCHEMA = pa.schema([
+    ("provider", pa.int64()), ("akt_earned", pa.float64()),
+    ("usd_at_settlement", pa.float64()), ("usd_at_sale", pa.float64()),
+])
+
 #: One row per provider population per entry-and-exit review (`agents.entry_exit`).
 ENTRY_EXIT_SCHEMA = pa.schema([
     ("time_s", pa.float64()), ("population", pa.string()), ("providers_on_market", pa.int64()),

@@ -340,9 +340,9 @@ class Welfare:
                 totals[key] += account[key]
             statuses[account["status"]] = statuses.get(account["status"], 0) + 1
         residual = (sum(totals[part] for part in PARTS) - totals["potential"])
-        flows = self.market.ledger.flows
-        fees_match = totals["platform_fees"] == flows.get("take_rate", 0)
-        paid_match = totals["paid"] == flows.get("take_rate", 0) + flows.get("lease_payout", 0)
+        fees, paid = self.market.settlement.paid_micro()
+        fees_match = totals["platform_fees"] == fees
+        paid_match = totals["paid"] == paid
         realized = totals["potential"] - totals["deadweight_loss"]
         potential = totals["potential"]
         return {
