@@ -212,18 +212,16 @@ class BmeSettlement(Settlement):
         self.topup_usd_micro += usd
         self._emit(ActMinted(now_s, tenant, usd, akt, minted, price))
 
-    def _topup_size(self, tenant: int, shortfall: int, status: str) -> int:
-        """A batch: the shortfall plus the full runway; while mints are slow (warning), at
-        least `min_topup_days` of run-rate. Less (down to the shortfall) when the tenant's
-        dollars do not stretch that far."""
-        account = self._tenant_accounts[tenant]
-        rate = self._rates.get(tenant, 0.0)
-        amount = shortfall + round(rate * self._runway_s)
+    def _mint_size(self, tenant: int, least: int, wanted: int, status: str) -> int:
+        """uACT to mint for `tenant`, who needs `least` now and wants `wanted` (a batch:
+        its runway too). While mints are slow (warning), a mint covers at least
+        `min_topup_days` of its run-rate. Down to `least` when its dollars fall short."""
+        amount = wanted
         if status == WARNING:
-            amount = max(amount, shortfall + round(rate * self._min_topup_s))
-        if amount > shortfall and self._usd_for_act(amount, self._env.now) \
-                > self.ledger.balance(account):
-            amount = shortfall
+            amount = max(amount, round(self._rates.get(tenant, 0.0) * self._min_topup_s))
+        if amount > least and self._usd_for_act(amount, self._env.now) \
+                > self.ledger.balance(self._tenant_accounts[tenant]):
+            amount = least
         return amount
 
     # ------------------------------------------------------------------ tenants' escrow
@@ -239,7 +237,11 @@ class BmeSettlement(Settlement):
             if status in _HALTED:
                 self._lock_akt(order, account, deposit_micro, now)
                 return
-            self._top_up(order.tenant, self._topup_size(order.tenant, shortfall, status), now)
+            # One batch: the deposit, and the tenant's runway refilled.
+            runway = round(self._rates.get(order.tenant, 0.0) * self._runway_s)
+            self._top_up(order.tenant,
+                         self._mint_size(order.tenant, shortfall, shortfall + runway, status),
+                         now)
         act.transfer(self._act[account], self.act_escrow, deposit_micro, "escrow_deposit")
         order.escrow = deposit_micro
 
@@ -364,7 +366,7 @@ class BmeSettlement(Settlement):
                 target = round(rate * self._runway_s)
                 held = self.act_balance(account)
                 if held < self.rules.recharge_below * target:
-                    amount = self._topup_size(tenant, target - held, status)
+                    amount = self._mint_size(tenant, target - held, target - held, status)
                     if self._usd_for_act(amount, now_s) <= self.ledger.balance(account):
                         self._top_up(tenant, amount, now_s)
         self._sample(now_s)
