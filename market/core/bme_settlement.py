@@ -473,6 +473,9 @@ class BmeSettlement(Settlement):
                 "usd_at_settlement": settled / MICRO,
                 "usd_at_sale": sold / MICRO,
                 "price_gain_usd": (sold - settled) / MICRO,
+                # What a dollar earned fetched when sold: its spread over seeds is the AKT
+                # price risk providers carry between settlement and sale.
+                "sale_to_settlement": sold / settled if settled else None,
             },
         }
 

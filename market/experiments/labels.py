@@ -119,6 +119,20 @@ _UNITS = (
     ("_s", "min", 1 / 60),  # waits in this market are minutes long; seconds hide their size
 )
 
+# Keys whose words a pattern would get wrong (Burn-Mint Equilibrium's).
+_KNOWN = {
+    "market.settlement": Quantity("Settlement"),
+    "market.bme.akt_price.volatility_per_year": Quantity("AKT annual volatility", "%", 100.0),
+    "market.bme.runway_days": Quantity("ACT runway", "days"),
+    "bme.providers.sale_to_settlement": Quantity("Providers' USD at sale per USD at "
+                                                 "settlement"),
+    "bme.net_supply_change_akt": Quantity("AKT supply change", "AKT"),
+    "bme.outstanding_act_usd": Quantity("Outstanding ACT", "USD"),
+    "bme.breaker_activations.warning": Quantity("Breakers tripped, warning"),
+    "bme.breaker_activations.halt_cr": Quantity("Breakers tripped, halt (CR)"),
+    "bme.breaker_activations.halt_oracle": Quantity("Breakers tripped, halt (oracle)"),
+}
+
 # A share of a whole (0..1), shown in percent.
 _SHARE = re.compile(r"(^|_)(rate|share|fraction|efficiency|utilization|participation|"
                     r"savings_vs_list|savings|cv)$")
@@ -170,6 +184,8 @@ def metric(key: str) -> Quantity:
     >>> metric("lease_close_reasons.owner").title
     'Lease close reasons, owner'
     """
+    if key in _KNOWN:
+        return _KNOWN[key]
     parts = key.split(".")
     if len(parts) == 3 and parts[0] == "price_usd_per_gpu_hour":
         return _model_price(parts[1], parts[2])
@@ -184,6 +200,8 @@ def parameter(path: str) -> Quantity:
     >>> parameter("providers.0.count").title
     'Providers [0] count'
     """
+    if path in _KNOWN:
+        return _KNOWN[path]
     parts = path.split(".")
     if len(parts) >= 2 and parts[0] in _OWNERS and parts[1].isdigit():
         # a population by its place in the scenario's list: its name is not in the path

@@ -39,7 +39,9 @@ FAULTS = {reason.value for reason in PROVIDER_FAULTS}
 
 
 def scenario(*overrides: str):
-    return load_scenario("default", list(overrides))
+    """The default scenario with AEP-23's USD escrow and take rate: these tests check how
+    strategies price the fee in (BME has none; tests/market/test_bme.py)."""
+    return load_scenario("default", ['market.settlement="aep23"', *overrides])
 
 
 def population(name: str = "datacenter", **changes):

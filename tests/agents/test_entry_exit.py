@@ -90,7 +90,8 @@ def _hand_market(overrides: list[str]) -> Market:
     """The longrun rules with daily reviews of a one-day window, no fee gross-up, no
     manifest failures, and nobody in it: the test adds its providers and orders."""
     scenario = load_scenario("longrun", [
-        "entry_exit.review_days=1", "entry_exit.window_days=1", "market.take_rate=0.2",
+        "entry_exit.review_days=1", "entry_exit.window_days=1",
+        'market.settlement="aep23"', "market.take_rate=0.2",
         "market.manifest_failure_prob=0", "providers.0.failure_rate_per_day=0", *overrides])
     return Market(scenario, seed=3, populate=False)
 

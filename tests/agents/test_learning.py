@@ -50,9 +50,11 @@ def row(market: Market, name: str, cost: float, model: str = "h100", gpus: int =
 
 
 def bare_market(*overrides: str) -> Market:
-    """A market without agents and, unless `overrides` set one, without a take rate."""
+    """A market without agents and, unless `overrides` set one, without a take rate (AEP-23
+    settlement, whose take rate these tests vary)."""
     scenario = load_scenario("default", ["market.manifest_failure_prob=0",
-                                         "market.take_rate=0", *overrides])
+                                         'market.settlement="aep23"', "market.take_rate=0",
+                                         *overrides])
     return Market(scenario, seed=0, populate=False, record=False)
 
 
@@ -600,7 +602,8 @@ STRATEGIES = {
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
 def test_strategy_runs_a_market_that_leases_and_conserves_money(name):
-    scenario = load_scenario("default", ["duration_days=0.25"])
+    # AEP-23's 20% take rate: the strongest test of pricing the fee in.
+    scenario = load_scenario("default", ["duration_days=0.25", 'market.settlement="aep23"'])
     market = Market(scenario, seed=4, populate=False, record=False)
     strategies = []
     for index, population in enumerate(scenario.providers):
@@ -621,9 +624,9 @@ def test_strategy_runs_a_market_that_leases_and_conserves_money(name):
     for event in placed:
         per_gpu_hour = (np.array(event.prices_micro_per_hour)
                         / gpus[event.order_id] / MICRO_USD_PER_USD)
-        # The default take rate (20%) is priced in: no bid keeps less than its cost after the
-        # fee. Bids are kept in whole micro-USD per order-hour: at most half a micro below.
-        kept = (1 - scenario.market.take_rate) * per_gpu_hour
+        # The fee, if any, is priced in: no bid keeps less than its cost after it. Bids are
+        # kept in whole micro-USD per order-hour: at most half a micro below.
+        kept = (1 - scenario.market.fee_rate) * per_gpu_hour
         assert (kept >= cost[list(event.providers)] - 1e-6).all()
     if name == "hedge":
         assert sum(int(s._rounds.sum()) for s in strategies) > 0

@@ -94,7 +94,9 @@ class Lone:
     @classmethod
     def open(cls, server: Server) -> Lone:
         url = server.url
+        # AEP-23's USD escrow: the bot keeps all but the take rate, in dollars.
         market_id, control = _market(server, 60.0, "tenants.arrivals_per_hour=1e-6",
+                                     'market.settlement="aep23"',
                                      "providers.1.gpu_mix={ rtx4090 = 1.0 }")
         tenant = _post(url, f"/api/markets/{market_id}/participants",
                        {"role": "tenant", "name": "carol"})

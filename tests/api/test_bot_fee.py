@@ -26,7 +26,7 @@ def test_remote_view_grosses_up_like_the_market_view(net_of_fee, gross_up):
     view = RemoteView(ME, ("h100", "a10"), 0.2, LIST, bids_net_of_fee=net_of_fee)
     assert view.bids_net_of_fee is net_of_fee
     assert view.fee_gross_up() == pytest.approx(gross_up)
-    market = Market(load_scenario("default", ["market.take_rate=0.2",
+    market = Market(load_scenario("default", ['market.settlement="aep23"', "market.take_rate=0.2",
                                               f"market.bids_net_of_fee={str(net_of_fee).lower()}"]),
                     populate=False, record=False)
     market.add_providers([], None)

@@ -27,6 +27,8 @@ SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a sec
 SUMMARY_KEYS = ("seed", "orders_posted", "leases_created", "fill_rate", "money_conserved")
 OUT_FILES = {"summary.json", "orders.parquet", "leases.parquet", "jobs.parquet",
              "providers.parquet", "prices.parquet"}
+#: Written besides when the run settles in AKT (`market.settlement = "bme"`).
+BME_FILES = {"bme.parquet", "bme_providers.parquet"}
 def run_json(cli, *argv: str) -> tuple[Outcome, dict]:
     """`gpumarket run --json ...` (short); checks it succeeded and parses its stdout."""
     outcome = cli("run", "--json", *SHORT, *argv)
@@ -85,7 +87,8 @@ def test_run_out_writes_summary_and_tables_that_agree(cli, tmp_path: Path) -> No
     outcome, summary = run_json(cli, "--seed", "3", "--out", str(folder))
     _, in_memory = run_json(cli, "--seed", "3")  # same run, tables kept in memory
 
-    assert {p.name for p in folder.iterdir()} == OUT_FILES
+    assert {p.name for p in folder.iterdir()} == OUT_FILES | (BME_FILES if "bme" in summary
+                                                              else set())
     assert (folder / "summary.json").read_text(encoding="utf-8") == outcome.out
     assert summary == in_memory  # streaming tables to disk does not change the run
 
@@ -136,7 +139,9 @@ def test_run_out_without_json_prints_the_report_and_where_it_wrote(cli, tmp_path
     outcome = cli("run", *SHORT, "--out", str(folder))
 
     assert outcome.code == 0, outcome.err
-    assert {p.name for p in folder.iterdir()} == OUT_FILES
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert {p.name for p in folder.iterdir()} == OUT_FILES | (BME_FILES if "bme" in summary
+                                                              else set())
     assert "wrote summary.json" in outcome.out
     assert str(folder) in outcome.out.replace("\n", "")
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
@@ -283,7 +288,8 @@ def test_help_lists_commands_and_run_options(cli) -> None:
 
 def test_user_scenario_file_overlays_default_and_sets_take_rate(cli, tmp_path: Path) -> None:
     path = write(tmp_path, "cheap_platform.toml",
-                 "duration_days = 0.3\n\n[market]\ntake_rate = 0.05\n")
+                 "duration_days = 0.3\n\n[market]\nsettlement = \"aep23\"\n"
+                 "take_rate = 0.05\n")
     outcome = cli("run", "--json", "-s", path)
 
     assert outcome.code == 0, outcome.err
@@ -306,7 +312,8 @@ def test_user_scenario_file_overlays_default_and_sets_take_rate(cli, tmp_path: P
 
 
 def test_set_overrides_a_scenario_file(cli, tmp_path: Path) -> None:
-    path = write(tmp_path, "mine.toml", "duration_days = 0.3\n\n[market]\ntake_rate = 0.05\n")
+    path = write(tmp_path, "mine.toml", "duration_days = 0.3\n\n[market]\n"
+                 "settlement = \"aep23\"\ntake_rate = 0.05\n")
     outcome = cli("run", "--json", "-s", path, "--set", "market.take_rate=0.1")
 
     assert outcome.code == 0, outcome.err

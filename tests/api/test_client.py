@@ -22,7 +22,7 @@ from api.remote.stream import Stream
 
 WAIT_S = 30.0
 #: A cheap market: one simulated day, at a speed that gives tens of events a wall second.
-SMALL = ["duration_days=1"]
+SMALL = ["duration_days=1", 'market.settlement="aep23"']  # USD escrow and a take rate
 SPEED = 3000.0
 ORDER = {"gpu_models": ["h100"], "max_price_usd_per_gpu_hour": 2.0}
 

@@ -120,7 +120,12 @@ def test_run_as_markdown_is_valid_pipe_tables(cli) -> None:
     out = ok(cli("run", *SHORT, "--format", "markdown"))
     tables = markdown_tables(out)
     assert summary["no_bids"]["expired_orders"]  # so the "Why no bids?" table is shown
-    assert len(tables) == 6
+    # Settled in AKT (the default's `bme`), the "Burn-Mint Equilibrium" table is shown too.
+    settled_in_akt = "bme" in summary
+    assert len(tables) == 6 + settled_in_akt
+    bme = [t for t in tables if t[1][0] == "AKT price, start → end (min–max)"]
+    assert len(bme) == settled_in_akt
+    assert all(t[-1][0] == "providers' AKT at settlement / when sold" for t in bme)
     prices = next(t for t in tables if t[0][0] == "GPU")
     assert sorted(row[0] for row in prices[1:]) == sorted(summary["price_usd_per_gpu_hour"])
     assert "## gpumarket run" in out and "**Who paid what**" in out

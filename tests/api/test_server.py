@@ -91,7 +91,7 @@ def test_scenarios_and_uploaded_scenario(client):
     names = {s["name"] for s in client.get("/api/scenarios").json()}
     assert {"default", "interruptible"} <= names
     created = create(client, scenario_toml="name = \"tiny\"\nduration_days = 0.5\n",
-                     overrides=["market.take_rate=0.1"])
+                     overrides=['market.settlement="aep23"', "market.take_rate=0.1"])
     snapshot = client.get(f"/api/markets/{created['market_id']}").json()
     assert snapshot["scenario"] == "tiny" and snapshot["horizon_s"] == 43_200
     assert snapshot["take_rate"] == 0.1

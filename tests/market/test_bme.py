@@ -134,7 +134,7 @@ def test_price_csv_errors_name_the_line(tmp_path):
 
 
 def test_scenario_errors_name_the_field(tmp_path):
-    with pytest.raises(ScenarioError, match="market.settlement"):
+    with pytest.raises(ScenarioError, match=r"market\.settlement"):
         load_scenario("default", ['market.settlement="usdc"'])
     with pytest.raises(ScenarioError, match="cr_halt"):
         load_scenario("default", ["market.bme.cr_halt=0.97"])

@@ -47,9 +47,12 @@ HOUR = SECONDS_PER_HOUR
 def bare_market(*overrides: str, seed: int = 0, record: bool = False) -> Market:
     """A default-scenario market without agents; no manifest failures unless overridden.
     Strategies bid their asks as they are (not grossed up by the take rate): these tests
-    check the engine's mechanics, not fee pricing."""
+    check the engine's mechanics, not fee pricing. Escrow is AEP-23's, in USD, so that
+    wallets and payouts read in dollars; BME's ACT and AKT have their own tests
+    (tests/market/test_bme.py)."""
     scenario = load_scenario("default", ["market.manifest_failure_prob=0",
-                                         "market.bids_net_of_fee=false", *overrides])
+                                         "market.bids_net_of_fee=false",
+                                         'market.settlement="aep23"', *overrides])
     return Market(scenario, seed=seed, populate=False, record=record)
 
 

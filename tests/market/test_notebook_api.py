@@ -17,8 +17,9 @@ from market.scenario import MarketRules
 matplotlib.use("Agg")  # draw without a display
 import matplotlib.pyplot as plt
 
+# AEP-23's USD escrow and take rate: some of these tests vary the take rate.
 SMALL = {"duration_days": 0.25, "tenants.arrivals_per_hour": 30, "providers.0.count": 8,
-         "providers.1.count": 20, "providers.2.count": 1}
+         "providers.1.count": 20, "providers.2.count": 1, "market.settlement": "aep23"}
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +111,11 @@ def test_scenario_html_shows_the_scenario_and_escapes_its_text(small):
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in html
     text = re.sub(r"<[^>]+>", " ", html)
     for shown in ("0.25 simulated days", "tenant_pick", "20.0%", "datacenter", "home_rig",
-                  "hyperscaler", "30.0 jobs per hour", "adaptive_margin"):
+                  "hyperscaler", "30.0 jobs per hour", "adaptive_margin",
+                  "AEP-23 (USD escrow)"):
         assert shown in text, shown
+    bme = re.sub(r"<[^>]+>", " ", small.with_values({"market.settlement": "bme"})._repr_html_())
+    assert "settlement : BME (ACT escrow, paid in AKT)" in bme and "take rate : 0.0%" in bme
 
 
 def test_result_repr_is_one_readable_line(result):

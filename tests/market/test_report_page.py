@@ -43,6 +43,7 @@ replications = 2
 "market.take_rate" = [0.0, 0.2]
 [set]
 duration_days = 0.5
+"market.settlement" = "aep23"
 "tenants.arrivals_per_hour" = 30
 "providers.0.count" = 8
 "providers.1.count" = 20

@@ -105,6 +105,7 @@ samples = 4
 metrics = ["fill_rate", "orders_posted"]
 [set]
 duration_days = 0.1
+"market.settlement" = "aep23"
 [ranges]
 "market.take_rate" = [0.0, 0.3]
 "market.price_index_interval_s" = [600, 7200]

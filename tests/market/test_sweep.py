@@ -21,6 +21,7 @@ from market.experiments.sweep import SweepError, builtin_sweeps, load_sweep
 SMALL = """
 [set]
 duration_days = 0.3
+"market.settlement" = "aep23"
 "tenants.arrivals_per_hour" = 30
 "providers.0.count" = 8
 "providers.1.count" = 20
