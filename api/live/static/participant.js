@@ -2,7 +2,9 @@
 // watches bids arrive on its orders and accepts one, and closes its leases; a provider bids on
 // the orders its GPUs can serve and watches its leases and wallet.
 
-import { bmeFacts, formatAkt, formatAktPrice, renderMyBme } from "./akt.js";
+import {
+  bmeFacts, formatAkt, formatAktPrice, isBme, renderMyBme,
+} from "./akt.js";
 import { api } from "./api.js";
 import { byTestId, h, setNotice, setText, syncChildren, whileBusy } from "./dom.js";
 import {
@@ -451,8 +453,13 @@ export class ParticipantPanel {
     }
     parts.push("Bids above your max are refused.");
     if (maxPrice > 0) {
-      parts.push(`Escrow deposit: ${formatUsd(maxPrice * gpus * hours)} (the job at your max ` +
-        `price${this.el("order-hours").value ? "" : ", 24 h"}), refunded unspent.`);
+      const deposit = `Escrow deposit: ${formatUsd(maxPrice * gpus * hours)} (the job at your ` +
+        `max price${this.el("order-hours").value ? "" : ", 24 h"})`;
+      // Burn-Mint Equilibrium: the deposit is ACT, bought if short; what is left stays ACT.
+      parts.push(isBme(this.book.market)
+        ? `${deposit} in ACT: what your ACT balance lacks is bought with your wallet's ` +
+          "dollars; unspent ACT goes back to your balance."
+        : `${deposit}, refunded unspent.`);
     }
     setText(document.getElementById("order-max-price-help"), parts.join(" "));
   }
