@@ -108,8 +108,9 @@ class Session:
         # newest last); only participants' tenants read them, so only theirs are kept.
         self.expired: dict[int, deque[dict[str, Any]]] = {}
         # BME, for participants only (`views.me`): a tenant's latest top-ups and their totals
-        # (count, micro-USD spent), its orders whose deposit was paid in AKT (order id -> what
-        # the providers got out of it, oldest first), a provider's latest AKT payouts.
+        # (count, micro-USD spent), its orders whose deposit was paid in AKT (order id -> the
+        # deposit and what the provider got out of it, oldest first), a provider's latest AKT
+        # payouts.
         self.topups: dict[int, deque[dict[str, Any]]] = {}
         self.topup_totals: dict[int, list[int]] = {}
         self.akt_orders: dict[int, dict[int, dict[str, Any]]] = {}
@@ -184,13 +185,7 @@ class Session:
             kept.append(payout)
         if orders is None:
             return
-        order_id = self.lease_order[event.lease_id]
-        row = orders.get(order_id)
-        if row is None:
-            if len(orders) >= BME_KEPT:
-                del orders[next(iter(orders))]
-            row = orders[order_id] = {"order_id": order_id, "lease_id": event.lease_id,
-                                      "akt_paid_uakt": 0, "usd_value_micro": 0, "payments": 0}
+        row = self._akt_order(orders, self.lease_order[event.lease_id])
         row["lease_id"] = event.lease_id  # a re-auctioned order has a new lease
         row["akt_paid_uakt"] += payout["akt_uakt"]
         row["usd_value_micro"] += payout["usd_value_micro"]
@@ -198,6 +193,30 @@ class Session:
         row["last_paid_s"] = event.time_s
         row["akt_paid"] = row["akt_paid_uakt"] / MICRO
         row["usd_value"] = micro_to_usd(row["usd_value_micro"])
+
+    @staticmethod
+    def _akt_order(orders: dict[int, dict[str, Any]], order_id: int) -> dict[str, Any]:
+        """A tenant's row for its order `order_id` paid in AKT (the oldest row goes past
+        BME_KEPT): its deposit, and what the provider got out of it so far."""
+        row = orders.get(order_id)
+        if row is None:
+            if len(orders) >= BME_KEPT:
+                del orders[next(iter(orders))]
+            row = orders[order_id] = {
+                "order_id": order_id, "lease_id": None,
+                # Unknown (None) for an order re-auctioned with the deposit of an earlier one.
+                "deposit_akt": None, "deposit_uakt": None,
+                "deposit_usd_spent": None, "deposit_usd_spent_micro": None,
+                "akt_paid": 0.0, "akt_paid_uakt": 0, "usd_value": 0.0, "usd_value_micro": 0,
+                "payments": 0, "last_paid_s": None}
+        return row
+
+    def _akt_escrowed(self) -> int:
+        """uAKT held in escrow for deposits paid in AKT (BME; none under AEP-23)."""
+        settlement = self.market.settlement
+        if self.market.rules.settlement != "bme":
+            return 0
+        return settlement.protocol.akt.balance(settlement.akt_escrow)
 
     def take_pending(self) -> list[dict[str, Any]]:
         """The events since the last call, in order."""
@@ -291,10 +310,21 @@ class Session:
         if deposit is None:
             hours = 24.0 if body.hours is None else body.hours
             deposit = body.max_price_usd_per_gpu_hour * body.gpus * hours
+        account = market.tenant_accounts[tenant]
+        escrowed, wallet = self._akt_escrowed(), market.ledger.balance(account)
         order_id = market.post_order(
             tenant, units, body.max_price_usd_per_gpu_hour, deposit_usd=deposit,
             job_kind="live", work_s=work_s, auto_select=body.auto_select,
             interruptible=body.interruptible)
+        # BME with mints halted: the deposit was bought as AKT and went to escrow (nothing
+        # else moves AKT there while an order is posted), paid for from the wallet.
+        held = self._akt_escrowed() - escrowed
+        if held > 0:
+            spent = wallet - market.ledger.balance(account)
+            row = self._akt_order(self.akt_orders[tenant], order_id)
+            row.update({"deposit_akt": held / MICRO, "deposit_uakt": held,
+                        "deposit_usd_spent": micro_to_usd(spent),
+                        "deposit_usd_spent_micro": spent})
         return {"order_id": order_id}
 
     def _own_order(self, order_id: int, actor: Participant | None) -> None:

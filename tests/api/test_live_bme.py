@@ -195,6 +195,15 @@ def test_a_tenant_pays_in_akt_while_mints_are_halted():
     assert views.me(live, alice)["bme"]["mint_status"] in ("halt_oracle", "halt_cr")
     order_id = session.apply("post_order", PostOrder(
         gpu_models=["h100"], gpus=1, hours=1, max_price_usd_per_gpu_hour=5.0), alice)["order_id"]
+    # She sees at once that her deposit (5 USD) was bought as AKT, not minted as ACT.
+    me = views.me(live, alice)
+    (posted,) = me["bme"]["orders_paid_in_akt"]
+    assert posted["order_id"] == order_id and posted["payments"] == 0
+    assert posted["lease_id"] is None and posted["akt_paid_uakt"] == 0
+    assert me["wallet_micro"] == 10_000_000_000 - posted["deposit_usd_spent_micro"]
+    spot = me["bme"]["akt_spot_micro"]  # bought at the spot price, rounded up to the uAKT
+    assert posted["deposit_uakt"] == -(-5_000_000 * 10**6 // spot)
+    assert posted["deposit_usd_spent_micro"] == -(-posted["deposit_uakt"] * spot // 10**6)
     bid_id = session.apply("bid", Bid(order_id=order_id, price_usd_per_gpu_hour=2.0),
                            bob)["bid_id"]
     lease_id = session.apply("accept", Accept(order_id=order_id, bid_id=bid_id),
@@ -204,6 +213,7 @@ def test_a_tenant_pays_in_akt_while_mints_are_halted():
     mine = views.me(live, alice)["bme"]
     assert mine["topups"] == [] and mine["act_balance_uact"] == 0  # no ACT was minted
     (order,) = mine["orders_paid_in_akt"]
+    assert order["deposit_uakt"] == posted["deposit_uakt"] > order["akt_paid_uakt"]
     theirs = views.me(live, bob)["bme"]
     (payout,) = theirs["payouts"]
     assert payout["direct"] and payout["lease_id"] == lease_id

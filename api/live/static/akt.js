@@ -101,8 +101,9 @@ export function bmeFacts(me) {
       "ACT you hold outside escrow: one ACT pays one USD of leases"]];
   }
   return [
-    ["AKT earned", formatAkt(bme.akt_earned),
-      `worth ${formatUsd(bme.usd_at_settlement)} when paid`],
+    ["AKT earned", formatAkt(bme.akt_earned), "what your leases paid you, in AKT"],
+    ["Worth when paid", formatUsd(bme.usd_at_settlement),
+      "your AKT at the price each payment was made at"],
     ["AKT held", formatAkt(bme.akt_held),
       `worth ${formatUsd(bme.akt_held_value_usd)} at today's price`],
     ["AKT sold for", formatUsd(bme.usd_at_sale),
@@ -124,8 +125,14 @@ function payoutLine(payout) {
 }
 
 function aktOrderLine(order) {
-  return `Order #${order.order_id}: deposit paid in AKT; ${formatAkt(order.akt_paid)} of it ` +
-    `paid to its provider so far (${formatUsd(order.usd_value)} when paid)`;
+  const deposit = order.deposit_akt === null ? "deposit paid in AKT"
+    : `deposit of ${formatAkt(order.deposit_akt)} bought for ` +
+      `${formatUsd(order.deposit_usd_spent)}`;
+  const paid = order.payments
+    ? `${formatAkt(order.akt_paid)} of it paid to your provider so far ` +
+      `(${formatUsd(order.usd_value)} when paid)`
+    : "nothing paid out of it yet";
+  return `Order #${order.order_id}: ${deposit}; ${paid}.`;
 }
 
 /**
