@@ -180,23 +180,47 @@ def test_an_aep23_market_shows_no_bme(client):
         assert "orders_posted" in frame["figures"] and "bme" not in frame["figures"]
 
 
-def test_a_tenant_pays_in_akt_while_mints_are_halted():
-    # An oracle that must agree with the spot price to a hundredth of a percent is unhealthy
-    # almost always: mints halt, and deposits are paid in AKT directly.
-    scenario = load_scenario("default", ["duration_days=0.5", *BME,
-                                         "market.bme.oracle_max_deviation=0.0001"])
-    session = Session(scenario, seed=1)
+# An oracle that must agree with the spot price to a hundredth of a percent is unhealthy almost
+# always: mints halt, and deposits are paid in AKT directly.
+HALTED = load_scenario("default", ["duration_days=0.5", *BME,
+                                   "market.bme.oracle_max_deviation=0.0001"])
+
+
+def _halted_market_trades() -> dict[str, Any]:
+    """Alice's one-hour job on Bob's H100 in a halted market: her view once she posted it,
+    both views two hours later, the ids, and the session."""
+    session = Session(HALTED, seed=1)
     session.apply("join_tenant", JoinTenant(role="tenant", name="alice"), None)
     session.apply("join_provider", JoinProvider(role="provider", name="bob", gpu_model="h100",
                                                 gpus=8, archetype="datacenter"), None)
     alice, bob = session.participants
     session.advance(1200.0)
     live = SimpleNamespace(session=session)
-    assert views.me(live, alice)["bme"]["mint_status"] in ("halt_oracle", "halt_cr")
+    halted = views.me(live, alice)["bme"]["mint_status"]
     order_id = session.apply("post_order", PostOrder(
         gpu_models=["h100"], gpus=1, hours=1, max_price_usd_per_gpu_hour=5.0), alice)["order_id"]
+    posted = views.me(live, alice)
+    bid_id = session.apply("bid", Bid(order_id=order_id, price_usd_per_gpu_hour=2.0),
+                           bob)["bid_id"]
+    lease_id = session.apply("accept", Accept(order_id=order_id, bid_id=bid_id),
+                             alice)["lease_id"]
+    session.advance(session.market.now + 2 * 3600.0)
+    return {"session": session, "halted": halted, "posted": posted, "order_id": order_id,
+            "lease_id": lease_id, "alice": views.me(live, alice), "bob": views.me(live, bob)}
+
+
+def test_the_same_commands_give_the_same_views():
+    first, second = _halted_market_trades(), _halted_market_trades()
+    for key in ("posted", "alice", "bob"):
+        assert first[key] == second[key]
+
+
+def test_a_tenant_pays_in_akt_while_mints_are_halted():
+    run = _halted_market_trades()
+    order_id, lease_id = run["order_id"], run["lease_id"]
+    assert run["halted"] in ("halt_oracle", "halt_cr")
     # She sees at once that her deposit (5 USD) was bought as AKT, not minted as ACT.
-    me = views.me(live, alice)
+    me = run["posted"]
     (posted,) = me["bme"]["orders_paid_in_akt"]
     assert posted["order_id"] == order_id and posted["payments"] == 0
     assert posted["lease_id"] is None and posted["akt_paid_uakt"] == 0
@@ -204,17 +228,12 @@ def test_a_tenant_pays_in_akt_while_mints_are_halted():
     spot = me["bme"]["akt_spot_micro"]  # bought at the spot price, rounded up to the uAKT
     assert posted["deposit_uakt"] == -(-5_000_000 * 10**6 // spot)
     assert posted["deposit_usd_spent_micro"] == -(-posted["deposit_uakt"] * spot // 10**6)
-    bid_id = session.apply("bid", Bid(order_id=order_id, price_usd_per_gpu_hour=2.0),
-                           bob)["bid_id"]
-    lease_id = session.apply("accept", Accept(order_id=order_id, bid_id=bid_id),
-                             alice)["lease_id"]
-    session.advance(session.market.now + 2 * 3600.0)
 
-    mine = views.me(live, alice)["bme"]
+    mine = run["alice"]["bme"]
     assert mine["topups"] == [] and mine["act_balance_uact"] == 0  # no ACT was minted
     (order,) = mine["orders_paid_in_akt"]
     assert order["deposit_uakt"] == posted["deposit_uakt"] > order["akt_paid_uakt"]
-    theirs = views.me(live, bob)["bme"]
+    theirs = run["bob"]["bme"]
     (payout,) = theirs["payouts"]
     assert payout["direct"] and payout["lease_id"] == lease_id
     assert order["order_id"] == order_id and order["lease_id"] == lease_id
@@ -223,7 +242,7 @@ def test_a_tenant_pays_in_akt_while_mints_are_halted():
     # The hour at 2 USD, at the price it was paid at (rounded down to the uAKT).
     assert 2_000_000 - payout["price_micro"] // 10**6 - 1 <= payout["usd_value_micro"] \
         <= 2_000_000
-    settled = [e for e in session.history if e["kind"] == "akt_settled"
+    settled = [e for e in run["session"].history if e["kind"] == "akt_settled"
                and e["lease_id"] == lease_id]
     assert [e["seq"] for e in settled] == [payout["seq"]]
     assert settled[0]["act_burn_uact"] == 0 and settled[0]["minted_uakt"] == 0
