@@ -173,10 +173,10 @@ def bme_mine(session: Session, participant: Participant, account: int) -> dict[s
     spent, AKT burned, ACT minted, the oracle's price), their count and spend in total, and
     `orders_paid_in_akt` (newest first: orders whose deposit it paid in AKT while mints were
     halted: the AKT and the dollars it cost, and the AKT its provider got out of it so far,
-    with its USD value when paid). A provider: `akt_earned`,
-    `akt_held` (and `akt_held_value_usd`, its worth at the spot price), `usd_at_settlement`
-    (what its AKT was worth when paid), `usd_at_sale` (what the AKT it sold fetched) and
-    `payouts` (newest first). Each top-up and payout carries its event's `seq`."""
+    with its USD value when paid). A provider: `akt_earned`, `akt_held` (and
+    `akt_held_value_usd`, its worth at the spot price), `usd_at_settlement` (what its AKT was
+    worth when paid), `usd_at_sale` (what the AKT it sold fetched) and `payouts` (newest
+    first). Each top-up and payout carries its event's `seq`."""
     market = session.market
     settlement: BmeSettlement = market.settlement
     now = market.now
