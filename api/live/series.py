@@ -1,7 +1,8 @@
 """What a live market's frames carry besides events: its charts over simulated time (lease
 prices by GPU model — p10, median, p90 —, orders posted and filled, demand against supply in
 GPUs, and the share of GPUs leased, per bucket of simulated time), and the headline figures
-(`figures`).
+(`figures`; on a market settled by Burn-Mint Equilibrium, also the AKT price, the oracle, the
+mint status and the collateral ratio: `bme_figures`).
 
 Built from the numbered event stream (and the providers' GPU counts), so a replay builds the
 same buckets. A bucket closes when the market's clock passes its end (an event after it, or
@@ -16,11 +17,13 @@ its GPUs; a failed or departed provider's GPUs are not free). Wanted above free 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from market.bme.protocol import MICRO
 from market.core.records import OrderState
 from market.events import (
     Event,
@@ -39,6 +42,7 @@ from market.units import micro_to_usd, owed_micro, per_gpu_hour_usd
 
 if TYPE_CHECKING:
     from market.builder import Market
+    from market.core.bme_settlement import BmeSettlement
 
 #: Simulated seconds per bucket: at the default 60x a point every 15 wall seconds.
 BUCKET_S = 900.0
@@ -227,7 +231,7 @@ def figures(market: Market) -> dict[str, Any]:
         accrued += max(owed_micro(lease.price, lease.ran_s(now)) - lease.paid, 0)
     take = market.rules.fee_rate
     open_count = sum(order.state is OrderState.OPEN for order in market.orders.values())
-    return {"orders_posted": counts["orders_posted"],
+    shown = {"orders_posted": counts["orders_posted"],
             "orders_filled": counts["leases_created"],
             "orders_expired": counts["orders_expired"],
             "orders_open": open_count,
@@ -237,3 +241,33 @@ def figures(market: Market) -> dict[str, Any]:
             "tenant_accrued_usd": micro_to_usd(accrued),
             "platform_revenue_usd": metrics.platform_usd,
             "platform_accrued_usd": micro_to_usd(accrued * take)}
+    if market.rules.settlement == "bme":  # AEP-23 markets' frames stay as they were
+        shown["bme"] = bme_figures(market.settlement, now)
+    return shown
+
+
+def bme_figures(settlement: BmeSettlement, now_s: float) -> dict[str, Any]:
+    """Burn-Mint Equilibrium at `now_s`, as everyone sees it: AKT's spot price and the oracle's
+    TWAP (USD per AKT, and integer micro-USD per AKT), whether the oracle is healthy, the mint
+    status as the protocol last decided it (at its periodic checks and at each top-up: it is
+    what governs mints), the collateral ratio at the TWAP (None while no ACT is outstanding),
+    the ACT outstanding (USD; integer uACT) and the AKT in the vault (integer uAKT), and the
+    AKT burned and minted so far.
+
+    Cheap enough for every frame: a few look-ups on the price path and ledger balances."""
+    spot = settlement.spot_micro(now_s)
+    twap, healthy = settlement.oracle_micro(now_s)
+    protocol = settlement.protocol
+    ratio = protocol.collateral_ratio(twap)
+    outstanding = protocol.outstanding_act_uact()
+    vault = protocol.vault_uakt()
+    burned = protocol.burned_uakt()
+    minted = protocol.minted_uakt()
+    return {"akt_spot_usd": spot / MICRO, "akt_spot_micro": spot,
+            "akt_twap_usd": twap / MICRO, "akt_twap_micro": twap,
+            "oracle_healthy": healthy, "mint_status": settlement.status,
+            "collateral_ratio": ratio if math.isfinite(ratio) else None,
+            "outstanding_act_usd": outstanding / MICRO, "outstanding_act_uact": outstanding,
+            "vault_akt": vault / MICRO, "vault_uakt": vault,
+            "akt_burned": burned / MICRO, "akt_burned_uakt": burned,
+            "akt_minted": minted / MICRO, "akt_minted_uakt": minted}

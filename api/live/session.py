@@ -32,11 +32,14 @@ from api.live.commands import (
 )
 from api.live.narration import Narrator
 from api.live.series import LiveSeries
+from market.bme.protocol import MICRO, usd_value_micro
 from market.builder import Market
 from market.core.no_bids import as_dict, dominant
 from market.core.resources import gpu_units
 from market.errors import MarketError
 from market.events import (
+    ActMinted,
+    AktSettled,
     Event,
     LeaseClosed,
     LeaseCreated,
@@ -74,6 +77,9 @@ PRIVATE_FIELDS: dict[type[Event], tuple[str, ...]] = {
 }
 #: How many of its latest expired orders a tenant's own view keeps, with their reasons.
 EXPIRED_KEPT = 20
+#: BME: how many of its latest top-ups, orders paid in AKT and AKT payouts a participant's
+#: own view keeps.
+BME_KEPT = 20
 
 
 class Session:
@@ -94,12 +100,21 @@ class Session:
         # lets the server tell "unknown" (404) from "not yours" (403).
         self.order_tenant = array("q")
         self.lease_tenant = array("q")
+        self.lease_order = array("q")  # lease id -> its order id
         self.recent_leases: deque[dict[str, Any]] = deque(maxlen=200)
         self.recent_closes: deque[dict[str, Any]] = deque(maxlen=200)
         self.prices: dict[str, deque[tuple[float, float]]] = {}
         # Each tenant's latest expired orders and why providers did not bid (tenant id ->
         # newest last); only participants' tenants read them, so only theirs are kept.
         self.expired: dict[int, deque[dict[str, Any]]] = {}
+        # BME, for participants only (`views.me`): a tenant's latest top-ups and their totals
+        # (count, micro-USD spent), its orders whose deposit was paid in AKT (order id -> the
+        # deposit and what the provider got out of it, oldest first), a provider's latest AKT
+        # payouts.
+        self.topups: dict[int, deque[dict[str, Any]]] = {}
+        self.topup_totals: dict[int, list[int]] = {}
+        self.akt_orders: dict[int, dict[int, dict[str, Any]]] = {}
+        self.payouts: dict[int, deque[dict[str, Any]]] = {}
         # The page's charts and captions, built from the same numbered events.
         self.series = LiveSeries(self.market)
         self.narrator = Narrator(self.market, self.series)
@@ -121,6 +136,7 @@ class Session:
                 per_gpu_hour_usd(event.max_price_micro_per_hour, event.gpus)
         elif kind is LeaseCreated:
             self.lease_tenant.append(event.tenant)
+            self.lease_order.append(event.order_id)
             price = per_gpu_hour_usd(event.price_micro_per_hour, event.gpus)
             self.recent_leases.append({
                 "time_s": event.time_s, "lease_id": event.lease_id,
@@ -136,6 +152,15 @@ class Session:
             kept = self.expired.get(event.tenant)
             if kept is not None:
                 kept.append(expired_view(event))
+        elif kind is ActMinted:
+            kept = self.topups.get(event.tenant)
+            if kept is not None:
+                kept.append(topup_view(event, self.seq))
+                totals = self.topup_totals[event.tenant]
+                totals[0] += 1
+                totals[1] += event.usd_spent_micro
+        elif kind is AktSettled:
+            self._akt_paid(event)
         elif kind is LeaseClosed:
             self.recent_closes.append({
                 "time_s": event.time_s, "lease_id": event.lease_id, "reason": event.reason,
@@ -146,6 +171,52 @@ class Session:
                 data[key] = None
         self.history.append(data)
         self.pending.append(data)
+
+    def _akt_paid(self, event: AktSettled) -> None:
+        """Keep a participant provider's AKT payout and, when it came out of a deposit paid
+        in AKT, count it on the participant tenant's order."""
+        kept = self.payouts.get(event.provider)
+        orders = self.akt_orders.get(self.lease_tenant[event.lease_id]) if event.direct \
+            else None
+        if kept is None and orders is None:  # the market's own: nobody's view shows it
+            return
+        payout = payout_view(event, self.seq)
+        if kept is not None:
+            kept.append(payout)
+        if orders is None:
+            return
+        row = self._akt_order(orders, self.lease_order[event.lease_id])
+        row["lease_id"] = event.lease_id  # a re-auctioned order has a new lease
+        row["akt_paid_uakt"] += payout["akt_uakt"]
+        row["usd_value_micro"] += payout["usd_value_micro"]
+        row["payments"] += 1
+        row["last_paid_s"] = event.time_s
+        row["akt_paid"] = row["akt_paid_uakt"] / MICRO
+        row["usd_value"] = micro_to_usd(row["usd_value_micro"])
+
+    @staticmethod
+    def _akt_order(orders: dict[int, dict[str, Any]], order_id: int) -> dict[str, Any]:
+        """A tenant's row for its order `order_id` paid in AKT (the oldest row goes past
+        BME_KEPT): its deposit, and what the provider got out of it so far."""
+        row = orders.get(order_id)
+        if row is None:
+            if len(orders) >= BME_KEPT:
+                del orders[next(iter(orders))]
+            row = orders[order_id] = {
+                "order_id": order_id, "lease_id": None,
+                # Unknown (None) for an order re-auctioned with the deposit of an earlier one.
+                "deposit_akt": None, "deposit_uakt": None,
+                "deposit_usd_spent": None, "deposit_usd_spent_micro": None,
+                "akt_paid": 0.0, "akt_paid_uakt": 0, "usd_value": 0.0, "usd_value_micro": 0,
+                "payments": 0, "last_paid_s": None}
+        return row
+
+    def _akt_escrowed(self) -> int:
+        """uAKT held in escrow for deposits paid in AKT (BME; none under AEP-23)."""
+        settlement = self.market.settlement
+        if self.market.rules.settlement != "bme":
+            return 0
+        return settlement.protocol.akt.balance(settlement.akt_escrow)
 
     def take_pending(self) -> list[dict[str, Any]]:
         """The events since the last call, in order."""
@@ -194,6 +265,9 @@ class Session:
     def _join_tenant(self, body: JoinTenant, actor: Participant | None) -> dict[str, Any]:
         tenant = self.market.add_tenant(f"{body.name} (live)", body.wallet_usd)
         self.expired[tenant] = deque(maxlen=EXPIRED_KEPT)
+        self.topups[tenant] = deque(maxlen=BME_KEPT)
+        self.topup_totals[tenant] = [0, 0]
+        self.akt_orders[tenant] = {}
         return self._joined(Participant(len(self.participants), "tenant", body.name,
                                         tenant=tenant))
 
@@ -206,6 +280,7 @@ class Session:
         except ValueError as error:
             field = "gpu_model" if str(error).startswith("gpu_model") else None
             raise CommandError("invalid", str(error), field) from None
+        self.payouts[provider] = deque(maxlen=BME_KEPT)
         return self._joined(Participant(len(self.participants), "provider", body.name,
                                         provider=provider))
 
@@ -235,10 +310,21 @@ class Session:
         if deposit is None:
             hours = 24.0 if body.hours is None else body.hours
             deposit = body.max_price_usd_per_gpu_hour * body.gpus * hours
+        account = market.tenant_accounts[tenant]
+        escrowed, wallet = self._akt_escrowed(), market.ledger.balance(account)
         order_id = market.post_order(
             tenant, units, body.max_price_usd_per_gpu_hour, deposit_usd=deposit,
             job_kind="live", work_s=work_s, auto_select=body.auto_select,
             interruptible=body.interruptible)
+        # BME with mints halted: the deposit was bought as AKT and went to escrow (nothing
+        # else moves AKT there while an order is posted), paid for from the wallet.
+        held = self._akt_escrowed() - escrowed
+        if held > 0:
+            spent = wallet - market.ledger.balance(account)
+            row = self._akt_order(self.akt_orders[tenant], order_id)
+            row.update({"deposit_akt": held / MICRO, "deposit_uakt": held,
+                        "deposit_usd_spent": micro_to_usd(spent),
+                        "deposit_usd_spent_micro": spent})
         return {"order_id": order_id}
 
     def _own_order(self, order_id: int, actor: Participant | None) -> None:
@@ -293,6 +379,30 @@ def expired_view(event: OrderExpired) -> dict[str, Any]:
     return {"order_id": event.order_id, "time_s": event.time_s, "bids": event.bids,
             "no_bids": as_dict(event.no_bids) if event.no_bids else None,
             "dominant": dominant(event.no_bids) if event.no_bids else None}
+
+
+def topup_view(event: ActMinted, seq: int) -> dict[str, Any]:
+    """A tenant's ACT top-up (BME), event `seq`: dollars spent on AKT at the spot price, the
+    AKT burned and the ACT minted for it at the oracle's price (USD per AKT)."""
+    return {"seq": seq, "time_s": event.time_s,
+            "usd_spent": micro_to_usd(event.usd_spent_micro),
+            "usd_spent_micro": event.usd_spent_micro,
+            "akt_burned": event.akt_burned_uakt / MICRO,
+            "akt_burned_uakt": event.akt_burned_uakt,
+            "act_minted_usd": event.act_minted_uact / MICRO,
+            "act_minted_uact": event.act_minted_uact,
+            "price_usd": event.price_micro / MICRO, "price_micro": event.price_micro}
+
+
+def payout_view(event: AktSettled, seq: int) -> dict[str, Any]:
+    """A provider's payment in AKT (BME), event `seq`: the AKT, the price it was paid at (USD
+    per AKT) and its USD value then; `direct` when it came out of a deposit the tenant paid
+    in AKT."""
+    usd = usd_value_micro(event.akt_out_uakt, event.price_micro)
+    return {"seq": seq, "time_s": event.time_s, "lease_id": event.lease_id,
+            "akt": event.akt_out_uakt / MICRO, "akt_uakt": event.akt_out_uakt,
+            "price_usd": event.price_micro / MICRO, "price_micro": event.price_micro,
+            "usd_value": micro_to_usd(usd), "usd_value_micro": usd, "direct": event.direct}
 
 
 def _role(actor: Participant | None, role: str) -> Participant:

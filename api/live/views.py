@@ -4,6 +4,13 @@ Prices are USD per GPU-hour, money USD, times simulated seconds; nothing here ch
 market. Next to each price and amount is the engine's own integer (`max_price_micro_per_hour`,
 `price_micro_per_hour`: micro-USD per hour for the whole order; `paid_micro`, `wallet_micro`:
 micro-USD), which is canonical: the floats are derived from it (`market.units`) for display.
+
+A market settled by Burn-Mint Equilibrium (`market.settlement = "bme"`) adds `bme` to both
+views: the AKT price, the oracle, the mint status and the collateral ratio for everyone
+(`series.bme_figures`); a tenant's own ACT balance, top-ups and orders paid in AKT; a
+provider's own AKT earned, held, and what it was worth when paid and when sold. AKT and ACT
+come as floats (AKT, ACT = USD) beside their integers (`_uakt`, `_uact`: millionths). Bids and
+prices keep their USD view: one ACT is one USD. An AEP-23 market's views have no `bme`.
 """
 
 from __future__ import annotations
@@ -12,14 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from api.live.series import figures
+from api.live.series import bme_figures, figures
+from market.bme.protocol import MICRO, usd_value_micro
 from market.core.records import OrderState
 from market.units import micro_to_usd, per_gpu_hour_usd
 
 if TYPE_CHECKING:
     from api.live.driver import LiveMarket
-    from api.live.session import Participant
+    from api.live.session import Participant, Session
     from market.builder import Market
+    from market.core.bme_settlement import BmeSettlement
     from market.core.records import Lease, Order
 
 #: The headline figures a live view shows (the full set is `gpumarket run`'s summary).
@@ -80,11 +89,22 @@ def leaderboard(market: Market, top: int = 10) -> list[dict[str, Any]]:
     return rows
 
 
+def bme_rules(market: Market) -> dict[str, Any]:
+    """The BME parameters a person needs to read the figures: the oracle's window, the
+    breakers' thresholds, the mint spread and the tenants' runway."""
+    rules = market.rules.bme
+    return {"twap_window_s": rules.twap_window_s, "cr_warning": rules.cr_warning,
+            "cr_halt": rules.cr_halt, "mint_spread_bps": rules.mint_spread_bps,
+            "runway_days": rules.runway_days, "min_topup_days": rules.min_topup_days}
+
+
 def snapshot(live: LiveMarket) -> dict[str, Any]:
     market = live.session.market
     session = live.session
     rules = market.rules
     summary = market.metrics.summary()
+    bme = {} if rules.settlement != "bme" else \
+        {"bme": {**bme_figures(market.settlement, market.now), **bme_rules(market)}}
     return {
         **live.summary(),
         "mechanism": rules.mechanism, "take_rate": rules.fee_rate, "settlement": rules.settlement,
@@ -110,6 +130,7 @@ def snapshot(live: LiveMarket) -> dict[str, Any]:
         "participants": [p.to_dict() for p in session.participants],
         "providers": market.pool.n,
         "provider_names": list(market.pool.names),  # by provider id: events carry ids
+        **bme,
     }
 
 
@@ -130,6 +151,8 @@ def me(live: LiveMarket, participant: Participant) -> dict[str, Any]:
     else:
         account = market.tenant_accounts[participant.tenant]
     wallet_micro = int(market.ledger.balance(account))
+    bme = {} if market.rules.settlement != "bme" else \
+        {"bme": bme_mine(live.session, participant, account)}
     return {**participant.to_dict(),
             "wallet_usd": micro_to_usd(wallet_micro), "wallet_micro": wallet_micro,
             "provider_facts": facts,
@@ -139,4 +162,49 @@ def me(live: LiveMarket, participant: Participant) -> dict[str, Any]:
             # A tenant's latest orders that closed without a lease, newest first, each with
             # why providers did not bid (`market.core.no_bids`).
             "expired_orders": [] if participant.tenant is None
-            else list(reversed(live.session.expired.get(participant.tenant, ())))}
+            else list(reversed(live.session.expired.get(participant.tenant, ()))),
+            **bme}
+
+
+def bme_mine(session: Session, participant: Participant, account: int) -> dict[str, Any]:
+    """A participant's `bme`: the market's figures, and its own money in ACT or AKT.
+
+    A tenant: `act_balance_usd` (its ACT outside escrow), `topups` (newest first: when, USD
+    spent, AKT burned, ACT minted, the oracle's price), their count and spend in total, and
+    `orders_paid_in_akt` (newest first: orders whose deposit it paid in AKT while mints were
+    halted: the AKT and the dollars it cost, and the AKT its provider got out of it so far,
+    with its USD value when paid). A provider: `akt_earned`, `akt_held` (and
+    `akt_held_value_usd`, its worth at the spot price), `usd_at_settlement` (what its AKT was
+    worth when paid), `usd_at_sale` (what the AKT it sold fetched) and `payouts` (newest
+    first). Each top-up and payout carries its event's `seq`."""
+    market = session.market
+    settlement: BmeSettlement = market.settlement
+    now = market.now
+    view = {**bme_figures(settlement, now), **bme_rules(market)}
+    if participant.tenant is not None:
+        tenant = participant.tenant
+        act = settlement.act_balance(account)
+        count, spent = session.topup_totals.get(tenant, (0, 0))
+        view.update({
+            "act_balance_usd": act / MICRO, "act_balance_uact": act,
+            "topups": list(reversed(session.topups.get(tenant, ()))),
+            "topups_total": count,
+            "topup_spend_usd": micro_to_usd(spent), "topup_spend_micro": spent,
+            "orders_paid_in_akt": [dict(row) for row in
+                                   reversed(session.akt_orders.get(tenant, {}).values())]})
+        return view
+    provider = participant.provider
+    earned = settlement.earned_uakt.get(provider, 0)
+    held = settlement.akt_balance(account)
+    held_usd = usd_value_micro(held, view["akt_spot_micro"])
+    at_settlement = settlement.usd_at_settlement_micro.get(provider, 0)
+    at_sale = settlement.usd_at_sale_micro.get(provider, 0)
+    view.update({
+        "akt_earned": earned / MICRO, "akt_earned_uakt": earned,
+        "akt_held": held / MICRO, "akt_held_uakt": held,
+        "akt_held_value_usd": micro_to_usd(held_usd), "akt_held_value_micro": held_usd,
+        "usd_at_settlement": micro_to_usd(at_settlement),
+        "usd_at_settlement_micro": at_settlement,
+        "usd_at_sale": micro_to_usd(at_sale), "usd_at_sale_micro": at_sale,
+        "payouts": list(reversed(session.payouts.get(provider, ())))})
+    return view

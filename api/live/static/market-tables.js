@@ -191,7 +191,10 @@ const HEADLINE = [
 export function renderHeadline(root, book) {
   const figures = book.figures;
   const list = byTestId("headline", root);
-  const shown = figures ? HEADLINE.filter(([key]) => key in figures) : [];
+  // Burn-Mint Equilibrium has no take rate: no platform fees to show.
+  const bme = book.market.settlement === "bme";
+  const shown = figures ? HEADLINE.filter(([key]) => key in figures &&
+    !(bme && key === "platform_revenue_usd")) : [];
   syncChildren(list, shown, ([key]) => key,
     ([key, label, , kind]) => h("div", { class: kind || "", "data-testid": `figure-${key}` },
       h("dt", {}, label), h("dd", {})),

@@ -2,6 +2,7 @@
 // seq on. Rendering is batched: however many events arrive, the page redraws at most a few
 // times a second.
 
+import { renderAktPanel } from "./akt.js";
 import { api } from "./api.js";
 import { MarketBook } from "./book.js";
 import { PriceChart, SERIES_COLORS } from "./chart.js";
@@ -242,6 +243,7 @@ class MarketSession {
     renderRecentCloses(this.root, this.book);
     renderLeaderboard(this.root, this.book, myProvider);
     renderMetrics(this.root, this.book);
+    renderAktPanel(this.root, this.book);
     this.participant.render();
   }
 

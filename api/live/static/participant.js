@@ -2,6 +2,9 @@
 // watches bids arrive on its orders and accepts one, and closes its leases; a provider bids on
 // the orders its GPUs can serve and watches its leases and wallet.
 
+import {
+  bmeFacts, formatAkt, formatAktPrice, isBme, renderMyBme,
+} from "./akt.js";
 import { api } from "./api.js";
 import { byTestId, h, setNotice, setText, syncChildren, whileBusy } from "./dom.js";
 import {
@@ -391,6 +394,13 @@ export class ParticipantPanel {
         return `lease #${event.lease_id} paused for higher-paying work.`;
       case "lease_resumed":
         return `lease #${event.lease_id} running again.`;
+      case "act_minted":
+        return `you topped up: ${formatUsd(event.usd_spent_micro / 1e6)} bought ` +
+          `${formatAkt(event.akt_burned_uakt / 1e6)}, burned for ` +
+          `${formatUsd(event.act_minted_uact / 1e6)} of ACT.`;
+      case "akt_settled":
+        return `lease #${event.lease_id} paid you ${formatAkt(event.akt_out_uakt / 1e6)} ` +
+          `at ${formatAktPrice(event.price_micro / 1e6)} per AKT.`;
       default:
         return null;
     }
@@ -443,8 +453,13 @@ export class ParticipantPanel {
     }
     parts.push("Bids above your max are refused.");
     if (maxPrice > 0) {
-      parts.push(`Escrow deposit: ${formatUsd(maxPrice * gpus * hours)} (the job at your max ` +
-        `price${this.el("order-hours").value ? "" : ", 24 h"}), refunded unspent.`);
+      const deposit = `Escrow deposit: ${formatUsd(maxPrice * gpus * hours)} (the job at your ` +
+        `max price${this.el("order-hours").value ? "" : ", 24 h"})`;
+      // Burn-Mint Equilibrium: the deposit is ACT, bought if short; what is left stays ACT.
+      parts.push(isBme(this.book.market)
+        ? `${deposit} in ACT: what your ACT balance lacks is bought with your wallet's ` +
+          "dollars; unspent ACT goes back to your balance."
+        : `${deposit}, refunded unspent.`);
     }
     setText(document.getElementById("order-max-price-help"), parts.join(" "));
   }
@@ -529,6 +544,7 @@ export class ParticipantPanel {
     if (isTenant) this.renderMyOrders();
     else this.renderMatchingOrders();
     this.renderMyLeases(isTenant);
+    renderMyBme(this.root, this.me);
   }
 
   renderFacts() {
@@ -546,11 +562,13 @@ export class ParticipantPanel {
     } else if (this.identity.role === "tenant") {
       facts.push(["Spending now", `${formatUsd(ratePerHour)}/h`]);
     }
+    facts.push(...bmeFacts(me)); // Burn-Mint Equilibrium markets: ACT or AKT held
     syncChildren(this.el("me-facts"), facts, ([label]) => label,
       () => h("div", {}, h("dt", {}), h("dd", {})),
-      (item, [label, value]) => {
+      (item, [label, value, hint]) => {
         setText(item.firstChild, label);
         setText(item.lastChild, value);
+        if (hint) item.title = hint;
       });
   }
 
