@@ -214,7 +214,8 @@ class Bot:
         full" when the cap had filled before the bid could land), `revenue_usd` (payouts
         settled in this run, net of the platform's fee), `booked_usd` (what the leases won
         have earned so far, net of the fee, settled or not) and `earned_usd`, the wallet's
-        change (settled revenue less bid deposits still locked), USD."""
+        change (settled revenue less bid deposits still locked; where leases settle in AKT,
+        the AKT it holds counts at its spot price), USD."""
         return {"provider": self.provider, "orders_priced": self.orders_priced,
                 "bids_sent": self.bids_sent, "bids_placed": self.bids_placed,
                 "bids_refused": self.bids_refused, "acceptance_rate": self.acceptance_rate,
@@ -325,7 +326,7 @@ class Bot:
         self.max_bids = int(snapshot.get("order_max_bids", self.max_bids))
         for lease in me.get("active_leases", ()):
             self._lease_holds[int(lease["lease_id"])] = int(lease["gpus"])
-        self.wallet_start_usd = float(me["wallet_usd"])
+        self.wallet_start_usd = _worth_usd(me)
 
     async def _replay_from(self, client: Client, snapshot: dict[str, Any]) -> int:
         """The seq to stream from: just before the oldest open order the bot could serve was
@@ -352,7 +353,7 @@ class Bot:
         try:
             me = await asyncio.wait_for(client.me(self.market_id, self.token or ""),
                                         FINAL_READ_S)
-            self.wallet_end_usd = float(me["wallet_usd"])
+            self.wallet_end_usd = _worth_usd(me)
         except (ApiError, TimeoutError):
             pass  # the summary then says "unknown": stopping matters more than the figure
 
@@ -606,3 +607,10 @@ def run_bot(url: str, market_id: str, strategy: Any, *, params: dict[str, Any] |
                archetype=archetype, wallet_usd=wallet_usd, token=token, max_orders=max_orders,
                stop_after_s=stop_after_s, log=log, invite_code=invite_code,
                status_every_s=status_every_s).run_blocking()
+
+
+def _worth_usd(me: dict[str, Any]) -> float:
+    """What the bot's provider holds, USD: its wallet and, where leases settle in AKT (BME),
+    the AKT it earned and has not sold yet, at the spot price."""
+    bme = me.get("bme") or {}
+    return float(me["wallet_usd"]) + float(bme.get("akt_held_value_usd", 0.0))

@@ -358,3 +358,10 @@ def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:
     assert (summary["bids_placed"], summary["leases_won"], summary["bids_refused"]) == (2, 2, 0)
     assert [o.won.tolist() for o in strategy.outcomes] == [[True], [True]]
     assert sum("won order" in line for line in lines) == 2
+
+
+def test_earned_counts_unsold_akt_at_its_spot_price_where_leases_settle_in_akt() -> None:
+    from api.remote.bot import _worth_usd
+
+    assert _worth_usd({"wallet_usd": 10.0}) == 10.0  # AEP-23: the wallet is all of it
+    assert _worth_usd({"wallet_usd": 10.0, "bme": {"akt_held_value_usd": 2.5}}) == 12.5
