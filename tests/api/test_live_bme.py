@@ -18,7 +18,7 @@ from api.live.server import create_app
 from api.live.session import Session
 from market.bme.protocol import STATUSES, usd_value_micro
 from market.scenario import load_scenario
-from tests.api.test_server import auth, wait_for
+from tests.api.test_server import auth, join, wait_for
 
 BME = ["market.settlement=bme"]
 #: What everyone sees of BME, in the snapshot, every frame's figures and `/me`.
@@ -53,10 +53,15 @@ def _create(client: TestClient, overrides: list[str]) -> dict[str, Any]:
     return response.json()
 
 
-def _join(client: TestClient, market_id: str, **body: Any) -> dict[str, Any]:
-    response = client.post(f"/api/markets/{market_id}/participants", json=body)
-    assert response.status_code == 201, response.text
-    return response.json()
+def _first_figures(client: TestClient, market_id: str) -> dict[str, Any]:
+    """The headline figures of the first frame of the market's stream that has them."""
+    with client.websocket_connect(f"/api/markets/{market_id}/stream") as socket:
+        assert socket.receive_json()["type"] == "hello"
+        for _ in range(50):
+            frame = socket.receive_json()
+            if "figures" in frame:
+                return frame["figures"]
+    raise AssertionError("no frame with figures in the stream's first 50")
 
 
 def _me(client: TestClient, market_id: str, token: str) -> dict[str, Any]:
@@ -82,8 +87,8 @@ def test_a_bme_market_shows_akt_to_everyone_and_each_participant_its_money(clien
     market_id, control = created["market_id"], auth(created["control_token"])
     # Paused, the clock stands still while commands apply: the bid stays open to be accepted.
     assert client.post(f"/api/markets/{market_id}/pause", headers=control).status_code == 200
-    alice = _join(client, market_id, role="tenant", name="alice", wallet_usd=500)
-    bob = _join(client, market_id, role="provider", name="bob", gpu_model="h100", gpus=8)
+    alice = join(client, market_id, role="tenant", name="alice", wallet_usd=500)
+    bob = join(client, market_id, role="provider", name="bob", gpu_model="h100", gpus=8)
 
     snapshot = client.get(f"/api/markets/{market_id}").json()
     assert snapshot["settlement"] == "bme" and snapshot["take_rate"] == 0.0
@@ -152,32 +157,21 @@ def test_a_bme_market_shows_akt_to_everyone_and_each_participant_its_money(clien
     assert paid["wallet_usd"] == paid["wallet_micro"] / 1e6
 
     # Every frame's figures carry it too.
-    with client.websocket_connect(f"/api/markets/{market_id}/stream") as socket:
-        assert socket.receive_json()["type"] == "hello"
-        for _ in range(50):
-            frame = socket.receive_json()
-            if "figures" in frame:
-                break
-        _check_figures(frame["figures"]["bme"])
+    _check_figures(_first_figures(client, market_id)["bme"])
 
 
 def test_an_aep23_market_shows_no_bme(client):
-    created = _create(client, [])
+    created = _create(client, ["market.settlement=aep23"])
     market_id = created["market_id"]
-    alice = _join(client, market_id, role="tenant", name="alice")
-    bob = _join(client, market_id, role="provider", name="bob", gpu_model="h100", gpus=8)
+    alice = join(client, market_id, role="tenant", name="alice")
+    bob = join(client, market_id, role="provider", name="bob", gpu_model="h100", gpus=8)
     snapshot = client.get(f"/api/markets/{market_id}").json()
     assert snapshot["settlement"] == "aep23"
     assert "bme" not in snapshot and "bme" not in snapshot["metrics"]
     for token in (alice["token"], bob["token"]):
         assert set(_me(client, market_id, token)) == ME_KEYS
-    with client.websocket_connect(f"/api/markets/{market_id}/stream") as socket:
-        assert socket.receive_json()["type"] == "hello"
-        for _ in range(50):
-            frame = socket.receive_json()
-            if "figures" in frame:
-                break
-        assert "orders_posted" in frame["figures"] and "bme" not in frame["figures"]
+    figures = _first_figures(client, market_id)
+    assert "orders_posted" in figures and "bme" not in figures
 
 
 # An oracle that must agree with the spot price to a hundredth of a percent is unhealthy almost
