@@ -7,10 +7,12 @@ Akash's provider checks its inventory the same way before it bids. The placement
 fit: the order's replicas, largest first, each on the first of the provider's nodes (in the
 node list's order) that has room.
 
-A provider with no node list is one node with its whole capacity; for it the totals say it
-all, and nothing here runs. Per node the table tracks GPUs, CPU millicores and memory bytes
-(`NODE_CAPACITY`); storage and leased IPs stay the provider's (Akash's persistent storage is a
-cluster-wide pool, and leased IPs belong to the provider).
+A provider drawn from a population with `gpus_per_node` owns machines of that many GPUs
+(`split_machines`), as a data center owns 8-GPU servers. A drawn provider of one machine has
+no rows here (`count` 0): its totals are its machine, and nothing here runs for it. Per node
+the table tracks GPUs, CPU millicores and memory bytes (`NODE_CAPACITY`); storage and leased
+IPs stay the provider's (Akash's persistent storage is a cluster-wide pool, and leased IPs
+belong to the provider).
 
 Where interruptible leases run (`market.mechanisms.interruptible`), an order may count as free
 what the leases it outranks hold on each node (`headroom`), as it does in the totals; the
@@ -22,6 +24,7 @@ paused lease holds no node: it resumes on the first nodes with room for its repl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +41,21 @@ _MAX_SHAPES = 65_536
 NodeSpec = tuple[int, int, int]
 
 
+def split_machines(gpus: int, gpus_per_node: int, cpu_millicores_per_gpu: int,
+                   memory_bytes_per_gpu: int) -> tuple[NodeSpec, ...]:
+    """`gpus` GPUs as machines of `gpus_per_node` GPUs each, the last one holding the remainder,
+    each with CPU millicores and memory bytes per GPU times its GPUs (so the machines add up
+    to the provider's totals): ``split_machines(20, 8, c, m) == ((8, 8c, 8m), (8, 8c, 8m),
+    (4, 4c, 4m))``. `gpus_per_node` 0: one machine with all of them."""
+    if gpus_per_node <= 0 or gpus <= gpus_per_node:
+        sizes = [gpus]
+    else:
+        full, rest = divmod(gpus, gpus_per_node)
+        sizes = [gpus_per_node] * full + ([rest] if rest else [])
+    return tuple((size, cpu_millicores_per_gpu * size, memory_bytes_per_gpu * size)
+                 for size in sizes)
+
+
 def replicas(order: Order) -> np.ndarray:
     """The order's replicas as rows of (GPUs, CPU millicores, memory bytes), largest first
     (int64 ``[r, 3]``)."""
@@ -50,12 +68,13 @@ def replicas(order: Order) -> np.ndarray:
 
 
 class Nodes:
-    """The nodes of the providers that have a node list, as a struct of arrays.
+    """The nodes of the providers that have a node list or drawn machines, as a struct of
+    arrays.
 
     A provider's nodes are the rows ``first[p] : first[p] + count[p]`` (``count[p] == 0``: the
-    provider has no node list). `placed` remembers, per (order id, provider), the node of
-    each replica, from the bid that reserved them until the bid is released or its lease
-    ends.
+    provider is one machine, its totals). `placed` remembers, per (order id, provider), the
+    node of each replica, from the bid that reserved them until the bid is released or its
+    lease ends.
     """
 
     def __init__(self) -> None:
@@ -64,8 +83,10 @@ class Nodes:
         self.free = np.zeros((0, _DIMENSIONS), np.int64)
         self.first = np.zeros(0, np.int64)
         self.count = np.zeros(0, np.int64)
+        self.end = np.zeros(0, np.int64)     # first + count
+        self.noded = np.zeros(0, bool)       # count > 0
         self.any = False                     # some provider has a node list
-        self.placed: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self.placed = Placements()
         # Set by a scheduler that may displace leases: what each node holds that an order may
         # take (None: nothing).
         self.headroom: Callable[[Order], np.ndarray | None] | None = None
@@ -74,6 +95,11 @@ class Nodes:
         self.providers_turned_away = 0
         self.orders_turned_away = 0
         self._replicas: dict[int, tuple[tuple[ResourceUnit, ...], np.ndarray]] = {}
+        # `free` changes: a count, so that what `fitting` found for an order's one replica
+        # serves `reserve` when nothing changed in between (it places the bids of the same
+        # order at once, in the same step).
+        self._changes = 0
+        self._fitted: tuple[Order, int, np.ndarray, np.ndarray] | None = None
 
     def add(self, ids: np.ndarray, node_lists: Sequence[Sequence[NodeSpec]]) -> None:
         """Providers `ids` joined, each with its node list (empty: no node list)."""
@@ -88,12 +114,15 @@ class Nodes:
             owners.extend([provider] * len(nodes))
         self.first = np.concatenate([self.first, first])
         self.count = np.concatenate([self.count, count])
+        self.end = np.concatenate([self.end, first + count])
+        self.noded = np.concatenate([self.noded, count > 0])
         if rows:
             capacity = np.array(rows, np.int64).reshape(-1, _DIMENSIONS)
             self.provider = np.concatenate([self.provider, np.array(owners, np.int64)])
             self.capacity = np.concatenate([self.capacity, capacity])
             self.free = np.concatenate([self.free, capacity])
             self.any = True
+        self._changes += 1
 
     def shape(self, order: Order) -> np.ndarray:
         """`replicas(order)`, cached by the identity of the order's units (a tenant re-posting
@@ -120,13 +149,13 @@ class Nodes:
                     ) -> np.ndarray:
         """For one replica: the first node row of each of `providers` with room for it, or -1,
         for all of them at once (a provider's nodes are consecutive rows)."""
-        roomy = (room >= replica).all(axis=1).nonzero()[0]
-        if not roomy.size:
-            return np.full(providers.size, -1, np.int64)
-        starts = self.first[providers]
-        at = np.searchsorted(roomy, starts)
-        rows = roomy[np.minimum(at, roomy.size - 1)]
-        return np.where((at < roomy.size) & (rows < starts + self.count[providers]), rows, -1)
+        rows = room.shape[0]
+        fits = np.empty(rows + 1, bool)
+        fits[rows] = True  # past every provider's rows: each finds a row at or after its first
+        fitting_rows(room, replica, fits[:rows])
+        roomy = fits.nonzero()[0]
+        first = roomy[roomy.searchsorted(self.first[providers])]
+        return np.where(first < self.end[providers], first, -1)
 
     def fitting(self, order: Order, ids: np.ndarray, why: list[int] | None = None
                 ) -> np.ndarray:
@@ -134,26 +163,32 @@ class Nodes:
         providers without a node list all stay. With `why` (a count per
         `market.core.no_bids.REASONS`), add to it the providers turned away, split by
         `turned_away_why`."""
-        noded = self.count[ids] > 0
-        if not noded.any():
+        noded = self.noded[ids]
+        candidates = ids[noded]
+        if not candidates.size:
             return ids
         shape = self.shape(order)
         room = self._room(order)
         room = self.free if room is None else room
-        keep = ~noded
         if shape.shape[0] == 1:  # one replica: some node of the provider has room for it
-            keep[noded] = self._first_rows(ids[noded], shape[0], room) >= 0
+            rows = self._first_rows(candidates, shape[0], room)
+            fit = rows >= 0
+            if room is self.free:  # what `reserve` will look for, unless `free` changes
+                self._fitted = (order, self._changes, candidates, rows)
         else:
-            for i in noded.nonzero()[0].tolist():
-                keep[i] = self.first_fit(int(ids[i]), shape, room) is not None
-        turned_away = ids.size - int(keep.sum())
-        if turned_away:
-            self.providers_turned_away += turned_away
-            self.orders_turned_away += turned_away == ids.size
-            if why is not None:
-                headroom = self.turned_away_why(ids[~keep], shape, room)
-                why[FRAGMENTED] += turned_away - headroom
-                why[NODE_HEADROOM] += headroom
+            fit = np.array([self.first_fit(provider, shape, room) is not None
+                            for provider in candidates.tolist()], bool)
+        turned_away = candidates.size - int(np.count_nonzero(fit))
+        if not turned_away:
+            return ids
+        self.providers_turned_away += turned_away
+        self.orders_turned_away += turned_away == ids.size
+        if why is not None:
+            headroom = self.turned_away_why(candidates[~fit], shape, room)
+            why[FRAGMENTED] += turned_away - headroom
+            why[NODE_HEADROOM] += headroom
+        keep = ~noded
+        keep[noded] = fit
         return ids[keep]
 
     def turned_away_why(self, providers: np.ndarray, shape: np.ndarray, room: np.ndarray
@@ -193,26 +228,34 @@ class Nodes:
         placed = np.ones(providers.size, bool)
         if not self.any:
             return placed
-        noded = (self.count[providers] > 0).nonzero()[0]
-        if not noded.size:
+        noded = self.noded[providers]
+        if not noded.any():
             return placed
         shape = self.shape(order)
         # Free nodes first; only where none has room, nodes where it displaces leases.
         room = self._room(order)
         if shape.shape[0] == 1:  # the common case, at once: providers' nodes are disjoint
             bidders = providers[noded]
-            rows = self._first_rows(bidders, shape[0], self.free)
+            fitted = self._fitted_at(order, bidders)
+            if fitted is not None:
+                candidates, candidate_rows, at = fitted
+                rows = candidate_rows[at]
+            else:
+                rows = self._first_rows(bidders, shape[0], self.free)
             if room is not None and (rows < 0).any():
                 rows = np.where(rows >= 0, rows, self._first_rows(bidders, shape[0], room))
+                fitted = None
             ok = rows >= 0
             placed[noded] = ok
             rows = rows[ok]
             self.free[rows] -= shape[0]  # one row per provider: no row twice
-            key = order.id
-            self.placed.update(((key, provider), (rows[i: i + 1], shape))
-                               for i, provider in enumerate(bidders[ok].tolist()))
+            self._changes += 1
+            if fitted is not None:  # the fitted rows, of which the bidders' are held
+                self.placed.add_batch(order.id, candidates, candidate_rows, shape, at[ok])
+            else:
+                self.placed.add_batch(order.id, bidders[ok], rows, shape)
             return placed
-        for i in noded.tolist():
+        for i in noded.nonzero()[0].tolist():
             provider = int(providers[i])
             where = self.first_fit(provider, shape, self.free)
             if where is None and room is not None:
@@ -223,24 +266,39 @@ class Nodes:
             self.assign(order, provider, where)
         return placed
 
+    def _fitted_at(self, order: Order, providers: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """What `fitting` found for `order`'s one replica in `free`, if `free` has not changed
+        since and it looked at every one of `providers`: the providers it looked at
+        (ascending), the first node row with room on each (-1: none), and where `providers`
+        are among them; else None."""
+        fitted = self._fitted
+        if fitted is None or fitted[0] is not order or fitted[1] != self._changes:
+            return None
+        _, _, candidates, rows = fitted
+        at = candidates.searchsorted(providers)
+        if not (at < candidates.size).all() or not (candidates[at] == providers).all():
+            return None  # e.g. a bid by hand from a provider it did not look at
+        return candidates, rows, at
+
     def assign(self, order: Order, provider: int, rows: np.ndarray) -> None:
         """`order`'s replicas take node `rows` of `provider` (one per replica)."""
         shape = self.shape(order)
         take(self.free, rows, shape, -1)
+        self._changes += 1
         self.placed[(order.id, provider)] = (rows, shape)
 
     def release(self, order: Order, providers: np.ndarray) -> None:
         """Give back what `order`'s replicas hold on `providers`' nodes."""
-        if not self.any:
+        if not self.any or not self.placed.holds(order.id):
             return
-        pop = self.placed.pop
-        held = [h for h in (pop((order.id, p), None) for p in providers.tolist())
-                if h is not None]
-        if len(held) > 1 and held[0][1].shape[0] == 1:  # one replica each, on distinct rows
-            self.free[np.concatenate([h[0] for h in held])] += held[0][1][0]
-            return
+        rows, replica, held = self.placed.take_back(order.id, providers)
+        if rows.size:  # one replica each, on distinct rows
+            self.free[rows] += replica
+            self._changes += 1
         for rows, shape in held:
             take(self.free, rows, shape, 1)
+            self._changes += 1
 
     def of(self, provider: int) -> slice:
         """`provider`'s node rows."""
@@ -248,18 +306,164 @@ class Nodes:
         return slice(start, start + int(self.count[provider]))
 
 
+class _Batch:
+    """The bids of one order placed at once, one replica each: providers (ascending), the
+    node row of each, whether it holds it, how many do, and the replica."""
+
+    __slots__ = ("held", "left", "providers", "rows", "shape")
+
+    def __init__(self, providers: np.ndarray, rows: np.ndarray, held: np.ndarray,
+                 shape: np.ndarray) -> None:
+        self.providers = providers
+        self.rows = rows
+        self.held = held
+        self.left = int(np.count_nonzero(held))
+        self.shape = shape
+
+    def find(self, providers: np.ndarray) -> np.ndarray:
+        """Positions of those of `providers` that still hold their row here, or -1."""
+        at = self.providers.searchsorted(providers)
+        at[at >= self.providers.size] = 0
+        hit = (self.providers[at] == providers) & self.held[at]
+        return np.where(hit, at, -1)
+
+
+class Placements:
+    """Where reservations are: (order id, provider) -> (node row of each replica, the replicas
+    as `replicas` gives them), as a mapping. The bids of an order placed at once on one
+    replica each are kept as one batch of arrays, not an entry a bid: an order gets up to
+    `order_max_bids` of them, and its auction's close releases all but the winner's at once."""
+
+    def __init__(self) -> None:
+        self._one: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._one_orders: dict[int, int] = {}  # order id -> its entries in `_one`
+        self._batches: dict[int, _Batch] = {}
+
+    def add_batch(self, order_id: int, providers: np.ndarray, rows: np.ndarray,
+                  shape: np.ndarray, at: np.ndarray | None = None) -> None:
+        """`providers` (distinct) hold node `rows` (one each) for `order_id`'s one replica;
+        with `at`, only those at positions `at` of `providers` (ascending) do."""
+        if at is None:
+            by_provider = np.argsort(providers)
+            providers, rows = providers[by_provider], rows[by_provider]
+            held = np.ones(providers.size, bool)
+        else:
+            held = np.zeros(providers.size, bool)
+            held[at] = True
+        if not held.any():
+            return
+        if order_id in self._batches:  # a later bid of the order (by hand): one by one
+            for i in held.nonzero()[0].tolist():
+                self[order_id, int(providers[i])] = (rows[i: i + 1], shape)
+            return
+        self._batches[order_id] = _Batch(providers, rows, held, shape)
+
+    def holds(self, order_id: int) -> bool:
+        """Whether some provider holds nodes for `order_id`."""
+        return order_id in self._batches or order_id in self._one_orders
+
+    def _in_batch(self, key: tuple[int, int]) -> tuple[_Batch, int] | None:
+        batch = self._batches.get(key[0])
+        if batch is None:
+            return None
+        at = int(batch.find(np.array([key[1]]))[0])
+        return None if at < 0 else (batch, at)
+
+    def _drop(self, order_id: int, batch: _Batch, at: np.ndarray) -> None:
+        batch.held[at] = False
+        batch.left -= at.size
+        if not batch.left:
+            del self._batches[order_id]
+
+    def __setitem__(self, key: tuple[int, int], value: tuple[np.ndarray, np.ndarray]) -> None:
+        found = self._in_batch(key)
+        if found is not None:  # replaced, as a dict entry is
+            self._drop(key[0], found[0], np.array([found[1]]))
+        if key not in self._one:
+            self._one_orders[key[0]] = self._one_orders.get(key[0], 0) + 1
+        self._one[key] = value
+
+    def get(self, key: tuple[int, int], default: Any = None) -> Any:
+        value = self._one.get(key)
+        if value is not None:
+            return value
+        found = self._in_batch(key)
+        if found is None:
+            return default
+        batch, at = found
+        return batch.rows[at: at + 1], batch.shape
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, tuple) and self.get(key) is not None
+
+    def __len__(self) -> int:
+        return len(self._one) + sum(batch.left for batch in self._batches.values())
+
+    def _pop_one(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
+        value = self._one.pop(key, None)
+        if value is not None:
+            left = self._one_orders[key[0]] - 1
+            if left:
+                self._one_orders[key[0]] = left
+            else:
+                del self._one_orders[key[0]]
+        return value
+
+    def take_back(self, order_id: int, providers: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]]:
+        """Forget what `order_id` holds on `providers`; returns what they held: the rows of
+        those in its batch (distinct rows) with its one replica, and the others' (rows,
+        replicas) one by one."""
+        rows = np.zeros(0, np.int64)
+        replica = None
+        batch = self._batches.get(order_id)
+        if batch is not None:
+            at = batch.find(providers)
+            hit = at >= 0
+            if hit.any():
+                at = at[hit]
+                rows, replica = batch.rows[at], batch.shape[0]
+                self._drop(order_id, batch, at)
+                providers = providers[~hit]
+        held = []
+        if order_id in self._one_orders:
+            for provider in providers.tolist():
+                value = self._pop_one((order_id, provider))
+                if value is not None:
+                    held.append(value)
+        return rows, replica, held
+
+
 def place_first_fit(left: np.ndarray, shape: np.ndarray) -> np.ndarray | None:
     """Each replica of `shape` (largest first) on the first row of `left` (room per node)
     with room for it, taking it from `left`; the rows, or None where one does not fit."""
     placed = np.empty(shape.shape[0], np.int64)
     for i, replica in enumerate(shape):
-        fits = (left >= replica).all(axis=1)
+        fits = fitting_rows(left, replica)
         row = int(fits.argmax())
         if not fits[row]:
             return None
         left[row] -= replica
         placed[i] = row
     return placed
+
+
+def fitting_rows(room: np.ndarray, replica: np.ndarray, out: np.ndarray | None = None
+                 ) -> np.ndarray:
+    """Which rows of `room` (per node: GPUs, CPU, memory) have room for `replica`, as a bool
+    mask (into `out` if given): ``(room >= replica).all(axis=1)``, column by column, which
+    takes a third of the time."""
+    gpus, cpu, memory = replica.tolist()
+    fits = np.greater_equal(room[:, 0], gpus, out=out)
+    fits &= room[:, 1] >= cpu
+    fits &= room[:, 2] >= memory
+    return fits
 
 
 def take(table: np.ndarray, rows: np.ndarray, shape: np.ndarray, sign: int) -> None:
