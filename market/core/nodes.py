@@ -24,6 +24,7 @@ paused lease holds no node: it resumes on the first nodes with room for its repl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -236,24 +237,17 @@ class Nodes:
         room = self._room(order)
         if shape.shape[0] == 1:  # the common case, at once: providers' nodes are disjoint
             bidders = providers[noded]
-            fitted = self._fitted_at(order, bidders)
-            if fitted is not None:
-                candidates, candidate_rows, at = fitted
-                rows = candidate_rows[at]
-            else:
+            rows = self._fitted_rows(order, bidders)
+            if rows is None:
                 rows = self._first_rows(bidders, shape[0], self.free)
             if room is not None and (rows < 0).any():
                 rows = np.where(rows >= 0, rows, self._first_rows(bidders, shape[0], room))
-                fitted = None
             ok = rows >= 0
             placed[noded] = ok
             rows = rows[ok]
             self.free[rows] -= shape[0]  # one row per provider: no row twice
             self._changes += 1
-            if fitted is not None:  # the fitted rows, of which the bidders' are held
-                self.placed.add_batch(order.id, candidates, candidate_rows, shape, at[ok])
-            else:
-                self.placed.add_batch(order.id, bidders[ok], rows, shape)
+            self.placed.add_batch(order.id, bidders[ok].tolist(), rows.tolist(), shape)
             return placed
         for i in noded.nonzero()[0].tolist():
             provider = int(providers[i])
@@ -266,12 +260,10 @@ class Nodes:
             self.assign(order, provider, where)
         return placed
 
-    def _fitted_at(self, order: Order, providers: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """What `fitting` found for `order`'s one replica in `free`, if `free` has not changed
-        since and it looked at every one of `providers`: the providers it looked at
-        (ascending), the first node row with room on each (-1: none), and where `providers`
-        are among them; else None."""
+    def _fitted_rows(self, order: Order, providers: np.ndarray) -> np.ndarray | None:
+        """The first node row with room in `free` for `order`'s one replica on each of
+        `providers` (-1: none), as `fitting` found it, if `free` has not changed since and it
+        looked at every one of them; else None."""
         fitted = self._fitted
         if fitted is None or fitted[0] is not order or fitted[1] != self._changes:
             return None
@@ -279,7 +271,7 @@ class Nodes:
         at = candidates.searchsorted(providers)
         if not (at < candidates.size).all() or not (candidates[at] == providers).all():
             return None  # e.g. a bid by hand from a provider it did not look at
-        return candidates, rows, at
+        return rows[at]
 
     def assign(self, order: Order, provider: int, rows: np.ndarray) -> None:
         """`order`'s replicas take node `rows` of `provider` (one per replica)."""
@@ -292,8 +284,8 @@ class Nodes:
         """Give back what `order`'s replicas hold on `providers`' nodes."""
         if not self.any or not self.placed.holds(order.id):
             return
-        rows, replica, held = self.placed.take_back(order.id, providers)
-        if rows.size:  # one replica each, on distinct rows
+        rows, replica, held = self.placed.take_back(order.id, providers.tolist())
+        if rows:  # one replica each, on distinct rows
             self.free[rows] += replica
             self._changes += 1
         for rows, shape in held:
@@ -306,79 +298,37 @@ class Nodes:
         return slice(start, start + int(self.count[provider]))
 
 
-class _Batch:
-    """The bids of one order placed at once, one replica each: providers (ascending), the
-    node row of each, whether it holds it, how many do, and the replica."""
-
-    __slots__ = ("held", "left", "providers", "rows", "shape")
-
-    def __init__(self, providers: np.ndarray, rows: np.ndarray, held: np.ndarray,
-                 shape: np.ndarray) -> None:
-        self.providers = providers
-        self.rows = rows
-        self.held = held
-        self.left = int(np.count_nonzero(held))
-        self.shape = shape
-
-    def find(self, providers: np.ndarray) -> np.ndarray:
-        """Positions of those of `providers` that still hold their row here, or -1."""
-        at = self.providers.searchsorted(providers)
-        at[at >= self.providers.size] = 0
-        hit = (self.providers[at] == providers) & self.held[at]
-        return np.where(hit, at, -1)
-
-
 class Placements:
     """Where reservations are: (order id, provider) -> (node row of each replica, the replicas
     as `replicas` gives them), as a mapping. The bids of an order placed at once on one
-    replica each are kept as one batch of arrays, not an entry a bid: an order gets up to
-    `order_max_bids` of them, and its auction's close releases all but the winner's at once."""
+    replica each are kept as one batch, provider -> row, with the replica: an order gets up
+    to `order_max_bids` of them, and its auction's close releases all but the winner's at
+    once, in plain Python (cheaper than numpy on a score of items)."""
 
     def __init__(self) -> None:
         self._one: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._one_orders: dict[int, int] = {}  # order id -> its entries in `_one`
-        self._batches: dict[int, _Batch] = {}
+        self._batches: dict[int, tuple[dict[int, int], np.ndarray]] = {}
 
-    def add_batch(self, order_id: int, providers: np.ndarray, rows: np.ndarray,
-                  shape: np.ndarray, at: np.ndarray | None = None) -> None:
-        """`providers` (distinct) hold node `rows` (one each) for `order_id`'s one replica;
-        with `at`, only those at positions `at` of `providers` (ascending) do."""
-        if at is None:
-            by_provider = np.argsort(providers)
-            providers, rows = providers[by_provider], rows[by_provider]
-            held = np.ones(providers.size, bool)
-        else:
-            held = np.zeros(providers.size, bool)
-            held[at] = True
-        if not held.any():
+    def add_batch(self, order_id: int, providers: list[int], rows: list[int],
+                  shape: np.ndarray) -> None:
+        """`providers` (distinct) hold node `rows` (one each) for `order_id`'s one replica."""
+        if not providers:
             return
         if order_id in self._batches:  # a later bid of the order (by hand): one by one
-            for i in held.nonzero()[0].tolist():
-                self[order_id, int(providers[i])] = (rows[i: i + 1], shape)
+            for provider, row in zip(providers, rows, strict=True):
+                self[order_id, provider] = (np.array([row], np.int64), shape)
             return
-        self._batches[order_id] = _Batch(providers, rows, held, shape)
+        self._batches[order_id] = (dict(zip(providers, rows, strict=True)), shape)
 
     def holds(self, order_id: int) -> bool:
         """Whether some provider holds nodes for `order_id`."""
         return order_id in self._batches or order_id in self._one_orders
 
-    def _in_batch(self, key: tuple[int, int]) -> tuple[_Batch, int] | None:
-        batch = self._batches.get(key[0])
-        if batch is None:
-            return None
-        at = int(batch.find(np.array([key[1]]))[0])
-        return None if at < 0 else (batch, at)
-
-    def _drop(self, order_id: int, batch: _Batch, at: np.ndarray) -> None:
-        batch.held[at] = False
-        batch.left -= at.size
-        if not batch.left:
-            del self._batches[order_id]
-
     def __setitem__(self, key: tuple[int, int], value: tuple[np.ndarray, np.ndarray]) -> None:
-        found = self._in_batch(key)
-        if found is not None:  # replaced, as a dict entry is
-            self._drop(key[0], found[0], np.array([found[1]]))
+        batch = self._batches.get(key[0])
+        if batch is not None and batch[0].pop(key[1], None) is not None and not batch[0]:
+            del self._batches[key[0]]  # replaced, as a dict entry is
         if key not in self._one:
             self._one_orders[key[0]] = self._one_orders.get(key[0], 0) + 1
         self._one[key] = value
@@ -387,11 +337,9 @@ class Placements:
         value = self._one.get(key)
         if value is not None:
             return value
-        found = self._in_batch(key)
-        if found is None:
-            return default
-        batch, at = found
-        return batch.rows[at: at + 1], batch.shape
+        batch = self._batches.get(key[0])
+        row = None if batch is None else batch[0].get(key[1])
+        return default if row is None else (np.array([row], np.int64), batch[1])
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         value = self.get(key)
@@ -403,41 +351,46 @@ class Placements:
         return isinstance(key, tuple) and self.get(key) is not None
 
     def __len__(self) -> int:
-        return len(self._one) + sum(batch.left for batch in self._batches.values())
+        return len(self._one) + sum(len(rows) for rows, _ in self._batches.values())
 
-    def _pop_one(self, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray] | None:
-        value = self._one.pop(key, None)
-        if value is not None:
-            left = self._one_orders[key[0]] - 1
-            if left:
-                self._one_orders[key[0]] = left
-            else:
-                del self._one_orders[key[0]]
-        return value
-
-    def take_back(self, order_id: int, providers: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]]:
+    def take_back(self, order_id: int, providers: list[int]
+                  ) -> tuple[list[int], np.ndarray | None, list[tuple[np.ndarray, np.ndarray]]]:
         """Forget what `order_id` holds on `providers`; returns what they held: the rows of
-        those in its batch (distinct rows) with its one replica, and the others' (rows,
-        replicas) one by one."""
-        rows = np.zeros(0, np.int64)
+        those in its batch (distinct rows) with its one replica (None without a batch), and
+        the others' (rows, replicas) one by one."""
+        rows: list[int] = []
         replica = None
         batch = self._batches.get(order_id)
+        rest = providers
         if batch is not None:
-            at = batch.find(providers)
-            hit = at >= 0
-            if hit.any():
-                at = at[hit]
-                rows, replica = batch.rows[at], batch.shape[0]
-                self._drop(order_id, batch, at)
-                providers = providers[~hit]
-        held = []
-        if order_id in self._one_orders:
-            for provider in providers.tolist():
-                value = self._pop_one((order_id, provider))
+            held, shape = batch
+            replica = shape[0]
+            pop = held.pop
+            if order_id in self._one_orders:  # some hold theirs one by one
+                rest = []
+                for provider in providers:
+                    row = pop(provider, None)
+                    if row is None:
+                        rest.append(provider)
+                    else:
+                        rows.append(row)
+            else:
+                rows = [row for row in map(pop, providers, repeat(None)) if row is not None]
+                rest = []
+            if not held:
+                del self._batches[order_id]
+        others = []
+        if rest and order_id in self._one_orders:
+            for provider in rest:
+                value = self._one.pop((order_id, provider), None)
                 if value is not None:
-                    held.append(value)
-        return rows, replica, held
+                    others.append(value)
+                    left = self._one_orders[order_id] - 1
+                    if left:
+                        self._one_orders[order_id] = left
+                    else:
+                        del self._one_orders[order_id]
+        return rows, replica, others
 
 
 def place_first_fit(left: np.ndarray, shape: np.ndarray) -> np.ndarray | None:
