@@ -86,6 +86,10 @@ class Nodes:
         self.count = np.zeros(0, np.int64)
         self.end = np.zeros(0, np.int64)     # first + count
         self.noded = np.zeros(0, bool)       # count > 0
+        # The providers with nodes, in id order (their rows are in that order too): the first
+        # row of each, and each provider's place among them (-1: no nodes).
+        self.noded_first = np.zeros(0, np.int64)
+        self.noded_index = np.zeros(0, np.int64)
         self.any = False                     # some provider has a node list
         self.placed = Placements()
         # Set by a scheduler that may displace leases: what each node holds that an order may
@@ -100,7 +104,7 @@ class Nodes:
         # serves `reserve` when nothing changed in between (it places the bids of the same
         # order at once, in the same step).
         self._changes = 0
-        self._fitted: tuple[Order, int, np.ndarray, np.ndarray] | None = None
+        self._fitted: tuple[Order, int, np.ndarray] | None = None
 
     def add(self, ids: np.ndarray, node_lists: Sequence[Sequence[NodeSpec]]) -> None:
         """Providers `ids` joined, each with its node list (empty: no node list)."""
@@ -117,11 +121,16 @@ class Nodes:
         self.count = np.concatenate([self.count, count])
         self.end = np.concatenate([self.end, first + count])
         self.noded = np.concatenate([self.noded, count > 0])
+        index = np.full(len(ids), -1, np.int64)
+        index[count > 0] = self.noded_first.size + np.arange(int(np.count_nonzero(count)))
+        self.noded_index = np.concatenate([self.noded_index, index])
+        self.noded_first = np.concatenate([self.noded_first, first[count > 0]])
         if rows:
             capacity = np.array(rows, np.int64).reshape(-1, _DIMENSIONS)
             self.provider = np.concatenate([self.provider, np.array(owners, np.int64)])
             self.capacity = np.concatenate([self.capacity, capacity])
-            self.free = np.concatenate([self.free, capacity])
+            # Column-major: a check reads one resource of every node at a time.
+            self.free = np.asfortranarray(np.concatenate([self.free, capacity]))
             self.any = True
         self._changes += 1
 
@@ -150,13 +159,19 @@ class Nodes:
                     ) -> np.ndarray:
         """For one replica: the first node row of each of `providers` with room for it, or -1,
         for all of them at once (a provider's nodes are consecutive rows)."""
-        rows = room.shape[0]
-        fits = np.empty(rows + 1, bool)
-        fits[rows] = True  # past every provider's rows: each finds a row at or after its first
-        fitting_rows(room, replica, fits[:rows])
-        roomy = fits.nonzero()[0]
+        return self._first_rows_in(fitting_rows(room, replica), providers)
+
+    def _first_rows_in(self, fits: np.ndarray, providers: np.ndarray) -> np.ndarray:
+        """The first row of each of `providers` that `fits` (a mask over all rows), or -1."""
+        # The row past the last one: each provider finds a row at or after its first.
+        roomy = np.append(fits.nonzero()[0], fits.size)
         first = roomy[roomy.searchsorted(self.first[providers])]
         return np.where(first < self.end[providers], first, -1)
+
+    def _any_fit(self, fits: np.ndarray, providers: np.ndarray) -> np.ndarray:
+        """Whether some row of each of `providers` (with nodes) `fits` (a mask over all
+        rows), for all of them at once."""
+        return np.logical_or.reduceat(fits, self.noded_first)[self.noded_index[providers]]
 
     def fitting(self, order: Order, ids: np.ndarray, why: list[int] | None = None
                 ) -> np.ndarray:
@@ -172,10 +187,10 @@ class Nodes:
         room = self._room(order)
         room = self.free if room is None else room
         if shape.shape[0] == 1:  # one replica: some node of the provider has room for it
-            rows = self._first_rows(candidates, shape[0], room)
-            fit = rows >= 0
-            if room is self.free:  # what `reserve` will look for, unless `free` changes
-                self._fitted = (order, self._changes, candidates, rows)
+            fits = fitting_rows(room, shape[0])
+            fit = self._any_fit(fits, candidates)
+            if room is self.free:  # what `reserve` will look in, unless `free` changes
+                self._fitted = (order, self._changes, fits)
         else:
             fit = np.array([self.first_fit(provider, shape, room) is not None
                             for provider in candidates.tolist()], bool)
@@ -200,7 +215,8 @@ class Nodes:
         gpus_only = shape.copy()
         gpus_only[:, 1:] = 0
         if shape.shape[0] == 1:
-            return int((self._first_rows(providers, gpus_only[0], room) >= 0).sum())
+            return int(np.count_nonzero(
+                self._any_fit(fitting_rows(room, gpus_only[0]), providers)))
         return sum(self.first_fit(provider, gpus_only, room) is not None
                    for provider in providers.tolist())
 
@@ -262,16 +278,12 @@ class Nodes:
 
     def _fitted_rows(self, order: Order, providers: np.ndarray) -> np.ndarray | None:
         """The first node row with room in `free` for `order`'s one replica on each of
-        `providers` (-1: none), as `fitting` found it, if `free` has not changed since and it
-        looked at every one of them; else None."""
+        `providers` (-1: none), from the rows `fitting` found with room for it if `free` has
+        not changed since; else None."""
         fitted = self._fitted
         if fitted is None or fitted[0] is not order or fitted[1] != self._changes:
             return None
-        _, _, candidates, rows = fitted
-        at = candidates.searchsorted(providers)
-        if not (at < candidates.size).all() or not (candidates[at] == providers).all():
-            return None  # e.g. a bid by hand from a provider it did not look at
-        return rows[at]
+        return self._first_rows_in(fitted[2], providers)
 
     def assign(self, order: Order, provider: int, rows: np.ndarray) -> None:
         """`order`'s replicas take node `rows` of `provider` (one per replica)."""
