@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from agents.node_lists import NodeList, group_nodes, node_specs, read_node_list
 from market import registry
 from market.catalog import GpuCatalog
-from market.core.nodes import NodeSpec
+from market.core.nodes import NodeSpec, split_machines
 from market.core.pool import ProviderRow
 from market.scenario import MAX_GPUS_PER_PROVIDER, ProviderPopulation
 from market.units import GIB, SECONDS_PER_DAY, SECONDS_PER_HOUR
@@ -84,7 +84,8 @@ def model_quota(shares: np.ndarray, count: int) -> np.ndarray:
 def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
                rng: np.random.Generator) -> list[ProviderRow]:
     """Draw `population.count` providers: GPU model by `gpu_mix`, GPU count uniformly in
-    `gpus_per_provider` in steps of `gpu_step`, electricity price uniformly in its range."""
+    `gpus_per_provider` in steps of `gpu_step`, electricity price uniformly in its range; each
+    owns machines of `gpus_per_node` GPUs (`drawn_machines`)."""
     count = population.count
     if count == 0:
         return []
@@ -99,8 +100,19 @@ def build_rows(population: ProviderPopulation, index: int, catalog: GpuCatalog,
     gpus = rng.choice(choices, size=count)
     electricity = rng.uniform(*population.electricity_usd_per_kwh, size=count)
     return [provider_row(population, index, catalog, f"{population.name}-{i}",
-                         gpu_ids[int(models[i])], int(gpus[i]), float(electricity[i]))
+                         gpu_ids[int(models[i])], int(gpus[i]), float(electricity[i]),
+                         drawn_machines(population, int(gpus[i])))
             for i in range(count)]
+
+
+def drawn_machines(population: ProviderPopulation, gpus: int) -> tuple[NodeSpec, ...]:
+    """The machines of a drawn provider of `population` with `gpus` GPUs: `gpus_per_node`
+    each, the last one the remainder, with the population's CPU and memory per GPU
+    (`market.core.nodes.split_machines`). A provider of one machine gets none: its totals
+    are its machine, so placement needs no node table (as before machines were drawn)."""
+    specs = split_machines(gpus, population.gpus_per_node, population.cpu_millicores_per_gpu,
+                           int(population.memory_gib_per_gpu * GIB))
+    return specs if len(specs) > 1 else ()
 
 
 def provider_row(population: ProviderPopulation, index: int, catalog: GpuCatalog, name: str,
@@ -190,7 +202,8 @@ def add_populations(market: Market) -> None:
 def outside_provider(market: Market, name: str, archetype: str, gpu_model: str, gpus: int,
                      wallet_usd: float) -> int:
     """Add one provider that a person or a remote bot runs (it bids only through
-    `Market.submit_bid`): `gpus` of `gpu_model`, with its archetype's capacity per GPU and
+    `Market.submit_bid`): one machine of `gpus` GPUs of `gpu_model`, with its archetype's
+    capacity per GPU and
     costs at the middle of its electricity range. It does not fail or churn in the
     simulation: its uptime is its owner's. Returns its provider id; raises ValueError (nothing
     changed) on an unknown archetype or GPU model."""
@@ -200,7 +213,10 @@ def outside_provider(market: Market, name: str, archetype: str, gpu_model: str, 
     try:
         population = ProviderPopulation.model_validate({
             "name": name, "archetype": archetype, "count": 1, "gpu_mix": {gpu_model: 1.0},
-            "gpus_per_provider": (gpus, gpus), "gpu_step": 1})
+            "gpus_per_provider": (gpus, gpus), "gpu_step": 1,
+            # One machine of `gpus`, as its owner states it (the live page and the bot offer
+            # "a machine of N GPUs"), whatever its archetype's machines are.
+            "gpus_per_node": 0})
     except ValidationError as error:
         raise ValueError(f"provider: {error.errors()[0]['msg']}") from None
     low, high = population.electricity_usd_per_kwh

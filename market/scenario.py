@@ -49,6 +49,13 @@ MAX_DAYS = 365.0
 MAX_PROVIDERS = 100_000          # per population
 MAX_TENANTS = 1_000_000
 MAX_GPUS_PER_PROVIDER = 4_096
+#: One machine's GPUs, as for a node list's machines (agents.node_lists).
+MAX_GPUS_PER_NODE = 1_024
+#: Machines a population's drawn providers may own at most, all together (a few dozen bytes
+#: each in the per-node table, and more while it is built): enough for the most providers of
+#: any archetype's preset (100,000 hyperscalers of 16 machines), not for 4,096 one-GPU machines
+#: a provider. What a run within it costs is for `market.budget` to judge.
+MAX_MACHINES_PER_POPULATION = 2_000_000
 MAX_USD_PER_GPU_HOUR = 1_000.0
 #: Periodic processes (withdrawals, price index ticks) run at most once a simulated minute.
 MIN_PERIOD_S = 60.0
@@ -614,6 +621,12 @@ class ProviderPopulation(_Model):
         AfterValidator(_ordered)] = Field(description="[min, max] GPUs of one provider")
     gpu_step: Annotated[int, Field(ge=1, le=MAX_GPUS_PER_PROVIDER)] = Field(
         description="GPUs come in multiples of this")
+    gpus_per_node: Annotated[int, Field(ge=0, le=MAX_GPUS_PER_NODE)] = Field(
+        0, description="GPUs per machine: a drawn provider's GPUs are ceil(GPUs / this) "
+        "machines of this many (the last one the remainder), each with cpu_millicores_per_gpu "
+        "and memory_gib_per_gpu per GPU it holds, and each replica of an order must fit on "
+        "one machine; 0: one machine with all its GPUs. A population with a node list takes "
+        "its machines from the list instead")
     cpu_millicores_per_gpu: Annotated[int, Field(ge=0, le=1_000_000)]
     memory_gib_per_gpu: Annotated[float, Field(ge=0, le=4_096)]
     storage_gib_per_gpu: Annotated[float, Field(ge=0, le=100_000)]
@@ -676,6 +689,20 @@ class ProviderPopulation(_Model):
         if not any(value.values()):
             raise ValueError("at least one share must be > 0")
         return value
+
+    @model_validator(mode="after")
+    def _machines_within_bounds(self) -> ProviderPopulation:
+        if self.gpus_per_node and self.nodes is None:
+            # The most GPUs a draw gives one provider (a step above the range gives the step).
+            gpus = max(self.gpus_per_provider[1], self.gpu_step)
+            most = self.count * -(-gpus // self.gpus_per_node)
+            if most > MAX_MACHINES_PER_POPULATION:
+                raise ValueError(
+                    f"gpus_per_node: {self.count:,} providers of up to {gpus:,} GPUs at "
+                    f"{self.gpus_per_node} per machine "
+                    f"make up to {most:,} machines, above {MAX_MACHINES_PER_POPULATION:,}; "
+                    "expected more GPUs per machine, or fewer or smaller providers")
+        return self
 
 
 class EntryExit(_Model):

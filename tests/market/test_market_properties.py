@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from agents.markups import CostPlus
 from agents.populate import populate
 from market import Market, MarketError, load_scenario
+from market.core.nodes import place_first_fit, take
 from market.core.pool import ProviderRow
 from market.core.resources import gpu_units
 from market.events import (
@@ -169,8 +170,10 @@ class Audit:
 def ranking_holds(market: Market) -> None:
     """At rest: running leases fit their providers, and on every provider that is up, no
     paused lease would fit beside the on-demand leases, open bids and the running
-    interruptible leases ranked above it."""
+    interruptible leases ranked above it: in total, or, on a provider with machines, on its
+    machines (first fit, as the scheduler places it)."""
     pool = market.pool
+    nodes = pool.nodes
     used = np.zeros_like(pool.capacity)
     taken = np.zeros_like(pool.capacity)        # on-demand leases and open bids
     spot: dict[int, list] = defaultdict(list)
@@ -189,11 +192,22 @@ def ranking_holds(market: Market) -> None:
         if not pool.up[provider]:
             continue
         for paused in [lease for lease in leases if not lease.running]:
+            rank = (paused.priority, -paused.id)
             above = sum((lease.order.need for lease in leases if lease.running and
-                         (lease.priority, -lease.id) > (paused.priority, -paused.id)),
+                         (lease.priority, -lease.id) > rank),
                         np.zeros(pool.capacity.shape[1], np.int64))
             room = pool.capacity[provider] - taken[provider] - above
-            assert not (paused.order.need <= room).all(), f"lease {paused.id} could run"
+            if not nodes.count[provider]:
+                assert not (paused.order.need <= room).all(), f"lease {paused.id} could run"
+                continue
+            # Free on its machines, and what the leases ranked below it hold there.
+            room = nodes.free[nodes.of(provider)].copy()
+            for lease in leases:
+                if lease.running and (lease.priority, -lease.id) < rank:
+                    rows, shape = nodes.placed[(lease.order.id, provider)]
+                    take(room, rows - nodes.first[provider], shape, 1)
+            assert place_first_fit(room, nodes.shape(paused.order)) is None, \
+                f"lease {paused.id} could run on its provider's machines"
 
 
 def audited_run(overrides: list[str], seed: int) -> tuple[Market, Audit]:
