@@ -44,7 +44,7 @@ def test_the_a10_is_dearer_per_bandwidth_than_the_a100_it_loses_to(week):
     assert datacenters.archetype == "datacenter" and datacenters.gpu_mix["a10"] > 0
     cheapest = gpu_costs(catalog, "a10", datacenters, datacenters.electricity_usd_per_kwh[0])
     floor = datacenters.strategy.params["min_margin"]
-    ask = cheapest["full"] * (1 + floor) / (1 - scenario.market.take_rate)
+    ask = cheapest["full"] * (1 + floor) / (1 - scenario.market.fee_rate)
     a100 = summary["price_usd_per_gpu_hour"]["a100-80gb"]["mean"]
     assert ask / catalog["a10"].memory_bandwidth_tb_s \
         > a100 / catalog["a100-80gb"].memory_bandwidth_tb_s

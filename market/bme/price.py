@@ -152,7 +152,10 @@ class Oracle:
 
     def healthy(self, time_s: float) -> bool:
         """Fresh (newest price at most max_staleness_s old) and agreeing with the spot price."""
-        if time_s - self.path.sampled_s(time_s) > self.max_staleness_s:
-            return False
-        spot = self.path.spot(time_s)
-        return abs(self.twap(time_s) - spot) <= self.max_deviation * spot
+        return self.read(time_s)[2]
+
+    def read(self, time_s: float) -> tuple[float, float, bool]:
+        """(TWAP, spot price, healthy) at `time_s`, each computed once."""
+        twap, spot = self.twap(time_s), self.path.spot(time_s)
+        fresh = time_s - self.path.sampled_s(time_s) <= self.max_staleness_s
+        return twap, spot, fresh and abs(twap - spot) <= self.max_deviation * spot

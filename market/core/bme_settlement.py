@@ -86,6 +86,8 @@ class BmeSettlement(Settlement):
                                        round(rules.settle_spread_bps * 100))
         self.oracle = Oracle(price_path(rules, rng), rules.twap_window_s,
                              rules.oracle_max_staleness_s, rules.oracle_max_deviation)
+        self._read_s = -math.inf
+        self._reading = (0, 0, False)
         self.act_escrow = bme.act.open("escrow")
         self.act_waiting = bme.act.open("awaiting_oracle")  # owed, to be paid when it is up
         self.akt_escrow = bme.akt.open("escrow")           # deposits paid in AKT directly
@@ -116,13 +118,24 @@ class BmeSettlement(Settlement):
 
     # ------------------------------------------------------------------ prices
 
+    def _read(self, now_s: float) -> tuple[int, int, bool]:
+        """(TWAP, spot price, healthy) now, prices in micro-USD per AKT. Read once per
+        simulated instant: an order's checks, top-up and settlement all ask at the same
+        time, and the path's prices at a time never change."""
+        if now_s != self._read_s:
+            twap, spot, healthy = self.oracle.read(now_s)
+            self._reading = (price_micro(twap), price_micro(spot), healthy)
+            self._read_s = now_s
+        return self._reading
+
     def spot_micro(self, now_s: float) -> int:
         """AKT's market price now, micro-USD per AKT."""
-        return price_micro(self.oracle.path.spot(now_s))
+        return self._read(now_s)[1]
 
     def oracle_micro(self, now_s: float) -> tuple[int, bool]:
         """The oracle's TWAP now (micro-USD per AKT) and whether it is healthy."""
-        return price_micro(self.oracle.twap(now_s)), self.oracle.healthy(now_s)
+        twap, _, healthy = self._read(now_s)
+        return twap, healthy
 
     def mint_status(self, now_s: float) -> str:
         """The mint status now; a change is counted and announced."""

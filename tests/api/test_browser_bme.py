@@ -71,7 +71,8 @@ def test_a_bme_market_shows_the_akt_panel_and_a_tenants_top_up(browser, serve):
     # An AEP-23 market's page is as it was: no AKT panel, no ACT lines.
     created = httpx.post(f"{server.url}/api/markets", headers=server.operator, timeout=30,
                          json={"scenario": "default", "speed": CREATE_SPEED,
-                               "name": "USD escrow"})
+                               "name": "USD escrow",
+                               "overrides": ["market.settlement=aep23"]})
     assert created.status_code == 201, created.text
     page.goto(f"{server.url}/#/m/{created.json()['market_id']}")
     expect(page.get_by_test_id("market-name")).to_have_text("USD escrow", timeout=WAIT_MS)

@@ -19,6 +19,12 @@ def timed(settlement: str) -> tuple[float, dict]:
 
 
 def test_settling_in_akt_against_usd_escrow() -> None:
+    # Warm up first: imports and first calls would otherwise be charged to whichever runs
+    # first.
+    for settlement in ("aep23", "bme"):
+        Market(load_scenario("default", ["duration_days=0.05",
+                                         f'market.settlement="{settlement}"']),
+               seed=1, record=False).run()
     usd_s, usd = timed("aep23")
     akt_s, akt = timed("bme")
     assert usd["money_conserved"] and akt["money_conserved"]
@@ -27,4 +33,6 @@ def test_settling_in_akt_against_usd_escrow() -> None:
         print(f"{label:6} {seconds:8.2f} s  ({summary['orders_posted']:,} orders, "
               f"{summary['leases_created']:,} leases)")
     print(f"bme    {akt['bme']['topups']:,} top-ups")
-    print(f"ratio  {akt_s / usd_s:8.2f} x")
+    print(f"ratio  {akt_s / usd_s:8.2f} x  (per order posted "
+          f"{akt_s / akt['orders_posted'] / (usd_s / usd['orders_posted']):.2f} x: without the "
+          f"fee, more orders fill at once)")

@@ -86,11 +86,21 @@ def contains(whole: Any, part: Any) -> bool:
     return whole == part
 
 
+#: Set in the default for its BME settlement, not the presets' values: the data centers'
+#: margin range, the presets' [0.4, 2.0] without AEP-23's fee to gross up (default.toml).
+FEE_FREE = ("providers.0.strategy.params.min_margin", "providers.0.strategy.params.max_margin")
+
+
 def test_default_populations_take_their_archetype_presets(default):
-    # ... but for the values `gpumarket calibrate default` fits (README "Calibration").
+    # ... but for the values `gpumarket calibrate default` fits (README "Calibration"), and
+    # the margin range restated for BME.
     presets = package_toml("data", "archetypes.toml")
-    fitted = [path.split(".") for path in load_calibration("default").parameters
+    fitted = [path.split(".") for path in (*load_calibration("default").parameters, *FEE_FREE)
               if path.startswith("providers.")]
+    datacenters = presets["datacenter"]["strategy"]["params"]
+    restated = default.providers[0].strategy.params
+    for bound in ("min_margin", "max_margin"):  # (1 + m) / (1 - 0.2) - 1, to the cent
+        assert restated[bound] == round((1 + datacenters[bound]) / 0.8 - 1, 2)
     for index, population in enumerate(default.providers):
         dumped = plain(population.model_dump())
         preset = copy.deepcopy(presets[population.archetype])
