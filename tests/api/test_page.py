@@ -199,10 +199,13 @@ def watch_charts_headline_and_money(page: Page) -> None:
     expect(page.get_by_test_id("utilization-chart").locator("polyline.series")).to_have_count(
         1, timeout=WAIT_MS)
     # A model switched off in the legend leaves the chart (other models may join meanwhile).
-    item = page.get_by_test_id("price-legend").locator("li:not(.empty-series)").first
-    model_line = price_chart.locator(f"polyline[data-series='{item.get_attribute('data-key')}']")
+    # The model is pinned by its key: "the first non-empty item" is looked up again at each
+    # use, and a model that gets its first lease meanwhile can come first by then.
+    legend = page.get_by_test_id("price-legend")
+    key = legend.locator("li:not(.empty-series)").first.get_attribute("data-key")
+    model_line = price_chart.locator(f"polyline[data-series='{key}']")
     expect(model_line).to_have_count(1, timeout=WAIT_MS)
-    item.locator("button").click()
+    legend.locator(f"li[data-key='{key}'] button").click()
     expect(model_line).to_have_count(0)
 
     # The headline and the open-orders table come from the same frame, at every tick.
