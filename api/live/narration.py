@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from market.errors import MarketError
-from market.events import Event, LeaseCreated
+from market.events import Event, LeaseCreated, MintStatusChanged
 from market.units import SECONDS_PER_HOUR, per_gpu_hour_usd
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ class Narrator:
         self._spike: dict[str, Any] | None = None   # the spike under way
         series.on_close.append(self._bucket_closed)
         self._series = series
+        self._rules = market.rules
         pool = market.pool
         gpus = int(pool.capacity[:, 0].sum()) if pool.n else 0
         self._say(0.0, "open",
@@ -110,6 +111,8 @@ class Narrator:
 
     def on_event(self, event: Event) -> None:
         time_s = event.time_s
+        if type(event) is MintStatusChanged:  # settled in AKT: a breaker tripped or reset
+            self._say(time_s, "mint", self._mint_text(event))
         if type(event) is LeaseCreated and not event.interruptible:
             self.leases_by_model[event.gpu_model] += 1
             if self.first_lease:
@@ -128,6 +131,23 @@ class Narrator:
                               f"usual arrivals for {self.duration_s / 3600:g} h.")
             if time_s >= start_s:
                 self._start_spike(start_s)
+
+    def _mint_text(self, event: MintStatusChanged) -> str:
+        """What a change of the mint status means, in words (README "Settlement")."""
+        ratio = event.collateral_ratio
+        backed = "" if ratio is None else \
+            f"the vault's AKT backs {ratio:.0%} of the ACT outstanding"
+        bme = self._rules.bme
+        if event.status == "halt_oracle":
+            return ("Mints halted: the AKT price oracle is stale or disagrees with the market. "
+                    "Payments to providers wait for it; new deposits are paid in AKT.")
+        if event.status == "halt_cr":
+            return (f"Mints halted: AKT fell and {backed} (below {bme.cr_halt:.0%}). New "
+                    "deposits are paid in AKT directly until it recovers.")
+        if event.status == "warning":
+            return (f"AKT fell: {backed} (below {bme.cr_warning:.0%}). Mints slow: each must "
+                    f"cover at least {bme.min_topup_days:g} days of a tenant's spending.")
+        return f"Mints are back to normal: {backed or 'no ACT is outstanding'}."
 
     def _status(self, bucket: dict[str, Any]) -> None:
         """Where the market stands, every `STATUS_EVERY_S` outside a spike."""

@@ -240,3 +240,14 @@ def test_a_tenant_pays_in_akt_while_mints_are_halted():
                and e["lease_id"] == lease_id]
     assert [e["seq"] for e in settled] == [payout["seq"]]
     assert settled[0]["act_burn_uact"] == 0 and settled[0]["minted_uakt"] == 0
+
+
+def test_the_captions_say_when_mints_halt():
+    session = _halted_market_trades()["session"]
+    said = [c for c in session.narrator.captions if c["kind"] == "mint"]
+    assert said and said[0]["text"].startswith("Mints halted: the AKT price oracle is stale")
+    halts = [c for c in said if c["text"].startswith("Mints halted")]
+    resets = [c for c in said if c["text"].startswith("Mints are back to normal")]
+    # One caption per breaker tripped, and one each time mints came back.
+    assert len(halts) + len(resets) == len(said)
+    assert len(halts) == session.market.settlement.activations["halt_oracle"]
