@@ -87,7 +87,6 @@ class Protocol:
 
     >>> bme = Protocol(mint_spread_ppm=0, settle_spread_ppm=0)
     >>> tenant, provider = bme.act.open("tenant"), bme.akt.open("provider")
-    >>> bme.act.transfer(bme.act.external, tenant, 0, "none")
     >>> payer = bme.akt.open("payer")
     >>> bme.akt.transfer(bme.akt.external, payer, 877_192_982, "akt_purchase")
     >>> bme.mint_act(payer, tenant, 877_192_982, 1_140_000)
@@ -114,8 +113,7 @@ class Protocol:
     def akt_to_burn(self, act_uact: int, price: int) -> int:
         """The fewest uAKT whose burn at `price` mints at least `act_uact`."""
         denominator = price * self._mint_keep_ppm
-        akt = -(-act_uact * MICRO * PPM // denominator) if denominator else 0
-        return akt
+        return -(-act_uact * MICRO * PPM // denominator) if denominator else 0
 
     def akt_for(self, act_uact: int, price: int) -> int:
         """uAKT paid for settling `act_uact` at `price`."""

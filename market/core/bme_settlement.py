@@ -104,8 +104,8 @@ class BmeSettlement(Settlement):
         self.usd_at_settlement_micro: dict[int, int] = {}
         self.usd_at_sale_micro: dict[int, int] = {}
         self._provider_account: dict[int, int] = {}
-        self.counts = {"topups": 0, "direct_orders": 0, "payments_delayed": 0,
-                       "direct_short_uakt": 0}
+        # Top-ups, orders paid in AKT, and the uAKT those orders' tenants could not pay.
+        self.counts = {"topups": 0, "direct_orders": 0, "direct_short_uakt": 0}
         self.topup_usd_micro = 0
         self.direct_paid_micro = 0  # micro-USD paid out of deposits made in AKT
         self.status = HEALTHY
@@ -307,7 +307,6 @@ class BmeSettlement(Settlement):
             return
         price, healthy = self.oracle_micro(now_s)
         if not healthy:
-            self.counts["payments_delayed"] += 1
             return
         for lease_id, provider, account, act in self._waiting:
             payout = self.protocol.settle(self.act_waiting, self._akt[account], act, price)
@@ -480,6 +479,8 @@ class BmeSettlement(Settlement):
             "topups": self.counts["topups"],
             "topup_spend_usd": self.topup_usd_micro / MICRO,
             "orders_paid_in_akt": self.counts["direct_orders"],
+            # What those orders owed providers that their tenants' dollars could not buy.
+            "akt_unpaid_by_tenants": self.counts["direct_short_uakt"] / MICRO,
             "payments_awaiting_oracle_usd": sum(item[3] for item in self._waiting) / MICRO,
             "providers": {
                 "akt_earned": sum(self.earned_uakt.values()) / MICRO,
