@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -148,6 +149,11 @@ class MarketView:
         """Recent published lease prices for `gpu_model`, oldest first, USD per GPU-hour."""
         return self._history.recent(gpu_model)
 
+    def mean_clearing_price(self, gpu_model: str, last: int) -> float:
+        """Mean of the last `last` published lease prices for `gpu_model`, USD per GPU-hour
+        (0 when none is published yet)."""
+        return self._history.mean_recent(gpu_model, last)
+
     def _check(self, providers: np.ndarray) -> np.ndarray:
         providers = np.asarray(providers, dtype=np.int64)
         if not providers.size:
@@ -171,6 +177,24 @@ class MarketView:
     def models(self, providers: np.ndarray) -> np.ndarray:
         """Own providers' GPU model indexes into `gpu_models`."""
         return self._market.pool.model[self._check(providers)]
+
+    def own_providers(self) -> np.ndarray:
+        """The ids of this strategy's providers, ascending."""
+        if self.members is not None:
+            return np.arange(*self.members, dtype=np.int64)
+        return (self._market.strategy_of(np.arange(self._market.pool.n)) == self._index
+                ).nonzero()[0].astype(np.int64)
+
+    def gpus(self, providers: np.ndarray) -> np.ndarray:
+        """Own providers' GPUs (all of them, busy or free)."""
+        return self._market.pool.capacity[self._check(providers), 0].astype(np.int64)
+
+    def free_gpus(self, providers: np.ndarray) -> np.ndarray:
+        """Own providers' GPUs free now (none while a provider is down)."""
+        pool = self._market.pool
+        providers = self._check(providers)
+        free = np.maximum(pool.free[providers, 0], 0)
+        return np.where(pool.up[providers], free, 0).astype(np.int64)
 
     def provider(self, provider: int) -> ProviderView:
         pool = self._market.pool
@@ -201,6 +225,19 @@ class PriceHistory:
 
     def recent(self, gpu_model: str) -> np.ndarray:
         return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)
+
+    def mean_recent(self, gpu_model: str, last: int) -> float:
+        """Mean of the last `last` prices of `gpu_model` (0 when there are none)."""
+        return mean_of_last(self._recent.get(gpu_model, ()), last)
+
+
+def mean_of_last(prices: Any, last: int) -> float:
+    """Mean of the last `last` items of the deque `prices` (0 when it is empty)."""
+    total = count = 0
+    for price in islice(reversed(prices), last):
+        total += price
+        count += 1
+    return total / count if count else 0.0
 
 
 @runtime_checkable

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from market.core.resources import GpuRequest, ResourceUnit, Storage
-from market.strategy import OrderView, ProviderView
+from market.strategy import OrderView, ProviderView, mean_of_last
 
 #: Published lease prices kept per GPU model, as the offline market's PriceHistory keeps.
 PRICES_KEPT = 256
@@ -76,6 +76,11 @@ class RemoteView:
         """Recent published lease prices for `gpu_model`, oldest first, USD per GPU-hour."""
         return np.fromiter(self._recent.get(gpu_model, ()), dtype=float)
 
+    def mean_clearing_price(self, gpu_model: str, last: int) -> float:
+        """Mean of the last `last` published lease prices for `gpu_model`, USD per GPU-hour
+        (0 when none is heard yet)."""
+        return mean_of_last(self._recent.get(gpu_model, ()), last)
+
     def record_price(self, gpu_model: str, usd_per_gpu_hour: float) -> None:
         """A new on-demand lease price was published."""
         prices = self._recent.get(gpu_model)
@@ -99,6 +104,18 @@ class RemoteView:
         """Own provider's GPU model index into `gpu_models`."""
         providers = self._check(providers)
         return np.full(providers.shape, self._gpu_models.index(self.me.gpu_model), np.int64)
+
+    def own_providers(self) -> np.ndarray:
+        """The id of this strategy's one provider."""
+        return np.array([self.me.provider], dtype=np.int64)
+
+    def gpus(self, providers: np.ndarray) -> np.ndarray:
+        """Own provider's GPUs (all of them, busy or free)."""
+        return np.full(self._check(providers).shape, self.me.gpus, np.int64)
+
+    def free_gpus(self, providers: np.ndarray) -> np.ndarray:
+        """Own provider's GPUs free now, as the bot last counted them."""
+        return np.full(self._check(providers).shape, self.me.free_gpus, np.int64)
 
     def provider(self, provider: int) -> ProviderView:
         self._check(np.array([provider]))
