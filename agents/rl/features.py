@@ -69,10 +69,21 @@ class BidSpace:
                 self.gpu_models):
             raise ValueError("price_high_usd_per_gpu_hour: one ceiling per GPU model")
 
+    def check(self, action: Any) -> None:
+        """Raise ValueError (one line) unless `action` is one of this space's actions."""
+        if self.kind == "discrete":
+            self.markups(action)
+        else:
+            self._per_model(action)
+
     def markups(self, action: Any) -> np.ndarray:
         """The markup per model that `action` sets ("markup" and "discrete")."""
         if self.kind == "discrete":
-            index = int(np.asarray(action).reshape(-1)[0])
+            values = np.asarray(action).reshape(-1)
+            if values.size != 1 or not np.issubdtype(values.dtype, np.integer):
+                raise ValueError(f"action: expected one integer index into the markup grid, "
+                                 f"got {action!r}")
+            index = int(values[0])
             if not 0 <= index < len(self.markup_grid):
                 raise ValueError(f"action: expected an index in [0, {len(self.markup_grid)}), "
                                  f"got {index}")

@@ -86,6 +86,25 @@ class Bidding:
         self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
         self._read_min_bids(ids)
 
+    def replace(self, index: int, strategy: Any) -> None:
+        """Strategy `index` (a population's) is `strategy` from now on: its asks, floors and
+        whether it hears outcomes are read again. For an environment that takes a
+        population over before its market runs (`agents.rl`)."""
+        if not 0 <= index < len(self.strategies) or strategy is None:
+            raise ValueError(f"Bidding.replace: no strategy {index}, or no new strategy")
+        self.strategies[index] = strategy
+        if index in self.observers:
+            self.observers.remove(index)
+        if callable(getattr(strategy, "observe", None)):
+            self.observers = sorted([*self.observers, index])
+        ids = np.arange(self._first_id[index], self._first_id[index + 1], dtype=np.int64)
+        asks = getattr(strategy, "asks", None)
+        static = asks(ids, self.views[index]) if asks is not None \
+            else np.full(len(ids), np.nan)
+        self._static_ask_micro[ids] = _whole_micro(static)
+        self._sort_static()
+        self._read_min_bids(ids)
+
     def strategy_of(self, providers: np.ndarray) -> np.ndarray:
         """Index into `strategies` of each provider's strategy."""
         return self._strategy_of[providers]

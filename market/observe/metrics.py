@@ -227,6 +227,16 @@ class Metrics:
         until = np.minimum(market.exited_s, now)
         return np.maximum(until - market.arrived_s, 0.0) / SECONDS_PER_HOUR
 
+    def absent_hours(self, providers: np.ndarray) -> np.ndarray:
+        """Hours each of `providers` has been off the market so far (as `_absent_s`)."""
+        now = self.market.now
+        absent = np.zeros(len(providers))
+        for index, provider in enumerate(np.asarray(providers).tolist()):
+            seconds = self.absent_s.get(provider)
+            if seconds is not None:
+                absent[index] = seconds - max(self.back_at_s[provider] - now, 0.0)
+        return absent / SECONDS_PER_HOUR
+
     def _absent_s(self) -> np.ndarray:
         """Seconds each provider has been off the market so far."""
         now = self.market.now
