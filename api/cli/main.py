@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import calibrate, explain, offline, online, sensitivity, trace
+from api.cli import calibrate, explain, learn, offline, online, sensitivity, trace
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
@@ -28,6 +28,7 @@ for command in (offline.run, explain.explain, offline.validate, offline.tourname
                 offline.report, sensitivity.sensitivity, calibrate.calibrate, online.serve,
                 online.replay, online.bot, offline.sweeps, offline.scenarios, offline.schema):
     app.command()(command)
+app.command()(learn.learn)
 app.add_typer(trace.app, name="trace")
 
 
