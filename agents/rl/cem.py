@@ -10,14 +10,19 @@ random numbers), and keeps the best `elite_fraction` of them by mean return. The
     σ_{i+1} = max(sqrt(var of the elite θs + (extra_std · extra_decay^i)²), std_floor)
 
 (per component): the extra noise, decaying, keeps the search from collapsing on the first
-lucky elite (Szita and Lőrincz's noisy cross-entropy); the floor keeps it from stopping. The
-policy returned is μ after the last iteration. Same arguments and `seed` ⇒ the same policy
-and curve, whatever the number of `workers` (processes that run episodes in parallel; results
-are gathered in order).
+lucky elite (Szita and Lőrincz's noisy cross-entropy); the floor keeps it from stopping.
+
+Every centre μ_0..μ_N is run on the training seeds too, and the policy returned is the best
+of them by that return (the first, on a tie): the elite of a few candidates on a few seeds is
+a noisy estimate, and a late iteration can drift down from a better centre; this way the
+search never returns a policy worse, on its training seeds, than the one it started from.
+Same arguments and `seed` ⇒ the same policy and curve, whatever the number of `workers`
+(processes that run episodes in parallel; results are gathered in order).
 
 The learning curve has one row per iteration: the mean, elite-mean and best candidate
 return, the return of μ_i (the distribution's centre, run on the same seeds), σ_i's mean and
-μ_i by feature; a last row (iteration = `iterations`) holds the returned policy's return.
+μ_i by feature; a last row (iteration = `iterations`) holds μ_N's; `chosen` marks the row of
+the policy returned.
 """
 
 from __future__ import annotations
@@ -37,9 +42,12 @@ from market.scenario import Scenario
 
 INIT_MEAN: tuple[float, ...] = (0.5, 0.0, 0.0, 0.0)
 """μ_0: a constant markup of 0.5 over cost, the features not used yet."""
-INIT_STD: tuple[float, ...] = (0.5, 0.3, 0.3, 0.3)
-"""σ_0 per feature: the bias spans markups 0 to 1.5 at two σ; the others move it by about
-as much over their usual range."""
+INIT_STD: tuple[float, ...] = (0.3, 0.05, 0.05, 0.05)
+"""σ_0 per feature. The bias explores markups ±0.6 at two σ; the features' weights start
+narrow because the features are not centred: a weight of 0.3 on a price ratio of 2 moves
+every markup by 0.6, and on `learn` such candidates mostly priced themselves out (from σ 0.3
+on every weight, the search ended below its own start, 1,370 USD against 1,427; with these,
+from the baseline's markup to 1,613 in six iterations)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def _run(job: tuple[Episodes, tuple[float, ...], int]) -> float:
 
 @dataclass
 class Training:
-    """What `train` returns: the policy (μ after the last iteration), the learning curve
+    """What `train` returns: the policy (the best centre μ_i), the learning curve
     (one dict per row, the module docstring), and the wall seconds it took."""
 
     policy: LinearPolicy
@@ -114,8 +122,8 @@ class Training:
 def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
           train_seeds: Sequence[int] = (1, 2), elite_fraction: float = 0.25, seed: int = 0,
           init_mean: Sequence[float] = INIT_MEAN, init_std: Sequence[float] = INIT_STD,
-          extra_std: float = 0.1, extra_decay: float = 0.5, std_floor: float = 0.01,
-          evaluate_mean: bool = True, workers: int | None = 1,
+          extra_std: float = 0.05, extra_decay: float = 0.7, std_floor: float = 0.01,
+          workers: int | None = 1,
           on_progress: Callable[[int, int], None] | None = None) -> Training:
     """Cross-entropy training of a `LinearPolicy` (the module docstring). `workers`: processes
     running episodes (None: one per core; 1: this process). `on_progress(done, total)` counts
@@ -130,12 +138,13 @@ def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
     mean = np.asarray(init_mean, dtype=float)
     std = np.asarray(init_std, dtype=float)
     elite = min(candidates, max(1, round(elite_fraction * candidates)))
-    per_iteration = (candidates + int(evaluate_mean)) * len(seeds)
+    per_iteration = (candidates + 1) * len(seeds)
     total = iterations * per_iteration + len(seeds)
     done = 0
     tell = on_progress or (lambda done, total: None)
     curve: list[dict[str, float]] = []
     returns: list[list[float]] = []
+    centres: list[tuple[float, np.ndarray]] = []   # each μ_i and its return
     with _executor(workers) as pool:
         def evaluate(thetas: list[np.ndarray]) -> list[float]:
             nonlocal done
@@ -152,8 +161,9 @@ def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
         tell(0, total)
         for iteration in range(iterations):
             samples = mean + std * rng.standard_normal((candidates, len(FEATURES)))
-            values = evaluate([*samples, mean] if evaluate_mean else list(samples))
-            mu_return = values.pop() if evaluate_mean else math.nan
+            values = evaluate([*samples, mean])
+            mu_return = values.pop()
+            centres.append((mu_return, mean))
             scores = np.asarray(values)
             order = np.argsort(-scores, kind="stable")[:elite]
             curve.append(_row(iteration, mean, std, mu_return, scores, scores[order]))
@@ -163,12 +173,18 @@ def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
             mean = elites.mean(axis=0)
             std = np.maximum(np.sqrt(elites.var(axis=0) + extra ** 2), std_floor)
         final_return = evaluate([mean])[0]
+        centres.append((final_return, mean))
     curve.append(_row(iterations, mean, std, final_return, None, None))
+    chosen = max(range(len(centres)), key=lambda i: (centres[i][0], -i))
+    for row in curve:
+        row["chosen"] = row["iteration"] == chosen
+    best_return, best = centres[chosen]
     training = {"method": "cross-entropy", "scenario": _scenario_name(episodes.scenario),
                 "overrides": list(episodes.overrides), "population": episodes.population,
                 "train_seeds": seeds, "iterations": iterations, "candidates": candidates,
-                "elite": elite, "seed": seed, "train_return_usd": final_return}
-    return Training(episodes.policy(mean, training), curve, time.perf_counter() - started,
+                "elite": elite, "seed": seed, "chosen_iteration": chosen,
+                "train_return_usd": best_return}
+    return Training(episodes.policy(best, training), curve, time.perf_counter() - started,
                     returns)
 
 

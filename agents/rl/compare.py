@@ -67,13 +67,19 @@ def strategy_label(ref: Any) -> str:
 def with_policy(scenario: Scenario, population: str, path: str | Path) -> Scenario:
     """`scenario` with `population` bidding by the policy file at `path` (strategy
     `learned`). Raises ScenarioError (one line) on an unknown population or a bad file."""
+    return with_strategy(scenario, population,
+                         {"name": "learned", "params": {"path": str(path)}})
+
+
+def with_strategy(scenario: Scenario, population: str, strategy: dict[str, Any]) -> Scenario:
+    """`scenario` with `population` bidding by `strategy` (`{"name", "params"}`): another
+    baseline than its own. Raises ScenarioError (one line)."""
     data = scenario.model_dump()
     names = [p["name"] for p in data["providers"]]
     if population not in names:
         raise ScenarioError(f"population: expected one of {', '.join(names)}, "
                             f"got {population!r}")
-    data["providers"][names.index(population)]["strategy"] = {
-        "name": "learned", "params": {"path": str(path)}}
+    data["providers"][names.index(population)]["strategy"] = dict(strategy)
     return validate_scenario(data)
 
 

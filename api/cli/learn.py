@@ -29,10 +29,11 @@ HELD_OUT_FIRST = 1001
 """The first held-out seed: held-out seeds are HELD_OUT_FIRST, HELD_OUT_FIRST + 1, ...;
 training seeds 1..N stay below it."""
 
-# Defaults measured on `learn` (README "Learn to bid"): 6 iterations of 8 candidates on 2
-# training seeds beat cost_plus{markup=0.855} on 8 held-out seeds with an interval far from
-# 0, in about 5 minutes on 2 cores.
-ITERATIONS = 6
+# Defaults measured on `learn` (README "Learn to bid"): from the baseline's markup, one
+# iteration of 8 candidates on 2 training seeds already beats cost_plus{markup=0.855} far
+# beyond its interval; by the fourth the search has settled near the best constant markup
+# (0.7) and gains little more: about 4 minutes on 2 cores, held-out comparison included.
+ITERATIONS = 4
 CANDIDATES = 8
 TRAIN_SEEDS = 2
 HELD_OUT_SEEDS = 8
@@ -70,6 +71,10 @@ def learn(
     interval_s: Annotated[float, typer.Option(
         "--interval-s", help="with --decision interval: simulated seconds between decisions")
     ] = 3600.0,
+    baseline: Annotated[str | None, typer.Option(
+        help="the strategy the policy is compared with on the held-out seeds, as NAME or "
+             "NAME{param=value, ...} (default: the population's own, as in the scenario)")
+    ] = None,
     start_markup: Annotated[float | None, typer.Option(
         help="the search's first policy: this markup over cost for every order (default: "
              "the population's own cost_plus markup, else 0.5)")] = None,
@@ -88,9 +93,10 @@ def learn(
     population, save it as a `learned` strategy's file, and compare it with the population's
     own strategy on held-out paired seeds."""
     from agents.rl.cem import INIT_MEAN, Episodes, train
-    from agents.rl.compare import check_held_out, compare, run_profits
+    from agents.rl.compare import check_held_out, compare, run_profits, with_strategy
     from agents.rl.policy import FEATURES, save_policy
     from market.budget import check_budget
+    from market.experiments.tournament import parse_lineup
     from market.scenario import ScenarioError, load_scenario
 
     shape = output_format(fmt, as_json)
@@ -110,6 +116,12 @@ def learn(
     names = [p.name for p in loaded.providers]
     if population not in names:
         raise fail(f"--population: expected one of {', '.join(names)}, got {population!r}")
+    against = loaded
+    if baseline is not None:
+        try:
+            against = with_strategy(loaded, population, parse_lineup(baseline, "--baseline")[0])
+        except ScenarioError as error:
+            raise fail(f"--baseline: {str(error).removeprefix('--baseline: ')}") from None
     target = out if out is not None else Path("policies") / f"{loaded.name}-{population}"
     if target.exists() and not target.is_dir():
         raise fail(f"--out: {str(target)!r} is a file; expected a directory")
@@ -137,7 +149,7 @@ def learn(
             baseline_train = run_profits(loaded, population, train_list, workers=workers,
                                          on_progress=progress.stage("baseline", "markets"))
             comparison = None if not held_out else compare(
-                loaded, population, policy_path, held_out, workers=workers,
+                against, population, policy_path, held_out, workers=workers,
                 on_progress=progress.stage("held-out comparison", "markets"))
     except (ScenarioError, ValueError) as error:
         raise fail(str(error)) from None
@@ -155,10 +167,10 @@ def learn(
                     "train_seconds": round(trained.elapsed_s, 1), "files": files,
                     "comparison": None if comparison is None else comparison.to_dict()})
         return
-    output = Output(shape)
-    output.show(_curve_table(trained.curve, baseline_mean, train_list), _theta_table(theta))
+    tables = [_curve_table(trained.curve, baseline_mean, train_list), _theta_table(theta)]
     if comparison is not None:
-        output.show(_comparison_table(comparison))
+        tables.append(_comparison_table(comparison))
+    Output(shape).show(*tables)
     console.print(_verdict(comparison))
     console.print(f"trained in {duration(trained.elapsed_s)}; policy in {escape(files['policy'])}"
                   f" (strategy learned{{path=\"{escape(files['policy'])}\"}}), curve in "
@@ -222,11 +234,12 @@ def _curve_table(curve: list[dict[str, float]], baseline_mean: float,
                  seeds: list[int]) -> Table:
     table = Table(title=f"Learning curve: the population's short-run profit, USD, mean over "
                         f"training seeds {seeds[0]}..{seeds[-1]} (baseline "
-                        f"{baseline_mean:,.0f})")
+                        f"{baseline_mean:,.0f}; ✓ the policy saved: the best centre μ)")
     for column in ("iteration", "policy (μ)", "candidates' mean", "elite mean", "best"):
         table.add_column(column, justify="right")
     for row in curve:
-        table.add_row(str(int(row["iteration"])), _usd(row["mu_return_usd"]),
+        mark = " ✓" if row.get("chosen") else ""
+        table.add_row(f"{int(row['iteration'])}{mark}", _usd(row["mu_return_usd"]),
                       _usd(row["mean_return_usd"]), _usd(row["elite_return_usd"]),
                       _usd(row["best_return_usd"]))
     return table
@@ -296,9 +309,12 @@ def _plot_curve(curve: list[dict[str, float]], baseline_usd: float, baseline: st
             label="candidates' mean")
     ax.plot(steps, [row["best_return_usd"] for row in curve], "^:", alpha=0.7,
             label="best candidate")
+    chosen = [row for row in curve if row.get("chosen")]
+    ax.plot([int(row["iteration"]) for row in chosen], [row["mu_return_usd"] for row in chosen],
+            "*", color="black", markersize=14, label="the policy saved")
     ax.axhline(baseline_usd, color="grey", linestyle="-.", label=f"baseline: {baseline}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("cross-entropy iteration (the last point: the policy saved)")
+    ax.set_xlabel("cross-entropy iteration")
     ax.set_ylabel("short-run profit, USD (mean over training seeds)")
     ax.set_title("Learning curve")
     ax.grid(alpha=0.3)

@@ -47,8 +47,11 @@ def test_a_tiny_run_writes_the_policy_the_curve_and_the_comparison(cli, tmp_path
     assert policy.training["overrides"] == ["duration_days=0.25"]
     curve = pq.read_table(report["files"]["curve"]).to_pylist()
     assert [row["iteration"] for row in curve] == [0, 1]
-    assert curve[-1]["mu_return_usd"] == policy.training["train_return_usd"]
-    assert [curve[-1][f"mu.{name}"] for name in FEATURES] == list(policy.theta)
+    chosen = [row for row in curve if row["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["iteration"] == policy.training["chosen_iteration"]
+    assert chosen[0]["mu_return_usd"] == policy.training["train_return_usd"] == \
+        max(row["mu_return_usd"] for row in curve)
+    assert [chosen[0][f"mu.{name}"] for name in FEATURES] == list(policy.theta)
     assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The same command again: the same policy and curve, byte for byte; shown as tables.
     again = cli(*TINY, "--out", str(tmp_path / "b"), "--format", "plain")
