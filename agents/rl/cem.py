@@ -119,7 +119,7 @@ class Training:
     returns: list[list[float]] = field(default_factory=list)  # per iteration, per candidate
 
 
-def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
+def train(episodes: Episodes, *, iterations: int = 4, candidates: int = 8,
           train_seeds: Sequence[int] = (1, 2), elite_fraction: float = 0.25, seed: int = 0,
           init_mean: Sequence[float] = INIT_MEAN, init_std: Sequence[float] = INIT_STD,
           extra_std: float = 0.05, extra_decay: float = 0.7, std_floor: float = 0.01,
@@ -145,7 +145,7 @@ def train(episodes: Episodes, *, iterations: int = 6, candidates: int = 8,
     curve: list[dict[str, float]] = []
     returns: list[list[float]] = []
     centres: list[tuple[float, np.ndarray]] = []   # each μ_i and its return
-    with _executor(workers) as pool:
+    with _Pool(workers) as pool:
         def evaluate(thetas: list[np.ndarray]) -> list[float]:
             nonlocal done
             jobs = [(episodes, tuple(float(x) for x in theta), s)
@@ -206,7 +206,7 @@ def _scenario_name(scenario: str | Scenario) -> str:
     return scenario if isinstance(scenario, str) else scenario.name
 
 
-class _executor:
+class _Pool:
     """A process pool of `workers` (None: one per core), or None for this process alone."""
 
     def __init__(self, workers: int | None) -> None:

@@ -23,7 +23,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from api.cli.output import Output, ProgressLines, duration, eta
-from api.cli.shared import FormatOption, fail, output_format, print_json
+from api.cli.shared import INTERRUPTED, FormatOption, fail, output_format, print_json
 
 HELD_OUT_FIRST = 1001
 """The first held-out seed: held-out seeds are HELD_OUT_FIRST, HELD_OUT_FIRST + 1, ...;
@@ -146,17 +146,21 @@ def learn(
             policy = replace(trained.policy, training=training)
             target.mkdir(parents=True, exist_ok=True)
             policy_path = save_policy(policy, target / POLICY_FILE)
+            _write_curve(trained.curve, target / CURVE_FILE)
+            # The baseline on the training seeds: the curve's line to beat.
             baseline_train = run_profits(loaded, population, train_list, workers=workers,
                                          on_progress=progress.stage("baseline", "markets"))
+            baseline_mean = sum(baseline_train) / len(baseline_train)
+            _plot_curve(trained.curve, baseline_mean, _baseline_label(loaded, population),
+                        target / PLOT_FILE)
             comparison = None if not held_out else compare(
                 against, population, policy_path, held_out, workers=workers,
                 on_progress=progress.stage("held-out comparison", "markets"))
-    except (ScenarioError, ValueError) as error:
+    except ScenarioError as error:
         raise fail(str(error)) from None
-    baseline_mean = sum(baseline_train) / len(baseline_train)
-    _write_curve(trained.curve, target / CURVE_FILE)
-    _plot_curve(trained.curve, baseline_mean, _baseline_label(loaded, population),
-                target / PLOT_FILE)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: what was finished is in {escape(str(target))}")
+        raise typer.Exit(INTERRUPTED) from None
     files = {"policy": str(policy_path), "curve": str(target / CURVE_FILE),
              "plot": str(target / PLOT_FILE)}
     theta = dict(zip(FEATURES, policy.theta, strict=True))

@@ -53,12 +53,15 @@ def test_a_tiny_run_writes_the_policy_the_curve_and_the_comparison(cli, tmp_path
         max(row["mu_return_usd"] for row in curve)
     assert [chosen[0][f"mu.{name}"] for name in FEATURES] == list(policy.theta)
     assert (tmp_path / "a" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # The same command again: the same policy and curve, byte for byte; shown as tables.
-    again = cli(*TINY, "--out", str(tmp_path / "b"), "--format", "plain")
+    # The same training again: the same policy and curve, byte for byte; shown as tables,
+    # compared with another baseline this time.
+    again = cli(*TINY, "--out", str(tmp_path / "b"), "--format", "plain",
+                "--baseline", "cost_plus{markup=0.3}")
     assert again.code == 0, again.err
     for name in ("policy.json", "curve.parquet"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert "Learning curve" in again.out and f"{HELD_OUT_FIRST + 1}" in again.out
+    assert "learned vs cost_plus{markup=0.3}" in " ".join(again.out.split())
     assert "2 held-out paired seeds" in again.err
 
 
@@ -74,6 +77,8 @@ def test_a_tiny_run_writes_the_policy_the_curve_and_the_comparison(cli, tmp_path
     (["--elite", "0"], "--elite: expected a share in (0, 1]"),
     (["--start-markup", "-1"], "--start-markup: expected a markup in [0, 3]"),
     (["--format", "xml"], "--format"),
+    (["--baseline", "nope"], "--baseline: scenario: field `providers.3.strategy.name`: unknown"),
+    (["--baseline", "cost_plus{markup="], "--baseline: 'cost_plus{markup=': expected NAME"),
 ])
 def test_bad_arguments_exit_2_naming_the_option(cli, tmp_path, args, message):
     done = cli(*TINY, "--out", str(tmp_path / "out"), *args)
