@@ -199,6 +199,13 @@ class ProviderBidding(gym.Env):  # type: ignore[type-arg]
         return (f"t={self.session.market.now / 3600:.2f} h  {what}  profit so far "
                 f"{self._profit_usd:,.2f} USD  free GPUs {obs.get('free_gpus')}")
 
+    def __del__(self) -> None:
+        # A dropped environment stops its market: the market's greenlet refers to its
+        # session, which garbage collection alone would not unwind.
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
+
     def close(self) -> None:
         if self.session is not None:
             self.session.close()

@@ -135,6 +135,13 @@ class ProviderBiddingParallel(ParallelEnv):  # type: ignore[misc]
                         "decisions": self.session.decisions}
                 for agent in self.agents}
 
+    def __del__(self) -> None:
+        # A dropped environment stops its market: the market's greenlet refers to its
+        # session, which garbage collection alone would not unwind.
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
+
     def close(self) -> None:
         if self.session is not None:
             self.session.close()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from greenlet import greenlet
+from greenlet import GreenletExit, greenlet
 
 from agents.rl.features import BidSpace
 from agents.rl.reward import ProfitMeter
@@ -137,7 +137,7 @@ class Session:
                 self._wait(DecisionPoint(market.now))
                 market.env.process(self._intervals())
             market.advance()
-        except _Abandoned:
+        except (_Abandoned, GreenletExit):
             return
 
     def _wait(self, point: DecisionPoint) -> dict[str, Any]:
@@ -146,7 +146,11 @@ class Session:
             raise _Abandoned
         self.decisions += 1
         assert self._caller is not None
-        actions = self._caller.switch(point)
+        try:
+            actions = self._caller.switch(point)
+        except GreenletExit:  # the session was dropped without close(): unwind quietly
+            self._closing = True
+            raise
         if not isinstance(actions, dict):  # thrown into (close) raises here instead
             raise RuntimeError("Session: expected the actions as a dict of agent -> action")
         self._actions = actions

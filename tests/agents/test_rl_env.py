@@ -183,3 +183,18 @@ def test_learn_scenarios_rivals_are_the_default_market():
     assert learn.tenants == default.tenants and learn.market == default.market
     assert learn.providers[-1].name == "learner"
     assert learn.providers[-1].strategy.name == "cost_plus"
+
+
+def test_dropped_environments_unwind_their_markets():
+    import gc
+
+    from greenlet import greenlet
+
+    for seed in range(3):
+        env = ProviderBidding(overrides=SHORT)
+        env.reset(seed=seed)
+        env.step(np.full(9, 0.3, np.float32))
+        del env  # never closed
+    gc.collect()
+    assert not [g for g in gc.get_objects() if isinstance(g, greenlet) and g
+                and g is not greenlet.getcurrent()]
