@@ -21,7 +21,8 @@ markup for every model. Models the population does not have are ignored.
 asked to price; `"interval"`: every `interval_s` simulated seconds).
 **Reward**: the change of the population's short-run profit over the step, USD
 (`agents.rl.reward`: the episode's return is the population's short-run profit of the run,
-the providers table's figure), plus `shaping(obs, info)` if given.
+the providers table's figure; the first step's also counts the costs run up before the first
+decision), plus `shaping(obs, info)` if given.
 **Episode**: the scenario's horizon; it is then truncated (the market would go on: a value
 estimate should bootstrap), never terminated. `reset(seed=s)` runs the market of seed `s`:
 the same seed and actions give the same episode.

@@ -71,9 +71,11 @@ def test_a_step_without_leases_costs_idle_power_and_operations_by_hand():
                       * pool.capacity[own, 0]).sum())
     before = info["time_s"]
     _, reward, _, _, info = env.step(np.full(len(env.space.gpu_models), 3.0, np.float32))
-    # The step ran to the first order of a later quarter-hour (`decision="interval"`).
+    # The step ran to the first order of a later quarter-hour (`decision="interval"`); the
+    # first step's reward also counts the time before the first decision (returns add up to
+    # the run's profit).
     assert info["time_s"] // 900 > before // 900
-    hours = (info["time_s"] - before) / SECONDS_PER_HOUR
+    hours = info["time_s"] / SECONDS_PER_HOUR
     assert reward == pytest.approx(-per_hour * hours, rel=1e-12)
 
 
