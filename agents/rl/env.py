@@ -18,7 +18,8 @@ catalog, in [`markup_low`, `markup_high`]; `"price"`: a `Box` of one price per G
 model, USD, up to twice its list price; `"discrete"`: `Discrete(len(markup_grid))`, one
 markup for every model. Models the population does not have are ignored.
 **Step**: to the next decision point (`decision="order"`: the next order the population is
-asked to price; `"interval"`: every `interval_s` simulated seconds).
+asked to price; `"interval"`: the first order it is asked to price in each interval of
+`interval_s` simulated seconds, where the strategy `learned` decides too).
 **Reward**: the change of the population's short-run profit over the step, USD
 (`agents.rl.reward`: the episode's return is the population's short-run profit of the run,
 the providers table's figure; the first step's also counts the costs run up before the first
