@@ -1,0 +1,662 @@
+"""Off-policy evaluation: what another bid strategy would have earned on a logged market.
+
+From a run's folder (`events.parquet`, `scenario.json`, `summary.json`: `gpumarket run --out
+DIR --events`, or a live session's replay) and a logging population L, estimate **L's lease
+profit** had L bid with a target strategy: revenue net of fees − serving cost (marginal cost
+× GPU-hours served), summed over L's providers, USD (the providers table's `revenue_usd −
+serving_cost_usd`). Idle power, operations and capex are paid per hour on the market whatever
+L bids: they cancel between strategies and are left out.
+
+Units are the orders on which L's providers placed bids (`market.experiments.offpolicy_log`).
+For each, the target is asked to price the order for the same L bidders, through a view that
+shows what the logged market showed then (`LoggedView`: the order's time, the published lease
+prices so far, L's own costs). Three estimators, each a total over the units (USD) with a 95%
+interval from a normal approximation on the sum of per-unit contributions (n × their sample
+variance), and per order:
+
+- **DM (direct method).** The outcome model is the mechanism itself: L's bids are replaced by
+  the target's (a bid above the max price is dropped, as the engine drops it), the other bids
+  are held as logged (they are public), and the mechanism's own `allocate` clears the bids
+  that counted at close (with the auction context the log allows: see `Auction.context`).
+  If L wins, revenue = the price × the lease's duration × (1 − fee rate): the logged lease's
+  run when the order was leased, else the mean run of logged leases of the same job kind and
+  GPUs (then job kind, then all); serving cost = the winner's marginal cost × GPUs × that
+  duration. Assumes others do not react, L's capacity is as logged, and durations do not
+  depend on who serves. Its interval is over the orders only: the model's own error is not in
+  it (see the fidelity figure: the share of logged outcomes DM reproduces at the logged bids).
+- **IPS (inverse propensity).** Needs the logging strategy's bid density (`bid_density`, as
+  `explore` has). Weight per unit = Π over L's bidders of p_T(b) / p_L(b) at the logged bid b:
+  p_T is the target's own density if it has one (a stochastic target: the logging strategy
+  itself gives weights ≡ 1), else a box kernel of half-width h = `bandwidth` × the bidder's
+  cost basis around the target's bid, 1 / (2h) inside, 0 outside (a target that does not bid
+  where L bid: 0). Estimate Σ w × realized profit. Assumes the propensity is known and
+  overlap (target bids inside the logging support, kernel window included; the share outside
+  is reported); the kernel makes it the value of the target's bid jittered by ±h.
+  **SNIPS** divides by the weights' mean instead (Σ w r / Σ w × n): biased but far steadier
+  when few units carry large weights; its interval is the delta method's.
+- **DR (doubly robust).** DM + w × (realized − DM's prediction at the logged bids), per unit:
+  right if either the outcome model or the propensity is.
+
+L's providers whose draw was above an order's max price never reach the log (the engine drops
+the bid): the units are conditioned on the logged bidders, and the target is not asked for
+providers that did not bid. Adaptive targets (`observe`) are told the counterfactual outcome
+DM gives them, in the log's order (closed loop on the model, not on the market). Tenants'
+re-posts after an expiry that the target would have avoided are not modelled: each order is
+its own unit.
+
+**Check.** The market is run again with L's strategy replaced by the target on the same seed:
+its L lease profit is the realized value, beside the logged one. The gap between an estimate
+and the realized value is the market's feedback OPE leaves out: capacity taken by extra wins,
+tenants re-posting, others adapting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from market.core.auction import NO_WINNER
+from market.experiments.offpolicy_jobs import job_figures
+from market.experiments.offpolicy_log import Auction, LogReader, logged_leases
+from market.observe.eventlog import EVENTS_FILE, SCENARIO_FILE, read_scenario
+from market.strategy import MarketView, Outcome, ProviderView
+from market.units import (
+    MICRO_USD_PER_USD,
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    gpu_hour_micro,
+    order_rates_micro,
+    per_gpu_hour_usd,
+)
+
+ESTIMATORS = ("dm", "ips", "snips", "dr")
+#: Two-sided 95% normal quantile.
+Z95 = 1.959963984540054
+#: Default kernel half-width, as a fraction of each bidder's cost basis per GPU-hour.
+BANDWIDTH = 0.05
+
+
+class OffPolicyError(ValueError):
+    """Input that cannot be evaluated: one line naming the argument and what is valid."""
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class TargetStrategy:
+    """The strategy to evaluate: a registered name and its parameters."""
+
+    name: str
+    params: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        inner = ", ".join(f"{key}={json.dumps(value)}" for key, value in self.params.items())
+        return f"{self.name}{{{inner}}}"
+
+    def build(self) -> Any:
+        from market.scenario import StrategyRef
+
+        return StrategyRef.model_validate({"name": self.name, "params": self.params}).build()
+
+
+def parse_target(text: str, option: str = "--strategy") -> TargetStrategy:
+    """`"cost_plus{markup=0.5}"` as a TargetStrategy (the tournament's syntax, one strategy);
+    OffPolicyError naming `option` if it is malformed, unknown or its parameters are wrong."""
+    from pydantic import ValidationError
+
+    from market.experiments.tournament import parse_lineup
+    from market.scenario import ScenarioError, StrategyRef
+
+    try:
+        lineup = parse_lineup(text, option)
+    except ScenarioError as error:
+        raise OffPolicyError(str(error)) from None
+    if len(lineup) != 1:
+        raise OffPolicyError(f"{option}: name one strategy, e.g. cost_plus{{markup=0.5}}; "
+                             f"got {len(lineup)}")
+    try:
+        StrategyRef.model_validate(lineup[0])
+    except ValidationError as error:
+        message = str(error.errors(include_url=False)[0]["msg"])
+        raise OffPolicyError(f"{option}: {message.removeprefix('Value error, ')}") from None
+    except ValueError as error:  # an unknown name (the registry lists the known ones)
+        raise OffPolicyError(f"{option}: {error}") from None
+    return TargetStrategy(lineup[0]["name"], dict(lineup[0]["params"]))
+
+
+@dataclass(slots=True)
+class LoggedRun:
+    """A run folder opened for evaluation: its scenario, seed, the market rebuilt at t=0 (the
+    same providers and costs as the logged run), and the logging population."""
+
+    folder: Path
+    scenario: Any
+    seed: int
+    population: str
+    index: int                  # the population's index in the scenario
+    market: Any
+    providers: np.ndarray       # L's provider ids, ascending
+    strategy_index: int         # L's strategy in the market's bidding
+    horizon_s: float
+
+
+def open_run(folder: str | Path, population: str) -> LoggedRun:
+    """Open run folder `folder` for population `population`; OffPolicyError (naming RUN_DIR
+    or --population and what is valid) if it cannot be evaluated."""
+    from market.builder import Market
+    from market.scenario import ScenarioError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise OffPolicyError(f"RUN_DIR: {str(folder)!r} is not a directory")
+    for name, how in ((EVENTS_FILE, "gpumarket run --out DIR --events"),
+                      (SCENARIO_FILE, "gpumarket run --out DIR"),
+                      ("summary.json", "gpumarket run --out DIR")):
+        if not (folder / name).is_file():
+            raise OffPolicyError(f"RUN_DIR: {str(folder)!r} has no {name}; write the run "
+                                 f"with `{how}` (or `gpumarket replay ... --out DIR --events`)")
+    try:
+        scenario = read_scenario(folder)
+        summary = json.loads((folder / "summary.json").read_text("utf-8"))
+        seed = int(summary["seed"])
+    except (ScenarioError, OSError, ValueError, KeyError, TypeError) as error:
+        raise OffPolicyError(f"RUN_DIR: {str(folder)!r}: cannot read its scenario and seed: "
+                             f"{error}") from None
+    names = [p.name for p in scenario.providers]
+    if population not in names:
+        raise OffPolicyError(f"--population: {population!r} is not a provider population of "
+                             f"{str(folder)!r}; expected one of {', '.join(names)}")
+    mechanism = scenario.market.mechanism
+    if mechanism in ("batch", "interruptible"):
+        raise OffPolicyError(f"RUN_DIR: {str(folder)!r}: mechanism {mechanism!r} clears "
+                             "orders together or pauses leases; off-policy evaluation prices "
+                             "one order's auction at a time")
+    index = names.index(population)
+    market = Market(scenario, seed=seed)
+    providers = (market.pool.population[: market.pool.n] == index).nonzero()[0].astype(np.int64)
+    if not providers.size:
+        raise OffPolicyError(f"--population: {population!r} has no providers in "
+                             f"{str(folder)!r}")
+    strategy_index = int(market.bidding.strategy_of(providers[:1])[0])
+    horizon_s = float(summary.get("simulated_days", scenario.duration_days)) * SECONDS_PER_DAY
+    return LoggedRun(folder, scenario, seed, population, index, market, providers,
+                     strategy_index, horizon_s)
+
+
+class LoggedView(MarketView):
+    """What L's strategy could see at a logged moment: the log's clock and published prices,
+    L's own costs (from the market rebuilt at t=0) and its GPUs not under lease."""
+
+    def __init__(self, run: LoggedRun, reader: LogReader) -> None:
+        super().__init__(run.market, run.strategy_index, run.market.bidding.history)
+        self._reader = reader
+        ids = run.providers
+        consecutive = ids[-1] - ids[0] + 1 == ids.size
+        self.members = (int(ids[0]), int(ids[-1]) + 1) if consecutive else None
+
+    @property
+    def now_s(self) -> float:
+        return self._reader.now_s
+
+    def clearing_prices(self, gpu_model: str) -> np.ndarray:
+        return self._reader.clearing_prices(gpu_model)
+
+    def mean_clearing_price(self, gpu_model: str, last: int) -> float:
+        return self._reader.mean_clearing_price(gpu_model, last)
+
+    def free_gpus(self, providers: np.ndarray) -> np.ndarray:
+        return self._reader.free_gpus(self._check(providers))
+
+    def provider(self, provider: int) -> ProviderView:
+        own = super().provider(provider)
+        free = int(self.free_gpus(np.array([provider]))[0])
+        return ProviderView(own.provider, own.gpu_model, own.gpus, free,
+                            own.cost_full_usd_per_gpu_hour, own.cost_marginal_usd_per_gpu_hour,
+                            own.cost_basis_usd_per_gpu_hour)
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """One estimator's figure: a total over the units (USD) with its 95% interval, or why it
+    is not available."""
+
+    estimator: str
+    total_usd: float = math.nan
+    low_usd: float = math.nan
+    high_usd: float = math.nan
+    per_order_usd: float = math.nan
+    variance: float = math.nan  # of the total (USD²), for pooling runs
+    available: bool = True
+    reason: str = ""
+
+    def covers(self, value: float) -> bool | None:
+        if not self.available or math.isnan(value):
+            return None
+        return bool(self.low_usd <= value <= self.high_usd)
+
+
+def total_interval(estimator: str, contributions: np.ndarray) -> Estimate:
+    """The sum of per-unit `contributions` with a 95% normal interval: the total's variance
+    is n × the contributions' sample variance (units independent)."""
+    n = contributions.size
+    total = float(contributions.sum())
+    variance = float(n * contributions.var(ddof=1)) if n > 1 else 0.0
+    half = Z95 * math.sqrt(variance)
+    return Estimate(estimator, total, total - half, total + half, total / n if n else math.nan,
+                    variance)
+
+
+def self_normalized(weights: np.ndarray, rewards: np.ndarray) -> Estimate:
+    """SNIPS: n × Σ w r / Σ w, with a delta-method 95% interval (influence of unit i:
+    w_i (r_i − mean) / mean weight)."""
+    n = weights.size
+    if not n or weights.sum() <= 0:
+        return Estimate("snips", available=False,
+                        reason="no unit has a positive weight: the target never bids as the "
+                               "logging strategy did (no overlap)")
+    mean = float((weights * rewards).sum() / weights.sum())
+    influence = weights * (rewards - mean) / weights.mean()
+    variance = float(n * influence.var(ddof=1)) if n > 1 else 0.0
+    half = Z95 * math.sqrt(variance)
+    total = n * mean
+    return Estimate("snips", total, total - half, total + half, mean, variance)
+
+
+@dataclass(slots=True)
+class RunEvaluation:
+    """Every figure of one run folder's evaluation."""
+
+    run: str
+    seed: int
+    population: str
+    target: str
+    logging: str
+    units: int
+    bidders: int                 # L's bids on those orders
+    won_logged: int              # units L won in the log
+    won_dm: int                  # units L wins under the target, by DM
+    fidelity: float              # share of logged outcomes DM reproduces at the logged bids
+    hand_picked: int             # orders L bid on whose winner the tenant picked: left out
+    overlap_violations: float    # share of L's bids whose target lies outside the support
+    mean_weight: float
+    effective_units: float       # (Σw)² / Σw²: how many units IPS really rests on
+    job_hours: str               # "rebuilt run" or "lease only" (see offpolicy_jobs)
+    logged_usd: float            # L's lease profit in the log
+    realized_usd: float          # ... in the market re-run with the target (NaN: not run)
+    estimates: dict[str, Estimate] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in (
+            "run", "seed", "population", "target", "logging", "units", "bidders", "won_logged",
+            "won_dm", "fidelity", "hand_picked", "overlap_violations", "mean_weight",
+            "effective_units", "job_hours", "logged_usd", "realized_usd")}
+        data["estimates"] = {name: _estimate_dict(e, self.realized_usd)
+                             for name, e in self.estimates.items()}
+        return _finite(data)
+
+
+def _estimate_dict(estimate: Estimate, realized: float) -> dict[str, Any]:
+    if not estimate.available:
+        return {"available": False, "reason": estimate.reason}
+    return {"available": True, "estimate_usd": estimate.total_usd,
+            "ci_low_usd": estimate.low_usd, "ci_high_usd": estimate.high_usd,
+            "per_order_usd": estimate.per_order_usd,
+            "covers_realized": estimate.covers(realized),
+            "gap_usd": realized - estimate.total_usd if not math.isnan(realized) else None}
+
+
+def _finite(value: Any) -> Any:
+    """NaN as None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
+
+
+# ----------------------------------------------------------------------------- the walk
+
+
+class _Evaluator:
+    """One run's pass over the log: the target's bids at each open, DM's outcomes at each
+    close, and the per-unit figures the estimators sum."""
+
+    def __init__(self, run: LoggedRun, target: Any, bandwidth: float) -> None:
+        market = run.market
+        rules = run.scenario.market
+        self.run = run
+        self.target = target
+        self.bandwidth = bandwidth
+        self.logging = market.bidding.strategies[run.strategy_index]
+        self.density = getattr(self.logging, "bid_density", None)
+        self.target_density = getattr(target, "bid_density", None)
+        self.observes = callable(getattr(target, "observe", None))
+        self.mechanism = market.mechanism
+        self.uses_context = bool(getattr(self.mechanism, "uses_context", False))
+        pool = market.pool
+        self.models = pool.model[: pool.n].astype(np.int64)
+        self.list_usd = market.catalog.array("list_usd_per_gpu_hour")
+        self.marginal = pool.cost_marginal_usd_per_gpu_hour[: pool.n].copy()
+        self.fee_rate = rules.fee_rate
+        mine = np.zeros(pool.n, bool)
+        mine[run.providers] = True
+        events = run.folder / EVENTS_FILE
+        # The jobs' hours on every GPU model, which per-job auctions weigh, from the run
+        # rebuilt (None: it does not rebuild; the lease's hours stand in).
+        self.jobs = job_figures(run.scenario, run.seed, logged_leases(events)) \
+            if self.uses_context else None
+        self.reader = LogReader(events, mine, pool.capacity[: pool.n, 0],
+                                self.marginal, sealed=bool(self.mechanism.sealed),
+                                window_s=rules.bidding_window_s,
+                                bid_timeout_s=rules.bid_timeout_s, horizon_s=run.horizon_s,
+                                jobs=self.jobs)
+        self.view = LoggedView(run, self.reader)
+        # Asks of an order-independent target, read once as the engine reads them (whole
+        # micro-USD per GPU-hour; -1: asked per order).
+        self.static_ask = np.full(pool.n, -1, np.int64)
+        asks = getattr(target, "asks", None)
+        if asks is not None:
+            micro = gpu_hour_micro(np.nan_to_num(np.asarray(
+                asks(run.providers.copy(), self.view), float), nan=-1.0))
+            micro[~(micro > 0)] = -1
+            self.static_ask[run.providers] = micro.astype(np.int64)
+        self.target_micro: dict[int, np.ndarray] = {}   # order -> target bids of L's bidders
+        self.weight: dict[int, float] = {}
+        self.outside: list[bool] = []
+        self.dm_target: dict[int, tuple[int, int]] = {}  # order -> (winner, price)
+        self.dm_logged: dict[int, tuple[int, int]] = {}
+
+    # -------------------------------------------------------------- one order
+
+    def priced(self, unit: Auction) -> None:
+        """The target's bids for L's bidders on `unit` (NaN: no bid), and the unit's weight."""
+        order = unit.order
+        bidders = unit.providers[unit.mine]
+        static = self.static_ask[bidders]
+        micro = static.astype(float) * order.gpus
+        asked = static <= 0
+        if asked.any():
+            prices = np.asarray(self.target.prices(order, bidders[asked].copy(), self.view),
+                                dtype=float)
+            rates = order_rates_micro(prices, order.gpus)
+            rates[~(rates > 0)] = np.nan
+            micro[asked] = rates
+        micro[micro > order.max_price_micro_per_hour] = np.nan  # the engine drops it
+        self.target_micro[order.order_id] = micro
+        if self.density is not None:
+            self.weight[order.order_id] = self._weight(unit, bidders, micro)
+
+    def _weight(self, unit: Auction, bidders: np.ndarray, target_micro: np.ndarray) -> float:
+        order = unit.order
+        logged = per_gpu_hour_usd(unit.prices_micro[unit.mine], order.gpus)
+        # A logged bid is the strategy's price rounded to whole micro-USD per order-hour.
+        slack = 1.0 / (order.gpus * MICRO_USD_PER_USD)
+        p_logged = np.asarray(self.density(order, bidders, logged, self.view, slack), float)
+        if not (p_logged > 0).all():
+            raise OffPolicyError(f"--population: {self.run.population!r}'s logged bids on "
+                                 f"order {order.order_id} are outside its strategy's bid "
+                                 "distribution: the log was not made with this strategy")
+        if self.target_density is not None:
+            # A stochastic target: the ratio of the two densities, no kernel.
+            p_target = np.asarray(self.target_density(order, bidders, logged, self.view, slack),
+                                  float)
+            if hasattr(self.target, "support") and hasattr(self.logging, "support"):
+                t_low, t_high = self.target.support(bidders, self.view)
+                l_low, l_high = self.logging.support(bidders, self.view)
+                self.outside.extend(((t_low < l_low) | (t_high > l_high)).tolist())
+            return float(np.prod(p_target / p_logged))
+        target = per_gpu_hour_usd(target_micro, order.gpus)
+        half = self.bandwidth * self.view.costs(bidders)
+        low, high = self.logging.support(bidders, self.view) \
+            if hasattr(self.logging, "support") else (np.full(bidders.size, -np.inf),
+                                                      np.full(bidders.size, np.inf))
+        self.outside.extend(((target - half < low) | (target + half > high)
+                             | np.isnan(target)).tolist())
+        kernel = np.where(np.abs(logged - target) <= half, 0.5 / half, 0.0)  # NaN: 0
+        return float(np.prod(kernel / p_logged))
+
+    def closed(self, unit: Auction) -> None:
+        """DM's outcome of `unit` at the logged bids and at the target's; the target hears
+        its counterfactual outcome."""
+        order_id = unit.order_id
+        self.dm_logged[order_id] = self._clear(unit, unit.prices_micro.astype(float))
+        prices = unit.prices_micro.astype(float)
+        target = self.target_micro[order_id]
+        prices[unit.mine] = target
+        winner, price = self.dm_target[order_id] = self._clear(unit, prices)
+        if self.observes:
+            bid = unit.mine & ~np.isnan(prices)
+            mine_bids = prices[bid]
+            public = prices[~np.isnan(prices)]
+            gpus = unit.gpus
+            self.target.observe(Outcome(
+                unit.order, unit.providers[bid].copy(), per_gpu_hour_usd(mine_bids, gpus),
+                unit.providers[bid] == winner,
+                per_gpu_hour_usd(price, gpus) if winner >= 0 else math.nan, unit.closed_s,
+                per_gpu_hour_usd(public, gpus), mine_bids.astype(np.int64),
+                int(price) if winner >= 0 else -1, public.astype(np.int64)))
+
+    def _clear(self, unit: Auction, prices: np.ndarray) -> tuple[int, int]:
+        """(winning provider or -1, price micro-USD per hour) of the mechanism over `prices`
+        (NaN: no bid): the bids that counted at the logged close, or, for a mechanism that
+        closes at the first acceptable arrival, those arrived by each arrival in turn."""
+        if self.mechanism.sealed:
+            return self._allocate(unit, unit.valid & ~np.isnan(prices), prices)
+        held = unit.held & ~np.isnan(prices)
+        for at in np.unique(unit.arrivals_s[held]).tolist():
+            winner = self._allocate(unit, held & (unit.arrivals_s <= at), prices)
+            if winner[0] >= 0:
+                return winner
+        return -1, 0
+
+    def _allocate(self, unit: Auction, counted: np.ndarray, prices: np.ndarray
+                  ) -> tuple[int, int]:
+        where = counted.nonzero()[0]
+        if not where.size:
+            return -1, 0
+        bids = prices[where].astype(np.int64)
+        max_price = unit.order.max_price_micro_per_hour
+        if self.uses_context:
+            winner, price = self.mechanism.allocate(
+                bids, max_price, unit.context(counted, self.models, self.list_usd))
+        else:
+            winner, price = self.mechanism.allocate(bids, max_price)
+        if winner == NO_WINNER:
+            return -1, 0
+        return int(unit.providers[where[winner]]), int(price)
+
+    # -------------------------------------------------------------- the run
+
+    def walk(self) -> list[Auction]:
+        for moment, unit in self.reader.auctions():
+            if moment == "open":
+                self.priced(unit)
+            else:
+                self.closed(unit)
+        return self.reader.finish()
+
+    def durations_s(self, units: list[Auction]) -> np.ndarray:
+        """The duration model: the logged lease's run where the order was leased, else the
+        mean run of logged leases of the same job kind and GPUs, then job kind, then all."""
+        runs = self.reader.lease_runs()
+        by_shape: dict[tuple[str, int], list[float]] = {}
+        by_kind: dict[str, list[float]] = {}
+        for kind, gpus, ran_s in runs:
+            by_shape.setdefault((kind, gpus), []).append(ran_s)
+            by_kind.setdefault(kind, []).append(ran_s)
+        overall = float(np.mean([r for _, _, r in runs])) if runs else 0.0
+        out = np.zeros(len(units))
+        for i, unit in enumerate(units):
+            if unit.lease_id >= 0:
+                out[i] = unit.duration_s
+                continue
+            same = by_shape.get((unit.job_kind, unit.gpus)) or by_kind.get(unit.job_kind)
+            out[i] = float(np.mean(same)) if same else overall
+        return out
+
+    def lease_profit_usd(self, winner: int, price_micro: int, gpus: int,
+                         duration_s: float) -> float:
+        """L's lease profit if `winner` is L's and serves for `duration_s` at `price_micro`
+        per hour: pay net of the fee − marginal cost × GPU-hours (0 for anyone else)."""
+        if winner < 0 or int(self.run.market.pool.population[winner]) != self.run.index:
+            return 0.0
+        hours = duration_s / SECONDS_PER_HOUR
+        revenue = price_micro * hours * (1.0 - self.fee_rate) / MICRO_USD_PER_USD
+        return float(revenue - self.marginal[winner] * gpus * hours)
+
+
+def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
+                 bandwidth: float = BANDWIDTH, rerun: bool = True) -> RunEvaluation:
+    """Every estimator's figure for `target` in run folder `folder` (logging population
+    `population`), with the re-run's realized value unless `rerun` is false."""
+    if not (bandwidth > 0 and math.isfinite(bandwidth)):
+        raise OffPolicyError(f"--bandwidth: expected a number > 0 (a fraction of each "
+                             f"bidder's cost basis), got {bandwidth}")
+    run = open_run(folder, population)
+    evaluator = _Evaluator(run, target.build(), bandwidth)
+    units = evaluator.walk()
+    n = len(units)
+    durations = evaluator.durations_s(units)
+    realized_r = np.array([unit.profit_usd for unit in units])
+    dm = np.zeros(n)
+    dm_logged = np.zeros(n)
+    reproduced = 0
+    won_dm = 0
+    for i, unit in enumerate(units):
+        winner, price = evaluator.dm_target[unit.order_id]
+        dm[i] = evaluator.lease_profit_usd(winner, price, unit.gpus, durations[i])
+        won_dm += winner >= 0 and int(run.market.pool.population[winner]) == run.index
+        logged_winner, logged_price = evaluator.dm_logged[unit.order_id]
+        dm_logged[i] = evaluator.lease_profit_usd(logged_winner, logged_price, unit.gpus,
+                                                  durations[i])
+        reproduced += (logged_winner, logged_price) == (unit.winner, unit.price_micro)
+    logging_name = type(evaluator.logging).__name__
+    for population in run.scenario.providers:
+        if population.name == run.population:
+            logging_name = population.strategy.name
+    estimates: dict[str, Estimate] = {}
+    if n == 0:
+        empty = "no order in the log has a bid of the population"
+        estimates = {name: Estimate(name, available=False, reason=empty) for name in ESTIMATORS}
+    else:
+        estimates["dm"] = total_interval("dm", dm)
+        if evaluator.density is None:
+            why = (f"the logging strategy {logging_name!r} does not expose its bid "
+                   "distribution (bid_density); log with `explore` for IPS and DR")
+            for name in ("ips", "snips", "dr"):
+                estimates[name] = Estimate(name, available=False, reason=why)
+        else:
+            weights = np.array([evaluator.weight[unit.order_id] for unit in units])
+            estimates["ips"] = total_interval("ips", weights * realized_r)
+            estimates["snips"] = self_normalized(weights, realized_r)
+            estimates["dr"] = total_interval("dr", dm + weights * (realized_r - dm_logged))
+    weights = np.array([evaluator.weight.get(unit.order_id, math.nan) for unit in units])
+    have = weights[~np.isnan(weights)]
+    realized = realized_value(run, target) if rerun else math.nan
+    return RunEvaluation(
+        run=str(run.folder), seed=run.seed, population=run.population, target=target.label,
+        logging=logging_name, units=n, bidders=int(sum(int(u.mine.sum()) for u in units)),
+        won_logged=int(sum(u.won for u in units)), won_dm=won_dm,
+        fidelity=reproduced / n if n else math.nan, hand_picked=evaluator.reader.hand_picked,
+        overlap_violations=float(np.mean(evaluator.outside)) if evaluator.outside else math.nan,
+        mean_weight=float(have.mean()) if have.size else math.nan,
+        effective_units=float(have.sum() ** 2 / (have ** 2).sum())
+        if have.size and (have ** 2).sum() > 0 else math.nan,
+        job_hours="lease only" if evaluator.uses_context and evaluator.jobs is None
+        else "rebuilt run",
+        logged_usd=float(realized_r.sum()), realized_usd=realized, estimates=estimates)
+
+
+def lease_profit_of(market: Any, providers: np.ndarray) -> float:
+    """L's lease profit in a finished market: revenue net of fees − serving cost, USD."""
+    accounts = market.metrics.provider_accounts()
+    return float((accounts["revenue_usd"][providers]
+                  - accounts["serving_cost_usd"][providers]).sum())
+
+
+def realized_value(run: LoggedRun, target: TargetStrategy) -> float:
+    """L's lease profit when the market runs again on the same seed with L's strategy
+    replaced by `target` (USD)."""
+    from market.builder import Market
+    from market.scenario import validate_scenario
+
+    data = run.scenario.model_dump(mode="json")
+    data["providers"][run.index]["strategy"] = {"name": target.name, "params": target.params}
+    market = Market(validate_scenario(data, "evaluate"), seed=run.seed)
+    market.run()
+    return lease_profit_of(market, run.providers)
+
+
+# ----------------------------------------------------------------------------- many runs
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """Every run's evaluation and, over several, their pooled figures (totals summed over
+    runs, variances added: runs are independent seeds)."""
+
+    runs: list[RunEvaluation]
+    pooled: RunEvaluation | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"runs": [run.to_dict() for run in self.runs]}
+        if self.pooled is not None:
+            data["pooled"] = self.pooled.to_dict()
+        return data
+
+
+def pool_runs(runs: list[RunEvaluation]) -> RunEvaluation:
+    """The runs' figures pooled: counts and USD figures summed, shares weighted by units,
+    each estimate's total summed with its variance (independent seeds)."""
+    first = runs[0]
+    units = sum(r.units for r in runs)
+
+    def weighted(name: str) -> float:
+        pairs = [(getattr(r, name), r.units) for r in runs if not math.isnan(getattr(r, name))]
+        total = sum(n for _, n in pairs)
+        return sum(v * n for v, n in pairs) / total if total else math.nan
+
+    estimates = {}
+    for name in first.estimates:
+        parts = [r.estimates[name] for r in runs]
+        if not all(p.available for p in parts):
+            reason = next(p.reason for p in parts if not p.available)
+            estimates[name] = Estimate(name, available=False, reason=reason)
+            continue
+        total = sum(p.total_usd for p in parts)
+        variance = sum(p.variance for p in parts)
+        half = Z95 * math.sqrt(variance)
+        estimates[name] = Estimate(name, total, total - half, total + half,
+                                   total / units if units else math.nan, variance)
+    realized = [r.realized_usd for r in runs]
+    return RunEvaluation(
+        run="pooled", seed=-1, population=first.population, target=first.target,
+        logging=first.logging, units=units, bidders=sum(r.bidders for r in runs),
+        won_logged=sum(r.won_logged for r in runs), won_dm=sum(r.won_dm for r in runs),
+        fidelity=weighted("fidelity"), hand_picked=sum(r.hand_picked for r in runs),
+        overlap_violations=weighted("overlap_violations"), mean_weight=weighted("mean_weight"),
+        effective_units=sum(r.effective_units for r in runs),
+        job_hours=first.job_hours if len({r.job_hours for r in runs}) == 1 else "mixed",
+        logged_usd=sum(r.logged_usd for r in runs),
+        realized_usd=math.nan if any(math.isnan(v) for v in realized) else sum(realized),
+        estimates=estimates)
+
+
+def evaluate(folders: list[str | Path], population: str, target: TargetStrategy, *,
+             bandwidth: float = BANDWIDTH, rerun: bool = True) -> Evaluation:
+    """`evaluate_run` on each folder; pooled figures when there are several."""
+    runs = [evaluate_run(folder, population, target, bandwidth=bandwidth, rerun=rerun)
+            for folder in folders]
+    return Evaluation(runs, pool_runs(runs) if len(runs) > 1 else None)
