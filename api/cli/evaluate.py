@@ -44,6 +44,9 @@ def evaluate(
     bandwidth: Annotated[float, typer.Option(
         help="IPS kernel half-width, as a fraction of each bidder's cost basis per GPU-hour "
              "(for a deterministic target)")] = 0.05,
+    capacity_as_logged: Annotated[bool, typer.Option(
+        "--capacity-as-logged", help="DM keeps the population's capacity as logged (by "
+        "default the leases DM gives the target hold their GPUs)")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Estimate what a population would have earned with another bid strategy on the same
@@ -61,7 +64,7 @@ def evaluate(
     try:
         target = parse_target(strategy)
         result = evaluate(list(run_dirs), population, target, bandwidth=bandwidth,
-                          rerun=rerun)
+                          rerun=rerun, capacity_aware=not capacity_as_logged)
     except OffPolicyError as error:
         raise fail(str(error)) from None
     except ValueError as error:  # a log the evaluation cannot read (paused leases, ...)
@@ -119,6 +122,8 @@ def _run_panel(run: dict[str, Any], pooled: int = 0) -> Panel:
             ("won in the log / by DM under the target",
              f"{run['won_logged']:,} / {run['won_dm']:,}"),
             ("DM reproduces the logged outcome", share(run["fidelity"])),
+            ("DM's capacity", run["capacity"]),
+            ("target bids DM left out (its own leases held the GPUs)", f"{run['crowded']:,}"),
             ("job hours for per-job auctions from", run["job_hours"]),
             ("orders left out (tenant picked by hand)", f"{run['hand_picked']:,}"),
             ("target bids outside the logging support", share(run["overlap_violations"])),

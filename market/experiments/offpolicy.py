@@ -21,7 +21,10 @@ variance), and per order:
   If L wins, revenue = the price × the lease's duration × (1 − fee rate): the logged lease's
   run when the order was leased, else the mean run of logged leases of the same job kind and
   GPUs (then job kind, then all); serving cost = the winner's marginal cost × GPUs × that
-  duration. Assumes others do not react, L's capacity is as logged, and durations do not
+  duration. By default the leases DM gives L hold their provider's GPUs for that duration: a
+  bidder they leave too few free GPUs does not bid (`crowded`); `capacity_aware=False` keeps
+  L's capacity as logged. Capacity the target frees (orders it loses) cannot add bids: the
+  log never shows what L did not bid on. Assumes others do not react and durations do not
   depend on who serves. Its interval is over the orders only: the model's own error is not in
   it (see the fidelity figure: the share of logged outcomes DM reproduces at the logged bids).
 - **IPS (inverse propensity).** Needs the logging strategy's bid density (`bid_density`, as
@@ -35,7 +38,10 @@ variance), and per order:
   **SNIPS** divides by the weights' mean instead (Σ w r / Σ w × n): biased but far steadier
   when few units carry large weights; its interval is the delta method's.
 - **DR (doubly robust).** DM + w × (realized − DM's prediction at the logged bids), per unit:
-  right if either the outcome model or the propensity is.
+  right if either the outcome model or the propensity is. Where DM reproduces every logged
+  outcome (fidelity 100%, the logged leases' own durations) the residuals vanish and DR is DM;
+  it departs from DM where the model misses (a lease its escrow underpaid, contexts the log
+  only approximates).
 
 L's providers whose draw was above an order's max price never reach the log (the engine drops
 the bid): the units are conditioned on the logged bidders, and the target is not asked for
@@ -52,6 +58,7 @@ tenants re-posting, others adapting.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 from dataclasses import dataclass, field
@@ -62,7 +69,7 @@ import numpy as np
 
 from market.core.auction import NO_WINNER
 from market.experiments.offpolicy_jobs import job_figures
-from market.experiments.offpolicy_log import Auction, LogReader, logged_leases
+from market.experiments.offpolicy_log import Auction, LeaseRuns, LogReader
 from market.observe.eventlog import EVENTS_FILE, SCENARIO_FILE, read_scenario
 from market.strategy import MarketView, Outcome, ProviderView
 from market.units import (
@@ -293,6 +300,8 @@ class RunEvaluation:
     mean_weight: float
     effective_units: float       # (Σw)² / Σw²: how many units IPS really rests on
     job_hours: str               # "rebuilt run" or "lease only" (see offpolicy_jobs)
+    capacity: str                # DM's: "as logged" or "less DM's own leases"
+    crowded: int                 # target bids DM left out: its own leases held the GPUs
     logged_usd: float            # L's lease profit in the log
     realized_usd: float          # ... in the market re-run with the target (NaN: not run)
     estimates: dict[str, Estimate] = field(default_factory=dict)
@@ -301,7 +310,8 @@ class RunEvaluation:
         data = {name: getattr(self, name) for name in (
             "run", "seed", "population", "target", "logging", "units", "bidders", "won_logged",
             "won_dm", "fidelity", "hand_picked", "overlap_violations", "mean_weight",
-            "effective_units", "job_hours", "logged_usd", "realized_usd")}
+            "effective_units", "job_hours", "capacity", "crowded", "logged_usd",
+            "realized_usd")}
         data["estimates"] = {name: _estimate_dict(e, self.realized_usd)
                              for name, e in self.estimates.items()}
         return _finite(data)
@@ -333,7 +343,8 @@ class _Evaluator:
     """One run's pass over the log: the target's bids at each open, DM's outcomes at each
     close, and the per-unit figures the estimators sum."""
 
-    def __init__(self, run: LoggedRun, target: Any, bandwidth: float) -> None:
+    def __init__(self, run: LoggedRun, target: Any, bandwidth: float,
+                 capacity_aware: bool = True) -> None:
         market = run.market
         rules = run.scenario.market
         self.run = run
@@ -355,7 +366,8 @@ class _Evaluator:
         events = run.folder / EVENTS_FILE
         # The jobs' hours on every GPU model, which per-job auctions weigh, from the run
         # rebuilt (None: it does not rebuild; the lease's hours stand in).
-        self.jobs = job_figures(run.scenario, run.seed, logged_leases(events)) \
+        self.runs = LeaseRuns(events, run.horizon_s)
+        self.jobs = job_figures(run.scenario, run.seed, self.runs.leases) \
             if self.uses_context else None
         self.reader = LogReader(events, mine, pool.capacity[: pool.n, 0],
                                 self.marginal, sealed=bool(self.mechanism.sealed),
@@ -377,6 +389,14 @@ class _Evaluator:
         self.outside: list[bool] = []
         self.dm_target: dict[int, tuple[int, int]] = {}  # order -> (winner, price)
         self.dm_logged: dict[int, tuple[int, int]] = {}
+        # DM's own leases of L under the target: (end s, provider, GPUs), soonest first, and
+        # the GPUs they hold per provider. A bidder they leave too few free GPUs does not bid.
+        self.capacity_aware = capacity_aware
+        self.capacity = pool.capacity[: pool.n, 0].astype(np.int64)
+        self.dm_leases: list[tuple[float, int, int]] = []
+        self.dm_held = np.zeros(pool.n, np.int64)
+        self.dm_bids: dict[int, np.ndarray] = {}        # order -> DM's target bids of L
+        self.crowded = 0                                # target bids left out for capacity
 
     # -------------------------------------------------------------- one order
 
@@ -395,6 +415,17 @@ class _Evaluator:
             micro[asked] = rates
         micro[micro > order.max_price_micro_per_hour] = np.nan  # the engine drops it
         self.target_micro[order.order_id] = micro
+        dm_bids = micro
+        if self.capacity_aware:
+            now = self.reader.now_s
+            while self.dm_leases and self.dm_leases[0][0] <= now:
+                _, provider, gpus = heapq.heappop(self.dm_leases)
+                self.dm_held[provider] -= gpus
+            full = self.dm_held[bidders] + order.gpus > self.capacity[bidders]
+            if full.any():
+                self.crowded += int((full & ~np.isnan(micro)).sum())
+                dm_bids = np.where(full, np.nan, micro)
+        self.dm_bids[order.order_id] = dm_bids
         if self.density is not None:
             self.weight[order.order_id] = self._weight(unit, bidders, micro)
 
@@ -433,9 +464,12 @@ class _Evaluator:
         order_id = unit.order_id
         self.dm_logged[order_id] = self._clear(unit, unit.prices_micro.astype(float))
         prices = unit.prices_micro.astype(float)
-        target = self.target_micro[order_id]
-        prices[unit.mine] = target
+        prices[unit.mine] = self.dm_bids.pop(order_id)
         winner, price = self.dm_target[order_id] = self._clear(unit, prices)
+        if self.capacity_aware and winner >= 0 and self.is_mine(winner):
+            end_s = unit.closed_s + self.runs.duration_s(order_id, unit.job_kind, unit.gpus)
+            heapq.heappush(self.dm_leases, (end_s, winner, unit.gpus))
+            self.dm_held[winner] += unit.gpus
         if self.observes:
             bid = unit.mine & ~np.isnan(prices)
             mine_bids = prices[bid]
@@ -488,29 +522,18 @@ class _Evaluator:
         return self.reader.finish()
 
     def durations_s(self, units: list[Auction]) -> np.ndarray:
-        """The duration model: the logged lease's run where the order was leased, else the
-        mean run of logged leases of the same job kind and GPUs, then job kind, then all."""
-        runs = self.reader.lease_runs()
-        by_shape: dict[tuple[str, int], list[float]] = {}
-        by_kind: dict[str, list[float]] = {}
-        for kind, gpus, ran_s in runs:
-            by_shape.setdefault((kind, gpus), []).append(ran_s)
-            by_kind.setdefault(kind, []).append(ran_s)
-        overall = float(np.mean([r for _, _, r in runs])) if runs else 0.0
-        out = np.zeros(len(units))
-        for i, unit in enumerate(units):
-            if unit.lease_id >= 0:
-                out[i] = unit.duration_s
-                continue
-            same = by_shape.get((unit.job_kind, unit.gpus)) or by_kind.get(unit.job_kind)
-            out[i] = float(np.mean(same)) if same else overall
-        return out
+        """Each unit's lease duration for DM (`LeaseRuns.duration_s`), seconds."""
+        return np.array([self.runs.duration_s(u.order_id, u.job_kind, u.gpus) for u in units])
+
+    def is_mine(self, provider: int) -> bool:
+        return provider < self.capacity.size \
+            and int(self.run.market.pool.population[provider]) == self.run.index
 
     def lease_profit_usd(self, winner: int, price_micro: int, gpus: int,
                          duration_s: float) -> float:
         """L's lease profit if `winner` is L's and serves for `duration_s` at `price_micro`
         per hour: pay net of the fee − marginal cost × GPU-hours (0 for anyone else)."""
-        if winner < 0 or int(self.run.market.pool.population[winner]) != self.run.index:
+        if winner < 0 or not self.is_mine(winner):
             return 0.0
         hours = duration_s / SECONDS_PER_HOUR
         revenue = price_micro * hours * (1.0 - self.fee_rate) / MICRO_USD_PER_USD
@@ -518,14 +541,17 @@ class _Evaluator:
 
 
 def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
-                 bandwidth: float = BANDWIDTH, rerun: bool = True) -> RunEvaluation:
+                 bandwidth: float = BANDWIDTH, rerun: bool = True,
+                 capacity_aware: bool = True) -> RunEvaluation:
     """Every estimator's figure for `target` in run folder `folder` (logging population
-    `population`), with the re-run's realized value unless `rerun` is false."""
+    `population`), with the re-run's realized value unless `rerun` is false. With
+    `capacity_aware` (the default) DM's own leases under the target hold their providers'
+    GPUs; without, L's capacity is as logged."""
     if not (bandwidth > 0 and math.isfinite(bandwidth)):
         raise OffPolicyError(f"--bandwidth: expected a number > 0 (a fraction of each "
                              f"bidder's cost basis), got {bandwidth}")
     run = open_run(folder, population)
-    evaluator = _Evaluator(run, target.build(), bandwidth)
+    evaluator = _Evaluator(run, target.build(), bandwidth, capacity_aware)
     units = evaluator.walk()
     n = len(units)
     durations = evaluator.durations_s(units)
@@ -537,7 +563,7 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
     for i, unit in enumerate(units):
         winner, price = evaluator.dm_target[unit.order_id]
         dm[i] = evaluator.lease_profit_usd(winner, price, unit.gpus, durations[i])
-        won_dm += winner >= 0 and int(run.market.pool.population[winner]) == run.index
+        won_dm += winner >= 0 and evaluator.is_mine(winner)
         logged_winner, logged_price = evaluator.dm_logged[unit.order_id]
         dm_logged[i] = evaluator.lease_profit_usd(logged_winner, logged_price, unit.gpus,
                                                   durations[i])
@@ -576,6 +602,8 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
         if have.size and (have ** 2).sum() > 0 else math.nan,
         job_hours="lease only" if evaluator.uses_context and evaluator.jobs is None
         else "rebuilt run",
+        capacity="less DM's own leases" if capacity_aware else "as logged",
+        crowded=evaluator.crowded,
         logged_usd=float(realized_r.sum()), realized_usd=realized, estimates=estimates)
 
 
@@ -649,14 +677,17 @@ def pool_runs(runs: list[RunEvaluation]) -> RunEvaluation:
         overlap_violations=weighted("overlap_violations"), mean_weight=weighted("mean_weight"),
         effective_units=sum(r.effective_units for r in runs),
         job_hours=first.job_hours if len({r.job_hours for r in runs}) == 1 else "mixed",
+        capacity=first.capacity, crowded=sum(r.crowded for r in runs),
         logged_usd=sum(r.logged_usd for r in runs),
         realized_usd=math.nan if any(math.isnan(v) for v in realized) else sum(realized),
         estimates=estimates)
 
 
 def evaluate(folders: list[str | Path], population: str, target: TargetStrategy, *,
-             bandwidth: float = BANDWIDTH, rerun: bool = True) -> Evaluation:
+             bandwidth: float = BANDWIDTH, rerun: bool = True,
+             capacity_aware: bool = True) -> Evaluation:
     """`evaluate_run` on each folder; pooled figures when there are several."""
-    runs = [evaluate_run(folder, population, target, bandwidth=bandwidth, rerun=rerun)
+    runs = [evaluate_run(folder, population, target, bandwidth=bandwidth, rerun=rerun,
+                         capacity_aware=capacity_aware)
             for folder in folders]
     return Evaluation(runs, pool_runs(runs) if len(runs) > 1 else None)

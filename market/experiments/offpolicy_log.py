@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from market.core.auction import AuctionContext
 from market.core.records import PROVIDER_FAULTS
@@ -323,14 +324,6 @@ class LogReader:
             if provider < self._leased.size:
                 self._leased[provider] -= lease.gpus
 
-    def lease_runs(self) -> list[tuple[str, int, float]]:
-        """Every logged lease as (job kind, GPUs, seconds it ran; to the run's end if still
-        active): the data of the duration model. Call after the walk."""
-        end_s = max(self.horizon_s, self.last_s)
-        return [(lease.job_kind, lease.gpus,
-                 (lease.end_s if math.isfinite(lease.end_s) else end_s) - lease.start_s)
-                for lease in self._leases.values()]
-
     def finish(self) -> list[Auction]:
         """Settle every unit's logged lease once the log is read: how long it ran (to the
         run's end if still active), what it paid its provider net of fees, and, when L won
@@ -349,16 +342,56 @@ class LogReader:
         return self.auctions_read
 
 
-def logged_leases(path: str | Path) -> list[tuple[int, int, int]]:
-    """Every lease of an `events.parquet`, in order: (order id, provider, price micro-USD per
-    hour), to check a rebuilt run against (`offpolicy_jobs.job_figures`)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+class LeaseRuns:
+    """Every logged lease, read in a pass before the walk: the leases in order (to check a
+    rebuilt run against, `offpolicy_jobs.job_figures`) and how long each ran (to the run's
+    end if still active), the data of the duration model."""
 
-    table = pq.read_table(path, columns=["kind", "data"])
-    rows = table.filter(pc.equal(table.column("kind"), "lease_created")).column("data")
-    leases = []
-    for data in rows.to_pylist():
-        event = json.loads(data)
-        leases.append((event["order_id"], event["provider"], event["price_micro_per_hour"]))
-    return leases
+    def __init__(self, path: str | Path, horizon_s: float) -> None:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=["kind", "time_s", "data"])
+        kinds = table.column("kind")
+        keep = pc.is_in(kinds, value_set=pa.array(["order_opened", "lease_created",
+                                                   "lease_closed"]))
+        table = table.filter(keep)
+        end_s = max(horizon_s, float(pc.max(table.column("time_s")).as_py() or 0.0)) \
+            if table.num_rows else horizon_s
+        kind_of: dict[int, str] = {}
+        started: dict[int, tuple[int, str, int, float]] = {}  # lease -> order, kind, gpus, t
+        ended: dict[int, float] = {}
+        self.leases: list[tuple[int, int, int]] = []  # (order id, provider, price)
+        for data in table.column("data").to_pylist():
+            event = json.loads(data)
+            kind = event["kind"]
+            if kind == "order_opened":
+                kind_of[event["order_id"]] = event["job_kind"]
+            elif kind == "lease_created":
+                order_id = event["order_id"]
+                self.leases.append((order_id, event["provider"], event["price_micro_per_hour"]))
+                started[event["lease_id"]] = (order_id, kind_of.pop(order_id, ""),
+                                              event["gpus"], event["time_s"])
+            else:
+                ended[event["lease_id"]] = event["time_s"]
+        self.ran_s_by_order: dict[int, float] = {}
+        self._by_shape: dict[tuple[str, int], list[float]] = {}
+        self._by_kind: dict[str, list[float]] = {}
+        runs = []
+        for lease_id, (order_id, job_kind, gpus, start_s) in started.items():
+            ran_s = ended.get(lease_id, end_s) - start_s
+            self.ran_s_by_order[order_id] = ran_s
+            self._by_shape.setdefault((job_kind, gpus), []).append(ran_s)
+            self._by_kind.setdefault(job_kind, []).append(ran_s)
+            runs.append(ran_s)
+        self._overall = float(np.mean(runs)) if runs else 0.0
+
+    def duration_s(self, order_id: int, job_kind: str, gpus: int) -> float:
+        """The duration model: the order's own logged lease's run where it was leased, else
+        the mean run of logged leases of the same job kind and GPUs, then of the job kind,
+        then of all (0 with none)."""
+        ran_s = self.ran_s_by_order.get(order_id)
+        if ran_s is not None:
+            return ran_s
+        same = self._by_shape.get((job_kind, gpus)) or self._by_kind.get(job_kind)
+        return float(np.mean(same)) if same else self._overall

@@ -79,6 +79,13 @@ def test_one_estimator_without_the_rerun_in_plain_text(cli, run_dirs) -> None:
                        "--format", "json")
     figures = json.loads(out)["runs"][0]
     assert list(figures["estimates"]) == ["ips"] and figures["realized_usd"] is None
+    assert figures["capacity"] == "less DM's own leases"
+    code, out, _ = cli("evaluate", str(run_dirs[0]), "--population", "probe", "--strategy",
+                       "cost_plus{markup=0.8}", "--no-rerun", "--capacity-as-logged",
+                       "--format", "json")
+    as_logged = json.loads(out)["runs"][0]
+    assert as_logged["capacity"] == "as logged" and as_logged["crowded"] == 0
+    assert as_logged["won_dm"] >= figures["won_dm"]
 
 
 def test_a_population_without_a_known_density_gets_dm_and_reasons(cli, run_dirs) -> None:

@@ -166,6 +166,39 @@ def test_a_target_above_the_max_price_does_not_bid(tmp_path: Path) -> None:
     assert result.estimates["ips"].total_usd == 0.0   # the target never bids as logged
 
 
+def test_dm_s_own_leases_hold_the_providers_gpus(tmp_path: Path) -> None:
+    """The probe (3 GPUs) loses two 2-GPU orders in the log; the target wins the first, whose
+    lease then holds 2 GPUs while the second is auctioned: no room to bid on it."""
+    scenario = _tiny()
+    pool = Market(scenario, seed=1).pool
+    assert int(pool.capacity[0, 0]) == 3
+    basis = float(pool.cost_basis_usd_per_gpu_hour[0])
+    marginal = float(pool.cost_marginal_usd_per_gpu_hour[0])
+    high, rival = round(2.4 * basis * 1.25 * 2e6), round(2.2 * basis * 1.25 * 2e6)
+    events = []
+    for order, t in ((0, 100.0), (1, 1000.0)):
+        events += [
+            OrderOpened(t, order, 0, order, "training", 2, ("rtx4090",), 100_000_000, 0,
+                        job_value_micro=10**12),
+            BidsPlaced(t, order, (2 * order, 2 * order + 1), (0, 1), (high, rival),
+                       (t + 1, t + 2)),
+            LeaseCreated(t + 180, order, order, 2 * order + 1, 0, 1, order, "rtx4090", 2,
+                         rival, 2, 180.0, planned_work_s=7200.0),
+            PaymentSettled(t + 7380, order, 1, rival * 2, round(rival * 0.4)),
+            LeaseClosed(t + 7380, order, order, 0, 1, order, "owner", rival * 2, 0.0)]
+    events.sort(key=lambda event: event.time_s)
+    folder = _write_run(tmp_path / "capacity", scenario, events)
+    target = parse_target("cost_plus{markup=1.0}")
+    t = round(basis * 2.0 * 1.25 * 1e6) * 2
+    one = 0.8 * t * 2 / 1e6 - marginal * 2 * 2      # a 2-hour, 2-GPU lease at the target
+    held = evaluate_run(folder, "probe", target, rerun=False)
+    assert held.won_dm == 1 and held.crowded == 1
+    assert held.estimates["dm"].total_usd == pytest.approx(one, rel=1e-9)
+    as_logged = evaluate_run(folder, "probe", target, rerun=False, capacity_aware=False)
+    assert as_logged.won_dm == 2 and as_logged.crowded == 0
+    assert as_logged.estimates["dm"].total_usd == pytest.approx(2 * one, rel=1e-9)
+
+
 # ----------------------------------------------------------------------------- a real run
 
 
