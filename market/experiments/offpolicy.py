@@ -86,6 +86,8 @@ ESTIMATORS = ("dm", "ips", "snips", "dr")
 Z95 = 1.959963984540054
 #: Default kernel half-width, as a fraction of each bidder's cost basis per GPU-hour.
 BANDWIDTH = 0.05
+NO_OVERLAP = ("no logged bid falls where the target bids (every weight is 0): widen "
+              "--bandwidth, or log with a wider explore range")
 
 
 class OffPolicyError(ValueError):
@@ -270,9 +272,7 @@ def self_normalized(weights: np.ndarray, rewards: np.ndarray) -> Estimate:
     w_i (r_i − mean) / mean weight)."""
     n = weights.size
     if not n or weights.sum() <= 0:
-        return Estimate("snips", available=False,
-                        reason="no unit has a positive weight: the target never bids as the "
-                               "logging strategy did (no overlap)")
+        return Estimate("snips", available=False, reason=NO_OVERLAP)
     mean = float((weights * rewards).sum() / weights.sum())
     influence = weights * (rewards - mean) / weights.mean()
     variance = float(n * influence.var(ddof=1)) if n > 1 else 0.0
@@ -585,7 +585,10 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
                 estimates[name] = Estimate(name, available=False, reason=why)
         else:
             weights = np.array([evaluator.weight[unit.order_id] for unit in units])
-            estimates["ips"] = total_interval("ips", weights * realized_r)
+            if (weights > 0).any():
+                estimates["ips"] = total_interval("ips", weights * realized_r)
+            else:  # 0 ± 0 would claim a certainty it does not have
+                estimates["ips"] = Estimate("ips", available=False, reason=NO_OVERLAP)
             estimates["snips"] = self_normalized(weights, realized_r)
             estimates["dr"] = total_interval("dr", dm + weights * (realized_r - dm_logged))
     weights = np.array([evaluator.weight.get(unit.order_id, math.nan) for unit in units])

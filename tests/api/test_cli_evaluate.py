@@ -143,4 +143,6 @@ def test_a_live_sessions_replay_is_evaluated(cli, tmp_path: Path) -> None:
     assert code in (0, None), err
     run = json.loads(printed)["runs"][0]
     assert run["units"] > 0 and run["job_hours"] == "lease only"
-    assert run["estimates"]["dm"]["available"] and run["estimates"]["ips"]["available"]
+    assert run["estimates"]["dm"]["available"] and run["estimates"]["dr"]["available"]
+    ips = run["estimates"]["ips"]
+    assert ips["available"] or "--bandwidth" in ips["reason"]

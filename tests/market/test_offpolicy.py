@@ -163,7 +163,10 @@ def test_a_target_above_the_max_price_does_not_bid(tmp_path: Path) -> None:
     result = evaluate_run(folder, "probe", parse_target("cost_plus{markup=1.4}"), rerun=False)
     assert result.won_logged == 1 and result.won_dm == 0
     assert result.estimates["dm"].total_usd == 0.0
-    assert result.estimates["ips"].total_usd == 0.0   # the target never bids as logged
+    # The target never bids where the log did: no weight, so no IPS (rather than 0 ± 0).
+    assert not result.estimates["ips"].available and not result.estimates["snips"].available
+    assert "--bandwidth" in result.estimates["ips"].reason
+    assert result.estimates["dr"].total_usd == 0.0
 
 
 def test_dm_s_own_leases_hold_the_providers_gpus(tmp_path: Path) -> None:
