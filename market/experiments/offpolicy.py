@@ -61,13 +61,22 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from market.core.auction import NO_WINNER
+from market.experiments.offpolicy_figures import (
+    NO_OVERLAP,
+    Estimate,
+    Evaluation,
+    RunEvaluation,
+    pool_runs,
+    self_normalized,
+    total_interval,
+)
 from market.experiments.offpolicy_jobs import job_figures
 from market.experiments.offpolicy_log import Auction, LeaseRuns, LogReader
 from market.observe.eventlog import EVENTS_FILE, SCENARIO_FILE, read_scenario
@@ -82,12 +91,8 @@ from market.units import (
 )
 
 ESTIMATORS = ("dm", "ips", "snips", "dr")
-#: Two-sided 95% normal quantile.
-Z95 = 1.959963984540054
 #: Default kernel half-width, as a fraction of each bidder's cost basis per GPU-hour.
 BANDWIDTH = 0.05
-NO_OVERLAP = ("no logged bid falls where the target bids (every weight is 0): widen "
-              "--bandwidth, or log with a wider explore range")
 
 
 class OffPolicyError(ValueError):
@@ -231,109 +236,6 @@ class LoggedView(MarketView):
         return ProviderView(own.provider, own.gpu_model, own.gpus, free,
                             own.cost_full_usd_per_gpu_hour, own.cost_marginal_usd_per_gpu_hour,
                             own.cost_basis_usd_per_gpu_hour)
-
-
-# ----------------------------------------------------------------------------- figures
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """One estimator's figure: a total over the units (USD) with its 95% interval, or why it
-    is not available."""
-
-    estimator: str
-    total_usd: float = math.nan
-    low_usd: float = math.nan
-    high_usd: float = math.nan
-    per_order_usd: float = math.nan
-    variance: float = math.nan  # of the total (USD²), for pooling runs
-    available: bool = True
-    reason: str = ""
-
-    def covers(self, value: float) -> bool | None:
-        if not self.available or math.isnan(value):
-            return None
-        return bool(self.low_usd <= value <= self.high_usd)
-
-
-def total_interval(estimator: str, contributions: np.ndarray) -> Estimate:
-    """The sum of per-unit `contributions` with a 95% normal interval: the total's variance
-    is n × the contributions' sample variance (units independent)."""
-    n = contributions.size
-    total = float(contributions.sum())
-    variance = float(n * contributions.var(ddof=1)) if n > 1 else 0.0
-    half = Z95 * math.sqrt(variance)
-    return Estimate(estimator, total, total - half, total + half, total / n if n else math.nan,
-                    variance)
-
-
-def self_normalized(weights: np.ndarray, rewards: np.ndarray) -> Estimate:
-    """SNIPS: n × Σ w r / Σ w, with a delta-method 95% interval (influence of unit i:
-    w_i (r_i − mean) / mean weight)."""
-    n = weights.size
-    if not n or weights.sum() <= 0:
-        return Estimate("snips", available=False, reason=NO_OVERLAP)
-    mean = float((weights * rewards).sum() / weights.sum())
-    influence = weights * (rewards - mean) / weights.mean()
-    variance = float(n * influence.var(ddof=1)) if n > 1 else 0.0
-    half = Z95 * math.sqrt(variance)
-    total = n * mean
-    return Estimate("snips", total, total - half, total + half, mean, variance)
-
-
-@dataclass(slots=True)
-class RunEvaluation:
-    """Every figure of one run folder's evaluation."""
-
-    run: str
-    seed: int
-    population: str
-    target: str
-    logging: str
-    units: int
-    bidders: int                 # L's bids on those orders
-    won_logged: int              # units L won in the log
-    won_dm: int                  # units L wins under the target, by DM
-    fidelity: float              # share of logged outcomes DM reproduces at the logged bids
-    hand_picked: int             # orders L bid on whose winner the tenant picked: left out
-    overlap_violations: float    # share of L's bids whose target lies outside the support
-    mean_weight: float
-    effective_units: float       # (Σw)² / Σw²: how many units IPS really rests on
-    job_hours: str               # "rebuilt run" or "lease only" (see offpolicy_jobs)
-    capacity: str                # DM's: "as logged" or "less DM's own leases"
-    crowded: int                 # target bids DM left out: its own leases held the GPUs
-    logged_usd: float            # L's lease profit in the log
-    realized_usd: float          # ... in the market re-run with the target (NaN: not run)
-    estimates: dict[str, Estimate] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in (
-            "run", "seed", "population", "target", "logging", "units", "bidders", "won_logged",
-            "won_dm", "fidelity", "hand_picked", "overlap_violations", "mean_weight",
-            "effective_units", "job_hours", "capacity", "crowded", "logged_usd",
-            "realized_usd")}
-        data["estimates"] = {name: _estimate_dict(e, self.realized_usd)
-                             for name, e in self.estimates.items()}
-        return _finite(data)
-
-
-def _estimate_dict(estimate: Estimate, realized: float) -> dict[str, Any]:
-    if not estimate.available:
-        return {"available": False, "reason": estimate.reason}
-    return {"available": True, "estimate_usd": estimate.total_usd,
-            "ci_low_usd": estimate.low_usd, "ci_high_usd": estimate.high_usd,
-            "per_order_usd": estimate.per_order_usd,
-            "covers_realized": estimate.covers(realized),
-            "gap_usd": realized - estimate.total_usd if not math.isnan(realized) else None}
-
-
-def _finite(value: Any) -> Any:
-    """NaN as None, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    return value
 
 
 # ----------------------------------------------------------------------------- the walk
@@ -631,59 +533,6 @@ def realized_value(run: LoggedRun, target: TargetStrategy) -> float:
 
 
 # ----------------------------------------------------------------------------- many runs
-
-
-@dataclass(slots=True)
-class Evaluation:
-    """Every run's evaluation and, over several, their pooled figures (totals summed over
-    runs, variances added: runs are independent seeds)."""
-
-    runs: list[RunEvaluation]
-    pooled: RunEvaluation | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"runs": [run.to_dict() for run in self.runs]}
-        if self.pooled is not None:
-            data["pooled"] = self.pooled.to_dict()
-        return data
-
-
-def pool_runs(runs: list[RunEvaluation]) -> RunEvaluation:
-    """The runs' figures pooled: counts and USD figures summed, shares weighted by units,
-    each estimate's total summed with its variance (independent seeds)."""
-    first = runs[0]
-    units = sum(r.units for r in runs)
-
-    def weighted(name: str) -> float:
-        pairs = [(getattr(r, name), r.units) for r in runs if not math.isnan(getattr(r, name))]
-        total = sum(n for _, n in pairs)
-        return sum(v * n for v, n in pairs) / total if total else math.nan
-
-    estimates = {}
-    for name in first.estimates:
-        parts = [r.estimates[name] for r in runs]
-        if not all(p.available for p in parts):
-            reason = next(p.reason for p in parts if not p.available)
-            estimates[name] = Estimate(name, available=False, reason=reason)
-            continue
-        total = sum(p.total_usd for p in parts)
-        variance = sum(p.variance for p in parts)
-        half = Z95 * math.sqrt(variance)
-        estimates[name] = Estimate(name, total, total - half, total + half,
-                                   total / units if units else math.nan, variance)
-    realized = [r.realized_usd for r in runs]
-    return RunEvaluation(
-        run="pooled", seed=-1, population=first.population, target=first.target,
-        logging=first.logging, units=units, bidders=sum(r.bidders for r in runs),
-        won_logged=sum(r.won_logged for r in runs), won_dm=sum(r.won_dm for r in runs),
-        fidelity=weighted("fidelity"), hand_picked=sum(r.hand_picked for r in runs),
-        overlap_violations=weighted("overlap_violations"), mean_weight=weighted("mean_weight"),
-        effective_units=sum(r.effective_units for r in runs),
-        job_hours=first.job_hours if len({r.job_hours for r in runs}) == 1 else "mixed",
-        capacity=first.capacity, crowded=sum(r.crowded for r in runs),
-        logged_usd=sum(r.logged_usd for r in runs),
-        realized_usd=math.nan if any(math.isnan(v) for v in realized) else sum(realized),
-        estimates=estimates)
 
 
 def evaluate(folders: list[str | Path], population: str, target: TargetStrategy, *,

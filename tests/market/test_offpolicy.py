@@ -20,13 +20,8 @@ from market.events import (
     OrderOpened,
     PaymentSettled,
 )
-from market.experiments.offpolicy import (
-    Z95,
-    OffPolicyError,
-    evaluate,
-    evaluate_run,
-    parse_target,
-)
+from market.experiments.offpolicy import OffPolicyError, evaluate, evaluate_run, parse_target
+from market.experiments.offpolicy_figures import Z95
 from market.observe.eventlog import EventLog, read_events, read_scenario, write_scenario
 from market.scenario import load_scenario
 
