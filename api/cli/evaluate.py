@@ -51,7 +51,8 @@ def evaluate(
 ) -> None:
     """Estimate what a population would have earned with another bid strategy on the same
     orders (off-policy evaluation), and check it against re-running the market."""
-    from market.experiments.offpolicy import ESTIMATORS, OffPolicyError, evaluate, parse_target
+    from market.experiments.offpolicy import OffPolicyError, evaluate, parse_target
+    from market.experiments.offpolicy_figures import ESTIMATORS
 
     shape = output_format(fmt, False)
     if estimator not in ESTIMATOR_CHOICES:

@@ -44,11 +44,13 @@ variance), and per order:
   only approximates).
 
 L's providers whose draw was above an order's max price never reach the log (the engine drops
-the bid): the units are conditioned on the logged bidders, and the target is not asked for
-providers that did not bid. Adaptive targets (`observe`) are told the counterfactual outcome
-DM gives them, in the log's order (closed loop on the model, not on the market). Tenants'
-re-posts after an expiry that the target would have avoided are not modelled: each order is
-its own unit.
+the bid; `Explore.above_max_probability` is how likely that was): the target is not asked for
+providers that did not bid. IPS's weights use the unconditional density of the logged bids,
+which stays right for the total: a dropped draw earns L nothing, so the units it leaves out
+add 0 to Σ w r. DM cannot see what the target would have won there. Adaptive targets
+(`observe`) are told the counterfactual outcome DM gives them, in the log's order (closed
+loop on the model, not on the market). Tenants' re-posts after an expiry that the target
+would have avoided are not modelled: each order is its own unit.
 
 **Check.** The market is run again with L's strategy replaced by the target on the same seed:
 its L lease profit is the realized value, beside the logged one. The gap between an estimate
@@ -69,13 +71,10 @@ import numpy as np
 
 from market.core.auction import NO_WINNER
 from market.experiments.offpolicy_figures import (
-    NO_OVERLAP,
-    Estimate,
     Evaluation,
     RunEvaluation,
+    UnitFigures,
     pool_runs,
-    self_normalized,
-    total_interval,
 )
 from market.experiments.offpolicy_jobs import job_figures
 from market.experiments.offpolicy_log import Auction, LeaseRuns, LogReader
@@ -90,7 +89,6 @@ from market.units import (
     per_gpu_hour_usd,
 )
 
-ESTIMATORS = ("dm", "ips", "snips", "dr")
 #: Default kernel half-width, as a fraction of each bidder's cost basis per GPU-hour.
 BANDWIDTH = 0.05
 
@@ -474,27 +472,14 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
     for population in run.scenario.providers:
         if population.name == run.population:
             logging_name = population.strategy.name
-    estimates: dict[str, Estimate] = {}
-    if n == 0:
-        empty = "no order in the log has a bid of the population"
-        estimates = {name: Estimate(name, available=False, reason=empty) for name in ESTIMATORS}
+    if evaluator.density is None:
+        weights = None
+        no_density = (f"the logging strategy {logging_name!r} does not expose its bid "
+                      "distribution (bid_density); log with `explore` for IPS and DR")
     else:
-        estimates["dm"] = total_interval("dm", dm)
-        if evaluator.density is None:
-            why = (f"the logging strategy {logging_name!r} does not expose its bid "
-                   "distribution (bid_density); log with `explore` for IPS and DR")
-            for name in ("ips", "snips", "dr"):
-                estimates[name] = Estimate(name, available=False, reason=why)
-        else:
-            weights = np.array([evaluator.weight[unit.order_id] for unit in units])
-            if (weights > 0).any():
-                estimates["ips"] = total_interval("ips", weights * realized_r)
-            else:  # 0 ± 0 would claim a certainty it does not have
-                estimates["ips"] = Estimate("ips", available=False, reason=NO_OVERLAP)
-            estimates["snips"] = self_normalized(weights, realized_r)
-            estimates["dr"] = total_interval("dr", dm + weights * (realized_r - dm_logged))
-    weights = np.array([evaluator.weight.get(unit.order_id, math.nan) for unit in units])
-    have = weights[~np.isnan(weights)]
+        weights = np.array([evaluator.weight[unit.order_id] for unit in units])
+        no_density = ""
+    figures = UnitFigures(dm, realized_r, dm_logged, weights)
     realized = realized_value(run, target) if rerun else math.nan
     return RunEvaluation(
         run=str(run.folder), seed=run.seed, population=run.population, target=target.label,
@@ -502,14 +487,13 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
         won_logged=int(sum(u.won for u in units)), won_dm=won_dm,
         fidelity=reproduced / n if n else math.nan, hand_picked=evaluator.reader.hand_picked,
         overlap_violations=float(np.mean(evaluator.outside)) if evaluator.outside else math.nan,
-        mean_weight=float(have.mean()) if have.size else math.nan,
-        effective_units=float(have.sum() ** 2 / (have ** 2).sum())
-        if have.size and (have ** 2).sum() > 0 else math.nan,
+        mean_weight=figures.mean_weight(), effective_units=figures.effective_units(),
         job_hours="lease only" if evaluator.uses_context and evaluator.jobs is None
         else "rebuilt run",
         capacity="less DM's own leases" if capacity_aware else "as logged",
         crowded=evaluator.crowded,
-        logged_usd=float(realized_r.sum()), realized_usd=realized, estimates=estimates)
+        logged_usd=float(realized_r.sum()), realized_usd=realized,
+        estimates=figures.estimates(no_density), figures=figures)
 
 
 def lease_profit_of(market: Any, providers: np.ndarray) -> float:

@@ -4,7 +4,7 @@ computes them).
 
 Intervals are normal approximations on a sum of per-unit contributions: the total's variance
 is n × their sample variance (units independent); SNIPS's is the delta method's. Pooled runs
-(independent seeds) add their totals and their variances.
+(independent seeds) are estimated again over all their units as one sample.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+ESTIMATORS = ("dm", "ips", "snips", "dr")
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
 NO_OVERLAP = ("no logged bid falls where the target bids (every weight is 0): widen "
@@ -67,6 +68,57 @@ def self_normalized(weights: np.ndarray, rewards: np.ndarray) -> Estimate:
 
 
 @dataclass(slots=True)
+class UnitFigures:
+    """Per unit, USD: DM's lease profit under the target, L's realized one, DM's at the
+    logged bids; and each unit's IPS weight (None: the logging density is unknown)."""
+
+    dm: np.ndarray
+    realized: np.ndarray
+    dm_logged: np.ndarray
+    weights: np.ndarray | None
+
+    @classmethod
+    def joined(cls, parts: list[UnitFigures]) -> UnitFigures:
+        """Several runs' units as one sample (runs are independent seeds)."""
+        def cat(name: str) -> np.ndarray:
+            return np.concatenate([getattr(part, name) for part in parts])
+
+        known = all(part.weights is not None for part in parts)
+        return cls(cat("dm"), cat("realized"), cat("dm_logged"),
+                   cat("weights") if known else None)
+
+    def estimates(self, no_density: str) -> dict[str, Estimate]:
+        """Each estimator's figure over these units (`no_density`: why IPS, SNIPS and DR are
+        not available when the weights are unknown)."""
+        if not self.dm.size:
+            empty = "no order in the log has a bid of the population"
+            return {name: Estimate(name, available=False, reason=empty) for name in ESTIMATORS}
+        figures = {"dm": total_interval("dm", self.dm)}
+        w = self.weights
+        if w is None:
+            for name in ("ips", "snips", "dr"):
+                figures[name] = Estimate(name, available=False, reason=no_density)
+            return figures
+        # With no positive weight, 0 ± 0 would claim a certainty IPS does not have.
+        figures["ips"] = total_interval("ips", w * self.realized) if (w > 0).any() \
+            else Estimate("ips", available=False, reason=NO_OVERLAP)
+        figures["snips"] = self_normalized(w, self.realized)
+        figures["dr"] = total_interval("dr", self.dm + w * (self.realized - self.dm_logged))
+        return {name: figures[name] for name in ESTIMATORS}
+
+    def mean_weight(self) -> float:
+        w = self.weights
+        return float(w.mean()) if w is not None and w.size else math.nan
+
+    def effective_units(self) -> float:
+        """(Σw)² / Σw²: how many units the IPS estimate really rests on."""
+        w = self.weights
+        if w is None or not (w ** 2).sum() > 0:
+            return math.nan
+        return float(w.sum() ** 2 / (w ** 2).sum())
+
+
+@dataclass(slots=True)
 class RunEvaluation:
     """Every figure of one run folder's evaluation."""
 
@@ -90,6 +142,7 @@ class RunEvaluation:
     logged_usd: float            # L's lease profit in the log
     realized_usd: float          # ... in the market re-run with the target (NaN: not run)
     estimates: dict[str, Estimate] = field(default_factory=dict)
+    figures: UnitFigures | None = None  # the units' own figures, for pooling
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in (
@@ -138,7 +191,8 @@ class Evaluation:
 
 def pool_runs(runs: list[RunEvaluation]) -> RunEvaluation:
     """The runs' figures pooled: counts and USD figures summed, shares weighted by units,
-    each estimate's total summed with its variance (independent seeds)."""
+    and every estimate made again over all the runs' units as one sample (independent
+    seeds): a run whose target never bids where its log did adds its zeros, not a gap."""
     first = runs[0]
     units = sum(r.units for r in runs)
 
@@ -147,28 +201,19 @@ def pool_runs(runs: list[RunEvaluation]) -> RunEvaluation:
         total = sum(n for _, n in pairs)
         return sum(v * n for v, n in pairs) / total if total else math.nan
 
-    estimates = {}
-    for name in first.estimates:
-        parts = [r.estimates[name] for r in runs]
-        if not all(p.available for p in parts):
-            reason = next(p.reason for p in parts if not p.available)
-            estimates[name] = Estimate(name, available=False, reason=reason)
-            continue
-        total = sum(p.total_usd for p in parts)
-        variance = sum(p.variance for p in parts)
-        half = Z95 * math.sqrt(variance)
-        estimates[name] = Estimate(name, total, total - half, total + half,
-                                   total / units if units else math.nan, variance)
+    figures = UnitFigures.joined([r.figures for r in runs if r.figures is not None])
+    no_density = next((e.reason for r in runs for name, e in r.estimates.items()
+                       if name == "dr" and not e.available), "")
     realized = [r.realized_usd for r in runs]
     return RunEvaluation(
         run="pooled", seed=-1, population=first.population, target=first.target,
         logging=first.logging, units=units, bidders=sum(r.bidders for r in runs),
         won_logged=sum(r.won_logged for r in runs), won_dm=sum(r.won_dm for r in runs),
         fidelity=weighted("fidelity"), hand_picked=sum(r.hand_picked for r in runs),
-        overlap_violations=weighted("overlap_violations"), mean_weight=weighted("mean_weight"),
-        effective_units=sum(r.effective_units for r in runs),
+        overlap_violations=weighted("overlap_violations"), mean_weight=figures.mean_weight(),
+        effective_units=figures.effective_units(),
         job_hours=first.job_hours if len({r.job_hours for r in runs}) == 1 else "mixed",
         capacity=first.capacity, crowded=sum(r.crowded for r in runs),
         logged_usd=sum(r.logged_usd for r in runs),
         realized_usd=math.nan if any(math.isnan(v) for v in realized) else sum(realized),
-        estimates=estimates)
+        estimates=figures.estimates(no_density), figures=figures)

@@ -274,9 +274,16 @@ def test_several_runs_pool_their_totals_and_variances(logged_run: Path) -> None:
     pooled = evaluate([logged_run, logged_run], "probe", target, rerun=False)
     one = pooled.runs[0]
     assert pooled.pooled is not None and pooled.pooled.units == 2 * one.units
-    dm = pooled.pooled.estimates["dm"]
-    assert dm.total_usd == pytest.approx(2 * one.estimates["dm"].total_usd)
-    assert dm.variance == pytest.approx(2 * one.estimates["dm"].variance)
+    # Estimated again over all the units as one sample: the totals add up, the interval is
+    # that of the joined contributions.
+    assert one.figures is not None
+    for name, contributions in (("dm", one.figures.dm),
+                                ("ips", one.figures.weights * one.figures.realized)):
+        joined = np.concatenate([contributions, contributions])
+        estimate = pooled.pooled.estimates[name]
+        assert estimate.total_usd == pytest.approx(2 * one.estimates[name].total_usd)
+        assert estimate.variance == pytest.approx(joined.size * joined.var(ddof=1))
+    assert pooled.pooled.effective_units == pytest.approx(2 * one.effective_units)
     assert math.isnan(pooled.pooled.realized_usd)
 
 
