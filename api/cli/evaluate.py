@@ -30,7 +30,7 @@ def evaluate(
     run_dirs: Annotated[list[Path], typer.Argument(
         help="run folders with events.parquet, scenario.json and summary.json "
              "(`gpumarket run --out DIR --events`); several seeds are also pooled",
-        metavar="RUN_DIR...")],
+        metavar="RUN_DIR")],
     population: Annotated[str, typer.Option(
         help="the logging provider population, by name (e.g. home_rig)")],
     strategy: Annotated[str, typer.Option(
@@ -47,6 +47,8 @@ def evaluate(
     capacity_as_logged: Annotated[bool, typer.Option(
         "--capacity-as-logged", help="DM keeps the population's capacity as logged (by "
         "default the leases DM gives the target hold their GPUs)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print every figure as one JSON "
+                                          "object on stdout")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Estimate what a population would have earned with another bid strategy on the same
@@ -54,7 +56,7 @@ def evaluate(
     from market.experiments.offpolicy import OffPolicyError, evaluate, parse_target
     from market.experiments.offpolicy_figures import ESTIMATORS
 
-    shape = output_format(fmt, False)
+    shape = output_format(fmt, as_json)
     if estimator not in ESTIMATOR_CHOICES:
         raise fail(f"--estimator: expected one of {', '.join(ESTIMATOR_CHOICES)}, got "
                    f"{estimator!r}")

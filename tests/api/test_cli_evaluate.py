@@ -64,7 +64,7 @@ def test_evaluate_reports_estimates_intervals_and_the_realized_value(cli, run_di
         sum(run["realized_usd"] for run in data["runs"]))
     # Same inputs, same output.
     assert cli("evaluate", *map(str, run_dirs), "--population", "probe", "--strategy",
-               "cost_plus{markup=0.8}", "--format", "json").out == out
+               "cost_plus{markup=0.8}", "--json").out == out
 
 
 def test_one_estimator_without_the_rerun_in_plain_text(cli, run_dirs) -> None:
