@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Group
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -67,7 +68,7 @@ def evaluate(
     try:
         target = parse_target(strategy)
         result = evaluate(list(run_dirs), population, target, bandwidth=bandwidth,
-                          rerun=rerun, capacity_aware=not capacity_as_logged)
+                          rerun=rerun, capacity_aware=not capacity_as_logged, note=_note)
     except OffPolicyError as error:
         raise fail(str(error)) from None
     except ValueError as error:  # a log the evaluation cannot read (paused leases, ...)
@@ -82,6 +83,12 @@ def evaluate(
     if "pooled" in data:
         blocks.append(_run_panel(data["pooled"], pooled=len(data["runs"])))
     Output(shape).show(*blocks)
+
+
+def _note(line: str) -> None:
+    """A step that takes a while (a run rebuilt or re-run), on stderr: stdout stays the
+    report."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"evaluate: {escape(line)}")
 
 
 def _usd(value: float | None) -> str:

@@ -63,6 +63,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -440,17 +441,25 @@ class _Evaluator:
         return float(revenue - self.marginal[winner] * gpus * hours)
 
 
-def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
-                 bandwidth: float = BANDWIDTH, rerun: bool = True,
-                 capacity_aware: bool = True) -> RunEvaluation:
-    """Every estimator's figure for `target` in run folder `folder` (logging population
-    `population`), with the re-run's realized value unless `rerun` is false. With
-    `capacity_aware` (the default) DM's own leases under the target hold their providers'
-    GPUs; without, L's capacity is as logged."""
+def _check_bandwidth(bandwidth: float) -> None:
     if not (bandwidth > 0 and math.isfinite(bandwidth)):
         raise OffPolicyError(f"--bandwidth: expected a number > 0 (a fraction of each "
                              f"bidder's cost basis), got {bandwidth}")
-    run = open_run(folder, population)
+
+
+def evaluate_run(folder: str | Path | LoggedRun, population: str, target: TargetStrategy, *,
+                 bandwidth: float = BANDWIDTH, rerun: bool = True,
+                 capacity_aware: bool = True,
+                 note: Callable[[str], None] | None = None) -> RunEvaluation:
+    """Every estimator's figure for `target` in run folder `folder` (or a run already
+    opened) of logging population `population`, with the re-run's realized value unless
+    `rerun` is false. With `capacity_aware` (the default) DM's own leases under the target
+    hold their providers' GPUs; without, L's capacity is as logged. `note` hears a line as
+    each long step starts (the run rebuilt, the re-run)."""
+    _check_bandwidth(bandwidth)
+    run = folder if isinstance(folder, LoggedRun) else open_run(folder, population)
+    if note is not None:
+        note(f"{run.folder}: reading the log (the run is rebuilt once for its jobs' hours)")
     evaluator = _Evaluator(run, target.build(), bandwidth, capacity_aware)
     units = evaluator.walk()
     n = len(units)
@@ -480,6 +489,8 @@ def evaluate_run(folder: str | Path, population: str, target: TargetStrategy, *,
         weights = np.array([evaluator.weight[unit.order_id] for unit in units])
         no_density = ""
     figures = UnitFigures(dm, realized_r, dm_logged, weights)
+    if rerun and note is not None:
+        note(f"{run.folder}: running the market again with {target.label} (seed {run.seed})")
     realized = realized_value(run, target) if rerun else math.nan
     return RunEvaluation(
         run=str(run.folder), seed=run.seed, population=run.population, target=target.label,
@@ -520,10 +531,13 @@ def realized_value(run: LoggedRun, target: TargetStrategy) -> float:
 
 
 def evaluate(folders: list[str | Path], population: str, target: TargetStrategy, *,
-             bandwidth: float = BANDWIDTH, rerun: bool = True,
-             capacity_aware: bool = True) -> Evaluation:
-    """`evaluate_run` on each folder; pooled figures when there are several."""
-    runs = [evaluate_run(folder, population, target, bandwidth=bandwidth, rerun=rerun,
-                         capacity_aware=capacity_aware)
-            for folder in folders]
+             bandwidth: float = BANDWIDTH, rerun: bool = True, capacity_aware: bool = True,
+             note: Callable[[str], None] | None = None) -> Evaluation:
+    """`evaluate_run` on each folder; pooled figures when there are several. Every folder
+    is opened (and checked) before any is evaluated: bad input fails at once."""
+    _check_bandwidth(bandwidth)
+    opened = [open_run(folder, population) for folder in folders]
+    runs = [evaluate_run(run, population, target, bandwidth=bandwidth, rerun=rerun,
+                         capacity_aware=capacity_aware, note=note)
+            for run in opened]
     return Evaluation(runs, pool_runs(runs) if len(runs) > 1 else None)

@@ -48,7 +48,8 @@ def test_evaluate_reports_estimates_intervals_and_the_realized_value(cli, run_di
     code, out, err = cli("evaluate", *map(str, run_dirs), "--population", "probe",
                          "--strategy", "cost_plus{markup=0.8}", "--format", "json")
     assert code in (0, None), err
-    data = json.loads(out)
+    data = json.loads(out)   # stdout is the report; the long steps are noted on stderr
+    assert err.count("evaluate: ") == 4 and "running the market again" in err
     assert len(data["runs"]) == 2 and data["pooled"]["units"] == sum(
         run["units"] for run in data["runs"])
     for run in [*data["runs"], data["pooled"]]:
@@ -103,6 +104,9 @@ def test_bad_input_is_one_line(cli, run_dirs, tmp_path: Path) -> None:
                               "cost_plus"), "--population", "nobody", "probe")
     assert_one_error_line(cli("evaluate", str(tmp_path), "--population", "probe",
                               "--strategy", "cost_plus"), "RUN_DIR", "events.parquet")
+    # Every folder is checked before any is evaluated: one line, nothing else.
+    assert_one_error_line(cli("evaluate", folder, str(tmp_path), "--population", "probe",
+                              "--strategy", "cost_plus"), "RUN_DIR", str(tmp_path))
     assert_one_error_line(cli("evaluate", folder, "--population", "probe", "--strategy",
                               "nosuch"), "--strategy", "nosuch")
     assert_one_error_line(cli("evaluate", folder, "--population", "probe", "--strategy",
