@@ -129,6 +129,9 @@ def parse_target(text: str, option: str = "--strategy") -> TargetStrategy:
     from market.experiments.tournament import parse_lineup
     from market.scenario import ScenarioError, StrategyRef
 
+    if len(text) > 1_000:
+        raise OffPolicyError(f"{option}: expected one strategy, e.g. cost_plus{{markup=0.5}}; "
+                             f"got {len(text):,} characters")
     try:
         lineup = parse_lineup(text, option)
     except ScenarioError as error:
@@ -180,10 +183,13 @@ def open_run(folder: str | Path, population: str) -> LoggedRun:
     try:
         scenario = read_scenario(folder)
         summary = json.loads((folder / "summary.json").read_text("utf-8"))
-        seed = int(summary["seed"])
-    except (ScenarioError, OSError, ValueError, KeyError, TypeError) as error:
+        seed = summary.get("seed") if isinstance(summary, dict) else None
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"summary.json: expected a seed (an integer >= 0), got {seed!r}")
+    except (ScenarioError, OSError, ValueError) as error:
         raise OffPolicyError(f"RUN_DIR: {str(folder)!r}: cannot read its scenario and seed: "
                              f"{error}") from None
+    _check_events(folder)
     names = [p.name for p in scenario.providers]
     if population not in names:
         raise OffPolicyError(f"--population: {population!r} is not a provider population of "
@@ -203,6 +209,22 @@ def open_run(folder: str | Path, population: str) -> LoggedRun:
     horizon_s = float(summary.get("simulated_days", scenario.duration_days)) * SECONDS_PER_DAY
     return LoggedRun(folder, scenario, seed, population, index, market, providers,
                      strategy_index, horizon_s)
+
+
+def _check_events(folder: Path) -> None:
+    """OffPolicyError unless `folder/events.parquet` is an event log (`EventLog.SCHEMA`)."""
+    import pyarrow.parquet as pq
+
+    from market.observe.eventlog import EventLog
+
+    try:
+        names = set(pq.ParquetFile(folder / EVENTS_FILE).schema_arrow.names)
+    except (OSError, ValueError) as error:  # pyarrow's errors are both
+        raise OffPolicyError(f"RUN_DIR: {str(folder)!r}: {EVENTS_FILE} is not a Parquet "
+                             f"file: {str(error).splitlines()[0]}") from None
+    if not set(EventLog.SCHEMA.names) <= names:
+        raise OffPolicyError(f"RUN_DIR: {str(folder)!r}: {EVENTS_FILE} is not an event log "
+                             f"(expected columns {', '.join(EventLog.SCHEMA.names)})")
 
 
 class LoggedView(MarketView):

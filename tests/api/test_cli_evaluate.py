@@ -115,6 +115,22 @@ def test_bad_input_is_one_line(cli, run_dirs, tmp_path: Path) -> None:
                               "cost_plus", "--estimator", "best"), "--estimator", "dm")
     assert_one_error_line(cli("evaluate", folder, "--population", "probe", "--strategy",
                               "cost_plus", "--bandwidth", "0"), "--bandwidth")
+    # A damaged or foreign events.parquet, a summary without a seed.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("scenario.json", "summary.json"):
+        (damaged / name).write_bytes((run_dirs[0] / name).read_bytes())
+    (damaged / "events.parquet").write_text("not parquet")
+    assert_one_error_line(cli("evaluate", str(damaged), "--population", "probe", "--strategy",
+                              "cost_plus"), "RUN_DIR", "events.parquet is not a Parquet")
+    (damaged / "events.parquet").write_bytes((run_dirs[0] / "leases.parquet").read_bytes())
+    assert_one_error_line(cli("evaluate", str(damaged), "--population", "probe", "--strategy",
+                              "cost_plus"), "RUN_DIR", "not an event log")
+    (damaged / "summary.json").write_text('{"seed": "one"}')
+    assert_one_error_line(cli("evaluate", str(damaged), "--population", "probe", "--strategy",
+                              "cost_plus"), "RUN_DIR", "seed")
+    assert_one_error_line(cli("evaluate", folder, "--population", "probe", "--strategy",
+                              "x{" * 2_000), "--strategy", "4,000 characters")
     assert_one_error_line(cli("run", "--events"), "--events", "--out")
     assert_one_error_line(cli("replay", str(tmp_path / "x.db"), "--market", "m-1",
                               "--events"), "--events", "--out")
