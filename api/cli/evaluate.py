@@ -71,8 +71,6 @@ def evaluate(
                           rerun=rerun, capacity_aware=not capacity_as_logged, note=_note)
     except OffPolicyError as error:
         raise fail(str(error)) from None
-    except ValueError as error:  # a log the evaluation cannot read (paused leases, ...)
-        raise fail(f"RUN_DIR: {error}") from None
     data = result.to_dict()
     for run in [*data["runs"], *([data["pooled"]] if "pooled" in data else [])]:
         run["estimates"] = {name: run["estimates"][name] for name in wanted}

@@ -78,7 +78,7 @@ from market.experiments.offpolicy_figures import (
     pool_runs,
 )
 from market.experiments.offpolicy_jobs import job_figures
-from market.experiments.offpolicy_log import Auction, LeaseRuns, LogReader
+from market.experiments.offpolicy_log import Auction, LeaseRuns, LogReader, OffPolicyError
 from market.observe.eventlog import EVENTS_FILE, SCENARIO_FILE, read_scenario
 from market.strategy import MarketView, Outcome, ProviderView
 from market.units import (
@@ -92,10 +92,6 @@ from market.units import (
 
 #: Default kernel half-width, as a fraction of each bidder's cost basis per GPU-hour.
 BANDWIDTH = 0.05
-
-
-class OffPolicyError(ValueError):
-    """Input that cannot be evaluated: one line naming the argument and what is valid."""
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -40,6 +40,11 @@ from market.observe.eventlog import read_events
 from market.strategy import OrderView, mean_of_last
 from market.units import SECONDS_PER_HOUR, micro_to_usd, order_cost_micro, per_gpu_hour_usd
 
+
+class OffPolicyError(ValueError):
+    """Input that cannot be evaluated: one line naming the argument and what is valid."""
+
+
 _FAULTS = frozenset(reason.value for reason in PROVIDER_FAULTS)
 #: Published prices kept per GPU model, as `market.strategy.PriceHistory` keeps them.
 PRICES_KEPT = 256
@@ -217,8 +222,9 @@ class LogReader:
             elif kind == "provider_exited":
                 self._down_until[event["provider"]] = math.inf
             elif kind in ("lease_paused", "lease_resumed"):
-                raise ValueError("the log has paused leases (mechanism 'interruptible'): "
-                                 "off-policy evaluation prices whole leases only")
+                raise OffPolicyError("RUN_DIR: the log has paused leases (mechanism "
+                                     "'interruptible'): off-policy evaluation prices whole "
+                                     "leases only")
 
     def _bids(self, event: dict[str, Any]) -> Auction | None:
         order_id = event["order_id"]
@@ -242,8 +248,9 @@ class LogReader:
             opened.setdefault("_others", []).append((providers, prices, arrivals))
             return None
         if opened["interruptible"]:
-            raise ValueError("the log has interruptible orders, whose bids are floors, not "
-                             "strategies' prices: off-policy evaluation does not apply")
+            raise OffPolicyError("RUN_DIR: the log has interruptible orders, whose bids are "
+                                 "floors, not strategies' prices: off-policy evaluation does "
+                                 "not apply")
         if not opened["auto_select"]:
             self.hand_picked += 1
             return None

@@ -306,6 +306,9 @@ def test_bad_inputs_name_the_argument(logged_run: Path, tmp_path: Path) -> None:
         evaluate_run(empty, "probe", target)
     with pytest.raises(OffPolicyError, match="--bandwidth"):
         evaluate_run(logged_run, "probe", target, bandwidth=0.0)
+    paused = _write_run(tmp_path / "paused", load_scenario("interruptible"), [])
+    with pytest.raises(OffPolicyError, match="mechanism 'interruptible'"):
+        evaluate_run(paused, "datacenter", target)
     for text, mention in (("nosuch", "unknown strategy 'nosuch'"),
                           ("cost_plus{markup=-1}", "markup"),
                           ("cost_plus,explore", "name one strategy"),
