@@ -18,10 +18,12 @@ catalog, in [`markup_low`, `markup_high`]; `"price"`: a `Box` of one price per G
 model, USD, up to twice its list price; `"discrete"`: `Discrete(len(markup_grid))`, one
 markup for every model. Models the population does not have are ignored.
 **Step**: to the next decision point (`decision="order"`: the next order the population is
-asked to price; `"interval"`: every `interval_s` simulated seconds).
+asked to price; `"interval"`: the first order it is asked to price in each interval of
+`interval_s` simulated seconds, where the strategy `learned` decides too).
 **Reward**: the change of the population's short-run profit over the step, USD
 (`agents.rl.reward`: the episode's return is the population's short-run profit of the run,
-the providers table's figure), plus `shaping(obs, info)` if given.
+the providers table's figure; the first step's also counts the costs run up before the first
+decision), plus `shaping(obs, info)` if given.
 **Episode**: the scenario's horizon; it is then truncated (the market would go on: a value
 estimate should bootstrap), never terminated. `reset(seed=s)` runs the market of seed `s`:
 the same seed and actions give the same episode.
@@ -198,6 +200,13 @@ class ProviderBidding(gym.Env):  # type: ignore[type-arg]
             else "interval")
         return (f"t={self.session.market.now / 3600:.2f} h  {what}  profit so far "
                 f"{self._profit_usd:,.2f} USD  free GPUs {obs.get('free_gpus')}")
+
+    def __del__(self) -> None:
+        # A dropped environment stops its market: the market's greenlet refers to its
+        # session, which garbage collection alone would not unwind.
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
 
     def close(self) -> None:
         if self.session is not None:

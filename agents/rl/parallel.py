@@ -11,11 +11,11 @@ and reward.
 
 Each agent's observation, action and reward are those of `agents.rl.env.ProviderBidding`
 for its population. Decision points are shared: with `decision="interval"`, every agent acts
-every `interval_s`; with `decision="order"`, every agent acts whenever an order opens that
-any of them is asked to price (orders are public, so every agent sees it), and an agent's
-action prices that order only if its own population was asked to (its providers can serve
-it): the others' actions are not used. All agents are truncated together at the
-scenario's horizon.
+once per interval of `interval_s` (at the first order one of them is asked to price in it);
+with `decision="order"`, every agent acts whenever an order opens that any of them is asked
+to price (orders are public, so every agent sees it), and an agent's action prices that
+order only if its own population was asked to (its providers can serve it): the others'
+actions are not used. All agents are truncated together at the scenario's horizon.
 """
 
 from __future__ import annotations
@@ -134,6 +134,13 @@ class ProviderBiddingParallel(ParallelEnv):  # type: ignore[misc]
                         "profit_usd": self._profit_usd[agent],
                         "decisions": self.session.decisions}
                 for agent in self.agents}
+
+    def __del__(self) -> None:
+        # A dropped environment stops its market: the market's greenlet refers to its
+        # session, which garbage collection alone would not unwind.
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
 
     def close(self) -> None:
         if self.session is not None:

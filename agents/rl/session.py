@@ -9,8 +9,11 @@ acting through the environment bids as the same policy does as an ordinary strat
 the same bid latencies and the same draws, and the market needs no hook for it.
 
 Decision points: with `decision="order"`, every order a controlled population is asked to
-price (the decision carries the order); with `decision="interval"`, every `interval_s`
-simulated seconds (no order: the action prices every order until the next one).
+price (the decision carries the order); with `decision="interval"`, the first order it is
+asked to price in each interval of `interval_s` simulated seconds, counted from the start
+(the decision carries no order: the action prices every order until the next decision).
+Both are exactly where the strategy `learned` (`agents.rl.policy`) decides, so that a policy
+trained here runs the same market as a strategy.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from greenlet import greenlet
+from greenlet import GreenletExit, greenlet
 
 from agents.rl.features import BidSpace
 from agents.rl.reward import ProfitMeter
@@ -96,6 +99,7 @@ class Session:
             self.meters[agent] = ProfitMeter(market, first, end)
         self._actions: dict[str, Any] = {}
         self._decided_order: int | None = None   # the order the last actions were given for
+        self._interval = -1                      # ... the interval they were given in
         self.decisions = 0                       # decision points so far
         self._greenlet: greenlet | None = None
         self._caller: greenlet | None = None
@@ -132,12 +136,8 @@ class Session:
     def _run(self, _first: None) -> None:
         market = self.market
         try:
-            if self.decision == "interval":
-                # The first actions are taken before any order opens.
-                self._wait(DecisionPoint(market.now))
-                market.env.process(self._intervals())
             market.advance()
-        except _Abandoned:
+        except (_Abandoned, GreenletExit):
             return
 
     def _wait(self, point: DecisionPoint) -> dict[str, Any]:
@@ -146,24 +146,26 @@ class Session:
             raise _Abandoned
         self.decisions += 1
         assert self._caller is not None
-        actions = self._caller.switch(point)
+        try:
+            actions = self._caller.switch(point)
+        except GreenletExit:  # the session was dropped without close(): unwind quietly
+            self._closing = True
+            raise
         if not isinstance(actions, dict):  # thrown into (close) raises here instead
             raise RuntimeError("Session: expected the actions as a dict of agent -> action")
         self._actions = actions
         return actions
 
-    def _intervals(self) -> Any:
-        env = self.market.env
-        horizon = self.market.horizon_s
-        while env.now + self.interval_s < horizon:
-            yield env.timeout(self.interval_s)
-            self._wait(DecisionPoint(env.now))
-
     def action_for(self, agent: str, order: OrderView) -> Any:
         """The action `agent` prices `order` with (asked by its `Controlled` strategy)."""
-        if self.decision == "order" and self._decided_order != order.order_id:
-            self._decided_order = order.order_id
-            self._wait(DecisionPoint(self.market.now, order, agent))
+        now = self.market.now
+        if self.decision == "order":
+            if self._decided_order != order.order_id:
+                self._decided_order = order.order_id
+                self._wait(DecisionPoint(now, order, agent))
+        elif self._interval != (interval := math.floor(now / self.interval_s)):
+            self._interval = interval
+            self._wait(DecisionPoint(now, None, agent))
         return self._actions[agent]
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
-from api.cli import calibrate, explain, learn, offline, online, sensitivity, trace
+from api.cli import calibrate, evaluate, explain, learn, offline, online, sensitivity, trace
 from api.cli.output import configure_help
 from api.cli.shared import BAD_INPUT
 
@@ -25,10 +25,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Simulate a decentralized GPU compute marketplace.")
 
 for command in (offline.run, explain.explain, offline.validate, offline.tournament, offline.sweep,
-                offline.report, sensitivity.sensitivity, calibrate.calibrate, online.serve,
+                offline.report, sensitivity.sensitivity, calibrate.calibrate, learn.learn,
+                evaluate.evaluate, online.serve,
                 online.replay, online.bot, offline.sweeps, offline.scenarios, offline.schema):
     app.command()(command)
-app.command()(learn.learn)
 app.add_typer(trace.app, name="trace")
 
 

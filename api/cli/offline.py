@@ -66,12 +66,18 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
     allow_large: Annotated[bool, typer.Option("--allow-large", help=ALLOW_LARGE_HELP)] = False,
+    events: Annotated[bool, typer.Option(
+        "--events", help="with --out: also write every event to events.parquet (what "
+        "`gpumarket evaluate` reads)")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Run one simulated market and report who paid what and who earned what."""
     from market.builder import Market  # imported here so that `--help` stays fast
+    from market.observe.eventlog import EVENTS_FILE, EventLog, write_scenario
 
     shape = output_format(fmt, as_json)
+    if events and out is None:
+        raise fail("--events: needs --out DIR, the folder events.parquet is written to")
     loaded = _budgeted(scenario, overrides or [], allow_large)
     if out is not None:
         try:
@@ -83,6 +89,7 @@ def run(
         market = Market(loaded, seed=seed, out=out)
     except ValueError as error:  # MarketError included: the engine's and agents' own checks
         raise fail(f"scenario {scenario!r}: {error}") from None
+    log = EventLog(market, out / EVENTS_FILE) if events and out is not None else None
     console = Console(stderr=True)
     if console.is_terminal and shape != "json":
         with Progress(TextColumn("[bold]simulating"), BarColumn(),
@@ -105,8 +112,12 @@ def run(
                                                                                horizon_s))
     else:
         result = market.run()
+    if log is not None:
+        log.close()
     if out is not None:
         result.write(out)
+        # The resolved scenario: with summary.json's seed it rebuilds this very run.
+        write_scenario(out, loaded)
         if "entry_exit" in result.summary:  # prices, providers and profit over the months
             from market.experiments.entry_exit_report import write_run_report
 

@@ -234,6 +234,9 @@ def replay(
         help="write summary.json and orders/leases/prices Parquet files here")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as one JSON "
                                           "object on stdout")] = False,
+    events: Annotated[bool, typer.Option(
+        "--events", help="with --out: also write every event to events.parquet (what "
+        "`gpumarket evaluate` reads)")] = False,
     fmt: FormatOption = None,
 ) -> None:
     """Replay a recorded live market to where it was, into the outputs of `gpumarket run`.
@@ -244,6 +247,8 @@ def replay(
     from api.live.sessionlog import SessionLogError
 
     shape = output_format(fmt, as_json)
+    if events and out is None:
+        raise fail("--events: needs --out DIR, the folder events.parquet is written to")
     if not db.is_file():
         raise fail(f"DB: {str(db)!r} is not a file")
 
@@ -252,7 +257,7 @@ def replay(
             f"[yellow]note:[/] {escape(message)}")
 
     try:
-        result = replay_market(db, market, out, note)
+        result = replay_market(db, market, out, note, events=events)
     except SessionLogError as error:
         raise fail(f"DB: {error}") from None
     except (ReplayError, LookupError, ScenarioError) as error:

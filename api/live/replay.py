@@ -25,6 +25,7 @@ from api.live.sessionlog import (
     SessionLog,
     SessionLogUnreadable,
 )
+from market.observe.eventlog import EVENTS_FILE, EventLog, write_scenario
 from market.scenario import validate_scenario
 
 
@@ -44,13 +45,14 @@ class Salvaged:
 
 
 def rebuild(log: SessionLog, record: MarketRecord, *, history_events: int = 200_000,
-            out: str | Path | None = None,
-            until_s: float | None = None) -> tuple[Session, dict[str, int]]:
+            out: str | Path | None = None, until_s: float | None = None,
+            events: EventLog | None = None) -> tuple[Session, dict[str, int]]:
     """Replay `record`'s commands at their simulated times, then run to where the market was
     last seen (or to `until_s`). Returns the session and its participants' token hashes
-    (hash -> participant id). Raises ReplayError, naming the command, if the log is damaged
-    or a command does not replay."""
-    salvaged = _replay(log, record, history_events, out, until_s, strict=True)
+    (hash -> participant id). `events`, if given, is attached to the market before the first
+    command: it hears the whole replay. Raises ReplayError, naming the command, if the log is
+    damaged or a command does not replay."""
+    salvaged = _replay(log, record, history_events, out, until_s, strict=True, events=events)
     return salvaged.session, salvaged.tokens
 
 
@@ -64,7 +66,8 @@ def salvage(log: SessionLog, record: MarketRecord, *,
 
 
 def _replay(log: SessionLog, record: MarketRecord, history_events: int,
-            out: str | Path | None, until_s: float | None, *, strict: bool) -> Salvaged:
+            out: str | Path | None, until_s: float | None, *, strict: bool,
+            events: EventLog | None = None) -> Salvaged:
     if log.format not in REPLAYABLE:
         raise ReplayError(f"market {record.market_id}: the session log is in format "
                           f"{log.format}, written by an earlier gpumarket whose economics "
@@ -79,6 +82,8 @@ def _replay(log: SessionLog, record: MarketRecord, history_events: int,
     scenario = validate_scenario(json.loads(record.scenario_json),
                                  f"market {record.market_id} scenario")
     session = Session(scenario, record.seed, history_events=history_events, out=out)
+    if events is not None:
+        events.listen(session.market)
     tokens: dict[str, int] = {}
     models = COMMANDS | JOINS
     try:
@@ -107,14 +112,15 @@ def _replay(log: SessionLog, record: MarketRecord, history_events: int,
 
 
 def replay_market(db: str | Path, market_id: str, out: str | Path | None = None,
-                  note: Callable[[str], None] | None = None) -> Any:
+                  note: Callable[[str], None] | None = None, events: bool = False) -> Any:
     """Replay market `market_id` of session log `db` to where it was last seen and end the
     run there; returns its RunResult (tables and summary written to `out` if given, as
-    `gpumarket run --out` writes them). Reads the log without locking it, so it works while
-    a server writes it. Raises LookupError for an unknown market, SessionLogError for a file
-    that is not a readable log, ReplayError for a damaged log or a command that does not
-    replay; `note` gets one-line remarks (a log without checksums, a file SQLite finds
-    damaged elsewhere)."""
+    `gpumarket run --out` writes them, with the resolved scenario as `scenario.json`; with
+    `events`, every event too, as `events.parquet`: what `gpumarket evaluate` reads).
+    Reads the log without locking it, so it works while a server writes it. Raises
+    LookupError for an unknown market, SessionLogError for a file that is not a readable log,
+    ReplayError for a damaged log or a command that does not replay; `note` gets one-line
+    remarks (a log without checksums, a file SQLite finds damaged elsewhere)."""
     log = SessionLog(db, readonly=True)
     try:
         record = log.market(market_id)
@@ -124,11 +130,17 @@ def replay_market(db: str | Path, market_id: str, out: str | Path | None = None,
                               f"(markets: {known})")
         if out is not None:
             Path(out).mkdir(parents=True, exist_ok=True)
+        event_log = EventLog(None, Path(out) / EVENTS_FILE) if events and out is not None \
+            else None
         try:
-            session, _ = rebuild(log, record, out=out)
-        except sqlite3.DatabaseError as error:  # pages unreadable outside the chain's reach
-            raise SessionLogUnreadable(f"{str(db)!r}: market {market_id} cannot be read: "
-                                       f"{error}") from None
+            session, _ = rebuild(log, record, out=out, events=event_log)
+        except BaseException as error:
+            if event_log is not None:
+                event_log.close()  # what it heard stays a readable file
+            if isinstance(error, sqlite3.DatabaseError):  # pages unreadable outside the chain
+                raise SessionLogUnreadable(f"{str(db)!r}: market {market_id} cannot be read: "
+                                           f"{error}") from None
+            raise
         if note is not None and not log.verifiable:
             note(f"the log is in format {log.format}, without checksums: replayed unverified "
                  f"(a server migrates it on open)")
@@ -140,6 +152,9 @@ def replay_market(db: str | Path, market_id: str, out: str | Path | None = None,
     market = session.market
     market.finish()
     result = market.result()
+    if event_log is not None:
+        event_log.close()
     if out is not None:
         result.write(out)
+        write_scenario(out, market.scenario)
     return result

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from market.experiments.sweep import BOOKKEEPING, RunSpec, Sweep, SweepError
-from market.observe.tables import _Table
+from market.observe.eventlog import EVENTS_FILE, EventLog
 
 TIMESERIES_SCHEMA = pa.schema([
     ("run_id", pa.string()), ("point", pa.int32()), ("replication", pa.int32()),
@@ -73,7 +73,7 @@ def execute(spec: RunSpec, events_dir: str | None = None) -> dict[str, Any]:
             out = Path(events_dir) / f".{spec.run_id}.tmp"
         market = Market(scenario, seed=spec.seed, out=out, record=out is not None)
         if out is not None:
-            log = _EventLog(market, out / "events.parquet")
+            log = EventLog(market, out / EVENTS_FILE)
         result = market.run()
         if out is not None:
             log.close()
@@ -111,26 +111,6 @@ def flatten(summary: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = json.dumps(value)
     return flat
-
-
-class _EventLog:
-    """Every event of a run, streamed to Parquet (the recorder's buffered table): sequence,
-    time, kind and the event as JSON."""
-
-    SCHEMA = pa.schema([("seq", pa.int64()), ("time_s", pa.float64()), ("kind", pa.string()),
-                        ("data", pa.string())])
-
-    def __init__(self, market: Any, path: Path) -> None:
-        self.table = _Table(self.SCHEMA, path)
-        self.seq = 0
-        market.subscribe(self.on_event)
-
-    def on_event(self, event: Any) -> None:
-        self.table.append((self.seq, event.time_s, event.kind, json.dumps(event.to_dict())))
-        self.seq += 1
-
-    def close(self) -> None:
-        self.table.close()
 
 
 # ----------------------------------------------------------------------------- output

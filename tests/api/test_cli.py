@@ -25,7 +25,7 @@ from tests.api.cli_helpers import RICH_ENV, Outcome, assert_one_error_line
 
 SHORT = ("--set", "duration_days=0.5")  # half a simulated day: well under a second a run
 SUMMARY_KEYS = ("seed", "orders_posted", "leases_created", "fill_rate", "money_conserved")
-OUT_FILES = {"summary.json", "orders.parquet", "leases.parquet", "jobs.parquet",
+OUT_FILES = {"summary.json", "scenario.json", "orders.parquet", "leases.parquet", "jobs.parquet",
              "providers.parquet", "prices.parquet"}
 #: Written besides when the run settles in AKT (`market.settlement = "bme"`).
 BME_FILES = {"bme.parquet", "bme_providers.parquet"}
