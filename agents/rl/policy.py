@@ -28,11 +28,11 @@ every field and raises `PolicyError`, one line naming the file and the field.
 **The strategy** `learned{path="policy.json"}` (`Learned`): prices an order as the policy's
 markups price it (`BidSpace.bids`, as the environments do). A policy trained with
 `decision="order"` decides once per order, on the observation with that order; one trained
-with `decision="interval"` decides at the first order of each interval of `interval_s`
-simulated seconds (counted from the start), on an observation without an order, and keeps
-those markups until the next interval. (The environment decides at the interval's very start;
-a strategy is only ever called with an order, so it decides at the first one: the same
-features, read a few seconds later.)
+with `decision="interval"` decides at the first order it prices in each interval of
+`interval_s` simulated seconds (counted from the start), on an observation without an order,
+and keeps those markups until the next interval. Both are where the environments
+(`agents.rl.session`) hand the decision out, so the strategy runs the market the policy was
+trained in, bid for bid.
 """
 
 from __future__ import annotations

@@ -141,10 +141,11 @@ def test_learned_bids_as_cost_plus_for_a_constant_policy(tmp_path):
     assert _profit(learned) == pytest.approx(_profit(cost_plus), abs=0.01)
 
 
-def test_learned_strategy_earns_what_the_policy_earned_in_the_environment(tmp_path):
-    policy = LinearPolicy((0.1, 0.3, 0.4, 0.2))
+@pytest.mark.parametrize("decision", ["order", "interval"])
+def test_learned_strategy_earns_what_the_policy_earned_in_the_environment(tmp_path, decision):
+    policy = LinearPolicy((0.1, 0.3, 0.4, 0.2), decision=decision, interval_s=1800.0)
     path = save_policy(policy, tmp_path / "p.json")
-    env = Episodes(overrides=tuple(SHORT)).env()
+    env = Episodes(overrides=tuple(SHORT), decision=decision, interval_s=1800.0).env()
     trained = episode_return(env, policy, 3)
     market = Market(with_policy(load_scenario("learn", SHORT), "learner", path), seed=3,
                     record=False)
