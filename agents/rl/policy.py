@@ -42,7 +42,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -215,6 +215,10 @@ class Learned:
     `view.fee_gross_up()` (as `cost_plus` prices; the environment's "markup" action); a bid
     above the order's max price is dropped by the market. Decides per order or per interval
     as the policy was trained (the module docstring)."""
+
+    #: Parameters that name a file on this machine: a scenario from outside (a live market's
+    #: client) must not set them, or the server would read a file of its choosing.
+    file_params: ClassVar[tuple[str, ...]] = ("path",)
 
     def __init__(self, path: str) -> None:
         if not isinstance(path, str | Path) or not str(path):
