@@ -174,6 +174,7 @@ def train(episodes: Episodes, *, iterations: int = 4, candidates: int = 8,
             std = np.maximum(np.sqrt(elites.var(axis=0) + extra ** 2), std_floor)
         final_return = evaluate([mean])[0]
         centres.append((final_return, mean))
+    _ENVS.pop(repr(episodes)).close()  # this process's market: not kept past the training
     curve.append(_row(iterations, mean, std, final_return, None, None))
     chosen = max(range(len(centres)), key=lambda i: (centres[i][0], -i))
     for row in curve:
