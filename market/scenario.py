@@ -34,6 +34,7 @@ from market.catalog import GpuCatalog, load_catalog
 from market.core.resources import STORAGE_CLASSES
 from market.registry import UnknownName
 from market.registry import load as load_plugin
+from market.registry import names as registry_names
 
 JOB_KINDS = ("training", "fine_tuning", "batch_inference", "online_inference")
 
@@ -1252,7 +1253,7 @@ def _resolve(data: dict[str, Any], overrides: list[str] | tuple[str, ...],
 
 def _refuse_files(data: Mapping[str, Any], where: str) -> None:
     """Raise ScenarioError if a scenario from outside names a file on this machine (a trace,
-    a node list)."""
+    a node list, a strategy's file such as a learned policy's)."""
     tenants = data.get("tenants")
     fields = ["tenants.trace"] if isinstance(tenants, Mapping) \
         and tenants.get("trace") is not None else []
@@ -1261,9 +1262,29 @@ def _refuse_files(data: Mapping[str, Any], where: str) -> None:
                for index, population in enumerate(providers if isinstance(providers, list)
                                                   else ())
                if isinstance(population, Mapping) and population.get("nodes") is not None]
+    fields += _strategy_files(data, [])
     if fields:
         raise ScenarioError(f"{where}: field `{fields[0]}`: a scenario from outside may not "
                             "read a file on this machine; run it with `gpumarket run`")
+
+
+def _strategy_files(data: Any, path: list[str]) -> list[str]:
+    """The fields, anywhere in `data`, that give a strategy a parameter naming a file (the
+    strategy's `file_params`): wherever a strategy is named (populations, the textbook, its
+    deviator, a tournament's line-up), `{name = ..., params = {...}}` is how."""
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        name, params = data.get("name"), data.get("params")
+        if isinstance(name, str) and isinstance(params, Mapping) \
+                and name in registry_names("strategies"):
+            reads = getattr(load_plugin("strategies", name), "file_params", ())
+            found += [".".join([*path, "params", key]) for key in params if key in reads]
+        for key, value in data.items():
+            found += _strategy_files(value, [*path, str(key)])
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            found += _strategy_files(value, [*path, str(index)])
+    return found
 
 
 def scenario_schema() -> dict[str, Any]:

@@ -254,3 +254,17 @@ def test_cross_entropy_moves_toward_a_better_markup_deterministically():
         train(episodes, candidates=1)
     with pytest.raises(ValueError, match="population: expected one of"):
         train(Episodes(population="nobody", overrides=tuple(SHORT)))
+
+
+@pytest.mark.parametrize("where", [
+    ['providers.3.strategy.name="learned"', 'providers.3.strategy.params={path="p.json"}'],
+    ['tournament={strategies=[{name="cost_plus"}, {name="learned", params={path="p.json"}}]}'],
+])
+def test_a_scenario_from_outside_may_not_read_a_policy_file(where):
+    # A live market's client sets scenarios by overrides and uploads: a learned policy's
+    # file is on the server's disk, which such a scenario may not read (nor probe).
+    from market.scenario import ScenarioError, load_scenario
+
+    with pytest.raises(ScenarioError, match=r"params\.path`: a scenario from outside may not "
+                                            "read a file on this machine"):
+        load_scenario("learn", where, outside=True)
