@@ -4,8 +4,8 @@ them (the offline ones from `api.cli.offline`, the live-market ones from `api.cl
 
 Exit codes: 0 success, 2 bad input (usage, scenario, arguments), 1 a bug (with a traceback);
 `validate` also 1 when the market disagrees with auction theory; `sweep` and `sensitivity` 3
-when some runs failed and 130 when interrupted; `bot` 130 when interrupted and 1 when the
-server failed it mid-run.
+when some runs failed and 130 when interrupted; `learn` 130 when interrupted; `bot` 130 when
+interrupted and 1 when the server failed it mid-run.
 """
 
 from __future__ import annotations

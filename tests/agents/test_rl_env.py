@@ -201,3 +201,16 @@ def test_dropped_environments_unwind_their_markets():
     gc.collect()
     assert not [g for g in gc.get_objects() if isinstance(g, greenlet) and g
                 and g is not greenlet.getcurrent()]
+
+
+def test_the_readmes_environment_example_runs():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if 'gym.make("gpumarket/ProviderBidding-v0"' in b]
+    namespace: dict[str, object] = {}
+    exec(compile(block, "README.md environment example", "exec"), namespace)
+    assert not namespace["terminated"] and isinstance(namespace["reward"], float)
+    namespace["env"].close()
