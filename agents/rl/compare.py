@@ -12,14 +12,13 @@ of them may have been a training seed (`check_held_out`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from market.builder import Market
+from market.experiments.fanout import map_in_order
 from market.experiments.intervals import labelled
 from market.experiments.tournament import Interval, interval, significant
 from market.scenario import Scenario, ScenarioError, validate_scenario
@@ -129,17 +128,4 @@ def compare(scenario: Scenario, population: str, policy_path: str | Path,
 def _profits(jobs: list[tuple[dict[str, Any], str, int]], workers: int | None,
              on_progress: Callable[[int, int], None] | None) -> list[float]:
     """`_profit` of every job, in order, on `workers` processes."""
-    tell = on_progress or (lambda done, total: None)
-    profits: list[float] = []
-    tell(0, len(jobs))
-    workers = workers or os.cpu_count() or 1
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for value in pool.map(_profit, jobs):
-                profits.append(value)
-                tell(len(profits), len(jobs))
-    else:
-        for job in jobs:
-            profits.append(_profit(job))
-            tell(len(profits), len(jobs))
-    return profits
+    return map_in_order(_profit, jobs, workers, on_progress)

@@ -39,7 +39,13 @@ import numpy as np
 from gymnasium import spaces
 
 from agents.rl.features import DEFAULT_GRID, BidSpace, observe
-from agents.rl.session import Decision, DecisionPoint, Session, ShapingFunction
+from agents.rl.session import (
+    Decision,
+    DecisionPoint,
+    EpisodeHolder,
+    Session,
+    ShapingFunction,
+)
 from market.scenario import Scenario, load_scenario
 
 ENV_ID = "gpumarket/ProviderBidding-v0"
@@ -108,7 +114,7 @@ def resolve(scenario: str | Scenario, overrides: Sequence[str]) -> Scenario:
     return load_scenario(scenario, list(overrides))
 
 
-class ProviderBidding(gym.Env):  # type: ignore[type-arg]
+class ProviderBidding(EpisodeHolder, gym.Env):  # type: ignore[type-arg]
     """An agent bids for population `population` of `scenario` (the module's docstring)."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
@@ -200,19 +206,6 @@ class ProviderBidding(gym.Env):  # type: ignore[type-arg]
             else "interval")
         return (f"t={self.session.market.now / 3600:.2f} h  {what}  profit so far "
                 f"{self._profit_usd:,.2f} USD  free GPUs {obs.get('free_gpus')}")
-
-    def __del__(self) -> None:
-        # A dropped environment stops its market: the market's greenlet refers to its
-        # session, which garbage collection alone would not unwind.
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-        self._point = None
 
 
 if ENV_ID not in gym.registry:

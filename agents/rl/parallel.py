@@ -29,11 +29,17 @@ from pettingzoo import ParallelEnv
 
 from agents.rl.env import action_space, bid_space, most_gpus, observation_space, resolve
 from agents.rl.features import DEFAULT_GRID, observe
-from agents.rl.session import Decision, DecisionPoint, Session, ShapingFunction
+from agents.rl.session import (
+    Decision,
+    DecisionPoint,
+    EpisodeHolder,
+    Session,
+    ShapingFunction,
+)
 from market.scenario import Scenario
 
 
-class ProviderBiddingParallel(ParallelEnv):  # type: ignore[misc]
+class ProviderBiddingParallel(EpisodeHolder, ParallelEnv):  # type: ignore[misc]
     """Populations `agents` of `scenario` learn to bid at once (the module's docstring)."""
 
     metadata: ClassVar[dict[str, Any]] = {"name": "gpumarket_provider_bidding_v0",
@@ -134,16 +140,3 @@ class ProviderBiddingParallel(ParallelEnv):  # type: ignore[misc]
                         "profit_usd": self._profit_usd[agent],
                         "decisions": self.session.decisions}
                 for agent in self.agents}
-
-    def __del__(self) -> None:
-        # A dropped environment stops its market: the market's greenlet refers to its
-        # session, which garbage collection alone would not unwind.
-        session = getattr(self, "session", None)
-        if session is not None:
-            session.close()
-
-    def close(self) -> None:
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-        self._point = None

@@ -169,5 +169,27 @@ class Session:
         return self._actions[agent]
 
 
+class EpisodeHolder:
+    """What an environment holding one `Session` at a time shares: `close` stops its market,
+    and so does dropping the environment."""
+
+    session: Session | None
+    _point: DecisionPoint | None
+
+    def __del__(self) -> None:
+        # The market's greenlet refers to its session, which garbage collection alone would
+        # not unwind.
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
+
+    def close(self) -> None:
+        """Stop the episode under way, if any (its market stops where it is)."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+        self._point = None
+
+
 ShapingFunction = Callable[[dict[str, np.ndarray], dict[str, Any]], float]
 """Optional reward shaping: (observation, info) -> USD added to the step's reward."""

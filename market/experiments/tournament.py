@@ -39,12 +39,10 @@ room for the significant winners and losers.
 from __future__ import annotations
 
 import math
-import os
 import re
 import tomllib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -54,6 +52,7 @@ from scipy import stats
 
 from market.builder import Market
 from market.events import BidsPlaced, LeaseCreated
+from market.experiments.fanout import map_in_order
 from market.experiments.intervals import SIGNED_UNIT, UNIT, labelled
 from market.scenario import (
     Scenario,
@@ -476,19 +475,7 @@ def play(scenario: Scenario, strategies: Sequence[str | Mapping[str, Any]],
     chosen = resolve_reference(labels, reference)
     run_seeds = _seeds(seed, seeds)
     jobs = [(split.model_dump(), run_seed) for run_seed in run_seeds]
-    workers = workers or os.cpu_count() or 1
-    tell = on_progress or (lambda done, total: None)
-    runs = []
-    tell(0, len(jobs))
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-            for run in pool.map(_run, jobs):  # in seed order, as they finish
-                runs.append(run)
-                tell(len(runs), len(jobs))
-    else:
-        for job in jobs:
-            runs.append(_run(job))
-            tell(len(runs), len(jobs))
+    runs = map_in_order(_run, jobs, workers, on_progress)
     return leaderboard(runs, labels, split.tournament.shares or [1.0] * len(labels), chosen,
                        run_seeds, split_warnings(split), _providers_by_population(split))
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from market.builder import Market
 from market.events import LeaseCreated, OrderOpened
+from market.experiments.fanout import map_in_order
 from market.experiments.intervals import NON_NEGATIVE, labelled
 from market.experiments.theory import (
     deviation_gain,
@@ -286,21 +287,7 @@ def _run_all(tasks: list[tuple[list[str], int]], workers: int,
     """`_kept_by_bidder_0` of every task, in order, on up to `workers` processes (the runs
     are independent and seeded: the answer does not depend on `workers`);
     `on_progress(done, total)` as they finish."""
-    tell = on_progress or (lambda done, total: None)
-    kept: list[np.ndarray] = []
-    tell(0, len(tasks))
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            kept.append(_kept_by_bidder_0(task))
-            tell(len(kept), len(tasks))
-        return kept
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-        for result in pool.map(_kept_by_bidder_0, tasks):  # in order, as they finish
-            kept.append(result)
-            tell(len(kept), len(tasks))
-    return kept
+    return map_in_order(_kept_by_bidder_0, tasks, max(workers, 1), on_progress)
 
 
 def _check_inputs(bidders: int, auctions: int, shadings: tuple[float, ...]) -> None:

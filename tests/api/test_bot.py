@@ -25,6 +25,7 @@ from api.remote.replies import ApiError
 from api.remote.strategy_args import make_strategy, parse_params
 from api.remote.view import RemoteView
 from market.strategy import ProviderView
+from tests.api.live_helpers import all_events, post_json
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -35,28 +36,10 @@ WAIT_S = 60.0
 LONE_GPU = "rtx3090"
 
 
-def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    response = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=30)
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
 def _market(server: Server, speed: float = 60.0, *overrides: str) -> tuple[str, str]:
-    created = _post(server.url, "/api/markets", {"overrides": ["duration_days=1", *overrides],
-                                                 "speed": speed}, server.operator_token)
+    created = post_json(server.url, "/api/markets", {"overrides": ["duration_days=1", *overrides],
+                                                     "speed": speed}, server.operator_token)
     return created["market_id"], created["control_token"]
-
-
-def _events(url: str, market_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        page = httpx.get(f"{url}/api/markets/{market_id}/events",
-                         params={"since": events[-1]["seq"] if events else 0,
-                                 "limit": 10_000}, timeout=30).json()
-        events.extend(page["events"])
-        if not page["more"]:
-            return events
 
 
 async def _until(condition, what: str, timeout_s: float = WAIT_S) -> None:
@@ -98,8 +81,8 @@ class Lone:
         market_id, control = _market(server, 60.0, "tenants.arrivals_per_hour=1e-6",
                                      'market.settlement="aep23"',
                                      "providers.1.gpu_mix={ rtx4090 = 1.0 }")
-        tenant = _post(url, f"/api/markets/{market_id}/participants",
-                       {"role": "tenant", "name": "carol"})
+        tenant = post_json(url, f"/api/markets/{market_id}/participants",
+                           {"role": "tenant", "name": "carol"})
         strategy, lines = Recording(markup=0.25), []
         bot = Bot(url, market_id, strategy, name="lone", gpu_model=LONE_GPU, gpus=3,
                   archetype="home_rig", log=lines.append)
@@ -151,7 +134,7 @@ def test_bot_bids_its_strategys_price_wins_and_is_paid(serve) -> None:
     cost = bot.view.me.cost_basis_usd_per_gpu_hour
     expected = float(CostPlus(0.25).asks(np.array([bot.provider]), bot.view)[0])
     assert expected == pytest.approx(cost * 1.25 / (1 - bot.view.take_rate))
-    events = _events(server.url, market_id)
+    events = all_events(server.url, market_id)
     bids = [price / 1e6 for e in events if e["kind"] == "bids_placed"
             for provider, price in zip(e["providers"], e["prices_micro_per_hour"], strict=True)
             if provider == bot.provider]
@@ -282,12 +265,12 @@ def test_bot_command_names_the_argument_at_fault(serve) -> None:
         assert len(error.splitlines()) == 1 and "Traceback" not in error, error
         assert message in error, (extra, error)
     # A tenant's token is refused; a provider joined by hand can hand its token to a bot.
-    tenant = _post(server.url, f"/api/markets/{market_id}/participants",
-                   {"role": "tenant", "name": "t"})
+    tenant = post_json(server.url, f"/api/markets/{market_id}/participants",
+                       {"role": "tenant", "name": "t"})
     done = _gpumarket(*base, "--strategy", "cost_plus", "--token", tenant["token"])
     assert done.returncode == 2 and "--token: this token is a tenant's" in done.stderr
-    provider = _post(server.url, f"/api/markets/{market_id}/participants",
-                     {"role": "provider", "name": "p", "gpu_model": "a10", "gpus": 2})
+    provider = post_json(server.url, f"/api/markets/{market_id}/participants",
+                         {"role": "provider", "name": "p", "gpu_model": "a10", "gpus": 2})
     done = _gpumarket(*base, "--strategy", "cost_plus", "--token", provider["token"],
                       "--stop-after", "1")
     assert done.returncode == 0, done.stderr
@@ -296,7 +279,7 @@ def test_bot_command_names_the_argument_at_fault(serve) -> None:
     # Nothing the bots tried joined the market: only the two joined by hand are in it.
     joined = httpx.get(f"{server.url}/api/markets/{market_id}", timeout=30).json()
     assert [p["role"] for p in joined["participants"]] == ["tenant", "provider"]
-    _post(server.url, f"/api/markets/{market_id}/stop", {}, control)
+    post_json(server.url, f"/api/markets/{market_id}/stop", {}, control)
 
 
 def _nothing_listens() -> str:
@@ -340,16 +323,16 @@ def test_bot_rides_out_a_server_restart(serve, tmp_path) -> None:
         task = asyncio.create_task(bot.run())
         await _until(lambda: bot.started or task.done(), "the bot to start")
         assert bot.started, task.exception()
-        await asyncio.to_thread(_post, first.url, f"/api/markets/{market_id}/orders", job,
+        await asyncio.to_thread(post_json, first.url, f"/api/markets/{market_id}/orders", job,
                                 tenant["token"])
         await _until(lambda: len(strategy.outcomes) == 1, "the first auction to end")
         first.kill()  # SIGKILL, then the same server again on the same port and log
         second = await asyncio.to_thread(serve, db, "--port", port)
         assert second.url == first.url
-        await asyncio.to_thread(_post, second.url, f"/api/markets/{market_id}/orders", job,
+        await asyncio.to_thread(post_json, second.url, f"/api/markets/{market_id}/orders", job,
                                 tenant["token"])
         await _until(lambda: len(strategy.outcomes) == 2, "the second auction to end")
-        await asyncio.to_thread(_post, second.url, f"/api/markets/{market_id}/stop", {},
+        await asyncio.to_thread(post_json, second.url, f"/api/markets/{market_id}/stop", {},
                                 control)
         return await asyncio.wait_for(task, WAIT_S)
 

@@ -21,6 +21,7 @@ from agents.rl.policy import FEATURES, LinearPolicy, load_policy, save_policy
 from api.cli.learn import HELD_OUT_FIRST
 from api.remote.bot import Bot
 from api.remote.strategy_args import make_strategy, parse_params
+from tests.api.live_helpers import all_events, post_json
 
 TINY = ["learn", "--set", "duration_days=0.25", "--iterations", "1", "--candidates", "2",
         "--train-seeds", "1", "--held-out-seeds", "2", "--workers", "1"]
@@ -98,24 +99,6 @@ def test_out_must_be_a_directory(cli, tmp_path):
 
 # ----------------------------------------------------------------------------- remote bot
 
-def _post(url: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else None
-    response = httpx.post(f"{url}{path}", json=body, headers=headers, timeout=30)
-    assert response.status_code in (200, 201), response.text
-    return response.json()
-
-
-def _events(url: str, market_id: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
-    while True:
-        page = httpx.get(f"{url}/api/markets/{market_id}/events",
-                         params={"since": events[-1]["seq"] if events else 0,
-                                 "limit": 10_000}, timeout=30).json()
-        events.extend(page["events"])
-        if not page["more"]:
-            return events
-
-
 async def _until(condition, what: str) -> None:
     """Poll `condition()` every 20 ms, at most WAIT_S wall seconds."""
     deadline = time.monotonic() + WAIT_S
@@ -130,13 +113,13 @@ def test_a_policy_file_runs_as_a_remote_bot(serve, tmp_path):
     path = save_policy(LinearPolicy((0.2, 0.0, 0.0, 0.1)), tmp_path / "policy.json")
     server = serve()
     url = server.url
-    created = _post(url, "/api/markets", {
+    created = post_json(url, "/api/markets", {
         "overrides": ["duration_days=1", "tenants.arrivals_per_hour=1e-6",
                       'market.settlement="aep23"', "providers.1.gpu_mix={ rtx4090 = 1.0 }"],
         "speed": 60.0}, server.operator_token)
     market_id, control = created["market_id"], created["control_token"]
-    tenant = _post(url, f"/api/markets/{market_id}/participants",
-                   {"role": "tenant", "name": "carol"})
+    tenant = post_json(url, f"/api/markets/{market_id}/participants",
+                       {"role": "tenant", "name": "carol"})
     strategy = make_strategy("learned", parse_params([f'path="{path}"']))
     lines: list[str] = []
     bot = Bot(url, market_id, strategy, name="learner", gpu_model=LONE_GPU, gpus=3,
@@ -171,7 +154,7 @@ def test_a_policy_file_runs_as_a_remote_bot(serve, tmp_path):
     view = bot.view
     assert view is not None
     cost = view.me.cost_basis_usd_per_gpu_hour
-    events = _events(url, market_id)
+    events = all_events(url, market_id)
     max_of = {e["order_id"]: e["max_price_micro_per_hour"] / 1e6 / e["gpus"]
               for e in events if e["kind"] == "order_opened"}
     bids = {e["order_id"]: price / 1e6 for e in events if e["kind"] == "bids_placed"
@@ -186,8 +169,8 @@ def test_a_policy_file_runs_as_a_remote_bot(serve, tmp_path):
 
 def test_the_bot_command_names_a_bad_policy_file(serve, tmp_path):
     server = serve()
-    created = _post(server.url, "/api/markets", {"overrides": ["duration_days=1"]},
-                    server.operator_token)
+    created = post_json(server.url, "/api/markets", {"overrides": ["duration_days=1"]},
+                        server.operator_token)
     done = subprocess.run(
         [sys.executable, "-c", "from api.cli.main import main; main()", "bot", "--url",
          server.url, "--market", created["market_id"], "--strategy", "learned", "--param",
