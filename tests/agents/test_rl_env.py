@@ -154,13 +154,18 @@ def test_reset_mid_episode_starts_afresh():
     assert rewards == fresh
 
 
-def test_vector_of_seeds():
-    envs = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", overrides=SHORT)
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_vector_of_seeds(mode):
+    envs = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode=mode, overrides=SHORT)
     obs, _ = envs.reset(seed=[1, 2])
     assert obs["order_gpus"].shape == (2, 1)
     _, reward, terminated, truncated, _ = envs.step(np.full((2, 9), 0.3, np.float32))
     assert reward.shape == (2,) and not terminated.any() and not truncated.any()
     envs.close()
+    # Each seed's market is the one a single environment runs.
+    single = ProviderBidding(overrides=SHORT)
+    single.reset(seed=2)
+    assert single.step(np.full(9, 0.3, np.float32))[1] == reward[1]
 
 
 def test_parallel_env_passes_pettingzoos_test_and_pays_each_agent_its_profit():
