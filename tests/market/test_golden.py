@@ -21,8 +21,8 @@ from market import Market, load_scenario
 
 GOLDEN = Path(__file__).parent / "golden"
 #: Built-in scenario -> overrides that keep the suite quick (the bench week takes a minute).
-SCENARIOS = {"default": [], "interruptible": [], "textbook": [], "learn": [],
-             "bench": ["duration_days=1"],
+SCENARIOS = {"default": [], "interruptible": ["duration_days=3"], "textbook": [],
+             "learn": [], "bench": ["duration_days=0.5"],
              "longrun": ["duration_days=49"]}  # its first entrants arrive on day 42
 
 
