@@ -18,6 +18,7 @@ import httpx
 
 from api.remote.bot import Bot
 from api.remote.strategy_args import make_strategy
+from tests.api.live_helpers import all_events
 
 if TYPE_CHECKING:
     from tests.conftest import Server
@@ -39,14 +40,7 @@ MIN_BIDS = 10
 
 def _landing_delays_s(server: Server, market_id: str, provider: int) -> list[float]:
     """Simulated seconds from each order's opening to the arrival of `provider`'s bid."""
-    events: list[dict[str, Any]] = []
-    while True:
-        page = httpx.get(f"{server.url}/api/markets/{market_id}/events",
-                         params={"since": events[-1]["seq"] if events else 0,
-                                 "limit": 10_000}, timeout=30).json()
-        events.extend(page["events"])
-        if not page["more"]:
-            break
+    events = all_events(server.url, market_id)
     opened_s = {e["order_id"]: e["time_s"] for e in events if e["kind"] == "order_opened"}
     return [arrival_s - opened_s[e["order_id"]] for e in events if e["kind"] == "bids_placed"
             for bidder, arrival_s in zip(e["providers"], e["arrivals_s"], strict=True)
