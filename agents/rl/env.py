@@ -45,8 +45,11 @@ from agents.rl.session import (
     EpisodeHolder,
     Session,
     ShapingFunction,
+    check_session,
+    most_gpus,
 )
 from market.scenario import Scenario, load_scenario
+from market.units import SECONDS_PER_DAY
 
 ENV_ID = "gpumarket/ProviderBidding-v0"
 
@@ -97,11 +100,9 @@ def bid_space(scenario: Scenario, action: str, markup_low: float, markup_high: f
                     tuple(markup_grid), ceilings)
 
 
-def most_gpus(session: Session, agent: str) -> float:
-    """The most GPUs `agent`'s population has of one model (the bound of its capacity)."""
-    view = session.views[agent]
-    own = view.own_providers()
-    return float(np.bincount(view.models(own), weights=view.gpus(own)).max(initial=0.0))
+def horizon_s(scenario: Scenario) -> float:
+    """How long `scenario`'s market runs, simulated seconds (an episode)."""
+    return scenario.duration_days * SECONDS_PER_DAY
 
 
 def resolve(scenario: str | Scenario, overrides: Sequence[str]) -> Scenario:
@@ -133,11 +134,10 @@ class ProviderBidding(EpisodeHolder, gym.Env):  # type: ignore[type-arg]
         self.shaping = shaping
         self.render_mode = render_mode
         self.space = bid_space(self.scenario, action, markup_low, markup_high, markup_grid)
-        # A first market, built and not run, checks the arguments and sizes the spaces.
+        check_session(self.scenario, (population,), decision, interval_s)
         self.session: Session | None = None
-        probe = self._session(0)
         self.observation_space = observation_space(
-            self.space.gpu_models, probe.market.horizon_s, most_gpus(probe, population))
+            self.space.gpu_models, horizon_s(self.scenario), most_gpus(self.scenario, population))
         self.action_space = action_space(self.space)
         self._profit_usd = 0.0
         self._point: DecisionPoint | None = None

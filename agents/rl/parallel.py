@@ -27,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
-from agents.rl.env import action_space, bid_space, most_gpus, observation_space, resolve
+from agents.rl.env import action_space, bid_space, horizon_s, observation_space, resolve
 from agents.rl.features import DEFAULT_GRID, observe
 from agents.rl.session import (
     Decision,
@@ -35,6 +35,8 @@ from agents.rl.session import (
     EpisodeHolder,
     Session,
     ShapingFunction,
+    check_session,
+    most_gpus,
 )
 from market.scenario import Scenario
 
@@ -61,10 +63,11 @@ class ProviderBiddingParallel(EpisodeHolder, ParallelEnv):  # type: ignore[misc]
         self.shaping = shaping
         self.render_mode = None
         self.space = bid_space(self.scenario, action, markup_low, markup_high, markup_grid)
-        probe = self._session(0)
-        horizon = probe.market.horizon_s
+        check_session(self.scenario, tuple(agents), decision, interval_s)
+        horizon = horizon_s(self.scenario)
         self._observation_spaces = {
-            agent: observation_space(self.space.gpu_models, horizon, most_gpus(probe, agent))
+            agent: observation_space(self.space.gpu_models, horizon,
+                                     most_gpus(self.scenario, agent))
             for agent in agents}
         self._action_spaces = {agent: action_space(self.space) for agent in agents}
         self.session: Session | None = None

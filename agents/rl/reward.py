@@ -4,9 +4,9 @@ profit of the run, the providers table's figure (`market.observe.metrics`), to t
 
 Short-run profit = revenue net of fees − avoidable cost (serving: marginal cost × GPU-hours
 served; idle power and operations: per GPU-hour on the market). Mid-run, revenue also counts
-what the population's running leases have earned since their last settlement (what settling
-now would pay, net of the take): a step is credited with the work done in it, not with the
-day the provider withdraws. At the run's end everything earned is settled, and the figure is
+what the population's leases have earned and not yet been paid (price × time run − paid, net
+of the take): a step is credited with the work done in it, not with the day the provider
+withdraws. At the run's end everything earned is settled, and the figure is
 exactly the table's.
 """
 
@@ -31,7 +31,6 @@ class ProfitMeter:
     def __init__(self, market: Any, first: int, end: int) -> None:
         self._market = market
         self._own = slice(first, end)
-        self._ids = np.arange(first, end)
         self._first, self._end = first, end
         self._take_ppm = round(market.rules.fee_rate * 1_000_000)
         self._marginal = market.pool.cost_marginal_usd_per_gpu_hour
@@ -124,7 +123,7 @@ class ProfitMeter:
                 revenue_micro += earned * (1.0 - self._take_ppm / 1_000_000)
         # As the providers table counts them (market.observe.metrics.provider_accounts).
         present_h = np.maximum(metrics.on_market_span_h()[own]
-                               - metrics.absent_hours(self._ids), 0.0)
+                               - metrics.absent_hours()[own], 0.0)
         per_hour = ((pool.cost_idle_usd_per_gpu_hour[own] + pool.cost_fixed_usd_per_gpu_hour[own])
                     * pool.capacity[own, 0])
         return micro_to_usd(revenue_micro) - serving - float(np.dot(per_hour, present_h))

@@ -59,6 +59,30 @@ class Controlled:
         return self._session.space.bids(action, providers, view)
 
 
+def check_session(scenario: Scenario, agents: tuple[str, ...], decision: str,
+                  interval_s: float) -> None:
+    """Raise ValueError (one line naming the argument) unless a `Session` can be built with
+    these: the agents are populations of `scenario`, and the decision mode is known."""
+    if decision not in DECISIONS:
+        raise ValueError(f"decision: expected one of {', '.join(DECISIONS)}, got {decision!r}")
+    if decision == "interval" and not 0 < interval_s < math.inf:
+        raise ValueError(f"interval_s: expected a number of seconds > 0, got {interval_s}")
+    names = [population.name for population in scenario.providers]
+    for agent in agents:
+        if agent not in names:
+            raise ValueError(f"population: expected one of {', '.join(names)}, got {agent!r}")
+
+
+def most_gpus(scenario: Scenario, agent: str) -> float:
+    """An upper bound of the GPUs population `agent` of `scenario` can have of one GPU model,
+    whatever the seed: every provider drawn at the most GPUs a draw gives one (the range's
+    top, or the step above it); no bound (inf) for machines from a node list."""
+    population = next(p for p in scenario.providers if p.name == agent)
+    if population.nodes is not None:
+        return math.inf
+    return float(population.count * max(population.gpus_per_provider[1], population.gpu_step))
+
+
 class _Abandoned(BaseException):
     """The episode was dropped mid-run (reset or close): unwind the market's greenlet. A
     BaseException, so that nothing on the way mistakes it for an error to handle."""
@@ -74,16 +98,8 @@ class Session:
 
     def __init__(self, scenario: Scenario, seed: int, agents: tuple[str, ...], space: BidSpace,
                  decision: Decision = "order", interval_s: float = 3600.0) -> None:
-        if decision not in DECISIONS:
-            raise ValueError(f"decision: expected one of {', '.join(DECISIONS)}, "
-                             f"got {decision!r}")
-        if decision == "interval" and not 0 < interval_s < math.inf:
-            raise ValueError(f"interval_s: expected a number of seconds > 0, got {interval_s}")
+        check_session(scenario, agents, decision, interval_s)
         names = [population.name for population in scenario.providers]
-        for agent in agents:
-            if agent not in names:
-                raise ValueError(f"population: expected one of {', '.join(names)}, "
-                                 f"got {agent!r}")
         self.space = space
         self.decision = decision
         self.interval_s = interval_s
@@ -140,8 +156,8 @@ class Session:
         except (_Abandoned, GreenletExit):
             return
 
-    def _wait(self, point: DecisionPoint) -> dict[str, Any]:
-        """Hand `point` out and return the actions given for it."""
+    def _wait(self, point: DecisionPoint) -> None:
+        """Hand `point` out and keep the actions given for it."""
         if self._closing:  # dropped: do not hand anything out, unwind
             raise _Abandoned
         self.decisions += 1
@@ -151,10 +167,9 @@ class Session:
         except GreenletExit:  # the session was dropped without close(): unwind quietly
             self._closing = True
             raise
-        if not isinstance(actions, dict):  # thrown into (close) raises here instead
+        if not isinstance(actions, dict):
             raise RuntimeError("Session: expected the actions as a dict of agent -> action")
         self._actions = actions
-        return actions
 
     def action_for(self, agent: str, order: OrderView) -> Any:
         """The action `agent` prices `order` with (asked by its `Controlled` strategy)."""

@@ -65,10 +65,8 @@ class Bidding:
     def add(self, ids: np.ndarray, strategy: Any) -> None:
         """Providers `ids` (just added to the pool) bid with `strategy` (None: by hand)."""
         index = len(self.strategies)
-        self.strategies.append(strategy)
+        self.strategies.append(None)
         self.views.append(MarketView(self._market, index, self.history))
-        if callable(getattr(strategy, "observe", None)):
-            self.observers.append(index)
         self._strategy_of = np.concatenate([self._strategy_of,
                                             np.full(len(ids), index, np.int32)])
         first = int(self._first_id[-1])
@@ -76,15 +74,11 @@ class Bidding:
             raise ValueError("Bidding.add: a population's ids must follow the last ones")
         self._first_id = np.append(self._first_id, first + ids.size)
         self.views[index].members = (first, first + ids.size)
-        asks = getattr(strategy, "asks", None)
-        static = asks(ids, self.views[index]) if asks is not None \
-            else np.full(len(ids), np.nan)
         self.all_automated = self.all_automated and strategy is not None
-        # Asks rounded to whole micro-USD per GPU-hour: a bid is then an exact integer.
-        self._static_ask_micro = np.concatenate([self._static_ask_micro, _whole_micro(static)])
-        self._sort_static()
+        self._static_ask_micro = np.concatenate([self._static_ask_micro,
+                                                 np.full(len(ids), -1, np.int64)])
         self._min_bid_micro = np.concatenate([self._min_bid_micro, np.zeros(len(ids), np.int64)])
-        self._read_min_bids(ids)
+        self._take(index, strategy)
 
     def replace(self, index: int, strategy: Any) -> None:
         """Strategy `index` (a population's) is `strategy` from now on: its asks, floors and
@@ -92,18 +86,28 @@ class Bidding:
         population over before its market runs (`agents.rl`)."""
         if not 0 <= index < len(self.strategies) or strategy is None:
             raise ValueError(f"Bidding.replace: no strategy {index}, or no new strategy")
+        self._take(index, strategy)
+
+    def _take(self, index: int, strategy: Any) -> None:
+        """Strategy `index` is `strategy`: read its asks and floors for its providers, and
+        whether it hears auction outcomes."""
         self.strategies[index] = strategy
         if index in self.observers:
             self.observers.remove(index)
         if callable(getattr(strategy, "observe", None)):
             self.observers = sorted([*self.observers, index])
         ids = np.arange(self._first_id[index], self._first_id[index + 1], dtype=np.int64)
-        asks = getattr(strategy, "asks", None)
-        static = asks(ids, self.views[index]) if asks is not None \
-            else np.full(len(ids), np.nan)
-        self._static_ask_micro[ids] = _whole_micro(static)
+        self._static_ask_micro[ids] = self._asks_micro(index, ids)
         self._sort_static()
         self._read_min_bids(ids)
+
+    def _asks_micro(self, index: int, providers: np.ndarray) -> np.ndarray:
+        """Strategy `index`'s order-independent asks for `providers`, rounded to whole
+        micro-USD per GPU-hour (a bid is then an exact integer); -1 where it must be asked
+        for every order (it has no `asks`, or gives no positive number)."""
+        asks = getattr(self.strategies[index], "asks", None)
+        return _whole_micro(asks(providers, self.views[index]) if asks is not None
+                            else np.full(len(providers), np.nan))
 
     def strategy_of(self, providers: np.ndarray) -> np.ndarray:
         """Index into `strategies` of each provider's strategy."""
@@ -114,11 +118,8 @@ class Bidding:
         strategies' state changed."""
         providers = np.asarray(providers, dtype=np.int64)
         for index in np.unique(self._strategy_of[providers]).tolist():
-            asks = getattr(self.strategies[index], "asks", None)
-            if asks is None:
-                continue
             members = providers[self._strategy_of[providers] == index]
-            self._static_ask_micro[members] = _whole_micro(asks(members, self.views[index]))
+            self._static_ask_micro[members] = self._asks_micro(index, members)
         self._sort_static()
         self._read_min_bids(providers)
 

@@ -227,24 +227,14 @@ class Metrics:
         until = np.minimum(market.exited_s, now)
         return np.maximum(until - market.arrived_s, 0.0) / SECONDS_PER_HOUR
 
-    def absent_hours(self, providers: np.ndarray) -> np.ndarray:
-        """Hours each of `providers` has been off the market so far (as `_absent_s`)."""
-        now = self.market.now
-        absent = np.zeros(len(providers))
-        for index, provider in enumerate(np.asarray(providers).tolist()):
-            seconds = self.absent_s.get(provider)
-            if seconds is not None:
-                absent[index] = seconds - max(self.back_at_s[provider] - now, 0.0)
-        return absent / SECONDS_PER_HOUR
-
-    def _absent_s(self) -> np.ndarray:
-        """Seconds each provider has been off the market so far."""
+    def absent_hours(self) -> np.ndarray:
+        """Hours each provider has been off the market so far."""
         now = self.market.now
         absent = np.zeros(self.market.pool.n)
         for provider, seconds in self.absent_s.items():
             # an absence still under way counts only up to now
             absent[provider] = seconds - max(self.back_at_s[provider] - now, 0.0)
-        return absent
+        return absent / SECONDS_PER_HOUR
 
     def _tick(self, event: Tick) -> None:
         pool = self.market.pool
@@ -363,7 +353,7 @@ class Metrics:
         hours = self.on_market_span_h()
         busy_h = self._busy_gpu_s() / SECONDS_PER_HOUR
         gpus = pool.capacity[:, 0].astype(float)
-        present_h = np.maximum(hours - self._absent_s() / SECONDS_PER_HOUR, 0.0)
+        present_h = np.maximum(hours - self.absent_hours(), 0.0)
         accounts = {
             "busy_gpu_hours": busy_h,
             "on_market_hours": present_h,

@@ -219,3 +219,16 @@ def test_the_readmes_environment_example_runs():
     exec(compile(block, "README.md environment example", "exec"), namespace)
     assert not namespace["terminated"] and isinstance(namespace["reward"], float)
     namespace["env"].close()
+
+
+def test_observations_stay_in_the_space_whatever_the_seed():
+    # The population's GPUs are drawn per seed: the space bounds them from the scenario (every
+    # provider at the most GPUs a draw gives), not from one seed's draw.
+    env = ProviderBidding(population="datacenter", overrides=["duration_days=0.01"])
+    population = load_scenario("learn").providers[0]
+    most = population.count * population.gpus_per_provider[1]
+    assert env.observation_space["gpus"].high[0] == most
+    for seed in range(1, 10):
+        obs, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(obs), seed
+    env.close()
