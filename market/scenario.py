@@ -313,6 +313,21 @@ class StrategyRef(_PluginRef):
 
     group: ClassVar[str] = "strategies"
 
+    def label(self) -> str:
+        """Its name in results: the strategy's, followed by the parameters given for it as
+        a TOML inline table (`cost_plus{markup=0.5}`)."""
+        def toml(value: Any) -> str:
+            if isinstance(value, bool):
+                return str(value).lower()
+            if isinstance(value, int | float):
+                return repr(value)
+            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        if not self.params:
+            return self.name
+        return self.name + "{" + ", ".join(f"{key}={toml(self.params[key])}"
+                                           for key in sorted(self.params)) + "}"
+
 
 class PolicyRef(_PluginRef):
     """A tenant policy (`gpumarket.tenant_policies`) and its parameters."""
@@ -588,18 +603,8 @@ class Tournament(_Model):
         return self
 
     def labels(self) -> list[str]:
-        """Each competitor's name in results: its strategy's, followed by the parameters
-        given for it as a TOML inline table (`cost_plus{markup=0.5}`)."""
-        def toml(value: Any) -> str:
-            if isinstance(value, bool):
-                return str(value).lower()
-            if isinstance(value, int | float):
-                return repr(value)
-            return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-        return [ref.name + ("{" + ", ".join(f"{key}={toml(ref.params[key])}"
-                                           for key in sorted(ref.params)) + "}"
-                            if ref.params else "") for ref in self.strategies]
+        """Each competitor's name in results (`StrategyRef.label`)."""
+        return [ref.label() for ref in self.strategies]
 
     def params_for(self, index: int, own: StrategyRef) -> dict[str, Any]:
         """Parameters of competitor `index` in a population whose own strategy is `own`."""

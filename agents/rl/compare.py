@@ -56,13 +56,6 @@ class Comparison:
                 "excludes_zero": self.excludes_zero}
 
 
-def strategy_label(ref: Any) -> str:
-    """`cost_plus{markup=0.855}`: a strategy reference as the tournaments name it."""
-    params = ", ".join(f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
-                       for key, value in ref.params.items())
-    return f"{ref.name}{{{params}}}" if params else ref.name
-
-
 def with_policy(scenario: Scenario, population: str, path: str | Path) -> Scenario:
     """`scenario` with `population` bidding by the policy file at `path` (strategy
     `learned`). Raises ScenarioError (one line) on an unknown population or a bad file."""
@@ -102,8 +95,8 @@ def run_profits(scenario: Scenario, population: str, seeds: Sequence[int], *,
                 workers: int | None = 1,
                 on_progress: Callable[[int, int], None] | None = None) -> list[float]:
     """`population`'s short-run profit (USD) in the market of `scenario` on each seed."""
-    return _profits([(scenario.model_dump(), population, int(seed)) for seed in seeds],
-                    workers, on_progress)
+    return map_in_order(_profit, [(scenario.model_dump(), population, int(seed))
+                                  for seed in seeds], workers, on_progress)
 
 
 def compare(scenario: Scenario, population: str, policy_path: str | Path,
@@ -118,14 +111,8 @@ def compare(scenario: Scenario, population: str, policy_path: str | Path,
     ref = next(p.strategy for p in scenario.providers if p.name == population)
     jobs = [(market.model_dump(), population, int(seed))
             for seed in seeds for market in (learned, scenario)]
-    profits = _profits(jobs, workers, on_progress)
+    profits = map_in_order(_profit, jobs, workers, on_progress)
     mine, theirs = profits[0::2], profits[1::2]
-    return Comparison(population, strategy_label(ref), str(policy_path),
+    return Comparison(population, ref.label(), str(policy_path),
                       [int(s) for s in seeds], mine, theirs,
                       interval([a - b for a, b in zip(mine, theirs, strict=True)]))
-
-
-def _profits(jobs: list[tuple[dict[str, Any], str, int]], workers: int | None,
-             on_progress: Callable[[int, int], None] | None) -> list[float]:
-    """`_profit` of every job, in order, on `workers` processes."""
-    return map_in_order(_profit, jobs, workers, on_progress)

@@ -38,9 +38,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.rl.features import DEFAULT_GRID, BidSpace, observe
+from agents.rl.features import DEFAULT_GRID, BidSpace, Decision, observe
 from agents.rl.session import (
-    Decision,
     DecisionPoint,
     EpisodeHolder,
     Session,

@@ -36,6 +36,11 @@ PRICES_AVERAGED = 16
 ActionKind = Literal["markup", "price", "discrete"]
 ACTION_KINDS: tuple[str, ...] = ("markup", "price", "discrete")
 
+Decision = Literal["order", "interval"]
+DECISIONS: tuple[str, ...] = ("order", "interval")
+"""When a learning bidder decides: for every order it prices, or at the first order it
+prices in each interval of simulated time (`agents.rl.session`)."""
+
 DEFAULT_GRID: tuple[float, ...] = tuple(round(0.25 * k, 2) for k in range(13))
 """The discrete action's markups: 0, 0.25, ..., 3."""
 

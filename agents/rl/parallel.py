@@ -28,9 +28,8 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from agents.rl.env import action_space, bid_space, horizon_s, observation_space, resolve
-from agents.rl.features import DEFAULT_GRID, observe
+from agents.rl.features import DEFAULT_GRID, Decision, observe
 from agents.rl.session import (
-    Decision,
     DecisionPoint,
     EpisodeHolder,
     Session,

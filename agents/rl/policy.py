@@ -46,7 +46,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agents.rl.features import BidSpace, observe
+from agents.rl.features import DECISIONS, BidSpace, observe
 from market.strategy import OrderView
 
 FORMAT = "gpumarket.policy"
@@ -61,7 +61,6 @@ FEATURES: tuple[str, ...] = ("bias", "clearing_markup", "utilization", "order_he
 RATIO_CAP = 10.0
 """Upper clip of the two price ratios (clearing_markup, order_headroom)."""
 
-DECISIONS: tuple[str, ...] = ("order", "interval")
 
 
 class PolicyError(ValueError):

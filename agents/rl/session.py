@@ -21,19 +21,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from greenlet import GreenletExit, greenlet
 
-from agents.rl.features import BidSpace
+from agents.rl.features import DECISIONS, BidSpace, Decision
 from agents.rl.reward import ProfitMeter
 from market.builder import Market
 from market.scenario import Scenario
 from market.strategy import MarketView, OrderView
-
-Decision = Literal["order", "interval"]
-DECISIONS: tuple[str, ...] = ("order", "interval")
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,9 +225,7 @@ def _baseline_markup(scenario: Any, population: str) -> float:
 
 
 def _baseline_label(scenario: Any, population: str) -> str:
-    from agents.rl.compare import strategy_label
-
-    return strategy_label(next(p.strategy for p in scenario.providers if p.name == population))
+    return next(p.strategy for p in scenario.providers if p.name == population).label()
 
 
 def _usd(value: float) -> str:
