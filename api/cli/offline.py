@@ -73,7 +73,7 @@ def run(
 ) -> None:
     """Run one simulated market and report who paid what and who earned what."""
     from market.builder import Market  # imported here so that `--help` stays fast
-    from market.observe.eventlog import EVENTS_FILE, EventLog, write_scenario
+    from market.observe.eventlog import EVENTS_FILE, EventLog
 
     shape = output_format(fmt, as_json)
     if events and out is None:
@@ -115,9 +115,7 @@ def run(
     if log is not None:
         log.close()
     if out is not None:
-        result.write(out)
-        # The resolved scenario: with summary.json's seed it rebuilds this very run.
-        write_scenario(out, loaded)
+        result.write(out)  # with scenario.json: the resolved scenario rebuilds this run
         if "entry_exit" in result.summary:  # prices, providers and profit over the months
             from market.experiments.entry_exit_report import write_run_report
 

@@ -25,7 +25,7 @@ from api.live.sessionlog import (
     SessionLog,
     SessionLogUnreadable,
 )
-from market.observe.eventlog import EVENTS_FILE, EventLog, write_scenario
+from market.observe.eventlog import EVENTS_FILE, EventLog
 from market.scenario import validate_scenario
 
 
@@ -156,5 +156,4 @@ def replay_market(db: str | Path, market_id: str, out: str | Path | None = None,
         event_log.close()
     if out is not None:
         result.write(out)
-        write_scenario(out, market.scenario)
     return result

@@ -77,6 +77,7 @@ def execute(spec: RunSpec, events_dir: str | None = None) -> dict[str, Any]:
         result = market.run()
         if out is not None:
             log.close()
+            result.write(out)  # its summary and scenario: `gpumarket evaluate` reads the folder
             final = Path(events_dir) / spec.run_id
             if final.exists():  # a run made again (a failed one, resumed)
                 shutil.rmtree(final)

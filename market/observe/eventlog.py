@@ -55,7 +55,7 @@ def read_events(path: str | Path) -> Iterator[dict[str, Any]]:
     first). Reads one row group at a time: memory stays flat in the log's length."""
     reader = pq.ParquetFile(path)
     for group in range(reader.num_row_groups):
-        table = reader.read_row_group(group, columns=["seq", "data"])
+        table = reader.read_row_group(group, columns=["data"])
         for data in table.column("data").to_pylist():
             yield json.loads(data)
 

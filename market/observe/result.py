@@ -38,6 +38,7 @@ class RunResult:
                  recorder: Recorder | None) -> None:
         self._metrics = metrics
         self._recorder = recorder
+        self._scenario = market.scenario
         self.summary: dict[str, Any] = {
             "scenario": market.scenario.name,
             "seed": market.seed,
@@ -156,13 +157,17 @@ class RunResult:
         return json.dumps(self.summary, sort_keys=True, allow_nan=False)
 
     def write(self, out: str | Path) -> None:
-        """Write `summary.json` to `out` (tables are streamed there when the market has
-        `out=`, otherwise written now)."""
+        """Write `summary.json` and `scenario.json` to `out` (tables are streamed there when
+        the market has `out=`, otherwise written now). With the summary's seed, the resolved
+        scenario rebuilds the very run (`market.observe.eventlog.read_scenario`)."""
         import pyarrow.parquet as pq
+
+        from market.observe.eventlog import write_scenario
 
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "summary.json").write_text(self.to_json() + "\n", encoding="utf-8")
+        write_scenario(folder, self._scenario)
         recorder = self._recorder
         if recorder is not None and recorder.out != folder:
             for name in ("orders", "leases", "jobs", "providers", "prices"):

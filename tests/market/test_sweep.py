@@ -16,6 +16,7 @@ import pytest
 
 from market.experiments.execution import run_sweep
 from market.experiments.sweep import SweepError, builtin_sweeps, load_sweep
+from market.observe.eventlog import read_scenario
 
 #: A market small enough that a run takes a fraction of a second.
 SMALL = """
@@ -221,6 +222,10 @@ def test_event_logs_hold_every_event_of_each_run(tmp_path):
     assert kinds.count("lease_created") == run["leases_created"]
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert pq.read_table(folder / "leases.parquet").num_rows == run["leases_created"]
+    # Its summary and resolved scenario: the folder is a run folder `gpumarket evaluate` reads.
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["orders_posted"] == run["orders_posted"]
+    assert read_scenario(folder).duration_days == 0.3  # the sweep's own settings
     assert not list((tmp_path / "out" / "events").glob(".*"))  # no half-written logs
 
 
