@@ -106,10 +106,10 @@ class TargetStrategy:
 
     @property
     def label(self) -> str:
-        if not self.params:
-            return self.name
-        inner = ", ".join(f"{key}={json.dumps(value)}" for key, value in self.params.items())
-        return f"{self.name}{{{inner}}}"
+        """Its name in results, as tournaments name it (`StrategyRef.label`)."""
+        from market.scenario import StrategyRef
+
+        return StrategyRef.model_construct(name=self.name, params=self.params).label()
 
     def build(self) -> Any:
         from market.scenario import StrategyRef
