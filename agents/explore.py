@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from agents.markups import gross_up
+
 if TYPE_CHECKING:
     from market.strategy import MarketView, OrderView
 
@@ -50,20 +52,15 @@ class Explore:
         self.net_of_fee = net_of_fee
         self.rng = np.random.default_rng(seed)
 
-    def _gross(self, view: MarketView) -> float:
-        if self.net_of_fee is None:
-            return view.fee_gross_up()
-        return 1.0 / (1.0 - view.take_rate) if self.net_of_fee else 1.0
-
     def support(self, providers: np.ndarray, view: MarketView) -> tuple[np.ndarray, np.ndarray]:
         """Each provider's lowest and highest possible bid, USD per GPU-hour."""
-        scale = view.costs(providers) * self._gross(view)
+        scale = view.costs(providers) * gross_up(view, self.net_of_fee)
         return scale * (1.0 + self.markup_low), scale * (1.0 + self.markup_high)
 
     def prices(self, order: OrderView, providers: np.ndarray, view: MarketView) -> np.ndarray:
         """One bid per provider, USD per GPU-hour, each with its own markup draw."""
         markups = self.rng.uniform(self.markup_low, self.markup_high, len(providers))
-        return view.costs(providers) * self._gross(view) * (1.0 + markups)
+        return view.costs(providers) * gross_up(view, self.net_of_fee) * (1.0 + markups)
 
     def bid_density(self, order: OrderView, providers: np.ndarray,
                     bids_usd_per_gpu_hour: np.ndarray, view: MarketView,

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from market.strategy import MarketView, OrderView
 
 
+def gross_up(view: MarketView, net_of_fee: bool | None) -> float:
+    """What a price the provider wants to keep is multiplied by to make its bid: the
+    scenario's rule (`view.fee_gross_up()`) when `net_of_fee` is None, else 1 / (1 − t) if
+    true and 1 if false."""
+    if net_of_fee is None:
+        return view.fee_gross_up()
+    return 1.0 / (1.0 - view.take_rate) if net_of_fee else 1.0
+
+
 class _PerGpuHour:
     """A strategy with a fixed ask per GPU-hour for each provider."""
 
@@ -50,11 +59,7 @@ class CostPlus(_PerGpuHour):
         self.net_of_fee = net_of_fee
 
     def asks(self, providers: np.ndarray, view: MarketView) -> np.ndarray:
-        if self.net_of_fee is None:
-            gross = view.fee_gross_up()
-        else:
-            gross = 1.0 / (1.0 - view.take_rate) if self.net_of_fee else 1.0
-        return view.costs(providers) * (1.0 + self.markup) * gross
+        return view.costs(providers) * (1.0 + self.markup) * gross_up(view, self.net_of_fee)
 
 
 class ListPrice(_PerGpuHour):
