@@ -94,6 +94,7 @@ def learn(
     own strategy on held-out paired seeds."""
     from agents.rl.cem import INIT_MEAN, Episodes, train
     from agents.rl.compare import check_held_out, compare, run_profits, with_strategy
+    from agents.rl.features import DECISIONS
     from agents.rl.policy import FEATURES, save_policy
     from market.budget import check_budget
     from market.experiments.tournament import parse_lineup
@@ -104,8 +105,8 @@ def learn(
         raise fail(f"--elite: expected a share in (0, 1], got {elite}")
     if held_out_seeds == 1:
         raise fail("--held-out-seeds: expected 0 (no comparison) or at least 2 (an interval)")
-    if decision not in ("order", "interval"):
-        raise fail(f"--decision: expected order or interval, got {decision!r}")
+    if decision not in DECISIONS:
+        raise fail(f"--decision: expected {' or '.join(DECISIONS)}, got {decision!r}")
     if not 0 < interval_s < math.inf:
         raise fail(f"--interval-s: expected simulated seconds > 0, got {interval_s}")
     try:
